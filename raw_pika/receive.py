@@ -1,0 +1,34 @@
+"""Tutorial 1 consumer: print every message from the ``hello`` queue.
+
+python -m raw_pika.receive
+"""
+
+from __future__ import annotations
+
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
+
+from raw_pika.settings import connect, hello_queue
+from shared import cli, tasks
+
+
+def main() -> int:
+    connection = connect()
+    channel = connection.channel()
+    queue = hello_queue()
+    channel.queue_declare(queue=queue)
+
+    def callback(
+        ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        tasks.hello(body.decode("utf-8", errors="replace"))
+
+    # Tutorial 1 acknowledges on delivery (auto_ack); tutorial 2's worker does better.
+    channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=True)
+    print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
+    channel.start_consuming()
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

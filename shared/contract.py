@@ -1,0 +1,68 @@
+"""The message contract every implementation honours.
+
+Every message carries these AMQP 0-9-1 basic properties (AMQP 0-9-1 spec, ``basic`` class):
+
+* ``message_id`` — a UUID4 string; the journal keys executions by it.
+* ``timestamp`` — publish time in whole seconds (the AMQP field has one-second resolution).
+* ``content_type`` — ``text/plain`` for the tutorial bodies (frameworks use their own, e.g.
+  ``application/json``).
+* ``delivery_mode`` — ``2`` (persistent) for work messages, so a durable queue keeps them across
+  a broker restart (RabbitMQ docs, "Queues: Durability" and "Reliability Guide").
+
+Because ``timestamp`` is too coarse for latency figures, the precise publish time travels in the
+header :data:`PUBLISHED_AT_HEADER` as a decimal string of seconds since the epoch (a string,
+because AMQP tables have no float type that every client encodes: pika refuses Python floats).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+PUBLISHED_AT_HEADER = "x-mqlab-published-at"
+"""Header with the precise publish time: ``repr(float)`` seconds since the Unix epoch."""
+
+CONTENT_TYPE = "text/plain"
+PERSISTENT = 2
+TRANSIENT = 1
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the contract attaches to one message before it is published.
+
+    Attributes:
+        message_id: UUID4 string, unique per published message.
+        published_at: publish time, float seconds since the epoch.
+    """
+
+    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    published_at: float = field(default_factory=time.time)
+
+    @property
+    def timestamp(self) -> int:
+        """The AMQP ``timestamp`` property: whole seconds since the epoch."""
+        return int(self.published_at)
+
+    def headers(self) -> dict[str, str]:
+        """Headers to merge into the message's ``headers`` table."""
+        return {PUBLISHED_AT_HEADER: repr(self.published_at)}
+
+
+def published_at_from(headers: dict[str, object] | None, timestamp: int | None = None) -> float:
+    """Recover the precise publish time from a message's headers.
+
+    Falls back to the whole-second AMQP ``timestamp`` and then to 0.0 when the message did not
+    come from an mqlab producer.
+    """
+    if headers:
+        value = headers.get(PUBLISHED_AT_HEADER)
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, (str, int, float)):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    return float(timestamp) if timestamp else 0.0

@@ -1,0 +1,59 @@
+"""Errors every mqlab program reports as one clear line and a non-zero exit.
+
+Each class maps one kind of bad input or broken environment to a message that says what
+happened and what to do. Programs catch :class:`MqlabError` at their entry point, print
+``error: <message>`` on stderr and exit with :attr:`MqlabError.exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class MqlabError(Exception):
+    """Base class: ``str(error)`` is the one-line message for the user."""
+
+    exit_code = 1
+
+
+class BrokerUnreachable(MqlabError):
+    """No AMQP connection could be opened (refused, timed out, DNS)."""
+
+    exit_code = 2
+
+
+class AccessRefused(MqlabError):
+    """The broker refused the credentials or the vhost (``ACCESS_REFUSED``, 403)."""
+
+    exit_code = 3
+
+
+class QueueMismatch(MqlabError):
+    """A queue exists with other arguments (``406 PRECONDITION_FAILED`` on ``queue.declare``)."""
+
+    exit_code = 4
+
+
+class Unroutable(MqlabError):
+    """A ``mandatory`` publish was returned: no queue is bound for its routing key."""
+
+    exit_code = 5
+
+
+class PublishRefused(MqlabError):
+    """The broker nacked a publish under publisher confirms."""
+
+    exit_code = 5
+
+
+class BrokerUnavailable(MqlabError):
+    """No RabbitMQ could be provisioned (no binary, no Docker engine, no ``AMQP_URL``)."""
+
+    exit_code = 6
+
+
+def queue_mismatch_message(queue: str, detail: str) -> str:
+    """The one-line explanation for a 406 PRECONDITION_FAILED on declaring ``queue``."""
+    return (
+        f"queue '{queue}' already exists with other arguments (406 PRECONDITION_FAILED: "
+        f"{detail}). Fix: delete it (rabbitmqctl delete_queue {queue}, or the management UI) "
+        "or point MQLAB_QUEUE_PREFIX at another name."
+    )

@@ -1,0 +1,120 @@
+"""The narrow interface the tests and the lab use to drive every implementation.
+
+An implementation (``raw_pika``, ``celery_impl``, ``dramatiq_impl``) exposes one
+:class:`Implementation` object as ``<package>.impl.IMPLEMENTATION``. Through it a caller can
+publish work messages with the implementation's own producer code, and get the command that
+starts one of its workers as a separate OS process. Nothing else about the framework leaks out:
+tests observe the outcome through the journal and the broker's management API.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shared.process import Command
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start one worker process.
+
+    Attributes:
+        name: worker name written into the journal (``MQLAB_WORKER_NAME``).
+        prefetch: messages the worker may hold unacknowledged; ``0`` means unlimited.
+        slowdown: factor applied to every task's work time (``4.0`` = four times slower).
+        journal: path of the execution journal, or ``None``.
+        amqp_url: broker URL, or ``None`` for ``AMQP_URL`` / the default.
+        dot_seconds: seconds per ``.`` of work, or ``None`` for ``MQLAB_DOT_SECONDS``.
+        early_ack: acknowledge on receipt instead of after the work (a negative control that
+            loses the message in hand on a crash); only where
+            :attr:`Implementation.supports_early_ack`.
+        env: further environment variables.
+    """
+
+    name: str
+    prefetch: int = 1
+    slowdown: float = 1.0
+    journal: str | None = None
+    amqp_url: str | None = None
+    dot_seconds: float | None = None
+    early_ack: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that carry this spec to the worker process."""
+        env = {
+            "MQLAB_WORKER_NAME": self.name,
+            "MQLAB_PREFETCH": str(self.prefetch),
+            "MQLAB_SLOWDOWN": str(self.slowdown),
+        }
+        if self.journal:
+            env["MQLAB_JOURNAL"] = self.journal
+        if self.amqp_url:
+            env["AMQP_URL"] = self.amqp_url
+        if self.dot_seconds is not None:
+            env["MQLAB_DOT_SECONDS"] = str(self.dot_seconds)
+        return {**env, **self.env}
+
+
+class Implementation(ABC):
+    """One way of building the tutorial system. Subclasses live in each implementation package.
+
+    Attributes:
+        name: the id used in test ids and reports (``"pika"``, ``"celery"``, ``"dramatiq"``).
+        package: the Python package (``"raw_pika"``).
+        supports_early_ack: whether :attr:`WorkerSpec.early_ack` is available.
+        unlimited_prefetch: the prefetch count actually used for "unlimited" (``0`` where the
+            framework supports it, else the largest it accepts).
+    """
+
+    name: str
+    package: str
+    supports_early_ack: bool = False
+    unlimited_prefetch: int = 0
+
+    @abstractmethod
+    def task_queue(self) -> str:
+        """Name of the durable work queue (with ``MQLAB_QUEUE_PREFIX`` applied)."""
+
+    @abstractmethod
+    def hello_queue(self) -> str:
+        """Name of the hello-world queue."""
+
+    def queues(self) -> list[str]:
+        """Every queue this implementation declares (cleared between tests and lab runs)."""
+        return [self.hello_queue(), self.task_queue()]
+
+    @abstractmethod
+    def publish_work(self, bodies: Sequence[str], *, amqp_url: str | None = None) -> list[str]:
+        """Publish one work message per body through the implementation's producer.
+
+        Messages are persistent and confirmed (when ``MQLAB_CONFIRMS`` is on).
+
+        Returns:
+            The message_ids, in publish order.
+
+        Raises:
+            shared.errors.MqlabError: the broker is unreachable, refused, or nacked a publish.
+        """
+
+    @abstractmethod
+    def worker_command(self, spec: WorkerSpec) -> Command:
+        """The command that runs one worker process as ``spec`` describes."""
+
+    def send_command(self, text: str | None) -> Command:
+        """The hello-world producer program (``python -m <package>.send [text]``)."""
+        argv = [sys.executable, "-m", f"{self.package}.send"]
+        return Command(argv if text is None else [*argv, text])
+
+    def new_task_command(self, bodies: Sequence[str], count: int = 1) -> Command:
+        """The work producer program (``python -m <package>.new_task [body...] --count N``)."""
+        return Command(
+            [sys.executable, "-m", f"{self.package}.new_task", *bodies, "--count", str(count)]
+        )
+
+    @abstractmethod
+    def receive_command(self) -> Command:
+        """The hello-world consumer program; it prints `` [x] Received <text>`` per message."""
