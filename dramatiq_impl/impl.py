@@ -31,8 +31,16 @@ class DramatiqImplementation(Implementation):
             *dq_settings.with_siblings(self.task_queue()),
         ]
 
-    def publish_work(self, bodies: Sequence[str], *, amqp_url: str | None = None) -> list[str]:
-        return [m.message_id for m in new_task.publish(bodies, amqp_url=amqp_url)]
+    def publish_work(
+        self,
+        bodies: Sequence[str],
+        *,
+        amqp_url: str | None = None,
+        queue: str | None = None,
+        declare: bool = True,
+    ) -> list[str]:
+        messages = new_task.publish(bodies, amqp_url=amqp_url, queue=queue, declare=declare)
+        return [m.message_id for m in messages]
 
     def worker_command(self, spec: WorkerSpec) -> Command:
         argv = [

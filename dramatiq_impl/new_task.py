@@ -8,7 +8,8 @@ Each message is ``work.send(body)``: Dramatiq publishes it persistent (``deliver
 only once the broker has taken it. Dramatiq declares the queue before publishing and, if a
 publish comes back unroutable because the queue was deleted meanwhile, declares it again and
 republishes (``dramatiq/brokers/rabbitmq.py``, ``enqueue``): a missing queue is repaired, not
-reported. Only if that keeps failing does :class:`~shared.errors.Unroutable` surface.
+reported. To publish to a queue *as it is* (``declare=False``), :func:`publish_as_is` makes that
+same ``basic_publish`` call without the declare-and-retry loop, so a missing queue is an error.
 """
 
 from __future__ import annotations
@@ -16,20 +17,59 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+import pika
+import pika.exceptions
 from dramatiq import Message
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import BrokerConnectionError
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import connect, make_broker, task_queue, translate
 from shared import cli
+from shared.errors import PublishRefused, Unroutable
+
+
+def publish_as_is(broker: RabbitmqBroker, message: Message) -> Message:
+    """Publish ``message`` to its queue without declaring it, as ``RabbitmqBroker.enqueue`` does
+    (persistent, ``mandatory``, on the broker's confirming channel) minus the declare-and-retry
+    loop that would create a missing queue.
+
+    Raises:
+        Unroutable: no queue named ``message.queue_name`` (the broker returned the message).
+        PublishRefused: the broker nacked it.
+    """
+    try:
+        broker.channel.basic_publish(
+            exchange="",
+            routing_key=message.queue_name,
+            body=message.encode(),
+            properties=pika.BasicProperties(delivery_mode=2),
+            mandatory=True,
+        )
+    except pika.exceptions.UnroutableError as e:
+        raise Unroutable(
+            f"message returned unroutable: no queue named '{message.queue_name}'"
+        ) from e
+    except pika.exceptions.NackError as e:
+        raise PublishRefused(f"broker refused (nacked) a message for '{message.queue_name}'") from e
+    return message
 
 
 def publish(
-    bodies: Sequence[str], *, amqp_url: str | None = None, queue: str | None = None
+    bodies: Sequence[str],
+    *,
+    amqp_url: str | None = None,
+    queue: str | None = None,
+    declare: bool = True,
 ) -> list[Message]:
     """Send one ``work`` message per body; return the messages (``.message_id`` is a UUID4).
 
-    A fresh broker (and connection) per call, so ``amqp_url`` / ``AMQP_URL`` at call time count.
+    Parameters:
+        bodies: message texts.
+        amqp_url: broker URI; default ``AMQP_URL`` (read now: a fresh broker per call).
+        queue: target queue; default the work queue.
+        declare: let Dramatiq declare the queue (and repair it if it vanishes); ``False``
+            publishes to ``queue`` as it is (:func:`publish_as_is`).
 
     Raises:
         shared.errors.MqlabError: unreachable broker, refused credentials, 406 on declare,
@@ -38,10 +78,13 @@ def publish(
     queue = queue or task_queue()
     broker = make_broker(amqp_url)
     try:
-        connect(broker, queue)
+        connect(broker, queue, declare=declare)
         messages = []
         for body in bodies:
             message = actors.work.message(body).copy(queue_name=queue)
+            if not declare:
+                messages.append(publish_as_is(broker, message))
+                continue
             try:
                 messages.append(broker.enqueue(message))
             except BrokerConnectionError as e:

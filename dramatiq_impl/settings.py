@@ -115,8 +115,7 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
         confirm_delivery=s.confirms,
         middleware=middleware(),
     )
-    params = broker.parameters
-    assert isinstance(params, pika.URLParameters)
+    params = broker.parameters  # a pika.URLParameters, since we pass one url
     # pika defaults: socket_timeout 10 s, stack_timeout 15 s; fail within MQLAB_CONNECT_TIMEOUT.
     params.connection_attempts = 1
     params.socket_timeout = s.connect_timeout
@@ -126,12 +125,6 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
     return broker
 
 
-def _where(broker: RabbitmqBroker) -> str:
-    params = broker.parameters
-    assert isinstance(params, pika.ConnectionParameters)
-    return f"{params.host}:{params.port}"
-
-
 def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> MqlabError:
     """Map a pika error, bare or wrapped in Dramatiq's ``ConnectionClosed``, to an mqlab error.
 
@@ -139,9 +132,8 @@ def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> Mqlab
     ``dramatiq.errors.ConnectionClosed`` (the pika exception is its ``message``), after retrying.
     """
     cause: object = error.message if isinstance(error, BrokerConnectionError) else error
-    params = broker.parameters
-    assert isinstance(params, pika.ConnectionParameters)
-    where = _where(broker)
+    params = broker.parameters  # a pika.URLParameters (make_broker passes one url)
+    where = f"{params.host}:{params.port}"
     if isinstance(
         cause, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
     ):
@@ -164,9 +156,9 @@ def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> Mqlab
     )
 
 
-def connect(broker: RabbitmqBroker, queue: str) -> None:
-    """Open ``broker``'s connection for this thread and declare ``queue`` with its ``.DQ`` and
-    ``.XQ`` siblings (durable, as Dramatiq always declares them), failing fast and clearly.
+def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None:
+    """Open ``broker``'s connection for this thread and (with ``declare``) declare ``queue`` with
+    its ``.DQ`` and ``.XQ`` siblings (durable, as Dramatiq always declares them), failing fast.
 
     Dramatiq would otherwise retry a failed connection up to 6 times inside ``enqueue``, and a
     worker's consumer would retry forever, logging tracebacks.
@@ -180,7 +172,8 @@ def connect(broker: RabbitmqBroker, queue: str) -> None:
         broker.connection  # noqa: B018  (the property opens this thread's connection)
     except pika.exceptions.AMQPError as e:
         raise translate(e, broker, queue) from e
-    try:
-        broker.declare_queue(queue, ensure=True)
-    except BrokerConnectionError as e:
-        raise translate(e, broker, queue) from e
+    if declare:
+        try:
+            broker.declare_queue(queue, ensure=True)
+        except BrokerConnectionError as e:
+            raise translate(e, broker, queue) from e
