@@ -28,6 +28,13 @@ def impl() -> Implementation:
     return implementations.get("dramatiq")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _in_progress(journal_path: str) -> list[str]:
     return [e.message_id for e in journal_rows(journal_path) if not e.finished]
 
@@ -48,7 +55,7 @@ def test_sigkill_of_all_worker_processes_redelivers_to_another_worker(
     assert victim_pid in pids and victim_pid != first.pid  # run by a forked worker process
 
     first.kill()
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    wait_until(lambda: not any(_alive(p) for p in pids), 10, what="every worker process to die")
     assert victim in _in_progress(journal_path), "finished before the kill: proves nothing"
     start_worker(impl, "second")
 
