@@ -259,12 +259,15 @@ class Broker(ABC):
         for c in self.api(f"consumers/{vhost}"):
             if queue is not None and c["queue"]["name"] != queue:
                 continue
-            channel = channels.get(c["channel_details"]["name"], {})
+            details = c.get("channel_details")
+            if not isinstance(details, dict) or "name" not in details:
+                continue  # a consumer whose channel has just closed: the API gives [] here
+            channel = channels.get(details["name"], {})
             out.append(
                 ConsumerStats(
                     queue=c["queue"]["name"],
                     consumer_tag=c["consumer_tag"],
-                    channel=c["channel_details"]["name"],
+                    channel=details["name"],
                     prefetch_count=int(c.get("prefetch_count", 0)),
                     unacked=int(channel.get("messages_unacknowledged", 0)),
                     channel_prefetch=int(channel.get("global_prefetch_count", 0) or 0),

@@ -1,0 +1,1 @@
+"""The tutorial system built with Dramatiq over RabbitMQ (``RabbitmqBroker``)."""

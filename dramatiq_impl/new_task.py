@@ -1,0 +1,114 @@
+"""Tutorial 2 producer: put work messages on the durable ``dramatiq.task_queue``.
+
+    python -m dramatiq_impl.new_task "A task...."           # one message, four units of work
+    python -m dramatiq_impl.new_task "quick." --count 100   # one hundred messages
+
+Each message is ``work.send(body)``: Dramatiq publishes it persistent (``delivery_mode=2``),
+``mandatory`` and under publisher confirms (``confirm_delivery=True``), so ``enqueue`` returns
+only once the broker has taken it. Dramatiq declares the queue before publishing and, if a
+publish comes back unroutable because the queue was deleted meanwhile, declares it again and
+republishes (``dramatiq/brokers/rabbitmq.py``, ``enqueue``): a missing queue is repaired, not
+reported. To publish to a queue *as it is* (``declare=False``), :func:`publish_as_is` makes that
+same ``basic_publish`` call without the declare-and-retry loop, so a missing queue is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import pika
+import pika.exceptions
+from dramatiq import Message
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import BrokerConnectionError
+
+from dramatiq_impl import actors
+from dramatiq_impl.settings import connect, make_broker, task_queue, translate
+from shared import cli
+from shared.errors import PublishRefused, Unroutable
+
+
+def publish_as_is(broker: RabbitmqBroker, message: Message) -> Message:
+    """Publish ``message`` to its queue without declaring it, as ``RabbitmqBroker.enqueue`` does
+    (persistent, ``mandatory``, on the broker's confirming channel) minus the declare-and-retry
+    loop that would create a missing queue.
+
+    Raises:
+        Unroutable: no queue named ``message.queue_name`` (the broker returned the message).
+        PublishRefused: the broker nacked it.
+    """
+    try:
+        broker.channel.basic_publish(
+            exchange="",
+            routing_key=message.queue_name,
+            body=message.encode(),
+            properties=pika.BasicProperties(delivery_mode=2),
+            mandatory=True,
+        )
+    except pika.exceptions.UnroutableError as e:
+        raise Unroutable(
+            f"message returned unroutable: no queue named '{message.queue_name}'"
+        ) from e
+    except pika.exceptions.NackError as e:
+        raise PublishRefused(f"broker refused (nacked) a message for '{message.queue_name}'") from e
+    return message
+
+
+def publish(
+    bodies: Sequence[str],
+    *,
+    amqp_url: str | None = None,
+    queue: str | None = None,
+    declare: bool = True,
+) -> list[Message]:
+    """Send one ``work`` message per body; return the messages (``.message_id`` is a UUID4).
+
+    Parameters:
+        bodies: message texts.
+        amqp_url: broker URI; default ``AMQP_URL`` (read now: a fresh broker per call).
+        queue: target queue; default the work queue.
+        declare: let Dramatiq declare the queue (and repair it if it vanishes); ``False``
+            publishes to ``queue`` as it is (:func:`publish_as_is`).
+
+    Raises:
+        shared.errors.MqlabError: unreachable broker, refused credentials, 406 on declare,
+            unroutable or nacked publish.
+    """
+    queue = queue or task_queue()
+    broker = make_broker(amqp_url)
+    try:
+        connect(broker, queue, declare=declare)
+        messages = []
+        for body in bodies:
+            message = actors.work.message(body).copy(queue_name=queue)
+            if not declare:
+                messages.append(publish_as_is(broker, message))
+                continue
+            try:
+                messages.append(broker.enqueue(message))
+            except BrokerConnectionError as e:
+                raise translate(e, broker, queue) from e
+        return messages
+    finally:
+        broker.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m dramatiq_impl.new_task", description=__doc__)
+    parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
+    parser.add_argument("--count", type=int, default=1, help="send each body N times")
+    args = parser.parse_args()
+    if args.count < 0:
+        parser.error("--count must be 0 or more")
+    text = " ".join(args.body) or "Hello World!"
+    messages = publish([text] * args.count)
+    for message in messages[:10]:
+        print(f" [x] Sent {text} ({message.message_id})")
+    if len(messages) > 10:
+        print(f" [x] ... {len(messages)} messages in all")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

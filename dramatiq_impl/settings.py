@@ -1,0 +1,179 @@
+"""Broker and queue settings for the Dramatiq implementation.
+
+One function, :func:`make_broker`, builds the ``RabbitmqBroker`` every program here uses, set up
+for the tutorial's guarantees. Each choice below names the Dramatiq default it replaces (read
+from Dramatiq 2.2's ``dramatiq/brokers/rabbitmq.py``, ``dramatiq/worker.py`` and
+``dramatiq/middleware/retries.py``; the environment variables are listed in the Dramatiq API
+reference, https://dramatiq.io/reference.html):
+
+========================  =====================================  ================================
+setting                   Dramatiq default                       here
+========================  =====================================  ================================
+``confirm_delivery``      ``False``: publishes are not confirmed ``True`` (``MQLAB_CONFIRMS``):
+                          and not ``mandatory``                  wait for the broker's ack, and
+                                                                 publish ``mandatory``
+queue durability          durable, persistent messages           unchanged (``delivery_mode=2``)
+queue names               ``default``                            ``dramatiq.task_queue``,
+                                                                 ``dramatiq.hello`` (+ ``.DQ``
+                                                                 delay and ``.XQ`` dead-letter)
+``dramatiq_queue_         ``0`` = 2 x worker threads (``0`` is   threads (:class:`~dramatiq_impl.
+prefetch``                ignored: there is no "unlimited")      middleware.PrefetchPerThread`),
+                                                                 or ``--prefetch N``
+``max_retries``           20, backoff 15 s .. 7 days             :data:`MAX_RETRIES`, backoff
+                                                                 :data:`MIN_BACKOFF_MS` ..
+                                                                 :data:`MAX_BACKOFF_MS`
+connection attempts       pika's: 1 attempt, 10 s socket         1 attempt, ``MQLAB_CONNECT_
+                          timeout; Dramatiq retries an enqueue   TIMEOUT`` s; the first connection
+                          6 times                                is opened by us, so a bad URL or
+                                                                 password fails at once
+========================  =====================================  ================================
+"""
+
+from __future__ import annotations
+
+import pika
+import pika.exceptions
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.common import dq_name, xq_name
+from dramatiq.errors import BrokerConnectionError
+from dramatiq.middleware import Middleware, Retries, default_middleware
+
+from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
+from shared import settings
+from shared.errors import (
+    AccessRefused,
+    BrokerUnreachable,
+    MqlabError,
+    PublishRefused,
+    QueueMismatch,
+    Unroutable,
+    queue_mismatch_message,
+)
+
+HELLO_QUEUE = "dramatiq.hello"
+TASK_QUEUE = "dramatiq.task_queue"
+
+MAX_RETRIES = 2
+"""Retries after a failed execution, so a message runs at most 3 times (Dramatiq default: 20)."""
+MIN_BACKOFF_MS = 100
+"""First retry after 100-200 ms (Dramatiq default ``min_backoff``: 15 000 ms)."""
+MAX_BACKOFF_MS = 1000
+"""Backoff cap (Dramatiq default ``max_backoff``: 7 days)."""
+
+UNLIMITED_PREFETCH = 65535
+"""What "unlimited" prefetch (``0``) means here. ``dramatiq_queue_prefetch=0`` is silently read as
+"not set" (2 x threads), and the Worker caps prefetch at 65535, so the largest value stands in."""
+
+
+def hello_queue() -> str:
+    """The hello-world queue's name (``MQLAB_QUEUE_PREFIX`` applied)."""
+    return settings.load().queue(HELLO_QUEUE)
+
+
+def task_queue() -> str:
+    """The work queue's name (``MQLAB_QUEUE_PREFIX`` applied)."""
+    return settings.load().queue(TASK_QUEUE)
+
+
+def with_siblings(queue: str) -> list[str]:
+    """``queue`` and the two queues Dramatiq declares next to it: ``.DQ`` (delayed messages,
+    i.e. retries waiting out their backoff) and ``.XQ`` (dead letters)."""
+    return [queue, dq_name(queue), xq_name(queue)]
+
+
+def middleware() -> list[Middleware]:
+    """Dramatiq's default middleware with our :class:`~dramatiq.middleware.Retries` bounds, plus
+    the journal, per-thread prefetch and SIGTERM middleware of :mod:`dramatiq_impl.middleware`."""
+    stack: list[Middleware] = []
+    for cls in default_middleware:
+        if cls is Retries:
+            # Default: Retries(max_retries=20, min_backoff=15 s, max_backoff=7 days). A message
+            # that still fails after MAX_RETRIES is nacked without requeue and dead-lettered to
+            # its queue's .XQ sibling (the queue's x-dead-letter-routing-key).
+            stack.append(
+                Retries(
+                    max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS
+                )
+            )
+        else:
+            stack.append(cls())
+    return [*stack, PrefetchPerThread(), ShutdownOnce(), JournalMiddleware()]
+
+
+def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
+    """The ``RabbitmqBroker`` for ``amqp_url`` (default ``AMQP_URL``), set up as the table above
+    says. No connection is opened yet.
+
+    Raises:
+        ValueError: the URL does not parse.
+    """
+    s = settings.load()
+    broker = RabbitmqBroker(
+        url=amqp_url or s.amqp_url,
+        # Default False: enqueue would neither wait for the broker's ack nor set `mandatory`,
+        # so a publish the broker refused or could not route would go unnoticed.
+        confirm_delivery=s.confirms,
+        middleware=middleware(),
+    )
+    params = broker.parameters  # a pika.URLParameters, since we pass one url
+    # pika defaults: socket_timeout 10 s, stack_timeout 15 s; fail within MQLAB_CONNECT_TIMEOUT.
+    params.connection_attempts = 1
+    params.socket_timeout = s.connect_timeout
+    params.stack_timeout = s.connect_timeout
+    params.heartbeat = s.heartbeat
+    params.blocked_connection_timeout = 60
+    return broker
+
+
+def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> MqlabError:
+    """Map a pika error, bare or wrapped in Dramatiq's ``ConnectionClosed``, to an mqlab error.
+
+    Dramatiq wraps every pika failure of ``enqueue`` / ``declare_queue`` in
+    ``dramatiq.errors.ConnectionClosed`` (the pika exception is its ``message``), after retrying.
+    """
+    cause: object = error.message if isinstance(error, BrokerConnectionError) else error
+    params = broker.parameters  # a pika.URLParameters (make_broker passes one url)
+    where = f"{params.host}:{params.port}"
+    if isinstance(
+        cause, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
+    ):
+        user = getattr(params.credentials, "username", "?")
+        return AccessRefused(
+            f"broker at {where} refused user '{user}': wrong user name or password "
+            f"({cause.__class__.__name__})"
+        )
+    if isinstance(cause, pika.exceptions.ProbableAccessDeniedError):
+        return AccessRefused(f"broker at {where} denied access to vhost '{params.virtual_host}'")
+    if isinstance(cause, pika.exceptions.ChannelClosedByBroker) and cause.reply_code == 406:
+        return QueueMismatch(queue_mismatch_message(queue, cause.reply_text))
+    if isinstance(cause, pika.exceptions.UnroutableError):
+        return Unroutable(f"message returned unroutable: no queue named '{queue}'")
+    if isinstance(cause, pika.exceptions.NackError):
+        return PublishRefused(f"broker refused (nacked) a message for '{queue}'")
+    return BrokerUnreachable(
+        f"cannot connect to RabbitMQ at {where} ({cause!r}); is it running? "
+        f"(AMQP_URL={settings.load().amqp_url})"
+    )
+
+
+def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None:
+    """Open ``broker``'s connection for this thread and (with ``declare``) declare ``queue`` with
+    its ``.DQ`` and ``.XQ`` siblings (durable, as Dramatiq always declares them), failing fast.
+
+    Dramatiq would otherwise retry a failed connection up to 6 times inside ``enqueue``, and a
+    worker's consumer would retry forever, logging tracebacks.
+
+    Raises:
+        BrokerUnreachable: refused, timed out or not an AMQP server.
+        AccessRefused: wrong user name or password, or no access to the vhost.
+        QueueMismatch: ``queue`` exists with other arguments, e.g. non-durable (406).
+    """
+    try:
+        broker.connection  # noqa: B018  (the property opens this thread's connection)
+    except pika.exceptions.AMQPError as e:
+        raise translate(e, broker, queue) from e
+    if declare:
+        try:
+            broker.declare_queue(queue, ensure=True)
+        except BrokerConnectionError as e:
+            raise translate(e, broker, queue) from e

@@ -1,0 +1,69 @@
+"""Tutorial 2 worker: Dramatiq's own worker on ``dramatiq.task_queue``, one task at a time.
+
+    python -m dramatiq_impl.worker                       # 1 process, 1 thread, prefetch 1
+    python -m dramatiq_impl.worker --prefetch 0          # "unlimited" (65535, Dramatiq's cap)
+    python -m dramatiq_impl.worker --slowdown 4 --name slow
+
+This checks the broker (connection, credentials, the durable queue and its ``.DQ``/``.XQ``
+siblings) and then *becomes* the native worker, in the same process::
+
+    dramatiq dramatiq_impl.actors -p 1 -t 1 -Q dramatiq.task_queue
+
+with ``dramatiq_queue_prefetch``, ``MQLAB_SLOWDOWN`` and ``MQLAB_WORKER_NAME`` set. The main
+process forks ``-p`` worker processes with ``-t`` threads each (``dramatiq/cli.py``):
+
+* A message is acked after the actor returns (Dramatiq acks late, always), so a worker killed
+  mid-task leaves it unacked and RabbitMQ redelivers it to another consumer, ``redelivered``.
+* Prefetch = threads: RabbitMQ gives a worker a new message only when a thread is free.
+* SIGTERM or Ctrl+C to the main process: it forwards SIGTERM to its worker processes, which
+  finish the task in hand, ack it, and close their channels (prefetched messages go back to the
+  queue). A second SIGTERM (more than 2 s later) kills at once.
+* An actor that raises is retried ``MAX_RETRIES`` times with backoff (through ``.DQ``), then
+  dead-lettered to ``.XQ``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from dramatiq_impl import actors
+from dramatiq_impl.settings import UNLIMITED_PREFETCH, connect, task_queue
+from shared import cli, settings
+
+
+def main() -> int:
+    s = settings.load()
+    parser = argparse.ArgumentParser(prog="python -m dramatiq_impl.worker", description=__doc__)
+    parser.add_argument("--prefetch", type=int, default=s.prefetch, help="0 = unlimited")
+    parser.add_argument("--slowdown", type=float, default=s.slowdown)
+    parser.add_argument("--name", default=s.worker_name)
+    parser.add_argument("--processes", "-p", type=int, default=1, help="worker processes")
+    parser.add_argument("--threads", "-t", type=int, default=1, help="threads per process")
+    args = parser.parse_args()
+    if args.prefetch < 0 or args.processes < 1 or args.threads < 1:
+        parser.error("--prefetch must be >= 0, --processes and --threads >= 1")
+
+    queue = task_queue()
+    connect(actors.broker, queue)  # fail fast: unreachable broker, wrong password, 406
+    actors.broker.close()
+
+    env = {
+        **os.environ,
+        # Dramatiq's default (unset or 0): 2 x threads; there is no "unlimited" value.
+        "dramatiq_queue_prefetch": str(args.prefetch or UNLIMITED_PREFETCH),
+        "MQLAB_SLOWDOWN": str(args.slowdown),
+        "MQLAB_WORKER_NAME": args.name,
+    }
+    argv = [
+        sys.executable, "-m", "dramatiq", "dramatiq_impl.actors",
+        "--processes", str(args.processes), "--threads", str(args.threads),
+        "--queues", queue,
+    ]  # fmt: skip
+    print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
+    os.execve(sys.executable, argv, env)
+
+
+if __name__ == "__main__":
+    cli.run(main)
