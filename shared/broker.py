@@ -33,13 +33,14 @@ import subprocess
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
+import psutil
 import requests
 
 from shared import reaper
@@ -92,6 +93,8 @@ class ConsumerStats:
         unacked: unacknowledged messages on the consumer's channel (each implementation here
             consumes one queue per channel, so this is the consumer's own count).
         channel_prefetch: the channel-wide (global) prefetch, 0 = none.
+        peer_port: the client's TCP port of the consumer's connection (to tell which OS
+            process owns the consumer).
     """
 
     queue: str
@@ -100,6 +103,7 @@ class ConsumerStats:
     prefetch_count: int
     unacked: int
     channel_prefetch: int
+    peer_port: int = 0
 
 
 def free_port() -> int:
@@ -271,9 +275,24 @@ class Broker(ABC):
                     prefetch_count=int(c.get("prefetch_count", 0)),
                     unacked=int(channel.get("messages_unacknowledged", 0)),
                     channel_prefetch=int(channel.get("global_prefetch_count", 0) or 0),
+                    peer_port=int(details.get("peer_port") or 0),
                 )
             )
         return out
+
+    def consumers_of(self, queue: str, pids: Iterable[int]) -> list[ConsumerStats]:
+        """Consumers of ``queue`` whose connection belongs to one of the OS processes ``pids``.
+
+        Matches each consumer's connection peer port against the processes' TCP sockets, so a
+        stale entry of a worker that was just killed is never mistaken for a new one.
+        """
+        ports = set()
+        for pid in pids:
+            try:
+                ports |= {c.laddr.port for c in psutil.Process(pid).net_connections("tcp")}
+            except psutil.Error:
+                continue
+        return [c for c in self.consumers(queue) if c.peer_port in ports]
 
     def delete_queue(self, name: str) -> None:
         """Delete queue ``name`` if it exists (with its messages)."""

@@ -120,11 +120,10 @@ def start_worker(broker: Broker, journal_path: str, tmp_path: Path) -> Iterator[
             early_ack=early_ack,
             env=env or {},
         )
-        before = _consumer_count(broker, impl.task_queue())
         proc = GroupProcess(impl.worker_command(spec), log_path=tmp_path / f"{name}.log")
         started.append(proc)
         if wait:
-            wait_for_consumers(broker, impl, before + 1, proc)
+            wait_for_consumer(broker, impl, proc)
         return proc
 
     yield start
@@ -132,14 +131,9 @@ def start_worker(broker: Broker, journal_path: str, tmp_path: Path) -> Iterator[
         proc.kill()
 
 
-def _consumer_count(broker: Broker, queue: str) -> int:
-    return len(broker.consumers(queue))
-
-
-def wait_for_consumers(
-    broker: Broker, impl: Implementation, count: int, proc: GroupProcess | None = None
-) -> None:
-    """Wait until ``impl``'s work queue has ``count`` consumers (live from the management API).
+def wait_for_consumer(broker: Broker, impl: Implementation, proc: GroupProcess) -> None:
+    """Wait until the worker ``proc`` has a consumer on ``impl``'s work queue (matched by its
+    connection's port through the management API).
 
     Raises:
         AssertionError: the worker process exited first (its output is in the message).
@@ -148,8 +142,8 @@ def wait_for_consumers(
     queue = impl.task_queue()
 
     def ready() -> bool:
-        if proc is not None and not proc.alive():
+        if not proc.alive():
             raise AssertionError(f"worker exited with {proc.popen.returncode}:\n{proc.output()}")
-        return _consumer_count(broker, queue) >= count
+        return bool(broker.consumers_of(queue, proc.pids()))
 
-    wait_until(ready, WORKER_READY_TIMEOUT, interval=0.1, what=f"{count} consumer(s) on {queue}")
+    wait_until(ready, WORKER_READY_TIMEOUT, interval=0.1, what=f"a consumer on {queue}")
