@@ -39,16 +39,8 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
 from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
-from shared import settings
-from shared.errors import (
-    AccessRefused,
-    BrokerUnreachable,
-    MqlabError,
-    PublishRefused,
-    QueueMismatch,
-    Unroutable,
-    queue_mismatch_message,
-)
+from shared import pika_errors, settings
+from shared.errors import MqlabError
 
 HELLO_QUEUE = "dramatiq.hello"
 TASK_QUEUE = "dramatiq.task_queue"
@@ -131,29 +123,10 @@ def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> Mqlab
     Dramatiq wraps every pika failure of ``enqueue`` / ``declare_queue`` in
     ``dramatiq.errors.ConnectionClosed`` (the pika exception is its ``message``), after retrying.
     """
-    cause: object = error.message if isinstance(error, BrokerConnectionError) else error
-    params = broker.parameters  # a pika.URLParameters (make_broker passes one url)
-    where = f"{params.host}:{params.port}"
-    if isinstance(
-        cause, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
-    ):
-        user = getattr(params.credentials, "username", "?")
-        return AccessRefused(
-            f"broker at {where} refused user '{user}': wrong user name or password "
-            f"({cause.__class__.__name__})"
-        )
-    if isinstance(cause, pika.exceptions.ProbableAccessDeniedError):
-        return AccessRefused(f"broker at {where} denied access to vhost '{params.virtual_host}'")
-    if isinstance(cause, pika.exceptions.ChannelClosedByBroker) and cause.reply_code == 406:
-        return QueueMismatch(queue_mismatch_message(queue, cause.reply_text))
-    if isinstance(cause, pika.exceptions.UnroutableError):
-        return Unroutable(f"message returned unroutable: no queue named '{queue}'")
-    if isinstance(cause, pika.exceptions.NackError):
-        return PublishRefused(f"broker refused (nacked) a message for '{queue}'")
-    return BrokerUnreachable(
-        f"cannot connect to RabbitMQ at {where} ({cause!r}); is it running? "
-        f"(AMQP_URL={settings.load().amqp_url})"
-    )
+    cause = error.message if isinstance(error, BrokerConnectionError) else error
+    if not isinstance(cause, BaseException):
+        cause = error
+    return pika_errors.translate(cause, broker.parameters, queue)
 
 
 def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None:

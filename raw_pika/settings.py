@@ -10,8 +10,8 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared import settings
-from shared.errors import AccessRefused, BrokerUnreachable, QueueMismatch, queue_mismatch_message
+from shared import pika_errors, settings
+from shared.errors import QueueMismatch, queue_mismatch_message
 
 HELLO_QUEUE = "hello"
 TASK_QUEUE = "task_queue"
@@ -46,44 +46,10 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
     params.stack_timeout = s.connect_timeout
     params.blocked_connection_timeout = 60
     params.heartbeat = s.heartbeat
-    where = f"{params.host}:{params.port}"
     try:
         return pika.BlockingConnection(params)
-    except (
-        pika.exceptions.ProbableAuthenticationError,
-        pika.exceptions.AuthenticationError,
-    ) as e:
-        raise AccessRefused(
-            f"broker at {where} refused user '{params.credentials.username}': "
-            f"wrong user name or password ({e.__class__.__name__})"
-        ) from e
-    except pika.exceptions.ProbableAccessDeniedError as e:
-        raise AccessRefused(
-            f"broker at {where} denied access to vhost '{params.virtual_host}'"
-        ) from e
     except pika.exceptions.AMQPConnectionError as e:
-        raise BrokerUnreachable(
-            f"cannot connect to RabbitMQ at {where} ({_root_cause(e)}); is it running, and is "
-            "AMQP_URL right?"
-        ) from e
-
-
-def _root_cause(error: BaseException) -> str:
-    """The innermost reason inside pika's nested connection errors, e.g. "Connection refused"."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:
-            return "timed out"
-        # pika wraps the socket error in connector errors that keep it as ``.exception``.
-        inner = [
-            a
-            for a in (*seen.args, getattr(seen, "exception", None))
-            if isinstance(a, BaseException)
-        ]
-        seen = inner[0] if inner else None
-    return type(error).__name__
+        raise pika_errors.translate(e, params) from e
 
 
 def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
