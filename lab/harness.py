@@ -67,7 +67,7 @@ class Config:
     crash_kills: int = 5
     crash_dot_seconds: float = 0.05
     restart_messages: int = 1000
-    restart_dot_seconds: float = 0.01
+    restart_dot_seconds: float = 0.005
     resume_deadline: float = 30.0
     drain_timeout: float = 180.0
 

@@ -77,5 +77,6 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
             "finished_by_worker": per_worker,
             "executions": len(rows),
             "makespan_s": makespan,
+            "journal": journal,
         }
     return out

@@ -53,7 +53,13 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
         first.setdefault(e.message_id, e)
     start_ms = [(e.started_at - e.published_at) * 1000 for e in first.values()]
     finish_ms = [((e.finished_at or 0.0) - e.published_at) * 1000 for e in first.values()]
-    out = Outcome(samples={"publish_to_start_ms": start_ms, "publish_to_finish_ms": finish_ms})
+    out = Outcome(
+        samples={
+            "publish_to_start_ms": start_ms,
+            "publish_to_finish_ms": finish_ms,
+            "journal": journal,
+        }
+    )
     for p in PERCENTILES:
         out.metrics[f"start_p{p}_ms"] = percentile(start_ms, p)
         out.metrics[f"finish_p{p}_ms"] = percentile(finish_ms, p)
