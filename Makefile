@@ -30,5 +30,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+compare: $(STAMP)
+	$(BIN)/mqlab compare $(ARGS)
+
 clean:
 	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache *.egg-info

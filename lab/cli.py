@@ -1,0 +1,410 @@
+"""``mqlab``: the comparison lab and a few handy commands around it.
+
+    mqlab compare [--impl pika,celery] [--scenario throughput] [--repeat 3] [--quick] [--out DIR]
+    mqlab broker up [--detach] | down | status
+    mqlab worker --impl pika [--prefetch 1] [--name w1]
+    mqlab send --impl pika "A task..." [--count 10]
+
+``compare`` provisions a private RabbitMQ node for the run (or uses ``--amqp-url``), runs every
+scenario for every available implementation (missing ones are listed as missing) and writes
+``reports/<UTC timestamp>/`` (or ``--out DIR``): report.md, results.json and PNG charts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
+
+from lab import charts, report
+from lab.harness import Config, Lab
+from lab.runner import RunRecord, compare
+from lab.scenarios import ALL
+from shared import cli as shared_cli
+from shared import implementations
+from shared.broker import (
+    HOW_TO_GET_RABBITMQ,
+    Broker,
+    ExternalBroker,
+    docker_engine_available,
+    local_binary_available,
+)
+from shared.errors import BrokerUnavailable, MqlabError
+from shared.impl import Implementation, WorkerSpec
+from shared.process import wait_until
+
+console = Console()
+EXTERNAL_PREFIX = "mqlab_lab_"
+"""Queue prefix the lab uses on a broker it does not own, so it never touches other queues."""
+
+
+class UsageError(MqlabError):
+    """Bad command-line input (unknown implementation or scenario, bad count)."""
+
+    exit_code = 2
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def select_implementations(names: list[str]) -> tuple[list[Implementation], dict[str, str]]:
+    """The implementations to run and the missing ones (with the reason).
+
+    With no ``names``, every known implementation: the available ones run, the others are
+    listed as missing.
+
+    Raises:
+        UsageError: an unknown name, or none of the asked-for implementations is available.
+    """
+    unknown = [n for n in names if n not in implementations.KNOWN]
+    if unknown:
+        raise UsageError(
+            f"unknown implementation {', '.join(unknown)}; known: "
+            f"{', '.join(implementations.KNOWN)}"
+        )
+    wanted = names or list(implementations.KNOWN)
+    available = implementations.available()
+    missing = {n: r for n, r in implementations.missing().items() if n in wanted}
+    impls = [available[n] for n in wanted if n in available]
+    if not impls:
+        raise UsageError(f"no implementation available among {', '.join(wanted)}: {missing}")
+    return impls, missing
+
+
+def select_scenarios(names: list[str]) -> list[str]:
+    """Scenario names in run order.
+
+    Raises:
+        UsageError: an unknown scenario.
+    """
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise UsageError(f"unknown scenario {', '.join(unknown)}; known: {', '.join(ALL)}")
+    return [n for n in ALL if not names or n in names]
+
+
+@contextlib.contextmanager
+def lab_broker(amqp_url: str | None) -> Iterator[Broker]:
+    """A private node for the run (local binary, else Docker), or the broker at ``amqp_url``.
+
+    Raises:
+        BrokerUnavailable: no way to run RabbitMQ here.
+    """
+    if amqp_url:
+        os.environ.setdefault("MQLAB_QUEUE_PREFIX", EXTERNAL_PREFIX)
+        external = ExternalBroker(amqp_url)
+        external.start()
+        yield external
+        return
+    if local_binary_available():
+        kind = "local"
+    elif docker_engine_available():
+        kind = "docker"
+    else:
+        raise BrokerUnavailable(HOW_TO_GET_RABBITMQ)
+    with Broker.provision(kind) as broker:
+        yield broker
+
+
+def render(table: report.Table) -> RichTable:
+    """A report table as a rich table for the terminal."""
+    out = RichTable(title=table.title, title_justify="left")
+    for i, header in enumerate(table.headers):
+        out.add_column(header, justify="left" if i == 0 else "right")
+    for row in table.rows:
+        out.add_row(*row)
+    return out
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    impls, missing = select_implementations(_split(args.impl))
+    scenarios = select_scenarios(_split(args.scenario))
+    if args.repeat < 1:
+        raise UsageError("--repeat must be at least 1")
+    config = Config.preset(args.quick, args.repeat)
+    if args.throughput_n is not None:
+        if args.throughput_n < 1:
+            raise UsageError("--throughput-n must be at least 1")
+        config = Config(**{**config.__dict__, "throughput_n": args.throughput_n})
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = Path(args.out) if args.out else Path("reports") / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, reason in missing.items():
+        console.print(f"[yellow]missing[/]: {name} ({reason})")
+
+    with (
+        tempfile.TemporaryDirectory(prefix="mqlab-lab-") as scratch,
+        lab_broker(args.amqp_url) as broker,
+    ):
+        console.print(broker.describe())
+        lab = Lab(broker, Path(scratch), config)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        with progress:
+            bar = progress.add_task("running", total=None)
+
+            def on_run(record: RunRecord, index: int, total: int) -> None:
+                status = "[red]failed[/]" if record.error else "[green]ok[/]"
+                progress.console.print(
+                    f"{status} {record.scenario} / {record.impl} #{record.repeat} "
+                    f"({record.seconds:.1f} s)" + (f": {record.error}" if record.error else "")
+                )
+                progress.update(bar, total=total, completed=index, description=record.scenario)
+
+            results = compare(lab, impls, scenarios, missing, on_run)
+        if args.keep_journals:
+            shutil.copytree(Path(scratch) / "journals", out_dir / "journals", dirs_exist_ok=True)
+            shutil.copytree(Path(scratch) / "logs", out_dir / "logs", dirs_exist_ok=True)
+    drawn = charts.draw(results, out_dir)
+    path = report.write(results, out_dir, drawn)
+    for table in report.tables(results):
+        console.print(render(table))
+    for line in report.reading(results):
+        console.print(f"- {line}")
+    console.print(f"report: {path}  ({results.meta['seconds']:.0f} s)")
+    return 0
+
+
+# -- broker up / down / status ------------------------------------------------------------------
+
+
+def state_file() -> Path:
+    """Where ``mqlab broker up`` records its broker (per user, in the temp directory)."""
+    return Path(tempfile.gettempdir()) / f"mqlab-{os.getuid()}" / "broker.json"
+
+
+def read_state() -> dict[str, Any] | None:
+    """The running ``broker up``'s record, or ``None`` (a stale record is removed)."""
+    path = state_file()
+    if not path.exists():
+        return None
+    state: dict[str, Any] = json.loads(path.read_text())
+    try:
+        os.kill(int(state["pid"]), 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        return broker_up(args.detach)
+    if args.action == "down":
+        state = read_state()
+        if state is None:
+            console.print("no broker started by 'mqlab broker up' is running")
+            return 0
+        os.kill(int(state["pid"]), signal.SIGTERM)
+        try:
+            wait_until(lambda: read_state() is None, 60, interval=0.2, what="the broker to stop")
+        except TimeoutError as e:
+            raise MqlabError(str(e)) from None
+        console.print(f"stopped {state['amqp_url']}")
+        return 0
+    state = read_state()
+    if state is None:
+        console.print("no broker started by 'mqlab broker up' is running")
+        return 1
+    broker = ExternalBroker(state["amqp_url"])
+    broker.management_url = state["management_url"]
+    versions = broker.versions()
+    console.print(
+        f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']}), pid {state['pid']}\n"
+        f"  AMQP_URL={state['amqp_url']}\n  management UI {state['management_url']} (guest/guest)"
+    )
+    table = RichTable("queue", "ready", "unacked", "consumers")
+    for name in broker.queue_names():
+        q = broker.queue(name)
+        if q is not None:
+            table.add_row(name, str(q.ready), str(q.unacked), str(q.consumers))
+    console.print(table)
+    return 0
+
+
+def broker_up(detach: bool) -> int:
+    """Start a private node and keep it until Ctrl+C / SIGTERM / ``mqlab broker down``.
+
+    With ``detach``, run this same command in the background and return once it is ready.
+    """
+    existing = read_state()
+    if existing is not None:
+        console.print(f"already running: export AMQP_URL={existing['amqp_url']}")
+        return 0
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if detach:
+        log = path.with_name("broker.log")
+        with open(log, "ab") as out:
+            subprocess.Popen(
+                [sys.executable, "-m", "lab.cli", "broker", "up"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until(lambda: read_state() is not None, 120, interval=0.2, what="the broker")
+        except TimeoutError as e:
+            raise MqlabError(f"{e}; see {log}") from None
+        state = read_state()
+        assert state is not None
+        console.print(f"export AMQP_URL={state['amqp_url']}\n(stop it with: mqlab broker down)")
+        return 0
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    kind = "local" if local_binary_available() else "docker"
+    with Broker.provision(kind) as broker:
+        path.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "amqp_url": broker.amqp_url,
+                    "management_url": broker.management_url,
+                }
+            )
+        )
+        try:
+            print(broker.describe(), flush=True)
+            print(f"export AMQP_URL={broker.amqp_url}   (Ctrl+C to stop)", flush=True)
+            while not stop.wait(1.0):
+                pass
+        finally:
+            path.unlink(missing_ok=True)
+    return 0
+
+
+# -- worker / send ----------------------------------------------------------------------------
+
+
+def amqp_url(given: str | None) -> str | None:
+    """``--amqp-url``, else ``AMQP_URL``, else the ``mqlab broker up`` node, else ``None``."""
+    if given:
+        return given
+    if os.environ.get("AMQP_URL"):
+        return os.environ["AMQP_URL"]
+    state = read_state()
+    return str(state["amqp_url"]) if state else None
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    impl = _one_impl(args.impl)
+    spec = WorkerSpec(
+        name=args.name,
+        prefetch=args.prefetch,
+        slowdown=args.slowdown,
+        journal=args.journal,
+        amqp_url=amqp_url(args.amqp_url),
+    )
+    command = impl.worker_command(spec)
+    env = {**os.environ, **command.env}
+    os.execvpe(command.argv[0], list(command.argv), env)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    impl = _one_impl(args.impl)
+    if args.count < 1:
+        raise UsageError("--count must be at least 1")
+    text = " ".join(args.body) or "Hello World!"
+    ids = impl.publish_work([text] * args.count, amqp_url=amqp_url(args.amqp_url))
+    for message_id in ids[:10]:
+        print(f" [x] Sent {text} ({message_id})")
+    if len(ids) > 10:
+        print(f" [x] ... {len(ids)} messages in all")
+    return 0
+
+
+def _one_impl(name: str) -> Implementation:
+    try:
+        return implementations.get(name)
+    except implementations.MissingImplementation as e:
+        raise UsageError(str(e)) from None
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``mqlab`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="mqlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compare", help="measure the implementations side by side")
+    c.add_argument("--impl", action="append", help="implementation(s), comma-separated")
+    c.add_argument("--scenario", action="append", help=f"scenario(s): {', '.join(ALL)}")
+    c.add_argument("--repeat", type=int, default=1, help="runs per scenario (median, min-max)")
+    c.add_argument("--quick", action="store_true", help="small N: the whole run in ~1 minute")
+    c.add_argument("--out", help="output directory (default reports/<UTC timestamp>)")
+    c.add_argument("--amqp-url", help="use this broker instead of a private node")
+    c.add_argument("--throughput-n", type=int, help="tasks per throughput drain")
+    c.add_argument(
+        "--keep-journals", action="store_true", help="copy journals and worker logs to --out"
+    )
+    c.set_defaults(func=cmd_compare)
+
+    b = sub.add_parser("broker", help="a private RabbitMQ node to play with")
+    b.add_argument("action", choices=["up", "down", "status"])
+    b.add_argument("--detach", action="store_true", help="up: run in the background")
+    b.set_defaults(func=cmd_broker)
+
+    w = sub.add_parser("worker", help="run one worker of an implementation in the foreground")
+    w.add_argument("--impl", required=True, help=", ".join(implementations.KNOWN))
+    w.add_argument("--name", default=f"worker-{os.getpid()}")
+    w.add_argument("--prefetch", type=int, default=1, help="0 = unlimited")
+    w.add_argument("--slowdown", type=float, default=1.0)
+    w.add_argument("--journal", help="SQLite journal file to record executions in")
+    w.add_argument("--amqp-url")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("send", help="publish work messages through an implementation")
+    s.add_argument("--impl", required=True, help=", ".join(implementations.KNOWN))
+    s.add_argument("body", nargs="*", help="message text (dots = seconds of work)")
+    s.add_argument("--count", type=int, default=1)
+    s.add_argument("--amqp-url")
+    s.set_defaults(func=cmd_send)
+    return p
+
+
+def main() -> None:
+    """Console-script entry point (``mqlab``)."""
+    args = parser().parse_args()
+    shared_cli.run(lambda: int(args.func(args)))
+
+
+if __name__ == "__main__":
+    main()
