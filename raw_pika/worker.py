@@ -10,6 +10,9 @@
   acked the previous one (fair dispatch, RabbitMQ tutorial 2).
 * Ctrl+C or SIGTERM: the message in hand is finished and acked, then the connection closes;
   messages prefetched but not started go back to the queue.
+* If the connection drops (the broker restarts), the worker reconnects for up to
+  ``MQLAB_RECONNECT_SECONDS`` (pika leaves that to us: pika docs, "Connection recovery"); the
+  message in hand could not be acked, so RabbitMQ delivers it again.
 """
 
 from __future__ import annotations
@@ -17,15 +20,21 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
+from collections.abc import Callable
 from types import FrameType
 
+import pika
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_task_queue, task_queue
 from shared import cli, settings, tasks
 from shared.contract import published_at_from
+from shared.errors import BrokerUnreachable
 from shared.journal import JournalWriter
+from shared.pika_errors import root_cause
 
 
 def main() -> int:
@@ -41,13 +50,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     journal = JournalWriter(s.journal, impl="pika", worker=args.name)
-
-    connection = connect()
-    channel = connection.channel()
     queue = task_queue()
-    declare_task_queue(channel, queue)
-    if args.prefetch > 0:
-        channel.basic_qos(prefetch_count=args.prefetch)
 
     stopping = False
 
@@ -74,7 +77,7 @@ def main() -> int:
             if not args.auto_ack:
                 ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
             return
-        print(f" [x] Received {text}", flush=True)
+        print(f" [x] Received {text}")
         with journal.run(
             message_id=props.message_id or "",
             task="work",
@@ -82,17 +85,51 @@ def main() -> int:
             published_at=published_at_from(props.headers, props.timestamp),
         ):
             tasks.work(text, s.dot_seconds, args.slowdown)
-        print(" [x] Done", flush=True)
+        print(" [x] Done")
         if not args.auto_ack:
             ch.basic_ack(delivery_tag=method.delivery_tag)
 
-    channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=args.auto_ack)
-    print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    while not stopping:
-        connection.process_data_events(time_limit=0.2)
-    connection.close()
-    print(f" [*] {args.name} stopped", flush=True)
-    return 0
+    def consume(connection: pika.BlockingConnection) -> None:
+        channel = connection.channel()
+        declare_task_queue(channel, queue)
+        if args.prefetch > 0:
+            channel.basic_qos(prefetch_count=args.prefetch)
+        channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=args.auto_ack)
+        print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C")
+        while not stopping:
+            connection.process_data_events(time_limit=0.2)
+        connection.close()
+
+    connection = connect()  # the first connection fails fast with a clear error
+    while True:
+        try:
+            consume(connection)
+            print(f" [*] {args.name} stopped")
+            return 0
+        except pika.exceptions.AMQPConnectionError as e:  # lost: broker restarted, network
+            if stopping:
+                return 0
+            print(f" [!] {args.name} lost its connection ({root_cause(e)}); reconnecting")
+            connection = reconnect(s.reconnect_seconds, lambda: stopping)
+
+
+def reconnect(within: float, stopping: Callable[[], bool]) -> pika.BlockingConnection:
+    """Try to connect every half second for ``within`` seconds.
+
+    Raises:
+        BrokerUnreachable: still no connection at the deadline.
+        KeyboardInterrupt: asked to stop meanwhile.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return connect()
+        except BrokerUnreachable as e:
+            if time.monotonic() > deadline:
+                raise BrokerUnreachable(f"{e} (gave up reconnecting after {within:g} s)") from e
+        if stopping():
+            raise KeyboardInterrupt
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -37,7 +36,6 @@ CREATE TABLE IF NOT EXISTS executions (
     finished_at  REAL,
     outcome      TEXT
 );
-CREATE INDEX IF NOT EXISTS executions_message_id ON executions (message_id);
 """
 
 OK = "ok"
@@ -170,10 +168,6 @@ class Journal:
         ).fetchone()
         return int(row[0])
 
-    def finished_ids(self) -> set[str]:
-        """message_ids with at least one finished execution."""
-        return {e.message_id for e in self.executions() if e.finished}
-
     def clear(self) -> None:
         """Delete every row (the lab reuses one journal between scenarios)."""
         self._conn.execute("DELETE FROM executions")
@@ -249,8 +243,3 @@ def by_message(executions: list[Execution]) -> dict[str, list[Execution]]:
     for e in executions:
         out.setdefault(e.message_id, []).append(e)
     return out
-
-
-def iter_finished(executions: list[Execution]) -> Iterator[Execution]:
-    """The executions that ran to an end."""
-    return (e for e in executions if e.finished)

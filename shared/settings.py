@@ -12,6 +12,8 @@ variable                    meaning                                     default
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
 ``MQLAB_HEARTBEAT``         AMQP heartbeat timeout, seconds             ``60``
 ``MQLAB_CONNECT_TIMEOUT``   TCP connect / handshake timeout, seconds    ``5``
+``MQLAB_RECONNECT_SECONDS`` how long a worker tries to reconnect after  ``60``
+                            losing its connection, seconds
 ``MQLAB_DOT_SECONDS``       seconds of work per ``.`` in a work body    ``1.0``
 ``MQLAB_SLOWDOWN``          factor applied to this worker's work time   ``1.0``
 ``MQLAB_WORKER_NAME``       name this worker writes to the journal      ``<host>-<pid>``
@@ -43,6 +45,8 @@ class Settings:
         confirms: whether producers wait for publisher confirms.
         heartbeat: AMQP heartbeat timeout in seconds (0 disables heartbeats).
         connect_timeout: seconds to wait for the TCP connection and AMQP handshake.
+        reconnect_seconds: how long a worker keeps trying to reconnect after its connection
+            dropped (a broker restart) before it gives up with an error.
         dot_seconds: seconds of simulated work per ``.`` in a work body (tutorial 2).
         slowdown: factor this worker multiplies its work time by (fair-dispatch demos).
         worker_name: the name this process writes into the journal.
@@ -55,6 +59,7 @@ class Settings:
     confirms: bool
     heartbeat: int
     connect_timeout: float
+    reconnect_seconds: float
     dot_seconds: float
     slowdown: float
     worker_name: str
@@ -79,6 +84,7 @@ def load() -> Settings:
         confirms=_flag(env.get("MQLAB_CONFIRMS", "1")),
         heartbeat=int(env.get("MQLAB_HEARTBEAT", "60")),
         connect_timeout=float(env.get("MQLAB_CONNECT_TIMEOUT", "5")),
+        reconnect_seconds=float(env.get("MQLAB_RECONNECT_SECONDS", "60")),
         dot_seconds=float(env.get("MQLAB_DOT_SECONDS", "1.0")),
         slowdown=float(env.get("MQLAB_SLOWDOWN", "1.0")),
         worker_name=env.get("MQLAB_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
