@@ -65,3 +65,20 @@ def test_persistence_across_broker_restart(
     start_worker(impl, "after-restart")
     rows = wait_for_finished(journal_path, ids, timeout=60)
     assert executions_per_message(rows) == {i: 1 for i in ids}
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(150)
+def test_worker_resumes_after_broker_restart(
+    killable_broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    """A running worker outlives a broker crash: it reconnects by itself and takes new work."""
+    broker = killable_broker
+    worker = start_worker(impl, "survivor")
+    broker.kill()
+    broker.start()
+
+    ids = impl.publish_work([f"after restart {i}" for i in range(5)])
+    rows = wait_for_finished(journal_path, ids, timeout=90)
+    assert worker.alive()
+    assert {e.worker for e in rows if e.message_id in ids} == {"survivor"}
