@@ -25,8 +25,16 @@ class PikaImplementation(Implementation):
     def hello_queue(self) -> str:
         return pika_settings.hello_queue()
 
-    def publish_work(self, bodies: Sequence[str], *, amqp_url: str | None = None) -> list[str]:
-        return [e.message_id for e in new_task.publish(bodies, amqp_url=amqp_url)]
+    def publish_work(
+        self,
+        bodies: Sequence[str],
+        *,
+        amqp_url: str | None = None,
+        queue: str | None = None,
+        declare: bool = True,
+    ) -> list[str]:
+        envelopes = new_task.publish(bodies, amqp_url=amqp_url, queue=queue, declare=declare)
+        return [e.message_id for e in envelopes]
 
     def worker_command(self, spec: WorkerSpec) -> Command:
         argv = [

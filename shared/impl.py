@@ -88,16 +88,32 @@ class Implementation(ABC):
         return [self.hello_queue(), self.task_queue()]
 
     @abstractmethod
-    def publish_work(self, bodies: Sequence[str], *, amqp_url: str | None = None) -> list[str]:
+    def publish_work(
+        self,
+        bodies: Sequence[str],
+        *,
+        amqp_url: str | None = None,
+        queue: str | None = None,
+        declare: bool = True,
+    ) -> list[str]:
         """Publish one work message per body through the implementation's producer.
 
-        Messages are persistent and confirmed (when ``MQLAB_CONFIRMS`` is on).
+        Messages are persistent, published with ``mandatory`` and confirmed (publisher
+        confirms, unless ``MQLAB_CONFIRMS=0``).
+
+        Parameters:
+            bodies: message texts (tutorial 2: one unit of work per ``.``).
+            amqp_url: broker URI; default ``AMQP_URL``.
+            queue: target queue; default :meth:`task_queue`.
+            declare: declare the queue before publishing (as the producers normally do);
+                ``False`` publishes to ``queue`` as it is, so a missing queue is unroutable.
 
         Returns:
             The message_ids, in publish order.
 
         Raises:
-            shared.errors.MqlabError: the broker is unreachable, refused, or nacked a publish.
+            shared.errors.Unroutable: no queue took the message (``basic.return``).
+            shared.errors.MqlabError: unreachable broker, refused credentials, nacked publish.
         """
 
     @abstractmethod

@@ -50,7 +50,7 @@ class GroupProcess:
     def __init__(
         self, command: Command, *, log_path: str | Path | None = None, cwd: str | None = None
     ) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **command.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", **command.env}
         self.command = command
         self.log_path = Path(log_path) if log_path else None
         out = open(self.log_path, "ab") if self.log_path else subprocess.PIPE  # noqa: SIM115

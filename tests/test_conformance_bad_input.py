@@ -1,0 +1,89 @@
+"""7. Bad input: one clear error line, a non-zero exit, and nothing already accepted is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pika
+import pytest
+
+from shared.broker import Broker, free_port, wait_for_queue
+from shared.errors import Unroutable
+from shared.impl import Implementation, WorkerSpec
+from shared.process import Command, GroupProcess
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error: ")]
+
+
+def _run(command: Command, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(command.argv),
+        env={**os.environ, **command.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,  # "within seconds": a program that retries forever fails here
+    )
+
+
+def test_worker_refuses_a_non_durable_queue_of_the_same_name(
+    broker: Broker, impl: Implementation, tmp_path: object
+) -> None:
+    """An existing non-durable work queue: the worker exits naming 406 and the fix, and the
+    message already in that queue is still there."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(impl.task_queue(), durable=False)
+    channel.basic_publish("", impl.task_queue(), b"accepted before the worker came")
+    connection.close()
+
+    spec = WorkerSpec(name="w406", amqp_url=broker.amqp_url)
+    with GroupProcess(impl.worker_command(spec), log_path=f"{tmp_path}/w406.log") as worker:
+        code = worker.wait(timeout=30)
+        output = worker.output()
+    assert code not in (None, 0), output
+    errors = _error_lines(output)
+    assert len(errors) == 1, output
+    assert "406" in errors[0] and "PRECONDITION_FAILED" in errors[0]
+    assert "delete" in errors[0]  # the fix
+    wait_for_queue(broker, impl.task_queue(), 30, ready=1, fresh_after=time.time())
+
+
+def test_publish_to_a_missing_queue_raises(broker: Broker, impl: Implementation) -> None:
+    """mandatory + publisher confirms: an unroutable message is an error, not a silent drop."""
+    with pytest.raises(Unroutable):
+        impl.publish_work(["lost?"], queue="mqlabtest.no-such-queue", declare=False)
+
+
+@pytest.mark.parametrize("program", ["producer", "worker"])
+def test_unreachable_broker(impl: Implementation, program: str) -> None:
+    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"  # nothing listens there
+    command = (
+        impl.new_task_command(["x"])
+        if program == "producer"
+        else impl.worker_command(WorkerSpec(name="w", amqp_url=url))
+    )
+    result = _run(command, {"AMQP_URL": url})
+    assert result.returncode != 0
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "connect" in errors[0] and "127.0.0.1" in errors[0]
+
+
+@pytest.mark.parametrize("program", ["producer", "worker"])
+def test_wrong_password(broker: Broker, impl: Implementation, program: str) -> None:
+    url = broker.amqp_url.replace("guest:guest@", "guest:not-the-password@")
+    assert url != broker.amqp_url
+    command = (
+        impl.new_task_command(["x"])
+        if program == "producer"
+        else impl.worker_command(WorkerSpec(name="w", amqp_url=url))
+    )
+    result = _run(command, {"AMQP_URL": url})
+    assert result.returncode != 0
+    errors = _error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "password" in errors[0]

@@ -1,0 +1,54 @@
+"""1. Hello world (tutorial 1): what is sent is printed by the receiver, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from shared.broker import Broker
+from shared.impl import Implementation
+from shared.process import GroupProcess, wait_until
+
+TEXTS = ["Hello World!", "héllo wörld ✓ 你好 🐇", ""]
+
+
+def run(
+    argv: list[str], env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run a program to completion with our environment plus ``env``."""
+    return subprocess.run(
+        argv,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", **env},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
+
+
+def test_hello_roundtrip(broker: Broker, impl: Implementation, tmp_path: Path) -> None:
+    with GroupProcess(impl.receive_command(), log_path=tmp_path / "receive.log") as receiver:
+        wait_until(
+            lambda: (
+                bool(q := broker.queue(impl.hello_queue()))
+                and q.consumers >= 1
+                or not receiver.alive()
+            ),
+            30,
+            what="the receiver's consumer",
+        )
+        assert receiver.alive(), receiver.output()
+
+        for text in TEXTS:
+            send = impl.send_command(text)
+            result = run(list(send.argv), dict(send.env))
+            assert result.returncode == 0, result.stderr
+            assert f" [x] Sent {text}" in result.stdout
+
+        def received(text: str) -> bool:
+            lines = receiver.output().splitlines()
+            return any(line.endswith(f" [x] Received {text}") for line in lines)
+
+        for text in TEXTS:
+            wait_until(lambda t=text: received(t), 30, what=f"the receiver to print {text!r}")

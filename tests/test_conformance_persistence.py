@@ -1,0 +1,67 @@
+"""5. Durable queue + persistent messages survive a broker crash (SIGKILL of the node).
+
+The negative control rides the same restart: transient messages in a non-durable queue, and
+transient messages in a durable queue, are gone afterwards, so the check can fail.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pika
+import pytest
+
+from shared.broker import Broker, wait_for_queue
+from shared.impl import Implementation
+from tests.conftest import StartWorker
+from tests.helpers import executions_per_message, wait_for_finished
+
+N = 50
+CONTROL_QUEUE = "mqlabtest.control.transient-queue"
+CONTROL_DURABLE_QUEUE = "mqlabtest.control.durable-queue-transient-messages"
+
+
+def _publish_transient_controls(amqp_url: str) -> None:
+    """10 transient messages into a non-durable queue and 10 into a durable one (plain pika)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(CONTROL_QUEUE, durable=False)
+    channel.queue_declare(CONTROL_DURABLE_QUEUE, durable=True)
+    for queue in (CONTROL_QUEUE, CONTROL_DURABLE_QUEUE):
+        for i in range(10):
+            channel.basic_publish(
+                "", queue, f"control {i}".encode(), pika.BasicProperties(delivery_mode=1)
+            )
+    connection.close()
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(150)
+def test_persistence_across_broker_restart(
+    killable_broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    broker = killable_broker
+    for queue in (CONTROL_QUEUE, CONTROL_DURABLE_QUEUE):
+        broker.delete_queue(queue)
+    ids = impl.publish_work([f"persist {i}" for i in range(N)])  # confirmed, persistent
+    _publish_transient_controls(broker.amqp_url)
+    published = time.time()
+    wait_for_queue(broker, impl.task_queue(), 30, ready=N, fresh_after=published)
+    wait_for_queue(broker, CONTROL_QUEUE, 30, ready=10, fresh_after=published)
+    wait_for_queue(broker, CONTROL_DURABLE_QUEUE, 30, ready=10, fresh_after=published)
+
+    broker.kill()
+    broker.start()
+    restarted = time.time()
+
+    stats = wait_for_queue(broker, impl.task_queue(), 30, ready=N, fresh_after=restarted)
+    assert stats.durable
+    # Negative control: what was not persisted is gone after the very same restart.
+    assert broker.queue(CONTROL_QUEUE) is None
+    wait_for_queue(broker, CONTROL_DURABLE_QUEUE, 30, ready=0, fresh_after=restarted)
+    broker.delete_queue(CONTROL_DURABLE_QUEUE)
+
+    start_worker(impl, "after-restart")
+    rows = wait_for_finished(journal_path, ids, timeout=60)
+    assert executions_per_message(rows) == {i: 1 for i in ids}
