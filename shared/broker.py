@@ -259,12 +259,16 @@ class Broker(ABC):
         for c in self.api(f"consumers/{vhost}"):
             if queue is not None and c["queue"]["name"] != queue:
                 continue
-            channel = channels.get(c["channel_details"]["name"], {})
+            # A consumer on a channel the stats database has not seen yet (just opened) comes
+            # with ``channel_details: []``: count it, with no channel figures yet.
+            details = c.get("channel_details")
+            name = details.get("name", "") if isinstance(details, dict) else ""
+            channel = channels.get(name, {})
             out.append(
                 ConsumerStats(
                     queue=c["queue"]["name"],
                     consumer_tag=c["consumer_tag"],
-                    channel=c["channel_details"]["name"],
+                    channel=name,
                     prefetch_count=int(c.get("prefetch_count", 0)),
                     unacked=int(channel.get("messages_unacknowledged", 0)),
                     channel_prefetch=int(channel.get("global_prefetch_count", 0) or 0),
