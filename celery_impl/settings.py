@@ -89,6 +89,11 @@ def make_app() -> Celery:
         # tutorial 2's fair dispatch. worker.py sets it from --prefetch (0 = unlimited).
         worker_prefetch_multiplier=max(s.prefetch, 0),
         worker_concurrency=1,
+        # Default: basic.qos with global=true against RabbitMQ 3.3+, a channel-wide limit the
+        # management API does not show per consumer. Ours applies it per consumer (tutorial 2's
+        # basic_qos); the count is then static, so no prefetch reduction after a reconnect.
+        worker_consumer="celery_impl.consumer:Consumer",
+        worker_enable_prefetch_count_reduction=False,
         # -- the producer side ------------------------------------------------------------------
         # Default: no publisher confirms (py-amqp's confirm_publish=False), so apply_async()
         # returns even if RabbitMQ drops the message (memory/disk alarm). With confirms each
