@@ -63,8 +63,27 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
         ) from e
     except pika.exceptions.AMQPConnectionError as e:
         raise BrokerUnreachable(
-            f"cannot connect to RabbitMQ at {where} ({e!r}); is it running? (AMQP_URL={url})"
+            f"cannot connect to RabbitMQ at {where} ({_root_cause(e)}); is it running, and is "
+            "AMQP_URL right?"
         ) from e
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost reason inside pika's nested connection errors, e.g. "Connection refused"."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:
+            return "timed out"
+        # pika wraps the socket error in connector errors that keep it as ``.exception``.
+        inner = [
+            a
+            for a in (*seen.args, getattr(seen, "exception", None))
+            if isinstance(a, BaseException)
+        ]
+        seen = inner[0] if inner else None
+    return type(error).__name__
 
 
 def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
