@@ -245,3 +245,21 @@ def test_unknown_task_and_invalid_bodies_are_logged_and_do_not_wedge_the_worker(
     # Still working after all that.
     late = celery.publish_work(["good 5."])
     wait_for_finished(journal_path, late, timeout=30)
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_is_a_warm_shutdown(
+    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    """SIGTERM mid-task: the task in hand is finished and acked, the rest stays in the queue."""
+    worker = start_worker(celery, "w1")
+    ids = celery.publish_work(["..........", "one more.", "and another."])
+    victim = _wait_in_progress(journal_path)
+
+    assert worker.terminate(timeout=30) == 0, worker.output()
+    assert victim.message_id in {e.message_id for e in journal_rows(journal_path) if e.finished}
+    assert [e.message_id for e in journal_rows(journal_path)] == [victim.message_id]
+    stats = wait_for_queue(
+        broker, celery.task_queue(), 30, ready=2, unacked=0, consumers=0, fresh_after=time.time()
+    )
+    assert stats.ready == len(ids) - 1
