@@ -1,0 +1,40 @@
+"""Warm shutdown: SIGTERM mid-task finishes the message in hand and acks it before exiting, so
+the next worker does not execute it again; messages not started stay in the queue."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.broker import Broker, wait_for_queue
+from shared.impl import Implementation
+from shared.process import wait_until
+from tests.conftest import StartWorker
+from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_finishes_the_message_in_hand(
+    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    first = start_worker(impl, "first")
+    ids = impl.publish_work(["........"] * 3)  # 0.8 s each
+    wait_until(
+        lambda: any(not e.finished for e in journal_rows(journal_path)),
+        30,
+        interval=0.02,
+        what="the worker to start a task",
+    )
+    in_hand = next(e.message_id for e in journal_rows(journal_path) if not e.finished)
+
+    code = first.terminate(timeout=30)
+    assert code is not None, "the worker did not exit after SIGTERM"
+    rows = journal_rows(journal_path)
+    assert [e.finished for e in rows if e.message_id == in_hand] == [True]
+
+    start_worker(impl, "second")
+    rows = wait_for_finished(journal_path, ids, timeout=60)
+    assert executions_per_message(rows)[in_hand] == 1, "the finished message ran again"
+    assert all(e.worker == "second" for e in rows if e.message_id != in_hand)
+    wait_for_queue(broker, impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())

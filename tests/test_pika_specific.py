@@ -1,0 +1,27 @@
+"""pika-only cases: a body that is not text does not wedge the worker or cost other messages."""
+
+from __future__ import annotations
+
+import pika
+import pytest
+
+from shared import implementations
+from shared.broker import Broker
+from tests.conftest import StartWorker
+from tests.helpers import wait_for_finished
+
+
+@pytest.mark.timeout(60)
+def test_malformed_body_is_rejected_and_the_worker_goes_on(
+    broker: Broker, start_worker: StartWorker, journal_path: str
+) -> None:
+    impl = implementations.get("pika")
+    worker = start_worker(impl, "w1")
+    connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    connection.channel().basic_publish("", impl.task_queue(), b"\xff\xfe not utf-8")
+    connection.close()
+    ids = impl.publish_work(["after the bad one."] * 3)
+
+    wait_for_finished(journal_path, ids, timeout=30)
+    assert worker.alive()
+    assert "Rejected a body that is not UTF-8" in worker.output()
