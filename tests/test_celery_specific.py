@@ -44,6 +44,13 @@ def celery() -> Implementation:
     return available()["celery"]
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _in_progress(journal_path: str) -> list[Execution]:
     return [e for e in journal_rows(journal_path) if not e.finished]
 
@@ -66,7 +73,7 @@ def test_kill_whole_worker_mid_task(
     assert victim.pid in pids[1:], "the task should run in a pool child"
 
     first.kill()
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    wait_until(lambda: all(_gone(p) for p in pids), 10, what="the main process and pool child")
     assert victim.message_id in {e.message_id for e in _in_progress(journal_path)}
     start_worker(celery, "second")
 
@@ -90,13 +97,7 @@ def _kill_pool_child(
     victim = _wait_in_progress(journal_path)
     assert victim.pid != worker.pid, "the task should run in a pool child, not the main process"
     os.kill(victim.pid, signal.SIGKILL)
-    wait_until(
-        lambda: (
-            not psutil.pid_exists(victim.pid) or psutil.Process(victim.pid).status() == "zombie"
-        ),
-        10,
-        what="the pool child to die",
-    )
+    wait_until(lambda: _gone(victim.pid), 10, what="the pool child to die")
     assert worker.alive(), worker.output()
     assert victim.message_id in {e.message_id for e in _in_progress(journal_path)}
     return ids, victim, worker.output()
