@@ -15,11 +15,11 @@ import argparse
 from collections.abc import Sequence
 
 import amqp.exceptions
-import kombu
 from celery import Task
+from kombu.messaging import Producer
 
 from celery_impl import tasks
-from celery_impl.settings import connect, declare, durable_queue, task_queue
+from celery_impl.settings import app, connect, declare, durable_queue, task_queue
 from shared import cli
 from shared.contract import PERSISTENT, Envelope
 from shared.errors import PublishRefused, Unroutable
@@ -27,7 +27,7 @@ from shared.errors import PublishRefused, Unroutable
 
 def publish_confirmed(
     task: Task,
-    producer: kombu.Producer,
+    producer: Producer,
     queue: str,
     args: tuple[object, ...],
     envelope: Envelope,
@@ -89,7 +89,7 @@ def publish(
         if declare_queue:
             declare(conn, durable_queue(queue))
         with conn.channel() as channel:
-            producer = tasks.app.amqp.Producer(channel)
+            producer = app.amqp.Producer(channel)
             envelopes = []
             for body in bodies:
                 envelope = Envelope()

@@ -16,10 +16,10 @@ import logging
 import os
 
 import amqp.exceptions
-import kombu
 import kombu.exceptions
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 
 from shared import settings
 from shared.errors import AccessRefused, BrokerUnreachable, QueueMismatch, queue_mismatch_message
@@ -140,7 +140,7 @@ app = make_app()
 logging.getLogger("amqp").setLevel(logging.ERROR)
 
 
-def connect(amqp_url: str | None = None) -> kombu.Connection:
+def connect(amqp_url: str | None = None) -> Connection:
     """Open a connection to the broker with one attempt, failing fast with a clear error.
 
     Parameters:
@@ -179,7 +179,7 @@ def connect(amqp_url: str | None = None) -> kombu.Connection:
     return conn
 
 
-def declare(conn: kombu.Connection, queue: Queue) -> None:
+def declare(conn: Connection, queue: Queue) -> None:
     """Declare ``queue`` (durable) on a fresh channel of ``conn``.
 
     Raises:
