@@ -263,15 +263,18 @@ class Broker(ABC):
         for c in self.api(f"consumers/{vhost}"):
             if queue is not None and c["queue"]["name"] != queue:
                 continue
+            # The API gives ``channel_details: []`` for a consumer whose channel the stats
+            # database has not seen yet (just opened) or no longer has (just closed): count it,
+            # with no channel figures.
             details = c.get("channel_details")
-            if not isinstance(details, dict) or "name" not in details:
-                continue  # a consumer whose channel has just closed: the API gives [] here
-            channel = channels.get(details["name"], {})
+            details = details if isinstance(details, dict) else {}
+            name = str(details.get("name", ""))
+            channel = channels.get(name, {})
             out.append(
                 ConsumerStats(
                     queue=c["queue"]["name"],
                     consumer_tag=c["consumer_tag"],
-                    channel=details["name"],
+                    channel=name,
                     prefetch_count=int(c.get("prefetch_count", 0)),
                     unacked=int(channel.get("messages_unacknowledged", 0)),
                     channel_prefetch=int(channel.get("global_prefetch_count", 0) or 0),

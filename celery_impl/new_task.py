@@ -1,0 +1,116 @@
+"""Tutorial 2 producer: put work messages on the durable ``celery.task_queue``.
+
+    python -m celery_impl.new_task "A task...."           # one message, four units of work
+    python -m celery_impl.new_task "quick." --count 100   # one hundred messages
+
+Each message is a Celery task message (``celery_impl.work``) whose task id is the contract's
+message_id. It is persistent (``delivery_mode=2``), published with ``mandatory`` under publisher
+confirms (``confirm_publish``), so the program fails loudly if the broker cannot route or store
+it (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms").
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import amqp.exceptions
+from celery import Task
+from kombu.messaging import Producer
+
+from celery_impl import tasks
+from celery_impl.settings import app, connect, declare, durable_queue, task_queue
+from shared import cli
+from shared.contract import PERSISTENT, Envelope
+from shared.errors import PublishRefused, Unroutable
+
+
+def publish_confirmed(
+    task: Task,
+    producer: Producer,
+    queue: str,
+    args: tuple[object, ...],
+    envelope: Envelope,
+    delivery_mode: int = PERSISTENT,
+) -> None:
+    """Publish one message for ``task`` to ``queue`` through the default exchange.
+
+    The task id is ``envelope.message_id``; the AMQP ``message_id`` and ``timestamp`` properties
+    and the precise-time header follow :mod:`shared.contract` (``content_type`` is Celery's
+    ``application/json``). ``mandatory=True`` makes RabbitMQ return a message no queue takes;
+    under confirms py-amqp waits for the broker's ack and raises on the return or a nack.
+
+    Raises:
+        Unroutable: no queue named ``queue`` (the broker returned the message).
+        PublishRefused: the broker nacked the message.
+    """
+    try:
+        task.apply_async(
+            args=args,
+            task_id=envelope.message_id,
+            producer=producer,
+            queue=durable_queue(queue),
+            declare=[],  # declared by the caller, which reports a 406 clearly
+            delivery_mode=delivery_mode,
+            headers=envelope.headers(),
+            message_id=envelope.message_id,
+            timestamp=envelope.timestamp,
+            mandatory=True,
+        )
+    except amqp.exceptions.MessageNacked as e:
+        raise PublishRefused(f"broker refused (nacked) a message for '{queue}'") from e
+    except amqp.exceptions.ChannelError as e:
+        if getattr(e, "reply_code", None) == 312 or "NO_ROUTE" in str(e):
+            raise Unroutable(f"message returned unroutable: no queue named '{queue}'") from e
+        raise
+
+
+def publish(
+    bodies: Sequence[str],
+    *,
+    amqp_url: str | None = None,
+    queue: str | None = None,
+    declare_queue: bool = True,
+) -> list[Envelope]:
+    """Publish one persistent ``celery_impl.work`` message per body; return their envelopes.
+
+    Parameters:
+        bodies: message texts.
+        amqp_url: broker URI; default ``AMQP_URL``.
+        queue: target queue; default the work queue.
+        declare_queue: declare the durable queue first (as the tutorial does).
+
+    Raises:
+        shared.errors.MqlabError: unreachable broker, refused credentials, 406 on declare,
+            unroutable or nacked publish.
+    """
+    queue = queue or task_queue()
+    with connect(amqp_url) as conn:
+        if declare_queue:
+            declare(conn, durable_queue(queue))
+        with conn.channel() as channel:
+            producer = app.amqp.Producer(channel)
+            envelopes = []
+            for body in bodies:
+                envelope = Envelope()
+                publish_confirmed(tasks.work, producer, queue, (body,), envelope)
+                envelopes.append(envelope)
+            return envelopes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m celery_impl.new_task", description=__doc__)
+    parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
+    parser.add_argument("--count", type=int, default=1, help="send each body N times")
+    args = parser.parse_args()
+    text = " ".join(args.body) or "Hello World!"
+    envelopes = publish([text] * args.count)
+    for envelope in envelopes[:10]:
+        print(f" [x] Sent {text} ({envelope.message_id})")
+    if len(envelopes) > 10:
+        print(f" [x] ... {len(envelopes)} messages in all")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,27 @@
+"""Tutorial 1 consumer: a Celery worker on ``celery.hello`` printing every message.
+
+python -m celery_impl.receive
+
+Each ``celery_impl.hello`` task prints `` [x] Received <text>`` on stdout
+(``worker_redirect_stdouts=False``); Celery's own log lines (warnings and up) go to stderr.
+"""
+
+from __future__ import annotations
+
+from celery_impl.settings import app, connect, declare, durable_queue, hello_queue
+from celery_impl.worker import worker_argv
+from shared import cli, settings
+
+
+def main() -> int:
+    queue = hello_queue()
+    with connect() as conn:
+        declare(conn, durable_queue(queue))
+    print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
+    argv = worker_argv(queue, f"receive-{settings.load().worker_name}", loglevel="WARNING")
+    app.worker_main(["--quiet", *argv])
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

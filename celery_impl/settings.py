@@ -1,0 +1,196 @@
+"""The Celery app and the settings that give it the RabbitMQ tutorials' guarantees.
+
+Celery's defaults are tuned for throughput, not for "no message is lost": out of the box it acks
+a task message *before* running it, prefetches four messages per process, and publishes without
+publisher confirms. Every setting below that changes a default says which guarantee the default
+would break. Queue names follow the tutorials with a ``celery.`` prefix (``celery.hello``,
+``celery.task_queue``) so they never clash with the pika queues, plus ``MQLAB_QUEUE_PREFIX``.
+
+Connection settings come from :mod:`shared.settings` (``AMQP_URL``...). The app is configured at
+import time from the environment, which is how ``celery -A celery_impl worker`` sees it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import amqp.exceptions
+import kombu.exceptions
+from celery import Celery
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
+
+from shared import settings
+from shared.errors import AccessRefused, BrokerUnreachable, QueueMismatch, queue_mismatch_message
+
+HELLO_QUEUE = "celery.hello"
+TASK_QUEUE = "celery.task_queue"
+
+REJECT_ON_WORKER_LOST_ENV = "MQLAB_CELERY_REJECT_ON_WORKER_LOST"
+"""Set to ``0`` to turn ``task_reject_on_worker_lost`` off: the negative control of the tests."""
+
+EARLY_ACK_ENV = "MQLAB_CELERY_EARLY_ACK"
+"""Set to ``1`` to turn ``task_acks_late`` off (ack on receipt): ``WorkerSpec.early_ack``."""
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+def hello_queue() -> str:
+    """The hello-world queue's name (``MQLAB_QUEUE_PREFIX`` applied)."""
+    return settings.load().queue(HELLO_QUEUE)
+
+
+def task_queue() -> str:
+    """The work queue's name (``MQLAB_QUEUE_PREFIX`` applied)."""
+    return settings.load().queue(TASK_QUEUE)
+
+
+def durable_queue(name: str) -> Queue:
+    """A durable queue bound only to the default exchange, as in the tutorials.
+
+    Celery would otherwise create a missing queue together with a direct exchange of the same
+    name (``task_create_missing_queues``); with ``Exchange("")`` kombu declares the queue alone
+    and Celery publishes through the default exchange with the queue name as routing key.
+    ``durable=True`` (kombu's default, spelt out) keeps the queue across a broker restart
+    (RabbitMQ docs, "Queues: Durability").
+    """
+    return Queue(name, Exchange(""), routing_key=name, durable=True)
+
+
+def make_app() -> Celery:
+    """Build the Celery app from the current environment (see the module docstring)."""
+    s = settings.load()
+    app = Celery("celery_impl", broker=s.amqp_url, include=["celery_impl.tasks"])
+    app.conf.update(
+        # -- at-least-once delivery -------------------------------------------------------
+        # Default False: the message is acked when the worker *receives* it, so a worker that
+        # dies mid-task loses it. True: ack after the task returns (tutorial 2's manual ack).
+        task_acks_late=not _flag(EARLY_ACK_ENV, False),
+        # Default False: even with acks_late, when the pool child running the task is killed
+        # (OOM killer, SIGKILL) Celery marks the task failed with WorkerLostError and ACKS the
+        # message, losing it. True: it rejects with requeue, so RabbitMQ redelivers it
+        # (Celery docs, "Configuration: task_reject_on_worker_lost").
+        task_reject_on_worker_lost=_flag(REJECT_ON_WORKER_LOST_ENV, True),
+        # Default True, kept: a task that *raises* is acked (not redelivered forever); the
+        # journal records the error. Only a lost worker means redelivery.
+        task_acks_on_failure_or_timeout=True,
+        # Default False (True from Celery 6): on a lost broker connection, cancel the tasks
+        # in hand, whose late ack can no longer reach the broker; RabbitMQ redelivers them.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # -- fair dispatch --------------------------------------------------------------------
+        # Default 4: each process reserves four messages, so a long task strands the three
+        # behind it on a busy worker. 1 with concurrency 1 = basic.qos(prefetch_count=1),
+        # tutorial 2's fair dispatch. worker.py sets it from --prefetch (0 = unlimited).
+        worker_prefetch_multiplier=max(s.prefetch, 0),
+        worker_concurrency=1,
+        # Default: basic.qos with global=true against RabbitMQ 3.3+, a channel-wide limit the
+        # management API does not show per consumer. Ours applies it per consumer (tutorial 2's
+        # basic_qos); the count is then static, so no prefetch reduction after a reconnect.
+        worker_consumer="celery_impl.consumer:Consumer",
+        worker_enable_prefetch_count_reduction=False,
+        # -- the producer side ------------------------------------------------------------------
+        # Default: no publisher confirms (py-amqp's confirm_publish=False), so apply_async()
+        # returns even if RabbitMQ drops the message (memory/disk alarm). With confirms each
+        # publish waits for basic.ack and raises on basic.nack (Celery issue #5410).
+        broker_transport_options={"confirm_publish": s.confirms},
+        # Default 2 (persistent) already; spelt out because a transient message is lost from
+        # a durable queue when the broker restarts (RabbitMQ "Reliability Guide").
+        task_default_delivery_mode="persistent",
+        task_queues=(durable_queue(task_queue()), durable_queue(hello_queue())),
+        task_default_queue=task_queue(),
+        task_default_exchange="",
+        task_default_routing_key=task_queue(),
+        task_create_missing_queues=False,
+        task_routes={"celery_impl.hello": {"queue": hello_queue()}},
+        # Default True: publish retries on connection errors (3 times); we fail at once with a
+        # clear error instead (``connect`` below), as the pika producer does.
+        task_publish_retry=False,
+        # -- failing fast -----------------------------------------------------------------------
+        # Defaults: retry_on_startup follows broker_connection_retry (True) and max_retries is
+        # 100, so a worker with a wrong URL or password retries for many minutes, silently.
+        # The worker checks the broker first (worker.py); after startup it does reconnect, so a
+        # broker restart does not end it.
+        broker_connection_retry_on_startup=False,
+        broker_connection_max_retries=10,
+        broker_connection_timeout=s.connect_timeout,
+        broker_heartbeat=s.heartbeat,
+        # -- keeping the worker to the point ------------------------------------------------
+        result_backend=None,  # no result backend: the journal records outcomes
+        task_ignore_result=True,
+        worker_redirect_stdouts=False,  # the tasks' " [x] Received ..." lines go to stdout
+        worker_hijack_root_logger=True,
+        worker_enable_remote_control=False,  # no celery.pidbox queue per worker
+        worker_send_task_events=False,
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app
+
+
+app = make_app()
+
+# py-amqp logs a WARNING for a confirm that arrives while a failed publish closes its channel;
+# the error raised says it all.
+logging.getLogger("amqp").setLevel(logging.ERROR)
+
+
+def connect(amqp_url: str | None = None) -> Connection:
+    """Open a connection to the broker with one attempt, failing fast with a clear error.
+
+    Parameters:
+        amqp_url: broker URI; default ``AMQP_URL``.
+
+    Raises:
+        BrokerUnreachable: refused, timed out or not an AMQP server
+            (``MQLAB_CONNECT_TIMEOUT`` seconds).
+        AccessRefused: wrong user name or password, or no access to the vhost.
+    """
+    s = settings.load()
+    url = amqp_url or s.amqp_url
+    conn = app.connection_for_write(url)
+    conn.connect_timeout = s.connect_timeout
+    where = f"{conn.hostname}:{conn.port or 5672}"
+    try:
+        conn.ensure_connection(max_retries=0, timeout=s.connect_timeout)  # one attempt
+    except (amqp.exceptions.AccessRefused, kombu.exceptions.OperationalError) as e:
+        conn.release()
+        cause = e.__cause__ or e.__context__ or e
+        if isinstance(e, amqp.exceptions.AccessRefused) or isinstance(
+            cause, amqp.exceptions.AccessRefused
+        ):
+            raise AccessRefused(
+                f"broker at {where} refused user '{conn.userid}': wrong user name or password, "
+                f"or no access to vhost '{conn.virtual_host}'"
+            ) from e
+        raise BrokerUnreachable(
+            f"cannot connect to RabbitMQ at {where} ({cause!r}); is it running? (AMQP_URL={url})"
+        ) from e
+    except OSError as e:
+        conn.release()
+        raise BrokerUnreachable(
+            f"cannot connect to RabbitMQ at {where} ({e!r}); is it running? (AMQP_URL={url})"
+        ) from e
+    return conn
+
+
+def declare(conn: Connection, queue: Queue) -> None:
+    """Declare ``queue`` (durable) on a fresh channel of ``conn``.
+
+    Raises:
+        QueueMismatch: the queue exists with other arguments, e.g. non-durable
+            (406 PRECONDITION_FAILED).
+    """
+    channel = conn.channel()
+    try:
+        queue(channel).declare()
+    except amqp.exceptions.PreconditionFailed as e:
+        raise QueueMismatch(queue_mismatch_message(queue.name, str(e.reply_text))) from e
+    finally:
+        if channel.is_open:
+            channel.close()

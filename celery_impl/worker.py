@@ -1,0 +1,88 @@
+"""Tutorial 2 worker: a Celery worker on ``celery.task_queue``, one task at a time, late ack.
+
+    python -m celery_impl.worker                      # prefetch 1: fair dispatch
+    python -m celery_impl.worker --prefetch 0         # unlimited: plain round-robin
+    python -m celery_impl.worker --slowdown 4 --name slow
+
+It is the native worker, run in this process, equivalent to::
+
+    celery -A celery_impl worker -Q celery.task_queue -c 1 -n w1@%h \\
+        --without-gossip --without-mingle --without-heartbeat
+
+* ``task_acks_late``: the message is acknowledged only after the task returns, so a worker that
+  dies mid-task leaves it unacked and RabbitMQ redelivers it, flagged ``redelivered``.
+* ``task_reject_on_worker_lost``: when only the pool child dies, the message is requeued, not
+  acked as failed.
+* ``worker_prefetch_multiplier`` × concurrency (``-c 1``) is the ``basic.qos`` prefetch count;
+  ``--prefetch 0`` sets the multiplier to 0, which Celery takes as "no limit".
+* SIGTERM or Ctrl+C: a warm shutdown, the task in hand is finished and acked; messages
+  prefetched but not started go back to the queue when the connection closes.
+
+Before starting, the worker connects once and declares its queue, so a wrong URL or password or
+a non-durable queue of the same name (406) is one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare, durable_queue, task_queue
+from shared import cli, settings
+
+
+def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
+    """The ``celery worker`` arguments for one single-process worker consuming ``queue``.
+
+    Gossip, mingle and the worker heartbeat are cluster chatter over extra exchanges that the
+    work queue does not need (Celery docs, "Workers Guide").
+    """
+    return [
+        "worker",
+        "--queues", queue,
+        "--concurrency", "1",
+        "--pool", "prefork",
+        "--hostname", f"{name}@%h",
+        "--loglevel", loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]  # fmt: skip
+
+
+def main() -> int:
+    s = settings.load()
+    parser = argparse.ArgumentParser(prog="python -m celery_impl.worker", description=__doc__)
+    parser.add_argument("--prefetch", type=int, default=s.prefetch, help="0 = unlimited")
+    parser.add_argument("--slowdown", type=float, default=s.slowdown)
+    parser.add_argument("--name", default=s.worker_name)
+    parser.add_argument(
+        "--early-ack",
+        action="store_true",
+        help="task_acks_late off: ack on receipt (loses the task in hand if the worker dies)",
+    )
+    args = parser.parse_args()
+    if args.prefetch < 0:
+        parser.error("--prefetch must be 0 (unlimited) or more")
+
+    # The pool children inherit these; the tasks read them through shared.settings.
+    os.environ["MQLAB_PREFETCH"] = str(args.prefetch)
+    os.environ["MQLAB_SLOWDOWN"] = str(args.slowdown)
+    os.environ["MQLAB_WORKER_NAME"] = args.name
+    if args.early_ack:
+        os.environ[EARLY_ACK_ENV] = "1"
+    # Before the app is finalized, so the task classes pick them up.
+    app.conf.worker_prefetch_multiplier = args.prefetch
+    app.conf.task_acks_late = not args.early_ack
+
+    queue = task_queue()
+    with connect() as conn:
+        declare(conn, durable_queue(queue))
+    print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
+    app.worker_main(worker_argv(queue, args.name))
+    print(f" [*] {args.name} stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
