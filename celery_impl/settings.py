@@ -22,7 +22,7 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from shared import settings
-from shared.errors import AccessRefused, BrokerUnreachable, QueueMismatch, queue_mismatch_message
+from shared.errors import AccessRefused, QueueMismatch, queue_mismatch_message, unreachable
 
 HELLO_QUEUE = "celery.hello"
 TASK_QUEUE = "celery.task_queue"
@@ -168,14 +168,11 @@ def connect(amqp_url: str | None = None) -> Connection:
                 f"broker at {where} refused user '{conn.userid}': wrong user name or password, "
                 f"or no access to vhost '{conn.virtual_host}'"
             ) from e
-        raise BrokerUnreachable(
-            f"cannot connect to RabbitMQ at {where} ({cause!r}); is it running? (AMQP_URL={url})"
-        ) from e
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else repr(cause)
+        raise unreachable(where, reason) from e
     except OSError as e:
         conn.release()
-        raise BrokerUnreachable(
-            f"cannot connect to RabbitMQ at {where} ({e!r}); is it running? (AMQP_URL={url})"
-        ) from e
+        raise unreachable(where, e.strerror or repr(e)) from e
     return conn
 
 

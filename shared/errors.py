@@ -57,3 +57,10 @@ def queue_mismatch_message(queue: str, detail: str) -> str:
         f"{detail}). Fix: delete it (rabbitmqctl delete_queue {queue}, or the management UI) "
         "or point MQLAB_QUEUE_PREFIX at another name."
     )
+
+
+def unreachable(where: str, reason: str) -> BrokerUnreachable:
+    """The error for a broker at ``where`` (``host:port``) that could not be reached."""
+    return BrokerUnreachable(
+        f"cannot connect to RabbitMQ at {where} ({reason}); is it running, and is AMQP_URL right?"
+    )

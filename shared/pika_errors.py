@@ -9,12 +9,12 @@ import pika.exceptions
 
 from shared.errors import (
     AccessRefused,
-    BrokerUnreachable,
     MqlabError,
     PublishRefused,
     QueueMismatch,
     Unroutable,
     queue_mismatch_message,
+    unreachable,
 )
 
 
@@ -46,10 +46,7 @@ def translate(
         return Unroutable(f"message returned unroutable: no queue named '{queue}'")
     if isinstance(error, pika.exceptions.NackError):
         return PublishRefused(f"broker refused (nacked) a message for '{queue}'")
-    return BrokerUnreachable(
-        f"cannot connect to RabbitMQ at {where} ({root_cause(error)}); is it running, and is "
-        "AMQP_URL right?"
-    )
+    return unreachable(where, root_cause(error))
 
 
 def root_cause(error: BaseException) -> str:
