@@ -9,7 +9,8 @@ ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Reinstalled when a package appears: the editable install maps the top-level packages it saw.
+$(STAMP): pyproject.toml $(wildcard */__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
