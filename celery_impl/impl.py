@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from celery_impl import new_task
 from celery_impl import settings as celery_settings
-from shared.impl import Implementation, WorkerSpec
-from shared.process import Command
+from shared.impl import Implementation
 
 
 class CeleryImplementation(Implementation):
@@ -16,7 +14,7 @@ class CeleryImplementation(Implementation):
 
     name = "celery"
     package = "celery_impl"
-    supports_early_ack = True  # task_acks_late off: Celery's default, the negative control
+    early_ack_flag = "--early-ack"  # task_acks_late off: Celery's default, the negative control
     unlimited_prefetch = 0  # worker_prefetch_multiplier=0: no basic.qos limit
 
     def task_queue(self) -> str:
@@ -35,20 +33,6 @@ class CeleryImplementation(Implementation):
     ) -> list[str]:
         envelopes = new_task.publish(bodies, amqp_url=amqp_url, queue=queue, declare_queue=declare)
         return [e.message_id for e in envelopes]
-
-    def worker_command(self, spec: WorkerSpec) -> Command:
-        argv = [
-            sys.executable, "-m", "celery_impl.worker",
-            "--prefetch", str(spec.prefetch),
-            "--slowdown", str(spec.slowdown),
-            "--name", spec.name,
-        ]  # fmt: skip
-        if spec.early_ack:
-            argv.append("--early-ack")
-        return Command(argv, spec.environment())
-
-    def receive_command(self) -> Command:
-        return Command([sys.executable, "-m", "celery_impl.receive"])
 
 
 IMPLEMENTATION = CeleryImplementation()

@@ -11,7 +11,6 @@ it (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms").
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 import amqp.exceptions
@@ -99,17 +98,7 @@ def publish(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m celery_impl.new_task", description=__doc__)
-    parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
-    parser.add_argument("--count", type=int, default=1, help="send each body N times")
-    args = parser.parse_args()
-    text = " ".join(args.body) or "Hello World!"
-    envelopes = publish([text] * args.count)
-    for envelope in envelopes[:10]:
-        print(f" [x] Sent {text} ({envelope.message_id})")
-    if len(envelopes) > 10:
-        print(f" [x] ... {len(envelopes)} messages in all")
-    return 0
+    return cli.new_task_main("python -m celery_impl.new_task", __doc__, publish)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,10 @@ a non-durable queue of the same name (406) is one clear line and a non-zero exit
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare, durable_queue, task_queue
-from shared import cli, settings
+from shared import cli
 
 
 def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
@@ -51,19 +50,13 @@ def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
 
 
 def main() -> int:
-    s = settings.load()
-    parser = argparse.ArgumentParser(prog="python -m celery_impl.worker", description=__doc__)
-    parser.add_argument("--prefetch", type=int, default=s.prefetch, help="0 = unlimited")
-    parser.add_argument("--slowdown", type=float, default=s.slowdown)
-    parser.add_argument("--name", default=s.worker_name)
+    parser = cli.worker_parser("python -m celery_impl.worker", __doc__)
     parser.add_argument(
         "--early-ack",
         action="store_true",
         help="task_acks_late off: ack on receipt (loses the task in hand if the worker dies)",
     )
-    args = parser.parse_args()
-    if args.prefetch < 0:
-        parser.error("--prefetch must be 0 (unlimited) or more")
+    args = cli.parse_worker_args(parser)
 
     # The pool children inherit these; the tasks read them through shared.settings.
     os.environ["MQLAB_PREFETCH"] = str(args.prefetch)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from dramatiq_impl import new_task
 from dramatiq_impl import settings as dq_settings
-from shared.impl import Implementation, WorkerSpec
-from shared.process import Command
+from shared.impl import Implementation
 
 
 class DramatiqImplementation(Implementation):
@@ -16,7 +14,7 @@ class DramatiqImplementation(Implementation):
 
     name = "dramatiq"
     package = "dramatiq_impl"
-    supports_early_ack = False  # Dramatiq always acks after the actor returns
+    early_ack_flag = None  # Dramatiq always acks after the actor returns
     unlimited_prefetch = dq_settings.UNLIMITED_PREFETCH  # dramatiq_queue_prefetch=0 is ignored
 
     def task_queue(self) -> str:
@@ -41,18 +39,6 @@ class DramatiqImplementation(Implementation):
     ) -> list[str]:
         messages = new_task.publish(bodies, amqp_url=amqp_url, queue=queue, declare=declare)
         return [m.message_id for m in messages]
-
-    def worker_command(self, spec: WorkerSpec) -> Command:
-        argv = [
-            sys.executable, "-m", "dramatiq_impl.worker",
-            "--prefetch", str(spec.prefetch),
-            "--slowdown", str(spec.slowdown),
-            "--name", spec.name,
-        ]  # fmt: skip
-        return Command(argv, spec.environment())
-
-    def receive_command(self) -> Command:
-        return Command([sys.executable, "-m", "dramatiq_impl.receive"])
 
 
 IMPLEMENTATION = DramatiqImplementation()

@@ -14,7 +14,6 @@ same ``basic_publish`` call without the declare-and-retry loop, so a missing que
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 import pika
@@ -95,19 +94,7 @@ def publish(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m dramatiq_impl.new_task", description=__doc__)
-    parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
-    parser.add_argument("--count", type=int, default=1, help="send each body N times")
-    args = parser.parse_args()
-    if args.count < 0:
-        parser.error("--count must be 0 or more")
-    text = " ".join(args.body) or "Hello World!"
-    messages = publish([text] * args.count)
-    for message in messages[:10]:
-        print(f" [x] Sent {text} ({message.message_id})")
-    if len(messages) > 10:
-        print(f" [x] ... {len(messages)} messages in all")
-    return 0
+    return cli.new_task_main("python -m dramatiq_impl.new_task", __doc__, publish)
 
 
 if __name__ == "__main__":

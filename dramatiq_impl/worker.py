@@ -24,26 +24,21 @@ process forks ``-p`` worker processes with ``-t`` threads each (``dramatiq/cli.p
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import UNLIMITED_PREFETCH, connect, task_queue
-from shared import cli, settings
+from shared import cli
 
 
 def main() -> int:
-    s = settings.load()
-    parser = argparse.ArgumentParser(prog="python -m dramatiq_impl.worker", description=__doc__)
-    parser.add_argument("--prefetch", type=int, default=s.prefetch, help="0 = unlimited")
-    parser.add_argument("--slowdown", type=float, default=s.slowdown)
-    parser.add_argument("--name", default=s.worker_name)
+    parser = cli.worker_parser("python -m dramatiq_impl.worker", __doc__)
     parser.add_argument("--processes", "-p", type=int, default=1, help="worker processes")
     parser.add_argument("--threads", "-t", type=int, default=1, help="threads per process")
-    args = parser.parse_args()
-    if args.prefetch < 0 or args.processes < 1 or args.threads < 1:
-        parser.error("--prefetch must be >= 0, --processes and --threads >= 1")
+    args = cli.parse_worker_args(parser)
+    if args.processes < 1 or args.threads < 1:
+        parser.error("--processes and --threads must be 1 or more")
 
     queue = task_queue()
     connect(actors.broker, queue)  # fail fast: unreachable broker, wrong password, 406

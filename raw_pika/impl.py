@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from raw_pika import new_task
 from raw_pika import settings as pika_settings
-from shared.impl import Implementation, WorkerSpec
-from shared.process import Command
+from shared.impl import Implementation
 
 
 class PikaImplementation(Implementation):
@@ -16,7 +14,7 @@ class PikaImplementation(Implementation):
 
     name = "pika"
     package = "raw_pika"
-    supports_early_ack = True  # --auto-ack, tutorial 1's consumer mode
+    early_ack_flag = "--auto-ack"  # --auto-ack, tutorial 1's consumer mode
     unlimited_prefetch = 0  # no basic.qos at all
 
     def task_queue(self) -> str:
@@ -35,20 +33,6 @@ class PikaImplementation(Implementation):
     ) -> list[str]:
         envelopes = new_task.publish(bodies, amqp_url=amqp_url, queue=queue, declare=declare)
         return [e.message_id for e in envelopes]
-
-    def worker_command(self, spec: WorkerSpec) -> Command:
-        argv = [
-            sys.executable, "-m", "raw_pika.worker",
-            "--prefetch", str(spec.prefetch),
-            "--slowdown", str(spec.slowdown),
-            "--name", spec.name,
-        ]  # fmt: skip
-        if spec.early_ack:
-            argv.append("--auto-ack")
-        return Command(argv, spec.environment())
-
-    def receive_command(self) -> Command:
-        return Command([sys.executable, "-m", "raw_pika.receive"])
 
 
 IMPLEMENTATION = PikaImplementation()

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import time
@@ -39,16 +38,13 @@ from shared.pika_errors import root_cause
 
 def main() -> int:
     s = settings.load()
-    parser = argparse.ArgumentParser(prog="python -m raw_pika.worker", description=__doc__)
-    parser.add_argument("--prefetch", type=int, default=s.prefetch, help="0 = unlimited")
-    parser.add_argument("--slowdown", type=float, default=s.slowdown)
-    parser.add_argument("--name", default=s.worker_name)
+    parser = cli.worker_parser("python -m raw_pika.worker", __doc__)
     parser.add_argument(
         "--auto-ack",
         action="store_true",
         help="ack on delivery like tutorial 1 (loses the message in hand if the worker dies)",
     )
-    args = parser.parse_args()
+    args = cli.parse_worker_args(parser)
     journal = JournalWriter(s.journal, impl="pika", worker=args.name)
     queue = task_queue()
 

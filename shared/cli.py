@@ -1,10 +1,14 @@
-"""Entry-point wrapper shared by every program: one-line errors and honest exit codes."""
+"""What every program's entry point shares: one-line errors, honest exit codes, and the
+command-line options the three implementations have in common."""
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from shared import settings
 from shared.errors import MqlabError
 
 
@@ -22,3 +26,58 @@ def run(main: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the options every worker takes.
+
+    ``--prefetch N`` (0 = unlimited; default ``MQLAB_PREFETCH``), ``--slowdown F`` (default
+    ``MQLAB_SLOWDOWN``) and ``--name W`` (default ``MQLAB_WORKER_NAME``). Call
+    :func:`parse_worker_args` to parse and check them.
+    """
+    s = settings.load()
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--prefetch", type=int, default=s.prefetch, help="0 = unlimited")
+    parser.add_argument("--slowdown", type=float, default=s.slowdown, help="work-time factor")
+    parser.add_argument("--name", default=s.worker_name, help="name in the journal")
+    return parser
+
+
+def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse ``sys.argv``; a negative prefetch or slowdown is a usage error (exit 2)."""
+    args = parser.parse_args()
+    if args.prefetch < 0:
+        parser.error("--prefetch must be 0 (unlimited) or more")
+    if args.slowdown < 0:
+        parser.error("--slowdown must be 0 or more")
+    return args
+
+
+class _Published(Protocol):
+    message_id: str
+
+
+def new_task_main(
+    prog: str, description: str | None, publish: Callable[[list[str]], Sequence[_Published]]
+) -> int:
+    """The body of every ``new_task`` program: ``[body...] [--count N]``, then publish.
+
+    Parameters:
+        prog: the program name for ``--help``.
+        description: its help text (the module docstring).
+        publish: publishes the bodies; returns what it published (anything with a
+            ``message_id``, in publish order).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
+    parser.add_argument("--count", type=int, default=1, help="send the body N times")
+    args = parser.parse_args()
+    if args.count < 0:
+        parser.error("--count must be 0 or more")
+    text = " ".join(args.body) or "Hello World!"
+    message_ids = [m.message_id for m in publish([text] * args.count)]
+    for message_id in message_ids[:10]:
+        print(f" [x] Sent {text} ({message_id})")
+    if len(message_ids) > 10:
+        print(f" [x] ... {len(message_ids)} messages in all")
+    return 0

@@ -30,7 +30,7 @@ class WorkerSpec:
         dot_seconds: seconds per ``.`` of work, or ``None`` for ``MQLAB_DOT_SECONDS``.
         early_ack: acknowledge on receipt instead of after the work (a negative control that
             loses the message in hand on a crash); only where
-            :attr:`Implementation.supports_early_ack`.
+            :attr:`Implementation.early_ack_flag` is set.
         env: further environment variables.
     """
 
@@ -65,14 +65,15 @@ class Implementation(ABC):
     Attributes:
         name: the id used in test ids and reports (``"pika"``, ``"celery"``, ``"dramatiq"``).
         package: the Python package (``"raw_pika"``).
-        supports_early_ack: whether :attr:`WorkerSpec.early_ack` is available.
+        early_ack_flag: the worker option that acknowledges on receipt (the negative control
+            for crash tests), or ``None`` where the framework has no such mode.
         unlimited_prefetch: the prefetch count actually used for "unlimited" (``0`` where the
             framework supports it, else the largest it accepts).
     """
 
     name: str
     package: str
-    supports_early_ack: bool = False
+    early_ack_flag: str | None = None
     unlimited_prefetch: int = 0
 
     @abstractmethod
@@ -82,6 +83,11 @@ class Implementation(ABC):
     @abstractmethod
     def hello_queue(self) -> str:
         """Name of the hello-world queue."""
+
+    @property
+    def supports_early_ack(self) -> bool:
+        """Whether :attr:`WorkerSpec.early_ack` is available."""
+        return self.early_ack_flag is not None
 
     def queues(self) -> list[str]:
         """Every queue this implementation declares (cleared between tests and lab runs)."""
@@ -116,9 +122,24 @@ class Implementation(ABC):
             shared.errors.MqlabError: unreachable broker, refused credentials, nacked publish.
         """
 
-    @abstractmethod
     def worker_command(self, spec: WorkerSpec) -> Command:
-        """The command that runs one worker process as ``spec`` describes."""
+        """The command that runs one worker process as ``spec`` describes:
+        ``python -m <package>.worker --prefetch N --slowdown F --name W [early-ack flag]``.
+
+        Raises:
+            ValueError: ``spec.early_ack`` where the implementation has no early-ack mode.
+        """
+        argv = [
+            sys.executable, "-m", f"{self.package}.worker",
+            "--prefetch", str(spec.prefetch),
+            "--slowdown", str(spec.slowdown),
+            "--name", spec.name,
+        ]  # fmt: skip
+        if spec.early_ack:
+            if self.early_ack_flag is None:
+                raise ValueError(f"{self.name} has no early-ack mode")
+            argv.append(self.early_ack_flag)
+        return Command(argv, spec.environment())
 
     def send_command(self, text: str | None) -> Command:
         """The hello-world producer program (``python -m <package>.send [text]``)."""
@@ -131,6 +152,7 @@ class Implementation(ABC):
             [sys.executable, "-m", f"{self.package}.new_task", *bodies, "--count", str(count)]
         )
 
-    @abstractmethod
     def receive_command(self) -> Command:
-        """The hello-world consumer program; it prints `` [x] Received <text>`` per message."""
+        """The hello-world consumer program (``python -m <package>.receive``); it prints
+        `` [x] Received <text>`` per message."""
+        return Command([sys.executable, "-m", f"{self.package}.receive"])
