@@ -60,7 +60,8 @@ class _Published(Protocol):
 def new_task_main(
     prog: str, description: str | None, publish: Callable[[list[str]], Sequence[_Published]]
 ) -> int:
-    """The body of every ``new_task`` program: ``[body...] [--count N]``, then publish.
+    """The body of every ``new_task`` program: ``[body...] [--count N]``, then publish (with
+    ``--count``, the copies are numbered ``<body> #1`` ... ``<body> #N``).
 
     Parameters:
         prog: the program name for ``--help``.
@@ -70,14 +71,19 @@ def new_task_main(
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
-    parser.add_argument("--count", type=int, default=1, help="send the body N times")
+    parser.add_argument(
+        "--count", type=int, default=1, help="send N numbered copies: '<body> #1' ..."
+    )
     args = parser.parse_args()
     if args.count < 0:
         parser.error("--count must be 0 or more")
     text = " ".join(args.body) or "Hello World!"
-    message_ids = [m.message_id for m in publish([text] * args.count)]
-    for message_id in message_ids[:10]:
-        print(f" [x] Sent {text} ({message_id})")
+    # With --count, number the copies ("task. #1", "task. #2", ...) so a reader can follow
+    # each one to the worker that ran it; the number adds no work (no dots).
+    bodies = [text] if args.count == 1 else [f"{text} #{i}" for i in range(1, args.count + 1)]
+    message_ids = [m.message_id for m in publish(bodies)]
+    for body, message_id in zip(bodies[:10], message_ids, strict=False):
+        print(f" [x] Sent {body} ({message_id})")
     if len(message_ids) > 10:
         print(f" [x] ... {len(message_ids)} messages in all")
     return 0

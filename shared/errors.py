@@ -54,8 +54,9 @@ def queue_mismatch_message(queue: str, detail: str) -> str:
     """The one-line explanation for a 406 PRECONDITION_FAILED on declaring ``queue``."""
     return (
         f"queue '{queue}' already exists with other arguments (406 PRECONDITION_FAILED: "
-        f"{detail}). Fix: delete it (rabbitmqctl delete_queue {queue}, or the management UI) "
-        "or point MQLAB_QUEUE_PREFIX at another name."
+        f"{detail}). Fix: delete that queue on this broker (management UI, or "
+        f"rabbitmqctl -n <node> delete_queue {queue}) or set MQLAB_QUEUE_PREFIX to use "
+        "other queue names."
     )
 
 

@@ -7,7 +7,9 @@ implementations the same way.
 ==========================  ==========================================  =====================
 variable                    meaning                                     default
 ==========================  ==========================================  =====================
-``AMQP_URL``                the broker (RabbitMQ URI spec)              ``amqp://guest:guest@localhost:5672/%2F``
+``AMQP_URL``                the broker (RabbitMQ URI spec)              the ``mqlab broker up``
+                                                                        node if one runs, else
+                                                                        ``amqp://guest:guest@localhost:5672/%2F``
 ``MQLAB_PREFETCH``          consumer prefetch count, 0 = unlimited      ``1``
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
 ``MQLAB_HEARTBEAT``         AMQP heartbeat timeout, seconds             ``60``
@@ -27,6 +29,8 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+
+from shared import broker_up
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -74,12 +78,15 @@ class Settings:
 def load() -> Settings:
     """Read :class:`Settings` from the environment (see the module docstring for variables).
 
+    ``AMQP_URL`` unset means the node ``mqlab broker up`` started (:mod:`shared.broker_up`),
+    else RabbitMQ's default ``localhost:5672``.
+
     Raises:
         ValueError: a numeric variable does not parse.
     """
     env = os.environ
     return Settings(
-        amqp_url=env.get("AMQP_URL") or DEFAULT_AMQP_URL,
+        amqp_url=env.get("AMQP_URL") or broker_up.amqp_url() or DEFAULT_AMQP_URL,
         prefetch=int(env.get("MQLAB_PREFETCH", "1")),
         confirms=_flag(env.get("MQLAB_CONFIRMS", "1")),
         heartbeat=int(env.get("MQLAB_HEARTBEAT", "60")),

@@ -1,0 +1,41 @@
+"""The record ``mqlab broker up`` leaves behind, so every program finds the node it started.
+
+``mqlab broker up`` writes ``<tmp>/mqlab-<uid>/broker.json`` (its pid and the node's URLs) and
+removes it on the way down. :func:`read` returns it while that process is alive, and
+:func:`shared.settings.load` uses its AMQP URL when ``AMQP_URL`` is not set, so the
+implementations' programs talk to the private node rather than to a system broker on 5672.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def state_file() -> Path:
+    """Where ``mqlab broker up`` records its broker (per user, in the temp directory)."""
+    return Path(tempfile.gettempdir()) / f"mqlab-{os.getuid()}" / "broker.json"
+
+
+def read() -> dict[str, Any] | None:
+    """The running ``broker up``'s record (``pid``, ``amqp_url``, ``management_url``), or
+    ``None``; a record whose process is gone is removed."""
+    path = state_file()
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+        os.kill(int(state["pid"]), 0)
+    except FileNotFoundError:
+        return None
+    except (ProcessLookupError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def amqp_url() -> str | None:
+    """The AMQP URL of the node ``mqlab broker up`` is running, if any."""
+    state = read()
+    return str(state["amqp_url"]) if state else None
