@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import implementations
+from shared import implementations, journal
 from shared.broker import Broker
 from shared.impl import Implementation, WorkerSpec
 from shared.journal import Journal
@@ -322,3 +322,29 @@ def test_many_processes_open_a_fresh_journal_at_once(tmp_path: Path) -> None:
             p.join(10)
         failures += [r for r in outcomes if r != "ok"]
     assert failures == [], failures[:3]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_worker_whose_queue_is_deleted_does_not_hang(
+    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    """Somebody deletes the work queue under a running worker (management UI, rabbitmqctl):
+    RabbitMQ sends basic.cancel. The worker must either exit non-zero with one error line or
+    consume again once a producer re-declares the queue (Dramatiq does). raw_pika ignores the
+    cancel and stays alive with no consumer: it never takes another message, and says
+    nothing."""
+    worker = start_worker(impl, "w1")
+    broker.delete_queue(impl.task_queue())
+    ids = impl.publish_work(["after the delete."])  # the producer declares the queue again
+
+    def settled() -> bool:
+        done = {e.message_id for e in journal.read(journal_path) if e.finished}
+        return not worker.alive() or set(ids) <= done
+
+    try:
+        wait_until(settled, 30, what="the worker to exit or to take the new message")
+    except TimeoutError:
+        pytest.fail(f"worker alive without a consumer; output:\n{worker.output()}")
+    if not worker.alive():
+        _assert_one_line_error(worker.popen.returncode, worker.output())
