@@ -19,13 +19,18 @@ import signal
 import sys
 from types import FrameType
 
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_task_queue, task_queue
-from shared import cli, settings, tasks
+from shared import cli, pika_errors, settings, tasks
 from shared.contract import published_at_from
+from shared.errors import BrokerUnreachable, MqlabError
 from shared.journal import JournalWriter
+
+MAX_PREFETCH = 65535
+"""``basic.qos`` prefetch-count is a 16-bit field (AMQP 0-9-1 spec, ``basic.qos``)."""
 
 
 def main() -> int:
@@ -40,6 +45,8 @@ def main() -> int:
         help="ack on delivery like tutorial 1 (loses the message in hand if the worker dies)",
     )
     args = parser.parse_args()
+    if not 0 <= args.prefetch <= MAX_PREFETCH:
+        parser.error(f"--prefetch must be 0 (unlimited) to {MAX_PREFETCH}, not {args.prefetch}")
     journal = JournalWriter(s.journal, impl="pika", worker=args.name)
 
     connection = connect()
@@ -86,10 +93,31 @@ def main() -> int:
         if not args.auto_ack:
             ch.basic_ack(delivery_tag=method.delivery_tag)
 
+    cancelled = False
+
+    def on_cancel(method: object) -> None:
+        # The broker cancels the consumer when the queue is deleted (RabbitMQ docs, "Consumer
+        # Cancel Notification"); without a consumer this worker would idle forever.
+        nonlocal cancelled
+        cancelled = True
+
+    channel.add_on_cancel_callback(on_cancel)
     channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=args.auto_ack)
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    while not stopping:
-        connection.process_data_events(time_limit=0.2)
+    try:
+        while not stopping and not cancelled:
+            connection.process_data_events(time_limit=0.2)
+    except pika.exceptions.AMQPConnectionError as e:
+        raise BrokerUnreachable(
+            f"lost the connection to RabbitMQ ({pika_errors.root_cause(e)}); the unacked "
+            "message, if any, goes back to the queue. Restart the worker."
+        ) from e
+    if cancelled:
+        connection.close()
+        raise MqlabError(
+            f"RabbitMQ cancelled this worker's consumer: queue '{queue}' was deleted. "
+            "Restart the worker."
+        )
     connection.close()
     print(f" [*] {args.name} stopped", flush=True)
     return 0
