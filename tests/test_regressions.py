@@ -52,7 +52,10 @@ def _run(command: Command, env: dict[str, str], timeout: float = 30) -> tuple[in
 def _assert_one_line_error(code: int, stderr: str) -> str:
     assert code != 0, stderr
     assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    # mqlab's "error: ..." (shared.cli.run) or argparse's "prog: error: ..." after the usage.
+    errors = [
+        line for line in stderr.splitlines() if line.startswith("error: ") or ": error: " in line
+    ]
     assert len(errors) == 1, stderr
     return errors[0]
 
