@@ -42,8 +42,10 @@ def main() -> int:
     parser.add_argument("--processes", "-p", type=int, default=1, help="worker processes")
     parser.add_argument("--threads", "-t", type=int, default=1, help="threads per process")
     args = parser.parse_args()
-    if args.prefetch < 0 or args.processes < 1 or args.threads < 1:
-        parser.error("--prefetch must be >= 0, --processes and --threads >= 1")
+    if not 0 <= args.prefetch <= UNLIMITED_PREFETCH or args.processes < 1 or args.threads < 1:
+        # Dramatiq caps only its default prefetch; a larger basic.qos prefetch-count (a 16-bit
+        # field) makes every consumer thread fail in struct.pack and restart forever.
+        parser.error(f"--prefetch must be 0..{UNLIMITED_PREFETCH}, --processes and --threads >= 1")
 
     queue = task_queue()
     connect(actors.broker, queue)  # fail fast: unreachable broker, wrong password, 406
