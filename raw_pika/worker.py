@@ -112,6 +112,13 @@ def main() -> int:
             f"lost the connection to RabbitMQ ({pika_errors.root_cause(e)}); the unacked "
             "message, if any, goes back to the queue. Restart the worker."
         ) from e
+    except pika.exceptions.ChannelClosedByBroker as e:
+        # e.g. 406 "delivery acknowledgement timed out": a task outlasted the broker's
+        # consumer_timeout (RabbitMQ docs, "Consumer Acknowledgements": delivery ack timeout).
+        raise MqlabError(
+            f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text}); the unacked "
+            "message goes back to the queue. Restart the worker."
+        ) from e
     if cancelled:
         connection.close()
         raise MqlabError(
