@@ -173,27 +173,33 @@ def test_bad_setting_is_a_one_line_error(
 
 
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
-def test_prefetch_above_amqp_limit_is_refused(broker: Broker, impl: Implementation) -> None:
+def test_prefetch_above_amqp_limit_is_refused(
+    broker: Broker, impl: Implementation, tmp_path: Path
+) -> None:
     """prefetch_count is a 16-bit field. raw_pika dies in struct.pack with a traceback; the
     Dramatiq worker never consumes (its consumer thread restarts every 3 s, forever)."""
     spec = WorkerSpec(name="w", amqp_url=broker.amqp_url, prefetch=70000)
-    try:
-        code, stderr = _run(impl.worker_command(spec), {}, timeout=20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("worker with prefetch 70000 ran on without ever consuming")
-    _assert_one_line_error(code, stderr)
+    # A process group, killed whole: subprocess.run's timeout would kill only the Dramatiq
+    # main process and orphan its worker process.
+    with GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w.log") as worker:
+        code = worker.wait(timeout=20)
+        output = worker.output()
+    if code is None:
+        pytest.fail(f"worker with prefetch 70000 ran on without ever consuming:\n{output}")
+    _assert_one_line_error(code, output)
 
 
-def test_pika_worker_refuses_negative_prefetch(broker: Broker) -> None:
+def test_pika_worker_refuses_negative_prefetch(broker: Broker, tmp_path: Path) -> None:
     """raw_pika reads prefetch -1 as "unlimited" (no basic.qos) without a word; the Dramatiq
     worker refuses it."""
     impl = implementations.get("pika")
     spec = WorkerSpec(name="w", amqp_url=broker.amqp_url, prefetch=-1)
-    try:
-        code, stderr = _run(impl.worker_command(spec), {}, timeout=15)
-    except subprocess.TimeoutExpired:
+    with GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w.log") as worker:
+        code = worker.wait(timeout=15)
+        output = worker.output()
+    if code is None:
         pytest.fail("worker accepted --prefetch -1 and ran as unlimited")
-    assert code != 0 and "Traceback" not in stderr, stderr
+    assert code != 0 and "Traceback" not in output, output
 
 
 def test_pika_new_task_refuses_negative_count(broker: Broker) -> None:
