@@ -143,7 +143,7 @@ def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None
     """
     try:
         broker.connection  # noqa: B018  (the property opens this thread's connection)
-    except pika.exceptions.AMQPError as e:
+    except (pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
         raise translate(e, broker, queue) from e
     if declare:
         try:

@@ -17,9 +17,9 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from raw_pika.settings import connect, declare_task_queue, task_queue
-from shared import cli, settings
+from shared import cli, pika_errors, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, Envelope
-from shared.errors import PublishRefused, Unroutable
+from shared.errors import BrokerUnreachable, PublishRefused, Unroutable
 
 
 def properties(envelope: Envelope, delivery_mode: int = PERSISTENT) -> pika.BasicProperties:
@@ -76,18 +76,24 @@ def publish(
     """
     queue = queue or task_queue()
     connection = connect(amqp_url)
+    envelopes: list[Envelope] = []
     try:
         channel = connection.channel()
         if settings.load().confirms:
             channel.confirm_delivery()
         if declare:
             declare_task_queue(channel, queue)
-        envelopes = []
         for body in bodies:
             envelope = Envelope()
             publish_confirmed(channel, queue, body, properties(envelope))
             envelopes.append(envelope)
         return envelopes
+    except pika.exceptions.AMQPConnectionError as e:
+        # The broker went away mid-publish (StreamLostError, ConnectionClosedByBroker).
+        raise BrokerUnreachable(
+            f"lost the connection to RabbitMQ ({pika_errors.root_cause(e)}) after "
+            f"{len(envelopes)} of {len(bodies)} messages were confirmed; the rest were not sent"
+        ) from e
     finally:
         if connection.is_open:
             connection.close()

@@ -11,7 +11,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from shared import pika_errors, settings
-from shared.errors import QueueMismatch, queue_mismatch_message
+from shared.errors import MqlabError, QueueMismatch, queue_mismatch_message
 
 HELLO_QUEUE = "hello"
 TASK_QUEUE = "task_queue"
@@ -40,7 +40,12 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
     """
     s = settings.load()
     url = amqp_url or s.amqp_url
-    params = pika.URLParameters(url)
+    try:
+        params = pika.URLParameters(url)
+    except (ValueError, IndexError) as e:
+        raise MqlabError(
+            f"AMQP_URL is not a valid AMQP URI like amqp://user:password@host:5672/vhost ({e})"
+        ) from e
     params.connection_attempts = 1
     params.socket_timeout = s.connect_timeout
     params.stack_timeout = s.connect_timeout
@@ -48,7 +53,7 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
     params.heartbeat = s.heartbeat
     try:
         return pika.BlockingConnection(params)
-    except pika.exceptions.AMQPConnectionError as e:
+    except pika_errors.CONNECT_ERRORS as e:
         raise pika_errors.translate(e, params) from e
 
 

@@ -31,7 +31,7 @@ from pika.spec import Basic, BasicProperties
 from raw_pika.settings import connect, declare_task_queue, task_queue
 from shared import cli, settings, tasks
 from shared.contract import published_at_from
-from shared.errors import BrokerUnreachable
+from shared.errors import BrokerUnreachable, MqlabError
 from shared.journal import JournalWriter
 from shared.pika_errors import root_cause
 
@@ -85,28 +85,49 @@ def main() -> int:
         if not args.auto_ack:
             ch.basic_ack(delivery_tag=method.delivery_tag)
 
-    def consume(connection: pika.BlockingConnection) -> None:
+    def consume(connection: pika.BlockingConnection) -> bool:
+        """Consume until asked to stop (True) or until RabbitMQ cancels the consumer (False)."""
+        cancelled = False
+
+        def on_cancel(method: object) -> None:
+            # The broker cancels the consumer when the queue is deleted (RabbitMQ docs,
+            # "Consumer Cancel Notification"); without a consumer this worker would idle.
+            nonlocal cancelled
+            cancelled = True
+
         channel = connection.channel()
         declare_task_queue(channel, queue)
         if args.prefetch > 0:
             channel.basic_qos(prefetch_count=args.prefetch)
+        channel.add_on_cancel_callback(on_cancel)
         channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=args.auto_ack)
         print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C")
-        while not stopping:
+        while not stopping and not cancelled:
             connection.process_data_events(time_limit=0.2)
-        connection.close()
+        if cancelled:
+            channel.close()
+        return not cancelled
 
     connection = connect()  # the first connection fails fast with a clear error
     while True:
         try:
-            consume(connection)
-            print(f" [*] {args.name} stopped")
-            return 0
+            if consume(connection):
+                connection.close()
+                print(f" [*] {args.name} stopped")
+                return 0
+            print(f" [!] {args.name}: consumer cancelled (queue deleted?); declaring it again")
         except pika.exceptions.AMQPConnectionError as e:  # lost: broker restarted, network
             if stopping:
                 return 0
             print(f" [!] {args.name} lost its connection ({root_cause(e)}); reconnecting")
             connection = reconnect(s.reconnect_seconds, lambda: stopping)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            # e.g. 406 "delivery acknowledgement timed out": a task outlasted the broker's
+            # consumer_timeout (RabbitMQ docs, "Consumer Acknowledgements": delivery ack timeout).
+            raise MqlabError(
+                f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text}); the unacked "
+                "message goes back to the queue"
+            ) from e
 
 
 def reconnect(within: float, stopping: Callable[[], bool]) -> pika.BlockingConnection:

@@ -44,10 +44,12 @@ def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser
 
 
 def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse ``sys.argv``; a negative prefetch or slowdown is a usage error (exit 2)."""
+    """Parse ``sys.argv``; a prefetch outside 0..65535 or a negative slowdown is a usage
+    error (exit 2)."""
     args = parser.parse_args()
-    if args.prefetch < 0:
-        parser.error("--prefetch must be 0 (unlimited) or more")
+    if not 0 <= args.prefetch <= 65535:
+        # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
+        parser.error("--prefetch must be 0 (unlimited) to 65535")
     if args.slowdown < 0:
         parser.error("--slowdown must be 0 or more")
     return args
@@ -78,6 +80,10 @@ def new_task_main(
     if args.count < 0:
         parser.error("--count must be 0 or more")
     text = " ".join(args.body) or "Hello World!"
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:  # undecodable bytes in argv arrive as lone surrogates
+        raise MqlabError(f"the message text is not valid UTF-8 ({e.reason})") from e
     # With --count, number the copies ("task. #1", "task. #2", ...) so a reader can follow
     # each one to the worker that ran it; the number adds no work (no dots).
     bodies = [text] if args.count == 1 else [f"{text} #{i}" for i in range(1, args.count + 1)]

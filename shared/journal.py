@@ -79,6 +79,33 @@ class Execution:
         return self.finished_at is not None
 
 
+_BUSY_TIMEOUT = 30.0
+"""Seconds a connection waits for another process's lock before giving up."""
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock.
+
+    SQLite returns ``SQLITE_BUSY`` ("database is locked") for this pragma at once, without
+    calling the busy handler, when several connections open a fresh file at the same moment;
+    the connection's ``timeout`` does not cover it (SQLite docs, "Write-Ahead Logging":
+    changing into WAL mode needs an exclusive lock).
+
+    Raises:
+        sqlite3.OperationalError: still locked after :data:`_BUSY_TIMEOUT` seconds, or any
+            other error.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Journal:
     """An execution journal in a SQLite file (WAL mode), safe to share between processes.
 
@@ -91,8 +118,8 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
+        _enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=OFF")
         self._conn.executescript(_SCHEMA)
 

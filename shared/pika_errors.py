@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pika
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from shared.errors import (
     AccessRefused,
@@ -16,6 +17,17 @@ from shared.errors import (
     queue_mismatch_message,
     unreachable,
 )
+
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AMQPConnectionError,
+    AMQPConnectorException,
+    OSError,
+)
+"""What ``pika.BlockingConnection(params)`` raises when it cannot connect. Besides
+``AMQPConnectionError``, pika re-raises the last attempt's own error unwrapped
+(``BlockingConnection._reap_last_connection_workflow_error``): ``AMQPConnectorStackTimeout`` when
+the peer never answers the handshake, ``ssl.SSLError`` for TLS against a plain port, and
+``socket.gaierror`` for a host name that does not resolve."""
 
 
 def translate(

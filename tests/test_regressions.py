@@ -1,0 +1,359 @@
+"""Regressions found by adversarial testing (branch ``break``). Each failed before its fix.
+
+Standard under test (docs/common brief): bad input or a broken environment gives ONE line
+``error: ...`` on stderr, a non-zero exit, no traceback, and loses nothing already accepted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.queues
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import implementations, journal
+from shared.broker import Broker
+from shared.impl import Implementation, WorkerSpec
+from shared.journal import Journal
+from shared.process import Command, GroupProcess, wait_until
+from tests.conftest import StartWorker
+
+IMPLS = implementations.available()
+PROGRAMS = ["new_task", "worker", "send", "receive"]
+
+
+def _command(impl: Implementation, program: str, url: str) -> Command:
+    if program == "new_task":
+        return impl.new_task_command(["x"])
+    if program == "worker":
+        return impl.worker_command(WorkerSpec(name="w", amqp_url=url))
+    if program == "send":
+        return impl.send_command("x")
+    return impl.receive_command()
+
+
+def _run(command: Command, env: dict[str, str], timeout: float = 30) -> tuple[int, str]:
+    result = subprocess.run(
+        list(command.argv),
+        env={**os.environ, **command.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return result.returncode, result.stderr
+
+
+def _assert_one_line_error(code: int, stderr: str) -> str:
+    assert code != 0, stderr
+    assert "Traceback" not in stderr, stderr
+    # mqlab's "error: ..." (shared.cli.run) or argparse's "prog: error: ..." after the usage.
+    errors = [
+        line for line in stderr.splitlines() if line.startswith("error: ") or ": error: " in line
+    ]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (a firewall, a wrong port
+    on some other service): the AMQP handshake times out."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+# -- 1. connection failures that escape pika_errors.translate as tracebacks -------------------
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_unresolvable_host_is_a_one_line_error(impl: Implementation, program: str) -> None:
+    """socket.gaierror comes out of BlockingConnection unwrapped (pika resolves the name
+    before its connection workflow), so `except AMQPConnectionError` misses it."""
+    url = "amqp://guest:guest@no-such-host.invalid:5672/%2F"
+    code, stderr = _run(_command(impl, program, url), {"AMQP_URL": url})
+    line = _assert_one_line_error(code, stderr)
+    assert "no-such-host.invalid" in line
+
+
+@pytest.mark.parametrize("program", ["new_task", "worker"])
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_silent_server_is_a_one_line_error(
+    impl: Implementation, program: str, silent_listener: int
+) -> None:
+    """pika raises AMQPConnectorStackTimeout (not an AMQPError) when the peer accepts TCP and
+    never answers the AMQP handshake."""
+    url = f"amqp://guest:guest@127.0.0.1:{silent_listener}/%2F"
+    code, stderr = _run(
+        _command(impl, program, url), {"AMQP_URL": url, "MQLAB_CONNECT_TIMEOUT": "1"}
+    )
+    line = _assert_one_line_error(code, stderr)
+    assert str(silent_listener) in line
+
+
+@pytest.mark.parametrize("program", ["new_task", "worker"])
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_amqps_to_a_plain_port_is_a_one_line_error(
+    broker: Broker, impl: Implementation, program: str
+) -> None:
+    """TLS against the plain AMQP listener: pika re-raises the bare ssl.SSLError."""
+    url = broker.amqp_url.replace("amqp://", "amqps://")
+    code, stderr = _run(_command(impl, program, url), {"AMQP_URL": url})
+    _assert_one_line_error(code, stderr)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url at all",
+        "amqp://guest:guest@127.0.0.1:99999/%2F",
+        "amqp://guest:guest@127.0.0.1:abc/%2F",
+        "amqp://guest:guest@[::1:5672/",
+    ],
+    ids=["garbage", "port-range", "port-nan", "ipv6-bracket"],
+)
+@pytest.mark.parametrize("program", ["new_task", "worker"])
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_unparseable_amqp_url_is_a_one_line_error(
+    impl: Implementation, program: str, url: str
+) -> None:
+    code, stderr = _run(_command(impl, program, url), {"AMQP_URL": url})
+    line = _assert_one_line_error(code, stderr)
+    assert "AMQP_URL" in line
+
+
+# -- 2. settings that do not parse -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("MQLAB_PREFETCH", "abc"),
+        ("MQLAB_DOT_SECONDS", "abc"),
+        ("MQLAB_HEARTBEAT", "-5"),
+        ("MQLAB_CONNECT_TIMEOUT", "0"),
+    ],
+)
+@pytest.mark.parametrize("program", ["new_task", "worker"])
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_bad_setting_is_a_one_line_error(
+    broker: Broker, impl: Implementation, program: str, variable: str, value: str
+) -> None:
+    """shared.settings.load() raises a bare ValueError (documented), which no entry point
+    turns into an MqlabError."""
+    code, stderr = _run(_command(impl, program, broker.amqp_url), {variable: value}, timeout=20)
+    line = _assert_one_line_error(code, stderr)
+    assert variable in line
+
+
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_prefetch_above_amqp_limit_is_refused(
+    broker: Broker, impl: Implementation, tmp_path: Path
+) -> None:
+    """prefetch_count is a 16-bit field. raw_pika dies in struct.pack with a traceback; the
+    Dramatiq worker never consumes (its consumer thread restarts every 3 s, forever)."""
+    spec = WorkerSpec(name="w", amqp_url=broker.amqp_url, prefetch=70000)
+    # A process group, killed whole: subprocess.run's timeout would kill only the Dramatiq
+    # main process and orphan its worker process.
+    with GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w.log") as worker:
+        code = worker.wait(timeout=20)
+        output = worker.output()
+    if code is None:
+        pytest.fail(f"worker with prefetch 70000 ran on without ever consuming:\n{output}")
+    _assert_one_line_error(code, output)
+
+
+def test_pika_worker_refuses_negative_prefetch(broker: Broker, tmp_path: Path) -> None:
+    """raw_pika reads prefetch -1 as "unlimited" (no basic.qos) without a word; the Dramatiq
+    worker refuses it."""
+    impl = implementations.get("pika")
+    spec = WorkerSpec(name="w", amqp_url=broker.amqp_url, prefetch=-1)
+    with GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w.log") as worker:
+        code = worker.wait(timeout=15)
+        output = worker.output()
+    if code is None:
+        pytest.fail("worker accepted --prefetch -1 and ran as unlimited")
+    assert code != 0 and "Traceback" not in output, output
+
+
+def test_pika_new_task_refuses_negative_count(broker: Broker) -> None:
+    """`--count -5` publishes nothing and exits 0; the Dramatiq producer refuses it."""
+    impl = implementations.get("pika")
+    code, stderr = _run(impl.new_task_command(["x"], count=-5), {})
+    assert code != 0, stderr
+    assert "Traceback" not in stderr, stderr
+
+
+def test_pika_new_task_with_non_utf8_argument(broker: Broker) -> None:
+    """A body from a Latin-1 terminal: argv holds a lone surrogate, body.encode() raises
+    UnicodeEncodeError (traceback). The Dramatiq producer sends it."""
+    impl = implementations.get("pika")
+    command = impl.new_task_command([os.fsdecode(b"caf\xe9")])
+    result = subprocess.run(
+        [os.fsencode(a) for a in command.argv], capture_output=True, text=True, timeout=30
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+# -- 3. the broker dies under a running program ------------------------------------------------
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_producer_reports_a_broker_crash_in_one_line(
+    killable_broker: Broker, impl: Implementation, tmp_path: Path
+) -> None:
+    """Broker SIGKILLed while new_task --count N publishes under confirms: a non-zero exit and
+    one error line (raw_pika: StreamLostError traceback), and every message the producer had
+    been confirmed is still there after the restart (nothing lost silently)."""
+    broker = killable_broker
+    with GroupProcess(
+        impl.new_task_command(["x"], count=200_000), log_path=tmp_path / "producer.log"
+    ) as producer:
+        try:
+            wait_until(
+                lambda: (broker.queue(impl.task_queue()) or _empty()).ready > 50,
+                30,
+                what="publishing to be under way",
+            )
+            broker.kill()
+            code = producer.wait(timeout=60)
+        finally:
+            broker.start()
+        output = producer.output()
+    assert code not in (None, 0), output
+    _assert_one_line_error(code or 0, output)
+
+
+def _empty() -> object:
+    class _Nothing:
+        ready = 0
+
+    return _Nothing()
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_worker_survives_or_reports_a_broker_crash(
+    killable_broker: Broker, impl: Implementation, start_worker: StartWorker
+) -> None:
+    """After the broker is SIGKILLed and restarted, a worker either reconnects and consumes
+    again (Dramatiq does) or has exited non-zero with one error line. raw_pika dies with a
+    StreamLostError traceback."""
+    broker = killable_broker
+    worker = start_worker(impl, "w1")
+    try:
+        broker.kill()
+        worker.wait(timeout=5)
+    finally:
+        broker.start()
+    if worker.alive():
+        wait_until(
+            lambda: broker.consumers_of(impl.task_queue(), worker.pids()),
+            60,
+            what="the worker to consume again",
+        )
+        return
+    _assert_one_line_error(worker.popen.returncode, worker.output())
+
+
+# -- 4. the journal under concurrency ----------------------------------------------------------
+
+
+def _open_and_write(
+    path: str, barrier: threading.Barrier, results: multiprocessing.queues.Queue[str]
+) -> None:
+    barrier.wait()
+    try:
+        journal = Journal(path)
+        row = journal.started(
+            message_id=str(os.getpid()),
+            task="work",
+            impl="x",
+            worker="w",
+            redelivered=False,
+            published_at=0.0,
+        )
+        journal.finished(row)
+        journal.close()
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001
+        results.put(f"{type(e).__name__}: {e}")
+
+
+@pytest.mark.timeout(120)
+def test_many_processes_open_a_fresh_journal_at_once(tmp_path: Path) -> None:
+    """Workers that open a not-yet-existing journal at the same moment: `PRAGMA journal_mode=WAL`
+    fails with "database is locked" at once (SQLite does not call the busy handler for it),
+    despite the 30 s timeout. About one trial in five with four processes failed."""
+    ctx = multiprocessing.get_context("fork")
+    failures: list[str] = []
+    n = 6
+    for trial in range(25):
+        path = str(tmp_path / f"j{trial}.db")
+        barrier = ctx.Barrier(n)
+        results = ctx.Queue()
+        procs = [
+            ctx.Process(target=_open_and_write, args=(path, barrier, results)) for _ in range(n)
+        ]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(10)
+        failures += [r for r in outcomes if r != "ok"]
+    assert failures == [], failures[:3]
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_worker_whose_queue_is_deleted_does_not_hang(
+    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    """Somebody deletes the work queue under a running worker (management UI, rabbitmqctl):
+    RabbitMQ sends basic.cancel. The worker must either exit non-zero with one error line or
+    consume again once a producer re-declares the queue (Dramatiq does). raw_pika ignores the
+    cancel and stays alive with no consumer: it never takes another message, and says
+    nothing."""
+    worker = start_worker(impl, "w1")
+    broker.delete_queue(impl.task_queue())
+    ids = impl.publish_work(["after the delete."])  # the producer declares the queue again
+
+    def settled() -> bool:
+        done = {e.message_id for e in journal.read(journal_path) if e.finished}
+        return not worker.alive() or set(ids) <= done
+
+    try:
+        wait_until(settled, 30, what="the worker to exit or to take the new message")
+    except TimeoutError:
+        pytest.fail(f"worker alive without a consumer; output:\n{worker.output()}")
+    if not worker.alive():
+        _assert_one_line_error(worker.popen.returncode, worker.output())
