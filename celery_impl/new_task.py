@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import amqp.exceptions
+import kombu.exceptions
 from celery import Task
 from kombu.messaging import Producer
 
@@ -21,7 +22,10 @@ from celery_impl import tasks
 from celery_impl.settings import app, connect, declare, durable_queue, task_queue
 from shared import cli
 from shared.contract import PERSISTENT, Envelope
-from shared.errors import PublishRefused, Unroutable
+from shared.errors import PublishRefused, Unroutable, lost_mid_publish
+
+CONNECTION_LOST = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError)
+"""What py-amqp and kombu raise when the connection drops mid-publish."""
 
 
 def publish_confirmed(
@@ -84,17 +88,22 @@ def publish(
             unroutable or nacked publish.
     """
     queue = queue or task_queue()
-    with connect(amqp_url) as conn:
-        if declare_queue:
-            declare(conn, durable_queue(queue))
-        with conn.channel() as channel:
-            producer = app.amqp.Producer(channel)
-            envelopes = []
-            for body in bodies:
-                envelope = Envelope()
-                publish_confirmed(tasks.work, producer, queue, (body,), envelope)
-                envelopes.append(envelope)
-            return envelopes
+    envelopes: list[Envelope] = []
+    try:
+        with connect(amqp_url) as conn:
+            if declare_queue:
+                declare(conn, durable_queue(queue))
+            with conn.channel() as channel:
+                producer = app.amqp.Producer(channel)
+                for body in bodies:
+                    envelope = Envelope()
+                    publish_confirmed(tasks.work, producer, queue, (body,), envelope)
+                    envelopes.append(envelope)
+    except CONNECTION_LOST as e:
+        # The broker went away mid-publish (connection reset, broken pipe, forced close); the
+        # channel's and connection's own close then fail the same way.
+        raise lost_mid_publish(str(e) or type(e).__name__, len(envelopes), len(bodies)) from e
+    return envelopes
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from celery import Celery
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
-from shared import settings
+from shared import cli, settings
 from shared.errors import AccessRefused, QueueMismatch, queue_mismatch_message, unreachable
 
 HELLO_QUEUE = "celery.hello"
@@ -133,7 +133,8 @@ def make_app() -> Celery:
     return app
 
 
-app = make_app()
+with cli.one_line_errors():  # a bad AMQP_URL or setting: one line, before Celery starts
+    app = make_app()
 
 # py-amqp logs a WARNING for a confirm that arrives while a failed publish closes its channel;
 # the error raised says it all.

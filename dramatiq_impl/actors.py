@@ -13,12 +13,12 @@ from __future__ import annotations
 import dramatiq
 
 from dramatiq_impl.settings import hello_queue, make_broker, task_queue
-from shared import settings, tasks
+from shared import cli, settings, tasks
 
-broker = make_broker()
+with cli.one_line_errors():  # a bad AMQP_URL or setting: one line, before Dramatiq starts
+    broker = make_broker()
+    _settings = settings.load()
 dramatiq.set_broker(broker)
-
-_settings = settings.load()
 
 
 @dramatiq.actor(actor_name="hello", queue_name=hello_queue())

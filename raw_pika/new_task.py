@@ -19,7 +19,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from raw_pika.settings import connect, declare_task_queue, task_queue
 from shared import cli, pika_errors, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, Envelope
-from shared.errors import BrokerUnreachable, PublishRefused, Unroutable
+from shared.errors import PublishRefused, Unroutable, lost_mid_publish
 
 
 def properties(envelope: Envelope, delivery_mode: int = PERSISTENT) -> pika.BasicProperties:
@@ -90,10 +90,7 @@ def publish(
         return envelopes
     except pika.exceptions.AMQPConnectionError as e:
         # The broker went away mid-publish (StreamLostError, ConnectionClosedByBroker).
-        raise BrokerUnreachable(
-            f"lost the connection to RabbitMQ ({pika_errors.root_cause(e)}) after "
-            f"{len(envelopes)} of {len(bodies)} messages were confirmed; the rest were not sent"
-        ) from e
+        raise lost_mid_publish(pika_errors.root_cause(e), len(envelopes), len(bodies)) from e
     finally:
         if connection.is_open:
             connection.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 from shared import settings
@@ -18,14 +19,26 @@ def run(main: Callable[[], int | None]) -> None:
     A :class:`~shared.errors.MqlabError` becomes ``error: <message>`` on stderr and its
     ``exit_code``; Ctrl+C exits with 130 without a traceback.
     """
-    try:
+    with one_line_errors():
         code = main()
+    sys.exit(code or 0)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn an :class:`~shared.errors.MqlabError` raised in the block into ``error: <message>``
+    on stderr and an exit with its code; Ctrl+C into exit code 130.
+
+    For code that runs at import time, before any ``main`` (a framework's app or broker built
+    when its module is imported, as ``celery -A`` and ``dramatiq`` require).
+    """
+    try:
+        yield
     except MqlabError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(code or 0)
 
 
 def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser:

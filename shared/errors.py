@@ -44,6 +44,13 @@ class PublishRefused(MqlabError):
     exit_code = 5
 
 
+class BadSetting(MqlabError):
+    """An environment variable or option has a value mqlab cannot use (``MQLAB_PREFETCH=abc``,
+    an ``AMQP_URL`` that is not an AMQP URI)."""
+
+    exit_code = 2
+
+
 class BrokerUnavailable(MqlabError):
     """No RabbitMQ could be provisioned (no binary, no Docker engine, no ``AMQP_URL``)."""
 
@@ -64,4 +71,12 @@ def unreachable(where: str, reason: str) -> BrokerUnreachable:
     """The error for a broker at ``where`` (``host:port``) that could not be reached."""
     return BrokerUnreachable(
         f"cannot connect to RabbitMQ at {where} ({reason}); is it running, and is AMQP_URL right?"
+    )
+
+
+def lost_mid_publish(reason: str, confirmed: int, total: int) -> BrokerUnreachable:
+    """The error for a producer whose connection dropped after ``confirmed`` of ``total``."""
+    return BrokerUnreachable(
+        f"lost the connection to RabbitMQ ({reason}) after {confirmed} of {total} messages were "
+        "confirmed; the rest were not sent"
     )

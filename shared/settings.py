@@ -29,8 +29,10 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from shared import broker_up
+from shared.errors import BadSetting
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -82,19 +84,57 @@ def load() -> Settings:
     else RabbitMQ's default ``localhost:5672``.
 
     Raises:
-        ValueError: a numeric variable does not parse.
+        BadSetting: a variable does not parse or is out of range (the message names it), or
+            ``AMQP_URL`` is not an AMQP URI.
     """
     env = os.environ
+    amqp_url = env.get("AMQP_URL") or broker_up.amqp_url() or DEFAULT_AMQP_URL
+    check_amqp_url(amqp_url)
     return Settings(
-        amqp_url=env.get("AMQP_URL") or broker_up.amqp_url() or DEFAULT_AMQP_URL,
-        prefetch=int(env.get("MQLAB_PREFETCH", "1")),
+        amqp_url=amqp_url,
+        # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
+        prefetch=int(_number("MQLAB_PREFETCH", "1", int, 0, 65535)),
         confirms=_flag(env.get("MQLAB_CONFIRMS", "1")),
-        heartbeat=int(env.get("MQLAB_HEARTBEAT", "60")),
-        connect_timeout=float(env.get("MQLAB_CONNECT_TIMEOUT", "5")),
-        reconnect_seconds=float(env.get("MQLAB_RECONNECT_SECONDS", "60")),
-        dot_seconds=float(env.get("MQLAB_DOT_SECONDS", "1.0")),
-        slowdown=float(env.get("MQLAB_SLOWDOWN", "1.0")),
+        heartbeat=int(_number("MQLAB_HEARTBEAT", "60", int, 0, 65535)),
+        connect_timeout=_number("MQLAB_CONNECT_TIMEOUT", "5", float, 0.001, 3600),
+        reconnect_seconds=_number("MQLAB_RECONNECT_SECONDS", "60", float, 0, 86400),
+        dot_seconds=_number("MQLAB_DOT_SECONDS", "1.0", float, 0, 3600),
+        slowdown=_number("MQLAB_SLOWDOWN", "1.0", float, 0, 1000),
         worker_name=env.get("MQLAB_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         journal=env.get("MQLAB_JOURNAL") or None,
         queue_prefix=env.get("MQLAB_QUEUE_PREFIX", ""),
     )
+
+
+def _number(
+    name: str, default: str, cast: type[int] | type[float], low: float, high: float
+) -> float:
+    raw = os.environ.get(name, default)
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise BadSetting(f"{name}={raw!r} is not a {cast.__name__}") from None
+    if not low <= value <= high:  # also rejects nan
+        raise BadSetting(f"{name}={raw!r} is out of range ({low:g} to {high:g})")
+    return value
+
+
+def check_amqp_url(url: str) -> None:
+    """Check that ``url`` is an AMQP URI (RabbitMQ docs, "URI Spec"): scheme, host, port.
+
+    Raises:
+        BadSetting: it is not (the message shows the URL without its password).
+    """
+    shown = url
+    try:
+        parsed = urlparse(url)  # raises ValueError for a broken [IPv6] host
+        shown = url.replace(f":{parsed.password}@", ":***@") if parsed.password else url
+        parsed.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
+        if parsed.scheme not in ("amqp", "amqps"):
+            raise ValueError("the scheme must be amqp:// or amqps://")
+        if not parsed.hostname:
+            raise ValueError("no host")
+    except ValueError as e:
+        raise BadSetting(
+            f"AMQP_URL={shown!r} is not an AMQP URI like amqp://user:password@host:5672/vhost ({e})"
+        ) from None
