@@ -110,7 +110,12 @@ def draw(results: Results, out_dir: Path) -> list[Path]:
         ax.set_ylabel("% of tasks done by the fast worker")
         ax.set_title("Fair dispatch: fast worker's share (slow worker 4x slower)")
         save("fairness.png")
-    if "crash" in results.scenarios or "restart" in results.scenarios:
+    outcome_data = any(
+        metric_summary(results, scenario, impl, metric) is not None
+        for impl in impls
+        for scenario, metric in (("crash", "completed_pct"), ("restart", "survived_pct"))
+    )
+    if outcome_data:  # not drawn when every crash/restart run was skipped or failed
         fig, (pct, dup, resumed) = plt.subplots(
             1, 3, figsize=(13, 4.6), gridspec_kw={"width_ratios": [2, 3, 1.3]}
         )
@@ -155,6 +160,7 @@ def draw(results: Results, out_dir: Path) -> list[Path]:
         handles, labels = pct.get_legend_handles_labels()
         if not handles:
             handles, labels = resumed.get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+        if labels:
+            fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
         save("outcomes.png", top=0.92)
     return out

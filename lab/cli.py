@@ -478,7 +478,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--impl", action="append", help="implementation(s), comma-separated")
     c.add_argument("--scenario", action="append", help=f"scenario(s): {', '.join(ALL)}")
     c.add_argument("--repeat", type=int, default=1, help="runs per scenario (median, min-max)")
-    c.add_argument("--quick", action="store_true", help="small N: the whole run in ~1 minute")
+    c.add_argument(
+        "--quick",
+        action="store_true",
+        help="small N: about 1.5 min for three implementations on 2 cores",
+    )
     c.add_argument("--out", help="output directory (default reports/<UTC timestamp>)")
     c.add_argument("--amqp-url", help="use this broker instead of a private node")
     c.add_argument(
