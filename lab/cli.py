@@ -481,7 +481,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--quick",
         action="store_true",
-        help="small N: about 1.5 min for three implementations on 2 cores",
+        help="small N: 1.5-2 min for three implementations on 2 cores",
     )
     c.add_argument("--out", help="output directory (default reports/<UTC timestamp>)")
     c.add_argument("--amqp-url", help="use this broker instead of a private node")

@@ -79,8 +79,8 @@ class Config:
     @staticmethod
     def preset(quick: bool, repeat: int = 1) -> Config:
         """The default settings, or the ``--quick`` ones (small N, shorter tasks and deadlines:
-        about 80 s for all three implementations on 2 cores, most of it worker start-ups and
-        the broker restarts)."""
+        85-100 s of runs for all three implementations on 2 cores, plus ~15 s to boot the lab's
+        node, import and draw; most of it is worker start-ups and the three broker restarts)."""
         if not quick:
             return Config(repeat=repeat)
         return Config(
