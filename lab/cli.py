@@ -1,7 +1,7 @@
 """``mqlab``: the comparison lab and a few handy commands around it.
 
     mqlab compare [--impl pika,celery] [--scenario throughput] [--repeat 3] [--quick] [--out DIR]
-    mqlab broker up [--detach] | down | status
+    mqlab broker up [--detach] | down | status | purge [--impl pika,celery]
     mqlab worker --impl pika [--prefetch 1] [--name w1]
     mqlab send --impl pika "A task..." [--count 10]
 
@@ -27,14 +27,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import quote, unquote, urlparse
 
+import requests
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
 from lab import charts, report
 from lab.harness import Config, Lab
-from lab.runner import RunRecord, compare
+from lab.runner import Results, RunRecord, compare
 from lab.scenarios import ALL
 from shared import cli as shared_cli
 from shared import implementations
@@ -103,18 +105,40 @@ def select_scenarios(names: list[str]) -> list[str]:
     return [n for n in ALL if not names or n in names]
 
 
+def external_broker(amqp_url: str, management_url: str | None) -> ExternalBroker:
+    """The broker at ``amqp_url``, its management API at ``management_url`` (else
+    ``MQLAB_MANAGEMENT_URL``, else port 15672 of the AMQP host), checked to answer.
+
+    Raises:
+        BrokerUnavailable: the AMQP port or the management API does not answer within 10 s
+            (the message names the address and how to point mqlab elsewhere).
+    """
+    broker = ExternalBroker(amqp_url)
+    if management_url:
+        broker.management_url = management_url
+    try:
+        broker.start()
+    except TimeoutError as e:
+        if "management API" in str(e):
+            raise BrokerUnavailable(
+                f"the management API at {broker.management_url} does not answer (needed for "
+                "queue figures): pass --management-url URL or set MQLAB_MANAGEMENT_URL"
+            ) from None
+        raise BrokerUnavailable(f"the broker at {amqp_url} does not answer ({e})") from None
+    return broker
+
+
 @contextlib.contextmanager
-def lab_broker(amqp_url: str | None) -> Iterator[Broker]:
+def lab_broker(amqp_url: str | None, management_url: str | None = None) -> Iterator[Broker]:
     """A private node for the run (local binary, else Docker), or the broker at ``amqp_url``.
 
     Raises:
-        BrokerUnavailable: no way to run RabbitMQ here.
+        BrokerUnavailable: no way to run RabbitMQ here, or the broker at ``amqp_url`` (or its
+            management API) does not answer.
     """
     if amqp_url:
         os.environ.setdefault("MQLAB_QUEUE_PREFIX", EXTERNAL_PREFIX)
-        external = ExternalBroker(amqp_url)
-        external.start()
-        yield external
+        yield external_broker(amqp_url, management_url)
         return
     if local_binary_available():
         kind = "local"
@@ -144,6 +168,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenarios = select_scenarios(_split(args.scenario))
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
+    if args.management_url and not args.amqp_url:
+        raise UsageError("--management-url goes with --amqp-url (a private node has its own)")
     config = Config.preset(args.quick, args.repeat)
     if args.throughput_n is not None:
         if args.throughput_n < 1:
@@ -157,7 +183,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="mqlab-lab-") as scratch,
-        lab_broker(args.amqp_url) as broker,
+        lab_broker(args.amqp_url, args.management_url) as broker,
     ):
         console.print(broker.describe())
         lab = Lab(broker, Path(scratch), config)
@@ -183,6 +209,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.keep_journals:
             shutil.copytree(Path(scratch) / "journals", out_dir / "journals", dirs_exist_ok=True)
             shutil.copytree(Path(scratch) / "logs", out_dir / "logs", dirs_exist_ok=True)
+        relocate(results, Path(scratch), kept=args.keep_journals)
     drawn = charts.draw(results, out_dir)
     path = report.write(results, out_dir, drawn)
     for table in report.tables(results):
@@ -193,7 +220,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- broker up / down / status ------------------------------------------------------------------
+def relocate(results: Results, scratch: Path, kept: bool) -> None:
+    """Rewrite the scratch-directory paths in ``results``' samples (journals).
+
+    Kept (``--keep-journals``): relative to the report directory (``journals/001-x.db``), where
+    they were copied. Not kept: the file name only, since the scratch directory is removed.
+    Sets ``meta["journals_kept"]`` for the report's footer.
+    """
+    root = str(scratch)
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        if isinstance(value, str) and value.startswith(root + os.sep):
+            path = Path(value).relative_to(scratch)
+            return str(path) if kept else path.name
+        return value
+
+    for record in results.runs:
+        record.samples = fix(record.samples)
+    results.meta["journals_kept"] = kept
+
+
+# -- broker up / down / status / purge ---------------------------------------------------------
 
 
 def state_file() -> Path:
@@ -218,6 +269,8 @@ def read_state() -> dict[str, Any] | None:
 def cmd_broker(args: argparse.Namespace) -> int:
     if args.action == "up":
         return broker_up(args.detach)
+    if args.action == "purge":
+        return broker_purge(args)
     if args.action == "down":
         state = read_state()
         if state is None:
@@ -277,7 +330,11 @@ def broker_up(detach: bool) -> int:
             raise MqlabError(f"{e}; see {log}") from None
         state = read_state()
         assert state is not None
-        console.print(f"export AMQP_URL={state['amqp_url']}\n(stop it with: mqlab broker down)")
+        console.print(
+            f"export AMQP_URL={state['amqp_url']}\n"
+            f"management UI {state['management_url']} (guest/guest)\n"
+            "(stop it with: mqlab broker down)"
+        )
         return 0
     stop = threading.Event()
 
@@ -304,6 +361,59 @@ def broker_up(detach: bool) -> int:
                 pass
         finally:
             path.unlink(missing_ok=True)
+    return 0
+
+
+def purge(broker: Broker, queue: str) -> None:
+    """Purge ``queue``'s ready messages through the management API.
+
+    ``DELETE /api/queues/<vhost>/<name>/contents`` (RabbitMQ management HTTP API reference).
+
+    Raises:
+        BrokerUnavailable: the API refused or did not answer.
+    """
+    url = urlparse(broker.amqp_url)
+    path = f"queues/{quote(broker.vhost, safe='')}/{quote(queue, safe='')}/contents"
+    try:
+        response = requests.delete(
+            f"{broker.management_url.rstrip('/')}/api/{path}",
+            auth=(unquote(url.username or "guest"), unquote(url.password or "guest")),
+            timeout=10,
+        )
+    except requests.RequestException as e:
+        raise BrokerUnavailable(f"purging {queue} failed: {e}") from None
+    if response.status_code not in (204, 404):
+        raise BrokerUnavailable(f"purging {queue} failed: HTTP {response.status_code}")
+
+
+def broker_purge(args: argparse.Namespace) -> int:
+    """Purge every queue of the chosen implementations on the broker ``worker``/``send`` use.
+
+    Purging goes through the management API (``DELETE /api/queues/<vhost>/<name>/contents``,
+    RabbitMQ management HTTP API reference); only ready messages are removed, and the count
+    printed is the queue's ``messages_ready`` as the API reported it just before the purge.
+
+    Raises:
+        UsageError: an unknown implementation, or no broker to use.
+        BrokerUnavailable: the broker or its management API does not answer.
+    """
+    impls, _missing = select_implementations(_split(args.impl))
+    url = amqp_url(args.amqp_url)
+    if url is None:
+        raise UsageError("no broker: pass --amqp-url, set AMQP_URL, or run 'mqlab broker up'")
+    management = args.management_url
+    state = read_state()
+    if management is None and state is not None and state["amqp_url"] == url:
+        management = state["management_url"]
+    broker = external_broker(url, management)
+    for impl in impls:
+        for name in impl.queues():
+            stats = broker.queue(name)
+            if stats is None:
+                console.print(f"{impl.name}: {name}: no such queue")
+                continue
+            purge(broker, name)
+            console.print(f"{impl.name}: {name}: purged {stats.ready} ready message(s)")
     return 0
 
 
@@ -368,9 +478,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--impl", action="append", help="implementation(s), comma-separated")
     c.add_argument("--scenario", action="append", help=f"scenario(s): {', '.join(ALL)}")
     c.add_argument("--repeat", type=int, default=1, help="runs per scenario (median, min-max)")
-    c.add_argument("--quick", action="store_true", help="small N: the whole run in ~1 minute")
+    c.add_argument(
+        "--quick",
+        action="store_true",
+        help="small N: 1.5-2 min for three implementations on 2 cores",
+    )
     c.add_argument("--out", help="output directory (default reports/<UTC timestamp>)")
     c.add_argument("--amqp-url", help="use this broker instead of a private node")
+    c.add_argument(
+        "--management-url",
+        help="with --amqp-url: its management API (default MQLAB_MANAGEMENT_URL, else "
+        "http://<AMQP host>:15672)",
+    )
     c.add_argument("--throughput-n", type=int, help="tasks per throughput drain")
     c.add_argument(
         "--keep-journals", action="store_true", help="copy journals and worker logs to --out"
@@ -378,8 +497,16 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     b = sub.add_parser("broker", help="a private RabbitMQ node to play with")
-    b.add_argument("action", choices=["up", "down", "status"])
+    b.add_argument("action", choices=["up", "down", "status", "purge"])
     b.add_argument("--detach", action="store_true", help="up: run in the background")
+    b.add_argument("--impl", action="append", help="purge: implementation(s) (default: all)")
+    b.add_argument(
+        "--amqp-url", help="purge: this broker (default AMQP_URL, else the 'broker up' node)"
+    )
+    b.add_argument(
+        "--management-url",
+        help="purge: its management API (default MQLAB_MANAGEMENT_URL, else port 15672)",
+    )
     b.set_defaults(func=cmd_broker)
 
     w = sub.add_parser("worker", help="run one worker of an implementation in the foreground")

@@ -4,7 +4,8 @@ Order: scenario by scenario; within a scenario, repeat by repeat; within a repea
 pika baseline (throughput only) and then each implementation, so slow drift of the machine
 spreads over all of them. Every queue of every implementation is deleted before each run. A
 run that raises :class:`~lab.harness.ScenarioFailed` (or any other error) is recorded with its
-reason and the next run starts.
+reason and the next run starts; one that raises :class:`~lab.harness.ScenarioSkipped` (it
+cannot run on this lab, e.g. it must kill a broker the lab does not own) is recorded as skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from lab.harness import Lab, Outcome, ScenarioFailed
+from lab.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
 from lab.scenarios import ALL, throughput
 from shared.impl import Implementation
 
@@ -43,6 +44,7 @@ class RunRecord:
         samples: raw samples.
         notes: remarks.
         error: why the run failed, or ``None``.
+        skipped: why the run was skipped (it cannot run on this lab), or ``None``.
     """
 
     scenario: str
@@ -53,6 +55,7 @@ class RunRecord:
     samples: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None
 
 
 @dataclass
@@ -167,6 +170,8 @@ def compare(
                 outcome.samples,
                 outcome.notes,
             )
+        except ScenarioSkipped as e:
+            record.skipped = str(e)
         except ScenarioFailed as e:
             record.error = str(e)
         except Exception as e:  # a bug or a broken broker must not lose the other results

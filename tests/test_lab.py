@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.stats import percentile
+from lab.report import cell, run_status
+from lab.stats import Summary, percentile
 from shared import implementations
+from shared.broker import Broker, wait_for_queue
 from shared.journal import Execution, by_message, read
 
 
@@ -88,6 +92,28 @@ def check(out: Path, results: dict[str, Any]) -> list[str]:
                 problems.append(f"{where}: {s['executions']} executions, journal has {len(rows)}")
             if f"{pct:.1f}%" not in report:
                 problems.append(f"{where}: report.md lacks {pct:.1f}%")
+            if run["scenario"] == "restart":
+                # resumption is read from the journal against the moment the AMQP port was back
+                ready, killed = s["amqp_port_ready_at"], s["killed_at"]
+                _close(
+                    m["broker_down_to_ready_s"], ready - killed, f"{where} down->ready", problems
+                )
+                firsts = [
+                    min(e.started_at for e in rows if e.worker == w and e.started_at >= ready)
+                    for w in ("w1", "w2")
+                    if any(e.worker == w and e.started_at >= ready for e in rows)
+                ]
+                _close(m["workers_resumed"], len(firsts), f"{where} workers resumed", problems)
+                if firsts:
+                    after = max(firsts) - ready
+                    _close(m["first_task_after_ready_max_s"], after, f"{where} resume", problems)
+                    if f"{after:.2f} s" not in report:
+                        problems.append(f"{where}: report.md lacks {after:.2f} s")
+        elif run["scenario"] == "footprint":
+            rows = _rows(out, s)
+            # the figure is spawn -> first started_at; the journal must hold that first start
+            if not rows or m["startup_to_first_task_s"] <= 0:
+                problems.append(f"{where}: no first task behind the start-up figure")
     return problems
 
 
@@ -121,6 +147,14 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
 
     assert check(out, results) == []
 
+    # the journals are where results.json and the footer say they are
+    assert results["meta"]["journals_kept"] is True
+    assert "kept next to this report" in report
+    named = [r["samples"]["journal"] for r in results["runs"] if "journal" in r["samples"]]
+    assert named and all((out / j).is_file() for j in named), named
+    # footprint has no polled figure left that could contradict the journal's
+    assert "start-up to consumer" not in report
+
     # negative control: tampered figures are caught
     tampered = json.loads(json.dumps(results))
     crash = next(r for r in tampered["runs"] if r["scenario"] == "crash")
@@ -129,3 +163,81 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     problems = check(out, tampered)
     assert any("completed_pct" in p for p in problems), problems
     assert any("duplicates" in p for p in problems), problems
+
+
+def test_constants_print_without_a_range_and_statuses_read_right() -> None:
+    assert cell(Summary(80.0, 80.0, 80.0, 3), lambda v: f"{v:.1f}%") == "80.0%"
+    assert cell(Summary(78.0, 75.0, 80.0, 3), lambda v: f"{v:.1f}%") == "78.0% (75.0%-80.0%)"
+    assert cell(Summary(78.0, 78.0, 78.0, 1), lambda v: f"{v:.1f}%") == "78.0%"
+    assert run_status(2, 0, 0) == "ok"
+    assert run_status(2, 0, 2) == "skipped"
+    assert run_status(3, 1, 0) == "1/3 failed"
+
+
+def _mqlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.timeout(60)
+def test_compare_names_the_management_url_when_its_api_does_not_answer(tmp_path: Path) -> None:
+    with socket.socket() as amqp, socket.socket() as closed:
+        amqp.bind(("127.0.0.1", 0))
+        amqp.listen()  # an "AMQP port" that accepts, so only the management API is missing
+        closed.bind(("127.0.0.1", 0))
+        url = f"amqp://guest:guest@127.0.0.1:{amqp.getsockname()[1]}/"
+        api = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        result = _mqlab("compare", "--amqp-url", url, "--management-url", api, "--out",
+                        str(tmp_path), "--impl", "pika", "--scenario", "footprint")  # fmt: skip
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert api in lines[0] and "MQLAB_MANAGEMENT_URL" in lines[0] and "--management-url" in lines[0]
+
+
+@pytest.mark.timeout(120)
+def test_restart_is_skipped_on_a_broker_the_lab_does_not_own(
+    broker: Broker, tmp_path: Path
+) -> None:
+    # negative control in the end-to-end test: on its own node the same scenario runs and is ok
+    result = _mqlab("compare", "--amqp-url", broker.amqp_url, "--management-url",
+                    broker.management_url, "--impl", "pika", "--scenario", "restart",
+                    "--out", str(tmp_path), timeout=110)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "report.md").read_text()
+    assert "| pika | - | - | - | - | - | - | skipped |" in report, report
+    assert "skipped: an external broker cannot be killed by the lab" in report
+    assert "failed" not in report
+    run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    assert run["error"] is None and run["skipped"]
+    assert "removed after the run" in report  # no --keep-journals: the footer says so
+
+
+@pytest.mark.timeout(60)
+def test_broker_purge_empties_only_the_chosen_implementations_queues(broker: Broker) -> None:
+    pika, others = implementations.get("pika"), list(implementations.available().values())
+    for impl in others:
+        impl.publish_work(["task"] * 3, amqp_url=broker.amqp_url)
+    published = time.time()
+    for impl in others:
+        wait_for_queue(broker, impl.task_queue(), 10, ready=3, fresh_after=published)
+    result = _mqlab("broker", "purge", "--impl", "pika", "--amqp-url", broker.amqp_url,
+                    "--management-url", broker.management_url)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"pika: {pika.task_queue()}: purged 3 ready message(s)" in result.stdout
+    purged = time.time()
+    wait_for_queue(broker, pika.task_queue(), 10, ready=0, fresh_after=purged)
+    for impl in others:  # negative control: the other implementations' queues keep theirs
+        if impl.name != "pika":
+            wait_for_queue(broker, impl.task_queue(), 10, ready=3, fresh_after=purged)
+
+
+def test_broker_purge_unreachable_is_one_line() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"amqp://guest:guest@127.0.0.1:{closed.getsockname()[1]}/"
+        result = _mqlab("broker", "purge", "--amqp-url", url)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and url in lines[0], result.stderr
