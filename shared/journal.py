@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: it costs a sqlite_sequence write per row
     message_id   TEXT NOT NULL,
     task         TEXT NOT NULL,
     impl         TEXT NOT NULL,
