@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections import Counter
 from collections.abc import Iterable
 
 from shared import journal
 from shared.journal import Execution
-from shared.process import wait_until
+from shared.process import Command, wait_until
 
 
 def journal_rows(journal_path: str) -> list[Execution]:
@@ -44,3 +47,29 @@ def finished_by_worker(rows: Iterable[Execution]) -> Counter[str]:
 def executions_per_message(rows: Iterable[Execution]) -> Counter[str]:
     """How many executions (started) each message_id had."""
     return Counter(e.message_id for e in rows)
+
+
+def run_to_end(
+    command: Command, env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` (plus ``env``) to its end in its own process group.
+
+    Raises:
+        AssertionError: it did not exit within ``timeout`` seconds ("within seconds" is the
+            promise for bad input); the whole group, forked children included, is killed first.
+    """
+    proc = subprocess.Popen(
+        list(command.argv),
+        env={**os.environ, **command.env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{command.argv} still running after {timeout} s:\n{err}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 
@@ -13,6 +12,7 @@ from shared.broker import Broker, free_port, wait_for_queue
 from shared.errors import Unroutable
 from shared.impl import Implementation, WorkerSpec
 from shared.process import Command, GroupProcess
+from tests.helpers import run_to_end
 
 
 def _error_lines(output: str) -> list[str]:
@@ -20,13 +20,7 @@ def _error_lines(output: str) -> list[str]:
 
 
 def _run(command: Command, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(command.argv),
-        env={**os.environ, **command.env, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,  # "within seconds": a program that retries forever fails here
-    )
+    return run_to_end(command, env, timeout=30)  # a program that retries forever fails here
 
 
 def test_worker_refuses_a_non_durable_queue_of_the_same_name(

@@ -23,6 +23,7 @@ from shared.impl import Implementation, WorkerSpec
 from shared.journal import Journal
 from shared.process import Command, GroupProcess, wait_until
 from tests.conftest import StartWorker
+from tests.helpers import run_to_end
 
 IMPLS = implementations.available()
 PROGRAMS = ["new_task", "worker", "send", "receive"]
@@ -39,13 +40,7 @@ def _command(impl: Implementation, program: str, url: str) -> Command:
 
 
 def _run(command: Command, env: dict[str, str], timeout: float = 30) -> tuple[int, str]:
-    result = subprocess.run(
-        list(command.argv),
-        env={**os.environ, **command.env, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    result = run_to_end(command, env, timeout)
     return result.returncode, result.stderr
 
 
