@@ -38,6 +38,7 @@ from lab import charts, report
 from lab.harness import Config, Lab
 from lab.runner import Results, RunRecord, compare
 from lab.scenarios import ALL
+from shared import broker_up as up_record
 from shared import cli as shared_cli
 from shared import implementations
 from shared.broker import (
@@ -247,43 +248,26 @@ def relocate(results: Results, scratch: Path, kept: bool) -> None:
 # -- broker up / down / status / purge ---------------------------------------------------------
 
 
-def state_file() -> Path:
-    """Where ``mqlab broker up`` records its broker (per user, in the temp directory)."""
-    return Path(tempfile.gettempdir()) / f"mqlab-{os.getuid()}" / "broker.json"
-
-
-def read_state() -> dict[str, Any] | None:
-    """The running ``broker up``'s record, or ``None`` (a stale record is removed)."""
-    path = state_file()
-    if not path.exists():
-        return None
-    state: dict[str, Any] = json.loads(path.read_text())
-    try:
-        os.kill(int(state["pid"]), 0)
-    except ProcessLookupError:
-        path.unlink(missing_ok=True)
-        return None
-    return state
-
-
 def cmd_broker(args: argparse.Namespace) -> int:
     if args.action == "up":
         return broker_up(args.detach)
     if args.action == "purge":
         return broker_purge(args)
     if args.action == "down":
-        state = read_state()
+        state = up_record.read()
         if state is None:
             console.print("no broker started by 'mqlab broker up' is running")
             return 0
         os.kill(int(state["pid"]), signal.SIGTERM)
         try:
-            wait_until(lambda: read_state() is None, 60, interval=0.2, what="the broker to stop")
+            wait_until(
+                lambda: up_record.read() is None, 60, interval=0.2, what="the broker to stop"
+            )
         except TimeoutError as e:
             raise MqlabError(str(e)) from None
         console.print(f"stopped {state['amqp_url']}")
         return 0
-    state = read_state()
+    state = up_record.read()
     if state is None:
         console.print("no broker started by 'mqlab broker up' is running")
         return 1
@@ -308,11 +292,11 @@ def broker_up(detach: bool) -> int:
 
     With ``detach``, run this same command in the background and return once it is ready.
     """
-    existing = read_state()
+    existing = up_record.read()
     if existing is not None:
         console.print(f"already running: export AMQP_URL={existing['amqp_url']}")
         return 0
-    path = state_file()
+    path = up_record.state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     if detach:
         log = path.with_name("broker.log")
@@ -325,10 +309,10 @@ def broker_up(detach: bool) -> int:
                 start_new_session=True,
             )
         try:
-            wait_until(lambda: read_state() is not None, 120, interval=0.2, what="the broker")
+            wait_until(lambda: up_record.read() is not None, 120, interval=0.2, what="the broker")
         except TimeoutError as e:
             raise MqlabError(f"{e}; see {log}") from None
-        state = read_state()
+        state = up_record.read()
         assert state is not None
         console.print(
             f"export AMQP_URL={state['amqp_url']}\n"
@@ -402,7 +386,7 @@ def broker_purge(args: argparse.Namespace) -> int:
     if url is None:
         raise UsageError("no broker: pass --amqp-url, set AMQP_URL, or run 'mqlab broker up'")
     management = args.management_url
-    state = read_state()
+    state = up_record.read()
     if management is None and state is not None and state["amqp_url"] == url:
         management = state["management_url"]
     broker = external_broker(url, management)
@@ -426,7 +410,7 @@ def amqp_url(given: str | None) -> str | None:
         return given
     if os.environ.get("AMQP_URL"):
         return os.environ["AMQP_URL"]
-    state = read_state()
+    state = up_record.read()
     return str(state["amqp_url"]) if state else None
 
 
