@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from celery_impl import new_task
 from celery_impl import settings as celery_settings
 from shared.impl import Implementation
@@ -16,23 +14,13 @@ class CeleryImplementation(Implementation):
     package = "celery_impl"
     early_ack_flag = "--early-ack"  # task_acks_late off: Celery's default, the negative control
     unlimited_prefetch = 0  # worker_prefetch_multiplier=0: no basic.qos limit
+    publish = staticmethod(new_task.publish)
 
     def task_queue(self) -> str:
         return celery_settings.task_queue()
 
     def hello_queue(self) -> str:
         return celery_settings.hello_queue()
-
-    def publish_work(
-        self,
-        bodies: Sequence[str],
-        *,
-        amqp_url: str | None = None,
-        queue: str | None = None,
-        declare: bool = True,
-    ) -> list[str]:
-        envelopes = new_task.publish(bodies, amqp_url=amqp_url, queue=queue, declare_queue=declare)
-        return [e.message_id for e in envelopes]
 
 
 IMPLEMENTATION = CeleryImplementation()

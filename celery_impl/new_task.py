@@ -19,7 +19,8 @@ from celery import Task
 from kombu.messaging import Producer
 
 from celery_impl import tasks
-from celery_impl.settings import app, connect, declare, durable_queue, task_queue
+from celery_impl.settings import app, connect, durable_queue, task_queue
+from celery_impl.settings import declare as declare_queue
 from shared import cli
 from shared.contract import PERSISTENT, Envelope
 from shared.errors import PublishRefused, Unroutable, lost_mid_publish
@@ -73,7 +74,7 @@ def publish(
     *,
     amqp_url: str | None = None,
     queue: str | None = None,
-    declare_queue: bool = True,
+    declare: bool = True,
 ) -> list[Envelope]:
     """Publish one persistent ``celery_impl.work`` message per body; return their envelopes.
 
@@ -81,7 +82,7 @@ def publish(
         bodies: message texts.
         amqp_url: broker URI; default ``AMQP_URL``.
         queue: target queue; default the work queue.
-        declare_queue: declare the durable queue first (as the tutorial does).
+        declare: declare the durable queue first (as the tutorial does).
 
     Raises:
         shared.errors.MqlabError: unreachable broker, refused credentials, 406 on declare,
@@ -91,8 +92,8 @@ def publish(
     envelopes: list[Envelope] = []
     try:
         with connect(amqp_url) as conn:
-            if declare_queue:
-                declare(conn, durable_queue(queue))
+            if declare:
+                declare_queue(conn, durable_queue(queue))
             with conn.channel() as channel:
                 producer = app.amqp.Producer(channel)
                 for body in bodies:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dramatiq_impl import new_task
 from dramatiq_impl import settings as dq_settings
 from shared.impl import Implementation
@@ -16,6 +14,7 @@ class DramatiqImplementation(Implementation):
     package = "dramatiq_impl"
     early_ack_flag = None  # Dramatiq always acks after the actor returns
     unlimited_prefetch = dq_settings.UNLIMITED_PREFETCH  # dramatiq_queue_prefetch=0 is ignored
+    publish = staticmethod(new_task.publish)
 
     def task_queue(self) -> str:
         return dq_settings.task_queue()
@@ -28,17 +27,6 @@ class DramatiqImplementation(Implementation):
             *dq_settings.with_siblings(self.hello_queue()),
             *dq_settings.with_siblings(self.task_queue()),
         ]
-
-    def publish_work(
-        self,
-        bodies: Sequence[str],
-        *,
-        amqp_url: str | None = None,
-        queue: str | None = None,
-        declare: bool = True,
-    ) -> list[str]:
-        messages = new_task.publish(bodies, amqp_url=amqp_url, queue=queue, declare=declare)
-        return [m.message_id for m in messages]
 
 
 IMPLEMENTATION = DramatiqImplementation()

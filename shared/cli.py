@@ -7,9 +7,9 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Protocol
 
 from shared import settings
+from shared.contract import Published
 from shared.errors import MqlabError
 
 
@@ -68,12 +68,8 @@ def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-class _Published(Protocol):
-    message_id: str
-
-
 def new_task_main(
-    prog: str, description: str | None, publish: Callable[[list[str]], Sequence[_Published]]
+    prog: str, description: str | None, publish: Callable[[list[str]], Sequence[Published]]
 ) -> int:
     """The body of every ``new_task`` program: ``[body...] [--count N]``, then publish (with
     ``--count``, the copies are numbered ``<body> #1`` ... ``<body> #N``).

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Protocol
 
 PUBLISHED_AT_HEADER = "x-mqlab-published-at"
 """Header with the precise publish time: ``repr(float)`` seconds since the Unix epoch."""
@@ -66,3 +67,10 @@ def published_at_from(headers: dict[str, object] | None, timestamp: int | None =
             except ValueError:
                 pass
     return float(timestamp) if timestamp else 0.0
+
+
+class Published(Protocol):
+    """What a producer returns for each message it published: anything with its message_id
+    (an :class:`Envelope`, a Dramatiq ``Message``)."""
+
+    message_id: str

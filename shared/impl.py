@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from shared.contract import Published
 from shared.process import Command
 
 
@@ -73,6 +74,9 @@ class Implementation(ABC):
 
     name: str
     package: str
+    publish: Callable[..., Sequence[Published]]
+    """The implementation's producer function, ``<package>.new_task.publish(bodies, *,
+    amqp_url, queue, declare)``, set in each subclass as ``staticmethod(new_task.publish)``."""
     early_ack_flag: str | None = None
     unlimited_prefetch: int = 0
 
@@ -93,7 +97,6 @@ class Implementation(ABC):
         """Every queue this implementation declares (cleared between tests and lab runs)."""
         return [self.hello_queue(), self.task_queue()]
 
-    @abstractmethod
     def publish_work(
         self,
         bodies: Sequence[str],
@@ -102,7 +105,8 @@ class Implementation(ABC):
         queue: str | None = None,
         declare: bool = True,
     ) -> list[str]:
-        """Publish one work message per body through the implementation's producer.
+        """Publish one work message per body through the implementation's producer
+        (:attr:`publish`, its ``new_task.publish``).
 
         Messages are persistent, published with ``mandatory`` and confirmed (publisher
         confirms, unless ``MQLAB_CONFIRMS=0``).
@@ -121,6 +125,10 @@ class Implementation(ABC):
             shared.errors.Unroutable: no queue took the message (``basic.return``).
             shared.errors.MqlabError: unreachable broker, refused credentials, nacked publish.
         """
+        return [
+            m.message_id
+            for m in self.publish(bodies, amqp_url=amqp_url, queue=queue, declare=declare)
+        ]
 
     def worker_command(self, spec: WorkerSpec) -> Command:
         """The command that runs one worker process as ``spec`` describes:
