@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(wildcard */__init__.py)
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m shared.demo $(ARGS)
+	$(BIN)/python -m lab.demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(wildcard shared lab)
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -107,7 +107,7 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
         confirm_delivery=s.confirms,
         middleware=middleware(),
     )
-    params = broker.parameters  # a pika.URLParameters, since we pass one url
+    params: pika.URLParameters = broker.parameters  # one url given: one URLParameters
     # pika defaults: socket_timeout 10 s, stack_timeout 15 s; fail within MQLAB_CONNECT_TIMEOUT.
     params.connection_attempts = 1
     params.socket_timeout = s.connect_timeout

@@ -26,7 +26,8 @@ from pika.spec import Basic, BasicProperties
 from lab.harness import BASELINE_QUEUE, Lab, ScenarioFailed
 from shared import cli
 from shared.contract import CONTENT_TYPE, PERSISTENT, Envelope
-from shared.process import Command, GroupProcess
+from shared.impl import Command
+from testbed.process import GroupProcess
 
 
 def _connect(amqp_url: str) -> pika.BlockingConnection:

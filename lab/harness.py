@@ -2,7 +2,7 @@
 
 A scenario asks the :class:`Lab` for a journal file, starts workers through the implementation
 interface (:meth:`shared.impl.Implementation.worker_command`) as process groups
-(:class:`shared.process.GroupProcess`), and reads its figures back from the journal and the
+(:class:`testbed.process.GroupProcess`), and reads its figures back from the journal and the
 broker's management API. Nothing here knows which framework a worker runs.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import psutil
 
-from shared.broker import Broker
 from shared.impl import Implementation, WorkerSpec
 from shared.journal import Execution, Journal
-from shared.process import GroupProcess, wait_until
+from testbed.node import Node
+from testbed.process import GroupProcess, wait_until
 
 BASELINE_QUEUE = "mqlab_lab_baseline"
 """The queue the bare pika baseline publishes to and consumes from."""
@@ -145,7 +145,7 @@ class Lab:
         config: the run's settings.
     """
 
-    def __init__(self, broker: Broker, workdir: Path, config: Config) -> None:
+    def __init__(self, broker: Node, workdir: Path, config: Config) -> None:
         self.broker = broker
         self.workdir = workdir
         self.config = config
@@ -169,8 +169,8 @@ class Lab:
         """Delete every queue of every implementation and the baseline queue (with messages)."""
         for impl in impls:
             for queue in impl.queues():
-                self.broker.delete_queue(queue)
-        self.broker.delete_queue(BASELINE_QUEUE)
+                self.broker.management.delete_queue(queue)
+        self.broker.management.delete_queue(BASELINE_QUEUE)
 
     def journal(self, label: str) -> str:
         """Path of a new, empty journal file for one run labelled ``label``."""
@@ -223,7 +223,7 @@ class Lab:
             for w in workers:
                 if not w.process.alive():
                     raise ScenarioFailed(f"worker {w.name} exited during start-up: {w.log_tail()}")
-            stats = self.broker.queue(queue)
+            stats = self.broker.management.queue(queue)
             return stats is not None and stats.consumers >= len(workers)
 
         try:

@@ -310,10 +310,10 @@ def reading(results: Results) -> list[str]:
                     )
                 )
         if parts:
-            out.append(f"Broker SIGKILLed and restarted: {'; '.join(parts)}.")
+            out.append(f"Node SIGKILLed and restarted: {'; '.join(parts)}.")
         skipped = [r.skipped for r in results.runs if r.scenario == "restart" and r.skipped]
         if skipped and not parts:
-            out.append(f"Broker restart not measured: {skipped[0]}.")
+            out.append(f"Node restart not measured: {skipped[0]}.")
     if "footprint" in results.scenarios:
         parts = []
         for i in impls:

@@ -99,7 +99,7 @@ def machine(lab: Lab) -> dict[str, Any]:
                     cpu_model = line.split(":", 1)[1].strip()
                     break
     return {
-        "broker": {**lab.broker.versions(), "provider": lab.broker.provider},
+        "broker": {**lab.broker.management.versions(), "provider": lab.broker.provider},
         "python": platform.python_version(),
         "libraries": versions,
         "cpu_count": os.cpu_count(),

@@ -4,6 +4,7 @@
 removes it on the way down. :func:`read` returns it while that process is alive, and
 :func:`shared.settings.load` uses its AMQP URL when ``AMQP_URL`` is not set, so the
 implementations' programs talk to the private node rather than to a system broker on 5672.
+Written and read here only.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,25 @@ from typing import Any
 def state_file() -> Path:
     """Where ``mqlab broker up`` records its broker (per user, in the temp directory)."""
     return Path(tempfile.gettempdir()) / f"mqlab-{os.getuid()}" / "broker.json"
+
+
+def log_file() -> Path:
+    """Where ``mqlab broker up --detach`` sends the background process's output."""
+    return state_file().with_name("broker.log")
+
+
+@contextmanager
+def recorded(amqp_url: str, management_url: str) -> Iterator[Path]:
+    """Write the record for this process's node for the duration of a ``with`` block."""
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"pid": os.getpid(), "amqp_url": amqp_url, "management_url": management_url})
+    )
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def read() -> dict[str, Any] | None:

@@ -73,4 +73,6 @@ class Published(Protocol):
     """What a producer returns for each message it published: anything with its message_id
     (an :class:`Envelope`, a Dramatiq ``Message``)."""
 
-    message_id: str
+    @property
+    def message_id(self) -> str:
+        """The message's AMQP message_id."""

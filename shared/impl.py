@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.contract import Published
-from shared.process import Command
+
+
+@dataclass(frozen=True)
+class Command:
+    """A program to run: ``argv`` plus the environment variables to add to ours.
+
+    Attributes:
+        argv: the program and its arguments.
+        env: variables set on top of the parent's environment.
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from shared import implementations
-from shared.broker import Broker
 from shared.impl import Implementation, WorkerSpec
-from shared.process import GroupProcess, wait_until
+from testbed import registry
+from testbed.node import Node
+from testbed.process import GroupProcess, wait_until
+from testbed.provider import provision
 
 DOT_SECONDS = 0.1
 """Seconds of work per ``.`` in the tests (the tutorial's 1 s would make the suite crawl)."""
@@ -26,11 +27,11 @@ DOT_SECONDS = 0.1
 WORKER_READY_TIMEOUT = 30.0
 """Seconds a worker may take from start to a registered consumer."""
 
-IMPLEMENTATIONS = implementations.available()
+IMPLEMENTATIONS = registry.available()
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[Broker]:
+def broker() -> Iterator[Node]:
     """A RabbitMQ node for the whole session; private (killable) unless AMQP_URL is set."""
     external = bool(os.environ.get("AMQP_URL")) and os.environ.get("MQLAB_BROKER") in (
         None,
@@ -39,7 +40,7 @@ def broker() -> Iterator[Broker]:
         "external",
     )
     saved = {k: os.environ.get(k) for k in ("AMQP_URL", "MQLAB_QUEUE_PREFIX")}
-    with Broker.provision() as b:
+    with provision() as b:
         print(f"\n{b.describe()}")
         os.environ["AMQP_URL"] = b.amqp_url
         if external:
@@ -62,7 +63,7 @@ def impl(request: pytest.FixtureRequest) -> Implementation:
 
 
 @pytest.fixture
-def killable_broker(broker: Broker) -> Broker:
+def killable_broker(broker: Node) -> Node:
     """The session broker, if this provider can SIGKILL and restart it; otherwise skip."""
     if not broker.can_kill:
         pytest.skip(
@@ -77,10 +78,10 @@ def _empty_queues(request: pytest.FixtureRequest) -> None:
     """Delete every implementation's queues before each test that uses the broker."""
     if "broker" not in request.fixturenames:
         return
-    b: Broker = request.getfixturevalue("broker")
+    b: Node = request.getfixturevalue("broker")
     for implementation in IMPLEMENTATIONS.values():
         for queue in implementation.queues():
-            b.delete_queue(queue)
+            b.management.delete_queue(queue)
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ StartWorker = Callable[..., GroupProcess]
 
 
 @pytest.fixture
-def start_worker(broker: Broker, journal_path: str, tmp_path: Path) -> Iterator[StartWorker]:
+def start_worker(broker: Node, journal_path: str, tmp_path: Path) -> Iterator[StartWorker]:
     """Factory: ``start_worker(impl, name="w1", prefetch=1, slowdown=1.0, early_ack=False,
     env=None, wait=True)`` starts a worker process and (with ``wait``) returns once its consumer
     is registered on the work queue. Every worker is SIGKILLed (whole group) at teardown.
@@ -131,7 +132,7 @@ def start_worker(broker: Broker, journal_path: str, tmp_path: Path) -> Iterator[
         proc.kill()
 
 
-def wait_for_consumer(broker: Broker, impl: Implementation, proc: GroupProcess) -> None:
+def wait_for_consumer(broker: Node, impl: Implementation, proc: GroupProcess) -> None:
     """Wait until the worker ``proc`` has a consumer on ``impl``'s work queue (matched by its
     connection's port through the management API).
 
@@ -144,6 +145,6 @@ def wait_for_consumer(broker: Broker, impl: Implementation, proc: GroupProcess) 
     def ready() -> bool:
         if not proc.alive():
             raise AssertionError(f"worker exited with {proc.popen.returncode}:\n{proc.output()}")
-        return bool(broker.consumers_of(queue, proc.pids()))
+        return bool(broker.management.consumers_of(queue, proc.pids()))
 
     wait_until(ready, WORKER_READY_TIMEOUT, interval=0.1, what=f"a consumer on {queue}")

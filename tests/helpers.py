@@ -9,8 +9,9 @@ from collections import Counter
 from collections.abc import Iterable
 
 from shared import journal
+from shared.impl import Command
 from shared.journal import Execution
-from shared.process import Command, wait_until
+from testbed.process import wait_until
 
 
 def journal_rows(journal_path: str) -> list[Execution]:

@@ -22,13 +22,13 @@ import uuid
 import pika
 import psutil
 import pytest
+from testbed.registry import available
 
 from celery_impl import settings as celery_settings
-from shared.broker import Broker, wait_for_queue
 from shared.impl import Implementation
-from shared.implementations import available
 from shared.journal import Execution
-from shared.process import wait_until
+from testbed.node import Node
+from testbed.process import wait_until
 from tests.conftest import StartWorker
 from tests.helpers import executions_per_message, journal_rows, wait_for_finished
 
@@ -62,7 +62,7 @@ def _wait_in_progress(journal_path: str) -> Execution:
 
 @pytest.mark.timeout(90)
 def test_kill_whole_worker_mid_task(
-    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """SIGKILL to the main process and its pool child: the task in hand goes to another worker."""
     first = start_worker(celery, "first")
@@ -82,7 +82,9 @@ def test_kill_whole_worker_mid_task(
     assert {i for i, n in per_message.items() if n > 1} == {victim.message_id}
     redone = [e for e in rows if e.message_id == victim.message_id][-1]
     assert redone.worker == "second" and redone.finished and redone.redelivered
-    wait_for_queue(broker, celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )
 
 
 def _kill_pool_child(
@@ -105,7 +107,7 @@ def _kill_pool_child(
 
 @pytest.mark.timeout(90)
 def test_pool_child_killed_task_requeued_with_reject_on_worker_lost(
-    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     ids, victim, _ = _kill_pool_child(celery, start_worker, journal_path, env={})
 
@@ -114,12 +116,14 @@ def test_pool_child_killed_task_requeued_with_reject_on_worker_lost(
     assert len(runs) == 2
     assert runs[1].finished and runs[1].redelivered and runs[1].pid != victim.pid
     assert executions_per_message(rows) == {i: (2 if i == victim.message_id else 1) for i in ids}
-    wait_for_queue(broker, celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )
 
 
 @pytest.mark.timeout(90)
 def test_pool_child_killed_task_lost_without_reject_on_worker_lost(
-    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """Negative control: task_reject_on_worker_lost off, acks_late on: the message is acked as
     failed (WorkerLostError) and never runs again, though the worker goes on working."""
@@ -128,13 +132,15 @@ def test_pool_child_killed_task_lost_without_reject_on_worker_lost(
 
     others = [i for i in ids if i != victim.message_id]
     wait_for_finished(journal_path, others, timeout=60)
-    wait_for_queue(broker, celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )
     runs = [e for e in journal_rows(journal_path) if e.message_id == victim.message_id]
     assert len(runs) == 1 and not runs[0].finished
 
 
 def _long_then_short(
-    broker: Broker,
+    broker: Node,
     celery: Implementation,
     start_worker: StartWorker,
     journal_path: str,
@@ -151,7 +157,7 @@ def _long_then_short(
     unacked: list[int] = []
 
     def sample_until_done() -> bool:
-        unacked.extend(c.unacked for c in broker.consumers(celery.task_queue()))
+        unacked.extend(c.unacked for c in broker.management.consumers(celery.task_queue()))
         return {e.message_id for e in journal_rows(journal_path) if e.finished} >= set(ids)
 
     wait_until(sample_until_done, 60, interval=0.1, what="all four tasks to be executed")
@@ -160,7 +166,7 @@ def _long_then_short(
 
 @pytest.mark.timeout(90)
 def test_short_tasks_do_not_wait_behind_a_long_one(
-    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     rows, ids, unacked = _long_then_short(broker, celery, start_worker, journal_path, prefetch=1)
     long_run, shorts = rows[ids[0]], [rows[i] for i in ids[1:]]
@@ -176,7 +182,7 @@ def test_short_tasks_do_not_wait_behind_a_long_one(
 
 @pytest.mark.timeout(90)
 def test_unlimited_prefetch_strands_a_short_task_behind_the_long_one(
-    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """Negative control: with unlimited prefetch RabbitMQ deals the four messages in turn, so
     the long task's worker also holds a short one, which waits until the long one is done."""
@@ -220,7 +226,7 @@ def _publish_bad_messages(amqp_url: str, queue: str) -> None:
 
 @pytest.mark.timeout(90)
 def test_unknown_task_and_invalid_bodies_are_logged_and_do_not_wedge_the_worker(
-    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     before = celery.publish_work(["good 1.", "good 2."])
     _publish_bad_messages(broker.amqp_url, celery.task_queue())
@@ -230,7 +236,9 @@ def test_unknown_task_and_invalid_bodies_are_logged_and_do_not_wedge_the_worker(
     rows = wait_for_finished(journal_path, before + after, timeout=60)
     assert executions_per_message(rows) == {i: 1 for i in before + after}
     assert all(e.outcome == "ok" for e in rows)
-    wait_for_queue(broker, celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        celery.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )
     assert worker.alive()
 
     def logged() -> bool:
@@ -250,7 +258,7 @@ def test_unknown_task_and_invalid_bodies_are_logged_and_do_not_wedge_the_worker(
 
 @pytest.mark.timeout(90)
 def test_sigterm_is_a_warm_shutdown(
-    broker: Broker, celery: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """SIGTERM mid-task: the task in hand is finished and acked, the rest stays in the queue."""
     worker = start_worker(celery, "w1")
@@ -260,7 +268,7 @@ def test_sigterm_is_a_warm_shutdown(
     assert worker.terminate(timeout=30) == 0, worker.output()
     assert victim.message_id in {e.message_id for e in journal_rows(journal_path) if e.finished}
     assert [e.message_id for e in journal_rows(journal_path)] == [victim.message_id]
-    stats = wait_for_queue(
-        broker, celery.task_queue(), 30, ready=2, unacked=0, consumers=0, fresh_after=time.time()
+    stats = broker.management.wait_for_queue(
+        celery.task_queue(), 30, ready=2, unacked=0, consumers=0, fresh_after=time.time()
     )
     assert stats.ready == len(ids) - 1

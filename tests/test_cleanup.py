@@ -1,5 +1,5 @@
 """Nothing outlives its owner: Ctrl+C or SIGKILL of a program that started a private broker
-node and a worker leaves neither running (the reaper, :mod:`shared.reaper`)."""
+node and a worker leaves neither running (the reaper, :mod:`testbed.reaper`)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ import textwrap
 import psutil
 import pytest
 
-from shared.broker import local_binary_available
-from shared.process import wait_until
+from testbed.local_node import local_binary_available
+from testbed.process import wait_until
 
 OWNER = textwrap.dedent(
     """
     import json, sys
-    from shared.broker import Broker
+    from testbed.provider import provision
     from shared.impl import WorkerSpec
-    from shared.process import GroupProcess
-    from shared import implementations
-    impl = implementations.get("pika")
-    with Broker.provision("local") as broker:
+    from testbed.process import GroupProcess
+    from testbed import registry
+    impl = registry.get("pika")
+    with provision("local") as broker:
         spec = WorkerSpec(name="w", amqp_url=broker.amqp_url)
         with GroupProcess(impl.worker_command(spec), log_path=str(broker.dir / "w.log")) as w:
             beam = int(broker.pid_file.read_text())

@@ -7,11 +7,11 @@ import time
 
 import pika
 import pytest
+from testbed.node import Node, free_port
 
-from shared.broker import Broker, free_port, wait_for_queue
 from shared.errors import Unroutable
-from shared.impl import Implementation, WorkerSpec
-from shared.process import Command, GroupProcess
+from shared.impl import Command, Implementation, WorkerSpec
+from testbed.process import GroupProcess
 from tests.helpers import run_to_end
 
 
@@ -24,7 +24,7 @@ def _run(command: Command, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_worker_refuses_a_non_durable_queue_of_the_same_name(
-    broker: Broker, impl: Implementation, tmp_path: object
+    broker: Node, impl: Implementation, tmp_path: object
 ) -> None:
     """An existing non-durable work queue: the worker exits naming 406 and the fix, and the
     message already in that queue is still there."""
@@ -43,10 +43,10 @@ def test_worker_refuses_a_non_durable_queue_of_the_same_name(
     assert len(errors) == 1, output
     assert "406" in errors[0] and "PRECONDITION_FAILED" in errors[0]
     assert "delete" in errors[0]  # the fix
-    wait_for_queue(broker, impl.task_queue(), 30, ready=1, fresh_after=time.time())
+    broker.management.wait_for_queue(impl.task_queue(), 30, ready=1, fresh_after=time.time())
 
 
-def test_publish_to_a_missing_queue_raises(broker: Broker, impl: Implementation) -> None:
+def test_publish_to_a_missing_queue_raises(broker: Node, impl: Implementation) -> None:
     """mandatory + publisher confirms: an unroutable message is an error, not a silent drop."""
     with pytest.raises(Unroutable):
         impl.publish_work(["lost?"], queue="mqlabtest.no-such-queue", declare=False)
@@ -68,7 +68,7 @@ def test_unreachable_broker(impl: Implementation, program: str) -> None:
 
 
 @pytest.mark.parametrize("program", ["producer", "worker"])
-def test_wrong_password(broker: Broker, impl: Implementation, program: str) -> None:
+def test_wrong_password(broker: Node, impl: Implementation, program: str) -> None:
     url = broker.amqp_url.replace("guest:guest@", "guest:not-the-password@")
     assert url != broker.amqp_url
     command = (

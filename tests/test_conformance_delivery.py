@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from shared.broker import Broker, wait_for_queue
 from shared.impl import Implementation
-from shared.process import wait_until
+from testbed.node import Node
+from testbed.process import wait_until
 from tests.conftest import StartWorker
 from tests.helpers import (
     executions_per_message,
@@ -19,7 +19,7 @@ from tests.helpers import (
 
 
 def test_delivery(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """N messages -> every message_id executed exactly once; the queue ends empty."""
     start_worker(impl, "w1")
@@ -32,13 +32,13 @@ def test_delivery(
     assert all(e.published_at <= e.started_at for e in rows)
 
     done_at = time.time()
-    wait_for_queue(
-        broker, impl.task_queue(), 30, ready=0, unacked=0, consumers=1, fresh_after=done_at
+    broker.management.wait_for_queue(
+        impl.task_queue(), 30, ready=0, unacked=0, consumers=1, fresh_after=done_at
     )
 
 
 def test_round_robin(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """Two workers, unlimited prefetch, both consuming first: RabbitMQ deals messages in turn."""
     start_worker(impl, "a", prefetch=0)
@@ -81,7 +81,7 @@ def _crash_mid_task(
 
 @pytest.mark.timeout(90)
 def test_redelivery_after_worker_crash(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     ids, victim = _crash_mid_task(impl, start_worker, journal_path, early_ack=False)
 
@@ -93,12 +93,14 @@ def test_redelivery_after_worker_crash(
     assert killed.worker == "first" and not killed.finished
     assert redone.worker == "second" and redone.finished and redone.redelivered
     assert all(not e.redelivered for e in rows if e.message_id != victim)
-    wait_for_queue(broker, impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )
 
 
 @pytest.mark.timeout(90)
 def test_early_ack_loses_the_message_in_hand(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """Negative control: acknowledging on receipt (tutorial 1's auto_ack, Celery's default
     early ack) loses what the worker held when it died, and the crash check above sees it."""
@@ -106,7 +108,9 @@ def test_early_ack_loses_the_message_in_hand(
         pytest.skip(f"{impl.name} has no early-ack mode to compare against")
     ids, victim = _crash_mid_task(impl, start_worker, journal_path, early_ack=True)
 
-    wait_for_queue(broker, impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )
     wait_until(
         lambda: all(e.finished for e in journal_rows(journal_path) if e.worker == "second"),
         30,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.broker import Broker
 from shared.impl import Implementation
-from shared.process import wait_until
+from testbed.node import Node
+from testbed.process import wait_until
 from tests.conftest import StartWorker
 from tests.helpers import finished_by_worker, journal_rows
 
@@ -17,7 +17,7 @@ TASKS = 20
 
 @pytest.mark.timeout(120)
 def test_fair_dispatch(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     start_worker(impl, "fast", prefetch=1)
     start_worker(impl, "slow", prefetch=1, slowdown=4.0)
@@ -27,7 +27,7 @@ def test_fair_dispatch(
     samples: list[tuple[str, int, int]] = []
 
     def sample_until_done() -> bool:
-        for c in broker.consumers(impl.task_queue()):
+        for c in broker.management.consumers(impl.task_queue()):
             samples.append((c.consumer_tag, c.prefetch_count, c.unacked))
         finished = {e.message_id for e in journal_rows(journal_path) if e.finished}
         return finished >= set(ids)
@@ -45,7 +45,7 @@ def test_fair_dispatch(
 
 @pytest.mark.timeout(120)
 def test_unlimited_prefetch_splits_evenly_regardless_of_speed(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     start_worker(impl, "fast", prefetch=0)
     start_worker(impl, "slow", prefetch=0, slowdown=4.0)

@@ -6,9 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from shared.broker import Broker
 from shared.impl import Implementation
-from shared.process import GroupProcess, wait_until
+from testbed.node import Node
+from testbed.process import GroupProcess, wait_until
 
 TEXTS = ["Hello World!", "héllo wörld ✓ 你好 🐇", ""]
 
@@ -27,11 +27,11 @@ def run(
     )
 
 
-def test_hello_roundtrip(broker: Broker, impl: Implementation, tmp_path: Path) -> None:
+def test_hello_roundtrip(broker: Node, impl: Implementation, tmp_path: Path) -> None:
     with GroupProcess(impl.receive_command(), log_path=tmp_path / "receive.log") as receiver:
         wait_until(
             lambda: (
-                bool(q := broker.queue(impl.hello_queue()))
+                bool(q := broker.management.queue(impl.hello_queue()))
                 and q.consumers >= 1
                 or not receiver.alive()
             ),

@@ -11,8 +11,8 @@ import time
 import pika
 import pytest
 
-from shared.broker import Broker, wait_for_queue
 from shared.impl import Implementation
+from testbed.node import Node
 from tests.conftest import StartWorker
 from tests.helpers import executions_per_message, wait_for_finished
 
@@ -39,28 +39,28 @@ def _publish_transient_controls(amqp_url: str) -> None:
 @pytest.mark.destructive
 @pytest.mark.timeout(150)
 def test_persistence_across_broker_restart(
-    killable_broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    killable_broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     broker = killable_broker
     for queue in (CONTROL_QUEUE, CONTROL_DURABLE_QUEUE):
-        broker.delete_queue(queue)
+        broker.management.delete_queue(queue)
     ids = impl.publish_work([f"persist {i}" for i in range(N)])  # confirmed, persistent
     _publish_transient_controls(broker.amqp_url)
     published = time.time()
-    wait_for_queue(broker, impl.task_queue(), 30, ready=N, fresh_after=published)
-    wait_for_queue(broker, CONTROL_QUEUE, 30, ready=10, fresh_after=published)
-    wait_for_queue(broker, CONTROL_DURABLE_QUEUE, 30, ready=10, fresh_after=published)
+    broker.management.wait_for_queue(impl.task_queue(), 30, ready=N, fresh_after=published)
+    broker.management.wait_for_queue(CONTROL_QUEUE, 30, ready=10, fresh_after=published)
+    broker.management.wait_for_queue(CONTROL_DURABLE_QUEUE, 30, ready=10, fresh_after=published)
 
     broker.kill()
     broker.start()
     restarted = time.time()
 
-    stats = wait_for_queue(broker, impl.task_queue(), 30, ready=N, fresh_after=restarted)
+    stats = broker.management.wait_for_queue(impl.task_queue(), 30, ready=N, fresh_after=restarted)
     assert stats.durable
     # Negative control: what was not persisted is gone after the very same restart.
-    assert broker.queue(CONTROL_QUEUE) is None
-    wait_for_queue(broker, CONTROL_DURABLE_QUEUE, 30, ready=0, fresh_after=restarted)
-    broker.delete_queue(CONTROL_DURABLE_QUEUE)
+    assert broker.management.queue(CONTROL_QUEUE) is None
+    broker.management.wait_for_queue(CONTROL_DURABLE_QUEUE, 30, ready=0, fresh_after=restarted)
+    broker.management.delete_queue(CONTROL_DURABLE_QUEUE)
 
     start_worker(impl, "after-restart")
     rows = wait_for_finished(journal_path, ids, timeout=60)
@@ -70,7 +70,7 @@ def test_persistence_across_broker_restart(
 @pytest.mark.destructive
 @pytest.mark.timeout(150)
 def test_worker_resumes_after_broker_restart(
-    killable_broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    killable_broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """A running worker outlives a broker crash: it reconnects by itself and takes new work."""
     broker = killable_broker

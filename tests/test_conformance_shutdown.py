@@ -7,16 +7,16 @@ import time
 
 import pytest
 
-from shared.broker import Broker, wait_for_queue
 from shared.impl import Implementation
-from shared.process import wait_until
+from testbed.node import Node
+from testbed.process import wait_until
 from tests.conftest import StartWorker
 from tests.helpers import executions_per_message, journal_rows, wait_for_finished
 
 
 @pytest.mark.timeout(90)
 def test_sigterm_finishes_the_message_in_hand(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     first = start_worker(impl, "first")
     ids = impl.publish_work(["........"] * 3)  # 0.8 s each
@@ -41,4 +41,6 @@ def test_sigterm_finishes_the_message_in_hand(
     # Nothing the first worker finished runs again: its acks reached the broker before it left.
     assert executions_per_message(rows) == {i: 1 for i in ids}
     assert {e.message_id for e in rows if e.worker == "second"} == set(ids) - by_first
-    wait_for_queue(broker, impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )

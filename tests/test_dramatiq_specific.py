@@ -11,21 +11,21 @@ import pytest
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import MAX_RETRIES, connect, make_broker, task_queue
-from shared import implementations
-from shared.broker import Broker, wait_for_queue
 from shared.impl import Implementation
-from shared.process import wait_until
+from testbed import registry
+from testbed.node import Node
+from testbed.process import wait_until
 from tests.conftest import StartWorker
 from tests.helpers import executions_per_message, journal_rows, wait_for_finished
 
 pytestmark = pytest.mark.skipif(
-    "dramatiq" not in implementations.available(), reason="dramatiq_impl not importable"
+    "dramatiq" not in registry.available(), reason="dramatiq_impl not importable"
 )
 
 
 @pytest.fixture
 def impl() -> Implementation:
-    return implementations.get("dramatiq")
+    return registry.get("dramatiq")
 
 
 def _alive(pid: int) -> bool:
@@ -41,7 +41,7 @@ def _in_progress(journal_path: str) -> list[str]:
 
 @pytest.mark.timeout(90)
 def test_sigkill_of_all_worker_processes_redelivers_to_another_worker(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """The native worker is a main process plus forked worker processes; SIGKILL them all
     mid-task and the task is redelivered, flagged, and completed once by the next worker."""
@@ -65,12 +65,14 @@ def test_sigkill_of_all_worker_processes_redelivers_to_another_worker(
     assert killed.worker == "first" and not killed.finished
     assert redone.worker == "second" and redone.finished and redone.redelivered
     assert redone.outcome == "ok"
-    wait_for_queue(broker, impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(
+        impl.task_queue(), 30, ready=0, unacked=0, fresh_after=time.time()
+    )
 
 
 @pytest.mark.timeout(90)
 def test_failing_message_is_retried_a_bounded_number_of_times_then_dead_lettered(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """A poison message (a body that is not text: ``work`` raises AttributeError) is retried
     MAX_RETRIES times through ``.DQ``, then lands in ``.XQ``; other messages keep flowing."""
@@ -82,7 +84,7 @@ def test_failing_message_is_retried_a_bounded_number_of_times_then_dead_lettered
     good = impl.publish_work(["ok."] * 5)
     start_worker(impl, "w1")
 
-    wait_for_queue(broker, f"{queue}.XQ", 30, ready=1, fresh_after=time.time())
+    broker.management.wait_for_queue(f"{queue}.XQ", 30, ready=1, fresh_after=time.time())
     later = impl.publish_work(["after."] * 3)  # the worker is still serving
     rows = wait_for_finished(journal_path, [*good, *later], timeout=30)
 
@@ -93,16 +95,16 @@ def test_failing_message_is_retried_a_bounded_number_of_times_then_dead_lettered
     assert executions_per_message(e for e in rows if e.message_id != poison) == {
         i: 1 for i in [*good, *later]
     }
-    wait_for_queue(broker, queue, 30, ready=0, unacked=0, fresh_after=time.time())
-    wait_for_queue(broker, f"{queue}.DQ", 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(queue, 30, ready=0, unacked=0, fresh_after=time.time())
+    broker.management.wait_for_queue(f"{queue}.DQ", 30, ready=0, unacked=0, fresh_after=time.time())
     # Still exactly one dead letter: it did not loop back.
-    wait_for_queue(broker, f"{queue}.XQ", 30, ready=1, fresh_after=time.time())
+    broker.management.wait_for_queue(f"{queue}.XQ", 30, ready=1, fresh_after=time.time())
 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("prefetch", [1, 2], ids=["prefetch=threads", "control-prefetch=2"])
 def test_short_tasks_go_to_the_free_worker(
-    broker: Broker,
+    broker: Node,
     impl: Implementation,
     start_worker: StartWorker,
     journal_path: str,
@@ -119,7 +121,7 @@ def test_short_tasks_go_to_the_free_worker(
     samples: list[int] = []
 
     def sample_until_done() -> bool:
-        samples.extend(c.unacked for c in broker.consumers(impl.task_queue()))
+        samples.extend(c.unacked for c in broker.management.consumers(impl.task_queue()))
         finished = {e.message_id for e in journal_rows(journal_path) if e.finished}
         return finished >= {long_id, *short_ids}
 
@@ -142,7 +144,7 @@ def test_short_tasks_go_to_the_free_worker(
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("target", ["main-process", "process-group"])
 def test_sigterm_finishes_and_acks_the_task_in_hand(
-    broker: Broker,
+    broker: Node,
     impl: Implementation,
     start_worker: StartWorker,
     journal_path: str,
@@ -166,7 +168,7 @@ def test_sigterm_finishes_and_acks_the_task_in_hand(
     rows = journal_rows(journal_path)
     assert [e.outcome for e in rows if e.message_id == victim] == ["ok"]
     # Acked before exit: nothing unacked, and the two untouched messages are back in the queue.
-    wait_for_queue(broker, impl.task_queue(), 30, ready=2, unacked=0, fresh_after=exited)
+    broker.management.wait_for_queue(impl.task_queue(), 30, ready=2, unacked=0, fresh_after=exited)
 
     start_worker(impl, "second")
     rows = wait_for_finished(journal_path, ids, timeout=30)

@@ -21,9 +21,9 @@ import pytest
 
 from lab.report import cell, run_status
 from lab.stats import Summary, percentile
-from shared import implementations
-from shared.broker import Broker, wait_for_queue
 from shared.journal import Execution, by_message, read
+from testbed import registry
+from testbed.node import Node
 
 
 def _rows(out: Path, samples: dict[str, Any]) -> list[Execution]:
@@ -133,8 +133,8 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0, name
 
     # every available implementation ran every scenario; the missing ones are listed, not faked
-    assert results["implementations"] == list(implementations.available())
-    assert results["missing"] == implementations.missing()
+    assert results["implementations"] == list(registry.available())
+    assert results["missing"] == registry.missing()
     expected = {"throughput", "latency", "fairness", "crash", "restart", "footprint"}
     for impl in results["implementations"]:
         assert {r["scenario"] for r in results["runs"] if r["impl"] == impl} == expected
@@ -197,9 +197,7 @@ def test_compare_names_the_management_url_when_its_api_does_not_answer(tmp_path:
 
 
 @pytest.mark.timeout(120)
-def test_restart_is_skipped_on_a_broker_the_lab_does_not_own(
-    broker: Broker, tmp_path: Path
-) -> None:
+def test_restart_is_skipped_on_a_broker_the_lab_does_not_own(broker: Node, tmp_path: Path) -> None:
     # negative control in the end-to-end test: on its own node the same scenario runs and is ok
     result = _mqlab("compare", "--amqp-url", broker.amqp_url, "--management-url",
                     broker.management_url, "--impl", "pika", "--scenario", "restart",
@@ -215,22 +213,22 @@ def test_restart_is_skipped_on_a_broker_the_lab_does_not_own(
 
 
 @pytest.mark.timeout(60)
-def test_broker_purge_empties_only_the_chosen_implementations_queues(broker: Broker) -> None:
-    pika, others = implementations.get("pika"), list(implementations.available().values())
+def test_broker_purge_empties_only_the_chosen_implementations_queues(broker: Node) -> None:
+    pika, others = registry.get("pika"), list(registry.available().values())
     for impl in others:
         impl.publish_work(["task"] * 3, amqp_url=broker.amqp_url)
     published = time.time()
     for impl in others:
-        wait_for_queue(broker, impl.task_queue(), 10, ready=3, fresh_after=published)
+        broker.management.wait_for_queue(impl.task_queue(), 10, ready=3, fresh_after=published)
     result = _mqlab("broker", "purge", "--impl", "pika", "--amqp-url", broker.amqp_url,
                     "--management-url", broker.management_url)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"pika: {pika.task_queue()}: purged 3 ready message(s)" in result.stdout
     purged = time.time()
-    wait_for_queue(broker, pika.task_queue(), 10, ready=0, fresh_after=purged)
+    broker.management.wait_for_queue(pika.task_queue(), 10, ready=0, fresh_after=purged)
     for impl in others:  # negative control: the other implementations' queues keep theirs
         if impl.name != "pika":
-            wait_for_queue(broker, impl.task_queue(), 10, ready=3, fresh_after=purged)
+            broker.management.wait_for_queue(impl.task_queue(), 10, ready=3, fresh_after=purged)
 
 
 def test_broker_purge_unreachable_is_one_line() -> None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pika
 import pytest
 
-from shared import implementations
-from shared.broker import Broker
+from testbed import registry
+from testbed.node import Node
 from tests.conftest import StartWorker
 from tests.helpers import wait_for_finished
 
 
 @pytest.mark.timeout(60)
 def test_malformed_body_is_rejected_and_the_worker_goes_on(
-    broker: Broker, start_worker: StartWorker, journal_path: str
+    broker: Node, start_worker: StartWorker, journal_path: str
 ) -> None:
-    impl = implementations.get("pika")
+    impl = registry.get("pika")
     worker = start_worker(impl, "w1")
     connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
     connection.channel().basic_publish("", impl.task_queue(), b"\xff\xfe not utf-8")

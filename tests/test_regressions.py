@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from shared import implementations, journal
-from shared.broker import Broker
-from shared.impl import Implementation, WorkerSpec
+from shared import journal
+from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Journal
-from shared.process import Command, GroupProcess, wait_until
+from testbed import registry
+from testbed.node import Node
+from testbed.process import GroupProcess, wait_until
 from tests.conftest import StartWorker
 from tests.helpers import run_to_end
 
-IMPLS = implementations.available()
+IMPLS = registry.available()
 PROGRAMS = ["new_task", "worker", "send", "receive"]
 
 
@@ -115,7 +116,7 @@ def test_silent_server_is_a_one_line_error(
 @pytest.mark.parametrize("program", ["new_task", "worker"])
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
 def test_amqps_to_a_plain_port_is_a_one_line_error(
-    broker: Broker, impl: Implementation, program: str
+    broker: Node, impl: Implementation, program: str
 ) -> None:
     """TLS against the plain AMQP listener: pika re-raises the bare ssl.SSLError."""
     url = broker.amqp_url.replace("amqp://", "amqps://")
@@ -158,7 +159,7 @@ def test_unparseable_amqp_url_is_a_one_line_error(
 @pytest.mark.parametrize("program", ["new_task", "worker"])
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
 def test_bad_setting_is_a_one_line_error(
-    broker: Broker, impl: Implementation, program: str, variable: str, value: str
+    broker: Node, impl: Implementation, program: str, variable: str, value: str
 ) -> None:
     """shared.settings.load() raises a bare ValueError (documented), which no entry point
     turns into an MqlabError."""
@@ -169,7 +170,7 @@ def test_bad_setting_is_a_one_line_error(
 
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
 def test_prefetch_above_amqp_limit_is_refused(
-    broker: Broker, impl: Implementation, tmp_path: Path
+    broker: Node, impl: Implementation, tmp_path: Path
 ) -> None:
     """prefetch_count is a 16-bit field. raw_pika dies in struct.pack with a traceback; the
     Dramatiq worker never consumes (its consumer thread restarts every 3 s, forever)."""
@@ -184,10 +185,10 @@ def test_prefetch_above_amqp_limit_is_refused(
     _assert_one_line_error(code, output)
 
 
-def test_pika_worker_refuses_negative_prefetch(broker: Broker, tmp_path: Path) -> None:
+def test_pika_worker_refuses_negative_prefetch(broker: Node, tmp_path: Path) -> None:
     """raw_pika reads prefetch -1 as "unlimited" (no basic.qos) without a word; the Dramatiq
     worker refuses it."""
-    impl = implementations.get("pika")
+    impl = registry.get("pika")
     spec = WorkerSpec(name="w", amqp_url=broker.amqp_url, prefetch=-1)
     with GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w.log") as worker:
         code = worker.wait(timeout=15)
@@ -197,18 +198,18 @@ def test_pika_worker_refuses_negative_prefetch(broker: Broker, tmp_path: Path) -
     assert code != 0 and "Traceback" not in output, output
 
 
-def test_pika_new_task_refuses_negative_count(broker: Broker) -> None:
+def test_pika_new_task_refuses_negative_count(broker: Node) -> None:
     """`--count -5` publishes nothing and exits 0; the Dramatiq producer refuses it."""
-    impl = implementations.get("pika")
+    impl = registry.get("pika")
     code, stderr = _run(impl.new_task_command(["x"], count=-5), {})
     assert code != 0, stderr
     assert "Traceback" not in stderr, stderr
 
 
-def test_pika_new_task_with_non_utf8_argument(broker: Broker) -> None:
+def test_pika_new_task_with_non_utf8_argument(broker: Node) -> None:
     """A body from a Latin-1 terminal: argv holds a lone surrogate, body.encode() raises
     UnicodeEncodeError (traceback). The Dramatiq producer sends it."""
-    impl = implementations.get("pika")
+    impl = registry.get("pika")
     command = impl.new_task_command([os.fsdecode(b"caf\xe9")])
     result = subprocess.run(
         [os.fsencode(a) for a in command.argv], capture_output=True, text=True, timeout=30
@@ -223,9 +224,9 @@ def test_pika_new_task_with_non_utf8_argument(broker: Broker) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
 def test_producer_reports_a_broker_crash_in_one_line(
-    killable_broker: Broker, impl: Implementation, tmp_path: Path
+    killable_broker: Node, impl: Implementation, tmp_path: Path
 ) -> None:
-    """Broker SIGKILLed while new_task --count N publishes under confirms: a non-zero exit and
+    """Node SIGKILLed while new_task --count N publishes under confirms: a non-zero exit and
     one error line (raw_pika: StreamLostError traceback), and every message the producer had
     been confirmed is still there after the restart (nothing lost silently)."""
     broker = killable_broker
@@ -234,7 +235,7 @@ def test_producer_reports_a_broker_crash_in_one_line(
     ) as producer:
         try:
             wait_until(
-                lambda: (broker.queue(impl.task_queue()) or _empty()).ready > 50,
+                lambda: (broker.management.queue(impl.task_queue()) or _empty()).ready > 50,
                 30,
                 what="publishing to be under way",
             )
@@ -258,7 +259,7 @@ def _empty() -> object:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
 def test_worker_survives_or_reports_a_broker_crash(
-    killable_broker: Broker, impl: Implementation, start_worker: StartWorker
+    killable_broker: Node, impl: Implementation, start_worker: StartWorker
 ) -> None:
     """After the broker is SIGKILLed and restarted, a worker either reconnects and consumes
     again (Dramatiq does) or has exited non-zero with one error line. raw_pika dies with a
@@ -272,7 +273,7 @@ def test_worker_survives_or_reports_a_broker_crash(
         broker.start()
     if worker.alive():
         wait_until(
-            lambda: broker.consumers_of(impl.task_queue(), worker.pids()),
+            lambda: broker.management.consumers_of(impl.task_queue(), worker.pids()),
             60,
             what="the worker to consume again",
         )
@@ -331,7 +332,7 @@ def test_many_processes_open_a_fresh_journal_at_once(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
 def test_worker_whose_queue_is_deleted_does_not_hang(
-    broker: Broker, impl: Implementation, start_worker: StartWorker, journal_path: str
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """Somebody deletes the work queue under a running worker (management UI, rabbitmqctl):
     RabbitMQ sends basic.cancel. The worker must either exit non-zero with one error line or
@@ -339,7 +340,7 @@ def test_worker_whose_queue_is_deleted_does_not_hang(
     cancel and stays alive with no consumer: it never takes another message, and says
     nothing."""
     worker = start_worker(impl, "w1")
-    broker.delete_queue(impl.task_queue())
+    broker.management.delete_queue(impl.task_queue())
     ids = impl.publish_work(["after the delete."])  # the producer declares the queue again
 
     def settled() -> bool:

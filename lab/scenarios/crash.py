@@ -2,7 +2,7 @@
 
 Two workers (prefetch 1) share a batch of short tasks. Whenever the journal shows the victim in
 the middle of a task (a started row without a finish, written by a process of its group), the
-lab SIGKILLs the victim's whole process group (:meth:`shared.process.GroupProcess.kill`) and
+lab SIGKILLs the victim's whole process group (:meth:`testbed.process.GroupProcess.kill`) and
 starts it again. A task acknowledged only after the work is redelivered to a live consumer
 when its channel dies (RabbitMQ docs, "Consumer Acknowledgements": automatic requeue on channel
 close), so every message_id should finish; executions beyond one per message are duplicates.
@@ -17,7 +17,7 @@ import time
 from lab.harness import Lab, Outcome, ScenarioFailed, Worker
 from shared.impl import Implementation
 from shared.journal import Execution, Journal, by_message
-from shared.process import wait_until
+from testbed.process import wait_until
 
 NAME = "crash"
 TITLE = "Worker crash"

@@ -16,7 +16,7 @@ from lab.harness import Lab, Outcome, ScenarioFailed
 from lab.stats import percentile
 from shared.impl import Implementation
 from shared.journal import Execution, Journal
-from shared.process import wait_until
+from testbed.process import wait_until
 
 NAME = "latency"
 TITLE = "Latency"

@@ -1,15 +1,15 @@
-"""Broker restart: SIGKILL the node under load and start it again, workers still running.
+"""Node restart: SIGKILL the node under load and start it again, workers still running.
 
 Two workers (prefetch 1) consume short tasks while the implementation's producer publishes a
 batch under publisher confirms. As soon as every message is confirmed the lab SIGKILLs the
-broker (:meth:`shared.broker.Broker.kill`) and starts it again on the same data. A durable
+broker (:meth:`testbed.node.Node.kill`) and starts it again on the same data. A durable
 queue keeps its persistent messages across the restart (RabbitMQ docs, "Queues: Durability");
 the workers must reconnect by themselves to go on.
 
 Two moments are measured from the lab itself. *Killed*: when the node's process group is dead.
 *Ready*: the first time the node's AMQP port accepts a TCP connection again, polled every
 20 ms from a thread of the lab while the node boots (RabbitMQ opens its listeners only at the
-end of boot, after the durable queues are recovered; RabbitMQ docs, "Networking"). "Broker
+end of boot, after the durable queues are recovered; RabbitMQ docs, "Networking"). "Node
 down->ready" is ready minus killed. For each worker the lab reads from the journal its first
 execution that started at or after *ready* ("first task after broker ready" is that start minus
 ready, so at most ~20 ms of polling lateness); executions that started after the kill but before
@@ -30,10 +30,10 @@ from urllib.parse import urlparse
 from lab.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
 from shared.impl import Implementation
 from shared.journal import Journal, by_message
-from shared.process import wait_until
+from testbed.process import wait_until
 
 NAME = "restart"
-TITLE = "Broker restart"
+TITLE = "Node restart"
 DESCRIPTION = (
     "Confirmed messages under load, then the broker is SIGKILLed and started again with the "
     "workers still running: % survived, whether each worker resumed by itself and how fast. "
@@ -106,7 +106,7 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
             watch.stop()
         back_at = time.time()
         ready_at = watch.ready_at if watch.ready_at is not None else back_at
-        stats = lab.broker.queue(impl.task_queue())
+        stats = lab.broker.management.queue(impl.task_queue())
 
         def settled() -> bool:
             rows = j.executions()

@@ -3,7 +3,7 @@
 A worker is killed "for real" by a signal to its process group, so a Celery worker's pool
 children or a Dramatiq worker's forked processes die with their parent, as they would when a
 machine loses power or the OOM killer strikes. Every group is registered with
-:mod:`shared.reaper`, so nothing outlives the program that started it.
+:mod:`testbed.reaper`, so nothing outlives the program that started it.
 """
 
 from __future__ import annotations
@@ -13,26 +13,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
-from shared import reaper
-
-
-@dataclass(frozen=True)
-class Command:
-    """A program to run: ``argv`` plus the environment variables to add to ours.
-
-    Attributes:
-        argv: the program and its arguments.
-        env: variables set on top of the parent's environment.
-    """
-
-    argv: Sequence[str]
-    env: Mapping[str, str] = field(default_factory=dict)
+from shared.impl import Command
+from testbed import reaper
 
 
 class GroupProcess:

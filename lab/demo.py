@@ -1,6 +1,6 @@
 """``make demo``: two workers share a work queue, and you see who did what.
 
-    python -m shared.demo [--impl pika] [--messages 10] [--slow 3]
+    python -m lab.demo [--impl pika] [--messages 10] [--slow 3]
 
 Starts a private RabbitMQ node (or uses ``AMQP_URL`` when set), starts two workers of the chosen
 implementation at prefetch 1, one of them ``--slow`` times slower, publishes tutorial-2 style
@@ -19,30 +19,31 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from shared import cli, implementations, journal
-from shared.broker import Broker
+from shared import cli, journal
 from shared.impl import WorkerSpec
-from shared.process import GroupProcess, wait_until
+from testbed import registry
+from testbed.process import GroupProcess, wait_until
+from testbed.provider import provision
 
 DOT_SECONDS = 0.2
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.demo", description=__doc__)
-    parser.add_argument("--impl", default="pika", choices=list(implementations.KNOWN))
+    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__)
+    parser.add_argument("--impl", default="pika", choices=list(registry.KNOWN))
     parser.add_argument("--messages", type=int, default=10)
     parser.add_argument("--slow", type=float, default=3.0, help="slowdown of the second worker")
     args = parser.parse_args()
     console = Console()
-    impl = implementations.get(args.impl)
+    impl = registry.get(args.impl)
 
-    with tempfile.TemporaryDirectory(prefix="mqlab-demo-") as tmp, Broker.provision() as broker:
+    with tempfile.TemporaryDirectory(prefix="mqlab-demo-") as tmp, provision() as broker:
         console.print(broker.describe())
         os.environ["AMQP_URL"] = broker.amqp_url
         journal_path = str(Path(tmp) / "journal.db")
         for queue in impl.queues():
             if broker.provider != "external":
-                broker.delete_queue(queue)
+                broker.management.delete_queue(queue)
 
         workers = {}
         for name, slowdown in (("worker-A", 1.0), (f"worker-B(x{args.slow:g})", args.slow)):
@@ -57,7 +58,7 @@ def main() -> int:
             workers[name] = GroupProcess(impl.worker_command(spec), log_path=Path(tmp) / name)
         try:
             wait_until(
-                lambda: len(broker.consumers(impl.task_queue())) >= 2,
+                lambda: len(broker.management.consumers(impl.task_queue())) >= 2,
                 60,
                 what="both workers to consume",
             )

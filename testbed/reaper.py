@@ -7,7 +7,7 @@ parent keeps a pipe to it and registers each process group (``+PGID``) and scrat
 (``+dir PATH``); when the pipe reaches end-of-file, whatever the cause of the parent's death, the
 reaper SIGKILLs every registered group and removes every registered directory.
 
-Run as ``python -m shared.reaper``; use it through :func:`register` / :func:`unregister`.
+Run as ``python -m testbed.reaper``; use it through :func:`register` / :func:`unregister`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _send(line: str) -> None:
     with _lock:
         if _proc is None or _proc.poll() is not None:
             _proc = subprocess.Popen(
-                [sys.executable, "-m", "shared.reaper"],
+                [sys.executable, "-m", "testbed.reaper"],
                 stdin=subprocess.PIPE,
                 text=True,
                 start_new_session=True,

@@ -1,0 +1,65 @@
+"""What the ``mqlab`` commands share: the console, usage errors and choosing implementations and
+scenarios from the command line."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from lab.scenarios import ALL
+from shared.errors import MqlabError
+from shared.impl import Implementation
+from testbed import registry
+
+console = Console()
+
+
+class UsageError(MqlabError):
+    """Bad command-line input (unknown implementation or scenario, bad count)."""
+
+    exit_code = 2
+
+
+def split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def select_implementations(names: list[str]) -> tuple[list[Implementation], dict[str, str]]:
+    """The implementations to run and the missing ones (with the reason).
+
+    With no ``names``, every known implementation: the available ones run, the others are
+    listed as missing.
+
+    Raises:
+        UsageError: an unknown name, or none of the asked-for implementations is available.
+    """
+    unknown = [n for n in names if n not in registry.KNOWN]
+    if unknown:
+        raise UsageError(
+            f"unknown implementation {', '.join(unknown)}; known: {', '.join(registry.KNOWN)}"
+        )
+    wanted = names or list(registry.KNOWN)
+    available = registry.available()
+    missing = {n: r for n, r in registry.missing().items() if n in wanted}
+    impls = [available[n] for n in wanted if n in available]
+    if not impls:
+        raise UsageError(f"no implementation available among {', '.join(wanted)}: {missing}")
+    return impls, missing
+
+
+def select_scenarios(names: list[str]) -> list[str]:
+    """Scenario names in run order.
+
+    Raises:
+        UsageError: an unknown scenario.
+    """
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise UsageError(f"unknown scenario {', '.join(unknown)}; known: {', '.join(ALL)}")
+    return [n for n in ALL if not names or n in names]
+
+
+def one_impl(name: str) -> Implementation:
+    try:
+        return registry.get(name)
+    except registry.MissingImplementation as e:
+        raise UsageError(str(e)) from None

@@ -1,0 +1,199 @@
+"""``mqlab broker up|down|status|purge``, and the node a comparison runs on.
+
+``broker up`` starts a private node and keeps it until Ctrl+C, SIGTERM or ``broker down``; its
+record (:mod:`shared.broker_up`) lets every program find it without ``AMQP_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import requests
+from rich.table import Table as RichTable
+
+from lab.common import UsageError, console, select_implementations, split
+from shared import broker_up as up_record
+from shared.errors import BrokerUnavailable, MqlabError
+from testbed.node import ExternalNode, Node, mask_password
+from testbed.process import wait_until
+from testbed.provider import private_kind, provision
+
+EXTERNAL_PREFIX = "mqlab_lab_"
+"""Queue prefix the lab uses on a broker it does not own, so it never touches other queues."""
+
+
+def external_node(amqp_url: str, management_url: str | None) -> ExternalNode:
+    """The broker at ``amqp_url``, its management API at ``management_url`` (else
+    ``MQLAB_MANAGEMENT_URL``, else port 15672 of the AMQP host), checked to answer.
+
+    Raises:
+        BrokerUnavailable: the AMQP port or the management API does not answer within 10 s
+            (the message names the address and how to point mqlab elsewhere).
+    """
+    broker = ExternalNode(amqp_url, management_url)
+    try:
+        broker.start()
+    except TimeoutError as e:
+        if "management API" in str(e):
+            raise BrokerUnavailable(
+                f"the management API at {broker.management_url} does not answer (needed for "
+                "queue figures): pass --management-url URL or set MQLAB_MANAGEMENT_URL"
+            ) from None
+        raise BrokerUnavailable(
+            f"the broker at {mask_password(amqp_url)} does not answer ({e})"
+        ) from None
+    return broker
+
+
+@contextlib.contextmanager
+def lab_node(amqp_url: str | None, management_url: str | None = None) -> Iterator[Node]:
+    """A private node for the run (local binary, else Docker), or the broker at ``amqp_url``.
+
+    Raises:
+        BrokerUnavailable: no way to run RabbitMQ here, or the broker at ``amqp_url`` (or its
+            management API) does not answer.
+    """
+    if amqp_url:
+        os.environ.setdefault("MQLAB_QUEUE_PREFIX", EXTERNAL_PREFIX)
+        yield external_node(amqp_url, management_url)
+        return
+    with provision(private_kind()) as node:
+        yield node
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """``mqlab broker ACTION``: dispatch to up, down, status or purge."""
+    if args.action == "up":
+        return broker_up(args.detach)
+    if args.action == "purge":
+        return broker_purge(args)
+    if args.action == "down":
+        state = up_record.read()
+        if state is None:
+            console.print("no broker started by 'mqlab broker up' is running")
+            return 0
+        os.kill(int(state["pid"]), signal.SIGTERM)
+        try:
+            wait_until(
+                lambda: up_record.read() is None, 60, interval=0.2, what="the broker to stop"
+            )
+        except TimeoutError as e:
+            raise MqlabError(str(e)) from None
+        console.print(f"stopped {state['amqp_url']}")
+        return 0
+    state = up_record.read()
+    if state is None:
+        console.print("no broker started by 'mqlab broker up' is running")
+        return 1
+    broker = ExternalNode(state["amqp_url"], state["management_url"])
+    versions = broker.management.versions()
+    console.print(
+        f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']}), pid {state['pid']}\n"
+        f"  AMQP_URL={mask_password(state['amqp_url'])}\n  management UI {state['management_url']}"
+    )
+    table = RichTable("queue", "ready", "unacked", "consumers")
+    for name in broker.management.queue_names():
+        q = broker.management.queue(name)
+        if q is not None:
+            table.add_row(name, str(q.ready), str(q.unacked), str(q.consumers))
+    console.print(table)
+    return 0
+
+
+def broker_up(detach: bool) -> int:
+    """Start a private node and keep it until Ctrl+C / SIGTERM / ``mqlab broker down``.
+
+    With ``detach``, run this same command in the background and return once it is ready.
+    """
+    existing = up_record.read()
+    if existing is not None:
+        console.print(f"already running: {mask_password(existing['amqp_url'])}")
+        return 0
+    if detach:
+        log = up_record.log_file()
+        with open(log, "ab") as out:
+            subprocess.Popen(
+                [sys.executable, "-m", "lab.cli", "broker", "up"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_until(lambda: up_record.read() is not None, 120, interval=0.2, what="the broker")
+        except TimeoutError as e:
+            raise MqlabError(f"{e}; see {log}") from None
+        state = up_record.read()
+        assert state is not None
+        console.print(
+            f"RabbitMQ at {mask_password(state['amqp_url'])}; every mqlab program uses it "
+            "while AMQP_URL is unset\n"
+            f"management UI {state['management_url']}\n"
+            "(stop it with: mqlab broker down)"
+        )
+        return 0
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with provision(private_kind()) as node, up_record.recorded(node.amqp_url, node.management_url):
+        print(node.describe(), flush=True)
+        print("every mqlab program uses it while AMQP_URL is unset (Ctrl+C to stop)", flush=True)
+        while not stop.wait(1.0):
+            pass
+    return 0
+
+
+def broker_purge(args: argparse.Namespace) -> int:
+    """Purge every queue of the chosen implementations on the broker ``worker``/``send`` use.
+
+    Purging goes through the management API (``DELETE /api/queues/<vhost>/<name>/contents``,
+    RabbitMQ management HTTP API reference); only ready messages are removed, and the count
+    printed is the queue's ``messages_ready`` as the API reported it just before the purge.
+
+    Raises:
+        UsageError: an unknown implementation, or no broker to use.
+        BrokerUnavailable: the broker or its management API does not answer.
+    """
+    impls, _missing = select_implementations(split(args.impl))
+    url = amqp_url(args.amqp_url)
+    if url is None:
+        raise UsageError("no broker: pass --amqp-url, set AMQP_URL, or run 'mqlab broker up'")
+    management = args.management_url
+    state = up_record.read()
+    if management is None and state is not None and state["amqp_url"] == url:
+        management = state["management_url"]
+    broker = external_node(url, management)
+    for impl in impls:
+        for name in impl.queues():
+            stats = broker.management.queue(name)
+            if stats is None:
+                console.print(f"{impl.name}: {name}: no such queue")
+                continue
+            try:
+                broker.management.purge_queue(name)
+            except requests.RequestException as e:
+                raise BrokerUnavailable(f"purging {name} failed: {e}") from None
+            console.print(f"{impl.name}: {name}: purged {stats.ready} ready message(s)")
+    return 0
+
+
+def amqp_url(given: str | None) -> str | None:
+    """``--amqp-url``, else ``AMQP_URL``, else the ``mqlab broker up`` node, else ``None``."""
+    if given:
+        return given
+    if os.environ.get("AMQP_URL"):
+        return os.environ["AMQP_URL"]
+    state = up_record.read()
+    return str(state["amqp_url"]) if state else None

@@ -1,0 +1,181 @@
+"""A private RabbitMQ node run from the installed ``rabbitmq-server`` binary.
+
+Its own node name, data directory, Erlang cookie (``HOME``), loopback-only AMQP, management and
+distribution ports, a ``collect_statistics_interval`` of 250 ms and 1 s sample retention
+granularity, so management figures sampled during a test are at most about a second old
+(RabbitMQ docs, "Management Plugin": statistics interval and sample retention policies).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+from shared.errors import BrokerUnavailable
+from shared.impl import Command
+from testbed import reaper
+from testbed.node import Node, free_port
+from testbed.process import GroupProcess, wait_until
+
+STATS_INTERVAL_MS = 250
+"""``collect_statistics_interval`` of private nodes, milliseconds (RabbitMQ default: 5000)."""
+
+HOW_TO_GET_RABBITMQ = (
+    "no RabbitMQ available: install it (Debian/Ubuntu: sudo apt-get install rabbitmq-server; "
+    "macOS: brew install rabbitmq), or start a Docker engine, or set AMQP_URL to a broker you "
+    "run (MQLAB_BROKER=external)"
+)
+
+
+def _find(name: str) -> str | None:
+    # Debian's /usr/sbin wrappers switch to the rabbitmq user; the real scripts live here and
+    # can be run by the user who owns the data directory (root, in CI).
+    direct = Path("/usr/lib/rabbitmq/bin") / name
+    if direct.exists():
+        return str(direct)
+    return shutil.which(name)
+
+
+def local_binary_available() -> bool:
+    """Whether a ``rabbitmq-server`` binary is installed."""
+    return _find("rabbitmq-server") is not None and _find("rabbitmqctl") is not None
+
+
+def _dist_port() -> int:
+    # CLI tools use 35672-35682 (distribution port + 10000 .. + 10010): stay clear of both.
+    while True:
+        port = free_port()
+        if not 35672 <= port <= 35682 and port + 10010 < 65535:
+            return port
+
+
+class LocalNode(Node):
+    """A private RabbitMQ node run from the installed binary, torn down with its data.
+
+    The node gets a unique name (``mqlab-<hex>@localhost``), a temporary directory holding its
+    config, data (``RABBITMQ_MNESIA_BASE``), logs and Erlang cookie (``HOME``), and free
+    loopback ports for AMQP, management and Erlang distribution. It ignores the system
+    ``/etc/rabbitmq`` files (``RABBITMQ_CONF_ENV_FILE`` and ``RABBITMQ_CONFIG_FILE`` point into
+    the directory), so it never clashes with a system broker on 5672.
+
+    Raises:
+        BrokerUnavailable: no ``rabbitmq-server`` binary is installed.
+    """
+
+    provider = "local"
+    can_kill = True
+
+    def __init__(self) -> None:
+        server, ctl = _find("rabbitmq-server"), _find("rabbitmqctl")
+        if server is None or ctl is None:
+            raise BrokerUnavailable(HOW_TO_GET_RABBITMQ)
+        self.server, self.ctl = server, ctl
+        self.dir = Path(tempfile.mkdtemp(prefix="mqlab-broker-"))
+        reaper.register_dir(str(self.dir))
+        self.node = f"mqlab-{uuid.uuid4().hex[:8]}@localhost"
+        self.amqp_port, self.management_port = free_port(), free_port()
+        self.dist_port = _dist_port()
+        self.amqp_url = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+        self.management_url = f"http://127.0.0.1:{self.management_port}"
+        (self.dir / "home").mkdir()
+        (self.dir / "rabbitmq-env.conf").write_text("")
+        (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
+            "management.tcp.ip = 127.0.0.1\n"
+            f"management.tcp.port = {self.management_port}\n"
+            f"collect_statistics_interval = {STATS_INTERVAL_MS}\n"
+            "log.console = false\n"
+        )
+        # The management agent aggregates samples at the granularity of its retention policies
+        # (default: every 5 s), which would make figures seconds old; sample every second.
+        (self.dir / "advanced.config").write_text(
+            "[{rabbitmq_management_agent, [{sample_retention_policies, ["
+            "{global, [{605, 1}]}, {basic, [{605, 1}]}, {detailed, [{10, 1}]}]}]}].\n"
+        )
+        self._proc: GroupProcess | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the node writes its OS pid."""
+        return self.dir / "rabbitmq.pid"
+
+    @property
+    def log_file(self) -> Path:
+        """stdout/stderr of the server script."""
+        return self.dir / "server.log"
+
+    def _env(self) -> dict[str, str]:
+        d = self.dir
+        return {
+            "HOME": str(d / "home"),
+            "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(d / "log"),
+            "RABBITMQ_PID_FILE": str(self.pid_file),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def start(self) -> None:
+        """Boot the node (first time, or again after :meth:`kill`) and wait until ready.
+
+        Raises:
+            RuntimeError: the node exited during boot (the message quotes its log).
+            TimeoutError: it did not become ready in 90 s.
+        """
+        if self._proc is not None and self._proc.alive():
+            return
+        self.pid_file.unlink(missing_ok=True)
+        self._proc = GroupProcess(Command([self.server], self._env()), log_path=self.log_file)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """``rabbitmqctl wait <pidfile>`` (RabbitMQ's own readiness check), then the ports.
+
+        Raises:
+            RuntimeError: the node exited during boot (the message quotes its log).
+            TimeoutError: not ready within ``timeout`` seconds.
+        """
+        env = {**os.environ, **self._env()}
+        wait_until(
+            lambda: self.pid_file.exists() or not (self._proc and self._proc.alive()),
+            timeout,
+            what="the node's pid file",
+        )
+        result = subprocess.run(
+            [self.ctl, "wait", "--timeout", str(int(timeout)), str(self.pid_file)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+        )
+        if result.returncode != 0 or not (self._proc and self._proc.alive()):
+            tail = (
+                self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+            )
+            raise RuntimeError(
+                f"RabbitMQ node {self.node} failed to start: {result.stderr.strip()}\n{tail}"
+            )
+        super().wait_ready(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process group (beam.smp and its helpers)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc = None
+
+    def close(self) -> None:
+        """Kill the node and delete its directory."""
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        reaper.unregister_dir(str(self.dir))

@@ -1,0 +1,262 @@
+"""A client of RabbitMQ's management HTTP API: the figures tests and the lab observe.
+
+Every figure comes from ``/api/...`` (RabbitMQ docs, "Management Plugin" and its HTTP API
+reference). One :class:`Management` talks to one node; in a cluster any node answers for every
+queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlparse
+
+import psutil
+import requests
+
+from testbed.process import wait_until
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue as the management API reports it.
+
+    Attributes:
+        name: queue name.
+        ready: messages ready for delivery.
+        unacked: messages delivered and not yet acknowledged.
+        consumers: number of consumers.
+        durable: whether the queue is durable.
+        arguments: the queue's x-arguments.
+        sampled_after: epoch seconds after which the figures were collected (the start of the
+            newest 1 s sample bucket; 0.0 if the API gave no samples).
+        node: the node hosting the queue (a quorum queue's leader).
+        queue_type: ``classic``, ``quorum`` or ``stream``.
+    """
+
+    name: str
+    ready: int
+    unacked: int
+    consumers: int
+    durable: bool
+    arguments: dict[str, Any]
+    sampled_after: float = 0.0
+    node: str = ""
+    queue_type: str = "classic"
+
+
+@dataclass(frozen=True)
+class ConsumerStats:
+    """One consumer and the channel it consumes on.
+
+    Attributes:
+        queue: the queue consumed from.
+        consumer_tag: the consumer tag.
+        channel: the channel's name in the management API.
+        prefetch_count: the consumer's prefetch (``basic.qos``), 0 = unlimited.
+        unacked: unacknowledged messages on the consumer's channel (each implementation here
+            consumes one queue per channel, so this is the consumer's own count).
+        channel_prefetch: the channel-wide (global) prefetch, 0 = none.
+        peer_port: the client's TCP port of the consumer's connection (to tell which OS
+            process owns the consumer).
+    """
+
+    queue: str
+    consumer_tag: str
+    channel: str
+    prefetch_count: int
+    unacked: int
+    channel_prefetch: int
+    peer_port: int = 0
+
+
+class Management:
+    """The management HTTP API of one node, logged in with the AMQP URL's credentials.
+
+    Parameters:
+        management_url: base URL of the API and UI, e.g. ``http://127.0.0.1:15672``.
+        amqp_url: the AMQP URI whose user, password and vhost to use.
+    """
+
+    def __init__(self, management_url: str, amqp_url: str) -> None:
+        self.url = management_url.rstrip("/")
+        parsed = urlparse(amqp_url)
+        self.session = requests.Session()
+        self.session.auth = (
+            unquote(parsed.username or "guest"),
+            unquote(parsed.password or "guest"),
+        )
+        self.vhost = unquote(parsed.path[1:]) if len(parsed.path) > 1 else "/"
+
+    def _url(self, path: str) -> str:
+        return f"{self.url}/api/{path}"
+
+    def _queue_path(self, name: str) -> str:
+        return f"queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}"
+
+    def answers(self) -> bool:
+        """Whether ``/api/overview`` answers with success now."""
+        try:
+            return self.session.get(self._url("overview"), timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def api(self, path: str) -> Any:
+        """GET ``/api/<path>`` and return the decoded JSON.
+
+        Raises:
+            requests.HTTPError: the API answered with an error status.
+            requests.RequestException: it did not answer.
+        """
+        response = self.session.get(self._url(path), timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def queue(self, name: str) -> QueueStats | None:
+        """Stats of queue ``name`` in :attr:`vhost`, or ``None`` if it does not exist."""
+        response = self.session.get(
+            self._url(self._queue_path(name)),
+            params={"lengths_age": 5, "lengths_incr": 1},
+            timeout=10,
+        )
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        q = response.json()
+        samples = (q.get("messages_ready_details") or {}).get("samples") or []
+        newest = max((smp["timestamp"] for smp in samples), default=0)
+        return QueueStats(
+            name=q["name"],
+            ready=int(q.get("messages_ready", 0)),
+            unacked=int(q.get("messages_unacknowledged", 0)),
+            consumers=int(q.get("consumers", 0)),
+            durable=bool(q.get("durable")),
+            arguments=dict(q.get("arguments") or {}),
+            sampled_after=newest / 1000 - 1 if newest else 0.0,
+            node=str(q.get("leader") or q.get("node") or ""),
+            queue_type=str(q.get("type") or "classic"),
+        )
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue in :attr:`vhost`, as the API gives them."""
+        result: list[dict[str, Any]] = self.api(f"queues/{quote(self.vhost, safe='')}")
+        return result
+
+    def queue_names(self) -> list[str]:
+        """Names of every queue in :attr:`vhost`."""
+        return [q["name"] for q in self.queues()]
+
+    def consumers(self, queue: str | None = None) -> list[ConsumerStats]:
+        """Consumers in :attr:`vhost` (of ``queue`` only, if given), with channel figures."""
+        vhost = quote(self.vhost, safe="")
+        channels = {c["name"]: c for c in self.api(f"vhosts/{vhost}/channels")}
+        out = []
+        for c in self.api(f"consumers/{vhost}"):
+            if queue is not None and c["queue"]["name"] != queue:
+                continue
+            # ``channel_details: []`` for a consumer whose channel the stats database has not
+            # seen yet (just opened) or no longer has (just closed): count it, without figures.
+            details = c.get("channel_details")
+            details = details if isinstance(details, dict) else {}
+            name = str(details.get("name", ""))
+            channel = channels.get(name, {})
+            out.append(
+                ConsumerStats(
+                    queue=c["queue"]["name"],
+                    consumer_tag=c["consumer_tag"],
+                    channel=name,
+                    prefetch_count=int(c.get("prefetch_count", 0)),
+                    unacked=int(channel.get("messages_unacknowledged", 0)),
+                    channel_prefetch=int(channel.get("global_prefetch_count", 0) or 0),
+                    peer_port=int(details.get("peer_port") or 0),
+                )
+            )
+        return out
+
+    def consumers_of(self, queue: str, pids: Iterable[int]) -> list[ConsumerStats]:
+        """Consumers of ``queue`` whose connection belongs to one of the OS processes ``pids``.
+
+        Matches each consumer's connection peer port against the processes' TCP sockets, so a
+        stale entry of a worker that was just killed is never mistaken for a new one.
+        """
+        ports = set()
+        for pid in pids:
+            try:
+                ports |= {c.laddr.port for c in psutil.Process(pid).net_connections("tcp")}
+            except psutil.Error:
+                continue
+        return [c for c in self.consumers(queue) if c.peer_port in ports]
+
+    def delete_queue(self, name: str) -> None:
+        """Delete queue ``name`` if it exists (with its messages).
+
+        Raises:
+            requests.HTTPError: the API refused.
+        """
+        response = self.session.delete(self._url(self._queue_path(name)), timeout=10)
+        if response.status_code not in (204, 404):
+            response.raise_for_status()
+
+    def purge_queue(self, name: str) -> None:
+        """Remove ``name``'s ready messages: ``DELETE /api/queues/<vhost>/<name>/contents``.
+
+        Raises:
+            requests.HTTPError: the API refused.
+            requests.RequestException: it did not answer.
+        """
+        response = self.session.delete(self._url(self._queue_path(name) + "/contents"), timeout=10)
+        if response.status_code not in (204, 404):
+            response.raise_for_status()
+
+    def versions(self) -> dict[str, str]:
+        """``{"rabbitmq": ..., "erlang": ...}`` versions reported by the node."""
+        overview = self.api("overview")
+        return {
+            "rabbitmq": str(overview.get("rabbitmq_version", "?")),
+            "erlang": str(overview.get("erlang_version", "?")),
+        }
+
+    def wait_for_queue(
+        self,
+        name: str,
+        timeout: float,
+        *,
+        ready: int | None = None,
+        fresh_after: float | None = None,
+        **expect: int,
+    ) -> QueueStats:
+        """Poll until queue ``name`` reports ``ready`` messages and other ``expect``-ed figures.
+
+        Parameters:
+            name: the queue.
+            timeout: deadline in seconds.
+            ready: expected :attr:`QueueStats.ready` (ignored if ``None``).
+            fresh_after: epoch seconds; only figures collected after this moment count, so a
+                stale sample from before (an empty queue before the publish, say) cannot
+                satisfy the wait.
+            expect: other :class:`QueueStats` fields and their expected values
+                (``unacked=0``, ``consumers=2``).
+
+        Raises:
+            TimeoutError: the figures did not match in time (the message shows the last ones).
+        """
+        want = dict(expect)
+        if ready is not None:
+            want["ready"] = ready
+        last: list[QueueStats | None] = [None]
+
+        def matches() -> bool:
+            stats = self.queue(name)
+            last[0] = stats
+            if stats is None or (fresh_after is not None and stats.sampled_after < fresh_after):
+                return False
+            return all(getattr(stats, k) == v for k, v in want.items())
+
+        try:
+            wait_until(matches, timeout, interval=0.1, what=f"queue {name} with {want}")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; last seen: {last[0]}") from None
+        stats = last[0]
+        assert stats is not None
+        return stats
