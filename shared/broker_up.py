@@ -1,7 +1,9 @@
 """The record ``mqlab broker up`` leaves behind, so every program finds the node it started.
 
-``mqlab broker up`` writes ``<tmp>/mqlab-<uid>/broker.json`` (its pid and the node's URLs) and
-removes it on the way down. :func:`read` returns it while that process is alive, and
+``mqlab broker up`` writes ``<tmp>/mqlab-<uid>/<checkout>/broker.json`` (its pid and the node's
+URLs) and removes it on the way down. ``<checkout>`` names this copy of mqlab (its directory name
+and a hash of its path), so two checkouts of one user never share, or stop, each other's node.
+:func:`read` returns it while that process is alive, and
 :func:`shared.settings.load` uses its AMQP URL when ``AMQP_URL`` is not set, so the
 implementations' programs talk to the private node rather than to a system broker on 5672.
 Written and read here only.
@@ -9,6 +11,7 @@ Written and read here only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,10 +20,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+"""The copy of mqlab this module belongs to."""
+
 
 def state_file() -> Path:
-    """Where ``mqlab broker up`` records its broker (per user, in the temp directory)."""
-    return Path(tempfile.gettempdir()) / f"mqlab-{os.getuid()}" / "broker.json"
+    """Where ``mqlab broker up`` records its node: per user and per checkout, in the temp dir."""
+    key = hashlib.sha256(str(CHECKOUT).encode()).hexdigest()[:10]
+    return (
+        Path(tempfile.gettempdir())
+        / f"mqlab-{os.getuid()}"
+        / f"{CHECKOUT.name}-{key}"
+        / ("broker.json")
+    )
 
 
 def log_file() -> Path:
@@ -34,7 +46,14 @@ def recorded(amqp_url: str, management_url: str) -> Iterator[Path]:
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        json.dumps({"pid": os.getpid(), "amqp_url": amqp_url, "management_url": management_url})
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "checkout": str(CHECKOUT),
+                "amqp_url": amqp_url,
+                "management_url": management_url,
+            }
+        )
     )
     try:
         yield path
