@@ -57,6 +57,13 @@ class BrokerUnavailable(MqlabError):
     exit_code = 6
 
 
+class WorkerCannotGoOn(MqlabError):
+    """A worker met an error it cannot recover from (lost permissions, a framework failure):
+    it exits non-zero so a supervisor (systemd ``Restart=on-failure``, Kubernetes) restarts it."""
+
+    exit_code = 7
+
+
 def queue_mismatch_message(queue: str, detail: str) -> str:
     """The one-line explanation for a 406 PRECONDITION_FAILED on declaring ``queue``."""
     return (

@@ -36,7 +36,9 @@ class WorkerSpec:
 
     Attributes:
         name: worker name written into the journal (``MQLAB_WORKER_NAME``).
-        prefetch: messages the worker may hold unacknowledged; ``0`` means unlimited.
+        prefetch: messages the worker may hold unacknowledged per slot; ``0`` means unlimited.
+        concurrency: worker slots, tasks it runs at the same time (``MQLAB_CONCURRENCY``); the
+            worker's ``basic.qos`` prefetch count is ``prefetch x concurrency``.
         slowdown: factor applied to every task's work time (``4.0`` = four times slower).
         journal: path of the execution journal, or ``None``.
         amqp_url: broker URL, or ``None`` for ``AMQP_URL`` / the default.
@@ -49,6 +51,7 @@ class WorkerSpec:
 
     name: str
     prefetch: int = 1
+    concurrency: int = 1
     slowdown: float = 1.0
     journal: str | None = None
     amqp_url: str | None = None
@@ -61,6 +64,7 @@ class WorkerSpec:
         env = {
             "MQLAB_WORKER_NAME": self.name,
             "MQLAB_PREFETCH": str(self.prefetch),
+            "MQLAB_CONCURRENCY": str(self.concurrency),
             "MQLAB_SLOWDOWN": str(self.slowdown),
         }
         if self.journal:
@@ -144,13 +148,15 @@ class Implementation(ABC):
 
     def worker_command(self, spec: WorkerSpec) -> Command:
         """The command that runs one worker process as ``spec`` describes:
-        ``python -m <package>.worker --prefetch N --slowdown F --name W [early-ack flag]``.
+        ``python -m <package>.worker --concurrency C --prefetch N --slowdown F --name W
+        [early-ack flag]``.
 
         Raises:
             ValueError: ``spec.early_ack`` where the implementation has no early-ack mode.
         """
         argv = [
             sys.executable, "-m", f"{self.package}.worker",
+            "--concurrency", str(spec.concurrency),
             "--prefetch", str(spec.prefetch),
             "--slowdown", str(spec.slowdown),
             "--name", spec.name,

@@ -10,7 +10,9 @@ variable                    meaning                                     default
 ``AMQP_URL``                the broker (RabbitMQ URI spec)              the ``mqlab broker up``
                                                                         node if one runs, else
                                                                         ``amqp://guest:guest@localhost:5672/%2F``
-``MQLAB_PREFETCH``          consumer prefetch count, 0 = unlimited      ``1``
+``MQLAB_PREFETCH``          consumer prefetch count per worker slot,    ``1``
+                            0 = unlimited
+``MQLAB_CONCURRENCY``       worker slots: tasks one worker runs at once ``1``
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
 ``MQLAB_HEARTBEAT``         AMQP heartbeat timeout, seconds             ``60``
 ``MQLAB_CONNECT_TIMEOUT``   TCP connect / handshake timeout, seconds    ``5``
@@ -47,7 +49,10 @@ class Settings:
 
     Attributes:
         amqp_url: AMQP 0-9-1 URI of the broker.
-        prefetch: consumer prefetch count (``basic.qos``); ``0`` means unlimited.
+        prefetch: consumer prefetch count (``basic.qos``) per worker slot; ``0`` means
+            unlimited.
+        concurrency: worker slots, i.e. tasks one worker runs at the same time (pika threads,
+            Celery pool processes, Dramatiq threads).
         confirms: whether producers wait for publisher confirms.
         heartbeat: AMQP heartbeat timeout in seconds (0 disables heartbeats).
         connect_timeout: seconds to wait for the TCP connection and AMQP handshake.
@@ -62,6 +67,7 @@ class Settings:
 
     amqp_url: str
     prefetch: int
+    concurrency: int
     confirms: bool
     heartbeat: int
     connect_timeout: float
@@ -94,6 +100,7 @@ def load() -> Settings:
         amqp_url=amqp_url,
         # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
         prefetch=int(_number("MQLAB_PREFETCH", "1", int, 0, 65535)),
+        concurrency=int(_number("MQLAB_CONCURRENCY", "1", int, 1, 1000)),
         confirms=_flag(env.get("MQLAB_CONFIRMS", "1")),
         heartbeat=int(_number("MQLAB_HEARTBEAT", "60", int, 0, 65535)),
         connect_timeout=_number("MQLAB_CONNECT_TIMEOUT", "5", float, 0.001, 3600),
@@ -117,6 +124,16 @@ def _number(
     if not low <= value <= high:  # also rejects nan
         raise BadSetting(f"{name}={raw!r} is out of range ({low:g} to {high:g})")
     return value
+
+
+def broker_address(amqp_url: str) -> str:
+    """``host:port`` of ``amqp_url``, never its user or password (the port defaults to 5672, or
+    5671 for ``amqps://``), for the first line every worker and producer prints."""
+    parsed = urlparse(amqp_url)
+    host = parsed.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parsed.port or (5671 if parsed.scheme == 'amqps' else 5672)}"
 
 
 def check_amqp_url(url: str) -> None:
