@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 
 from celery_impl import tasks
-from celery_impl.settings import app, connect, declare, durable_queue, task_queue
+from celery_impl.settings import app, connect, declare_work_queue, task_queue
 from shared import cli, settings
 
 POOLS = ("prefork", "threads")
@@ -78,7 +78,7 @@ def main() -> int:
     queue = task_queue()
     with connect() as conn:  # connect once, fail fast
         print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
-        declare(conn, durable_queue(queue))  # durable=True
+        declare_work_queue(conn, queue)  # durable, with its dead-letter queue
     # qos: prefetch per slot x pool size; set before the worker starts, read once.
     app.conf.worker_prefetch_multiplier = args.prefetch
     app.conf.task_acks_late = not args.early_ack

@@ -87,8 +87,8 @@ def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Parse ``sys.argv``; a prefetch outside 0..65535, a concurrency below 1 or a negative
     slowdown is a usage error (exit 2)."""
     args = parser.parse_args()
-    if not 1 <= args.concurrency <= 1000:
-        parser.error("--concurrency must be 1 to 1000")
+    if not 1 <= args.concurrency <= 1024:
+        parser.error("--concurrency must be 1 to 1024")
     if not 0 <= args.prefetch <= 65535:
         # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
         parser.error("--prefetch must be 0 (unlimited) to 65535")

@@ -12,7 +12,6 @@ variable                    meaning                                     default
                                                                         ``amqp://guest:guest@localhost:5672/%2F``
 ``MQLAB_PREFETCH``          consumer prefetch count per worker slot,    ``1``
                             0 = unlimited
-``MQLAB_CONCURRENCY``       worker slots: tasks one worker runs at once ``1``
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
 ``MQLAB_HEARTBEAT``         AMQP heartbeat timeout, seconds             ``60``
 ``MQLAB_CONNECT_TIMEOUT``   TCP connect / handshake timeout, seconds    ``5``
@@ -23,6 +22,12 @@ variable                    meaning                                     default
 ``MQLAB_WORKER_NAME``       name this worker writes to the journal      ``<host>-<pid>``
 ``MQLAB_JOURNAL``           path of the SQLite execution journal        unset (no journal)
 ``MQLAB_QUEUE_PREFIX``      prepended to every queue name               ``""``
+``MQLAB_QUEUE_TYPE``        ``classic`` or ``quorum`` (:mod:`shared.    ``classic``
+                            queues`)
+``MQLAB_DELIVERY_LIMIT``    deliveries before a quorum queue dead-      ``5``
+                            letters a message (``x-delivery-limit``)
+``MQLAB_CONCURRENCY``       task slots of one worker (threads,          ``1``
+                            processes, as the framework runs them)
 ==========================  ==========================================  =====================
 """
 
@@ -35,6 +40,7 @@ from urllib.parse import urlparse
 
 from shared import broker_up
 from shared.errors import BadSetting
+from shared.queues import QUEUE_TYPES
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -51,8 +57,6 @@ class Settings:
         amqp_url: AMQP 0-9-1 URI of the broker.
         prefetch: consumer prefetch count (``basic.qos``) per worker slot; ``0`` means
             unlimited.
-        concurrency: worker slots, i.e. tasks one worker runs at the same time (pika threads,
-            Celery pool processes, Dramatiq threads).
         confirms: whether producers wait for publisher confirms.
         heartbeat: AMQP heartbeat timeout in seconds (0 disables heartbeats).
         connect_timeout: seconds to wait for the TCP connection and AMQP handshake.
@@ -63,11 +67,13 @@ class Settings:
         worker_name: the name this process writes into the journal.
         journal: path of the execution journal, or ``None`` for no journal.
         queue_prefix: prefix for every queue name, so test runs can use their own namespace.
+        queue_type: ``classic`` or ``quorum`` (:mod:`shared.queues`).
+        delivery_limit: ``x-delivery-limit`` of quorum work queues.
+        concurrency: task slots of one worker; each slot may hold ``prefetch`` messages.
     """
 
     amqp_url: str
     prefetch: int
-    concurrency: int
     confirms: bool
     heartbeat: int
     connect_timeout: float
@@ -77,6 +83,9 @@ class Settings:
     worker_name: str
     journal: str | None
     queue_prefix: str
+    queue_type: str = "classic"
+    delivery_limit: int = 5
+    concurrency: int = 1
 
     def queue(self, name: str) -> str:
         """Return the queue name ``name`` with this run's prefix applied."""
@@ -100,7 +109,6 @@ def load() -> Settings:
         amqp_url=amqp_url,
         # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
         prefetch=int(_number("MQLAB_PREFETCH", "1", int, 0, 65535)),
-        concurrency=int(_number("MQLAB_CONCURRENCY", "1", int, 1, 1000)),
         confirms=_flag(env.get("MQLAB_CONFIRMS", "1")),
         heartbeat=int(_number("MQLAB_HEARTBEAT", "60", int, 0, 65535)),
         connect_timeout=_number("MQLAB_CONNECT_TIMEOUT", "5", float, 0.001, 3600),
@@ -110,7 +118,18 @@ def load() -> Settings:
         worker_name=env.get("MQLAB_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         journal=env.get("MQLAB_JOURNAL") or None,
         queue_prefix=env.get("MQLAB_QUEUE_PREFIX", ""),
+        queue_type=_choice("MQLAB_QUEUE_TYPE", "classic", QUEUE_TYPES),
+        delivery_limit=int(_number("MQLAB_DELIVERY_LIMIT", "5", int, 1, 1_000_000)),
+        concurrency=int(_number("MQLAB_CONCURRENCY", "1", int, 1, 1024)),
     )
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, default)
+    value = raw.strip().lower()
+    if value not in choices:
+        raise BadSetting(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def _number(

@@ -96,8 +96,9 @@ StartWorker = Callable[..., GroupProcess]
 @pytest.fixture
 def start_worker(broker: Node, journal_path: str, tmp_path: Path) -> Iterator[StartWorker]:
     """Factory: ``start_worker(impl, name="w1", prefetch=1, concurrency=1, slowdown=1.0,
-    early_ack=False, env=None, wait=True, amqp_url=None)`` starts a worker process and (with ``wait``) returns once its consumer
-    is registered on the work queue. Every worker is SIGKILLed (whole group) at teardown.
+    early_ack=False, env=None, wait=True, amqp_url=None)`` starts a worker process and (with
+    ``wait``) returns once its consumer is registered on the work queue. Every worker is
+    SIGKILLed (whole group) at teardown.
     """
     started: list[GroupProcess] = []
 
