@@ -34,8 +34,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from queue import SimpleQueue
 from types import FrameType
 
 import pika
@@ -143,10 +143,29 @@ class Consumer:
         self.queue, self.auto_ack, self.name = queue, auto_ack, name
         self.reconnect_seconds = reconnect_seconds
         self.stopping = threading.Event()
-        self.slots = ThreadPoolExecutor(slots, thread_name_prefix=f"{name}-slot")
-        self.in_hand: set[Future[None]] = set()
+        self.waiting: SimpleQueue[Delivery | None] = SimpleQueue()
+        self.in_hand = 0  # handed to the slots and not finished; changed under self.lock
+        self.lock = threading.Lock()
         self.failure: BaseException | None = None
         self._flushed = time.monotonic()
+        self.slots = [
+            threading.Thread(target=self._slot, name=f"{name}-slot-{i}", daemon=True)
+            for i in range(slots)
+        ]
+        for thread in self.slots:
+            thread.start()
+
+    def _slot(self) -> None:
+        """A slot thread: run the deliveries handed to it, one at a time."""
+        while (delivery := self.waiting.get()) is not None:
+            try:
+                if not self.stopping.is_set():  # else: not started; the channel's close requeues it
+                    self.handle(delivery)
+            except BaseException as e:  # noqa: BLE001  (reported on the connection's thread)
+                self.failure = e
+            finally:
+                with self.lock:
+                    self.in_hand -= 1
 
     def run(self, connection: pika.BlockingConnection) -> int:
         """Consume on ``connection`` until asked to stop; return the exit code (0).
@@ -185,7 +204,9 @@ class Consumer:
                         f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text})"
                     ) from e
         finally:
-            self.slots.shutdown(wait=False, cancel_futures=True)
+            self.stopping.set()
+            for _ in self.slots:
+                self.waiting.put(None)
             sys.stdout.flush()
         if connection.is_open:
             connection.close()
@@ -205,10 +226,9 @@ class Consumer:
         ) -> None:
             if self.stopping.is_set():
                 return  # not started: closing the channel requeues it
-            delivery = Delivery(body, method, props, connection, ch, self.auto_ack)
-            future = self.slots.submit(self.handle, delivery)
-            self.in_hand.add(future)
-            future.add_done_callback(self._done)
+            with self.lock:
+                self.in_hand += 1
+            self.waiting.put(Delivery(body, method, props, connection, ch, self.auto_ack))
 
         channel = connection.channel()
         self.setup(channel)
@@ -225,17 +245,11 @@ class Consumer:
             channel.close()
             return False
         # Warm shutdown: let the slots finish what they started; their acks go out from here.
-        self.slots.shutdown(wait=False, cancel_futures=True)
         while self.in_hand:
             connection.process_data_events(time_limit=0.05)
             self._check()
         connection.process_data_events(time_limit=0)  # acks queued by the last slot
         return True
-
-    def _done(self, future: Future[None]) -> None:
-        self.in_hand.discard(future)
-        if not future.cancelled() and future.exception() is not None and self.failure is None:
-            self.failure = future.exception()
 
     def _check(self) -> None:
         if self.failure is not None:
