@@ -1,4 +1,5 @@
-"""Celery's worker consumer with per-consumer prefetch (``basic.qos`` with ``global=false``).
+"""Celery's worker consumer: per-consumer prefetch (``basic.qos`` with ``global=false``), and a
+non-zero exit when the broker refuses the worker.
 
 Against RabbitMQ 3.3+, Celery applies its prefetch count with ``global=true``
 (``Tasks.qos_global``: ``not connection.qos_semantics_matches_spec``), which RabbitMQ reads as
@@ -16,16 +17,36 @@ ETA/countdown tasks (which raise the prefetch count) are not used here.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import amqp.exceptions
+from celery.exceptions import WorkerShutdown
 from celery.worker.consumer import Consumer as CeleryConsumer
+
+from shared.errors import WorkerCannotGoOn
+
+logger = logging.getLogger(__name__)
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's consumer, whose broker connection asks for per-consumer ``basic.qos``."""
+    """Celery's consumer, whose broker connection asks for per-consumer ``basic.qos``, and which
+    stops the worker with a non-zero exit code when the broker refuses it."""
 
     def connect(self) -> Any:
-        """Celery's connection for consuming, declared to follow the spec's qos semantics."""
-        conn = super().connect()
+        """Celery's connection for consuming, declared to follow the spec's qos semantics.
+
+        Raises:
+            WorkerShutdown: the broker refused the user (403 ACCESS_REFUSED: password changed,
+                user deleted, permissions revoked). With ``broker_channel_error_retry`` (see
+                :mod:`celery_impl.settings`) Celery would retry that forever, since py-amqp
+                counts 403 as a channel error; retrying cannot help, so the worker stops with
+                :attr:`WorkerCannotGoOn.exit_code` for a supervisor to see.
+        """
+        try:
+            conn = super().connect()
+        except amqp.exceptions.AccessRefused as e:
+            logger.critical("broker refused this worker (%s); stopping", e)
+            raise WorkerShutdown(WorkerCannotGoOn.exit_code) from e
         conn.transport.qos_semantics_matches_spec = lambda connection: True
         return conn
