@@ -50,3 +50,35 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
             raise WorkerShutdown(WorkerCannotGoOn.exit_code) from e
         conn.transport.qos_semantics_matches_spec = lambda connection: True
         return conn
+
+
+ETA_REFUSED = (
+    "refused a message with an ETA/countdown on the work queue ({id}): the worker would hold it "
+    "unacked until its time, in its only prefetch slot, and serve nothing behind it; "
+    "it goes to the dead-letter queue"
+)
+
+
+def refuse_eta(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
+    """Celery's default task strategy (``celery.worker.strategy.default``), except that a
+    message with an ``eta`` (``apply_async(eta=...)`` or ``countdown=...``) is rejected without
+    requeue, which dead-letters it, instead of being held unacked until its time.
+
+    Celery keeps an ETA message unacked in the worker and raises the prefetch count to fetch
+    the next one; with per-consumer ``basic.qos`` (this module's :class:`Consumer`, and quorum
+    queues) RabbitMQ applies the higher count only to new consumers, so a prefetch-1 worker
+    would serve nothing until the ETA (and past ``consumer_timeout`` lose its channel). Set as
+    the work task's ``Strategy`` (:mod:`celery_impl.tasks`).
+    """
+    from celery.worker.strategy import default
+
+    handler = default(task, app, consumer, **kwargs)
+
+    def task_message_handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any) -> Any:
+        if (message.headers or {}).get("eta"):
+            logger.error(ETA_REFUSED.format(id=(message.headers or {}).get("id")))
+            message.reject(requeue=False)
+            return None
+        return handler(message, body, ack, reject, callbacks)
+
+    return task_message_handler
