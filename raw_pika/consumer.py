@@ -131,6 +131,11 @@ class Settlements:
                 lost_ack(settle.args[0], "its channel was closed")
 
 
+def say(line: str) -> None:
+    """Print a status line now (stdout is block-buffered for the task lines)."""
+    print(line, flush=True)
+
+
 def lost_ack(tag: int, why: str) -> None:
     """Say that delivery ``tag`` could not be acknowledged; RabbitMQ delivers it again."""
     print(
@@ -218,15 +223,15 @@ class Consumer:
                 try:
                     if self._consume(connection):
                         break
-                    print(f" [!] {self.name}: consumer cancelled (queue deleted?); declaring again")
+                    say(f" [!] {self.name}: consumer cancelled (queue deleted?); declaring again")
                 except pika.exceptions.AMQPConnectionError as e:  # broker restarted, network
                     if self.stopping.is_set():
                         break
-                    print(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
+                    say(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
                     connection = self._reconnect()
                 except pika.exceptions.ChannelClosedByBroker as e:
                     if is_ack_timeout(e):
-                        print(
+                        say(
                             f" [!] {self.name}: RabbitMQ closed the channel ({e.reply_code} "
                             f"{e.reply_text}); the unacked messages go back to the queue; "
                             "opening a new channel"
