@@ -49,7 +49,8 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
     params.connection_attempts = 1
     params.socket_timeout = s.connect_timeout
     params.stack_timeout = s.connect_timeout
-    params.blocked_connection_timeout = 60
+    # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
+    params.blocked_connection_timeout = s.blocked_timeout
     params.heartbeat = s.heartbeat
     try:
         return pika.BlockingConnection(params)
@@ -63,10 +64,11 @@ def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
     Raises:
         QueueMismatch: the queue exists with other arguments, e.g. non-durable
             (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission on it (403), or another refusal.
     """
     try:
         channel.queue_declare(queue=queue, durable=True)
     except pika.exceptions.ChannelClosedByBroker as e:
         if e.reply_code == 406:
             raise QueueMismatch(queue_mismatch_message(queue, e.reply_text)) from e
-        raise
+        raise pika_errors.translate(e, channel.connection._impl.params, queue, "declare") from e
