@@ -31,6 +31,10 @@ connection attempts       pika's: 1 attempt, 10 s socket         1 attempt, ``MQ
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any
+
 import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -92,6 +96,29 @@ def middleware() -> list[Middleware]:
     return [*stack, PrefetchPerThread(), ShutdownOnce(), JournalMiddleware()]
 
 
+class Broker(RabbitmqBroker):  # type: ignore[misc]
+    """Dramatiq's ``RabbitmqBroker``, whose consumers give up on a refusal.
+
+    Dramatiq's worker treats every failure of ``basic.consume`` as a connection error and
+    tries again every 3 s, logging CRITICAL forever; a 403 ACCESS_REFUSED (no read permission)
+    or a 404 never heals. Here such a refusal ends the worker process with one ``error:`` line
+    and exit code 3 (the Dramatiq main process then stops, with that code).
+    """
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        """``RabbitmqBroker.consume``; a 403/404/530 on ``basic.consume`` ends the process."""
+        try:
+            return super().consume(queue_name, prefetch, timeout)
+        except BrokerConnectionError as e:
+            cause = e.message if isinstance(e.message, BaseException) else None
+            code = getattr(cause, "reply_code", None)
+            if code in (403, 404, 530) and cause is not None:
+                error = pika_errors.translate(cause, self.parameters, queue_name, "consume")
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                os._exit(error.exit_code)
+            raise
+
+
 def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
     """The ``RabbitmqBroker`` for ``amqp_url`` (default ``AMQP_URL``), set up as the table above
     says. No connection is opened yet.
@@ -100,7 +127,7 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
         ValueError: the URL does not parse.
     """
     s = settings.load()
-    broker = RabbitmqBroker(
+    broker = Broker(
         url=amqp_url or s.amqp_url,
         # Default False: enqueue would neither wait for the broker's ack nor set `mandatory`,
         # so a publish the broker refused or could not route would go unnoticed.
@@ -113,11 +140,14 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
     params.socket_timeout = s.connect_timeout
     params.stack_timeout = s.connect_timeout
     params.heartbeat = s.heartbeat
-    params.blocked_connection_timeout = 60
+    # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
+    params.blocked_connection_timeout = s.blocked_timeout
     return broker
 
 
-def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> MqlabError:
+def translate(
+    error: BaseException, broker: RabbitmqBroker, queue: str, doing: str = "?"
+) -> MqlabError:
     """Map a pika error, bare or wrapped in Dramatiq's ``ConnectionClosed``, to an mqlab error.
 
     Dramatiq wraps every pika failure of ``enqueue`` / ``declare_queue`` in
@@ -126,7 +156,7 @@ def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> Mqlab
     cause = error.message if isinstance(error, BrokerConnectionError) else error
     if not isinstance(cause, BaseException):
         cause = error
-    return pika_errors.translate(cause, broker.parameters, queue)
+    return pika_errors.translate(cause, broker.parameters, queue, doing)
 
 
 def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None:
@@ -144,9 +174,9 @@ def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None
     try:
         broker.connection  # noqa: B018  (the property opens this thread's connection)
     except (pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
-        raise translate(e, broker, queue) from e
+        raise translate(e, broker, queue, "connect") from e
     if declare:
         try:
             broker.declare_queue(queue, ensure=True)
         except BrokerConnectionError as e:
-            raise translate(e, broker, queue) from e
+            raise translate(e, broker, queue, "declare") from e

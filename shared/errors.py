@@ -129,6 +129,10 @@ def refused(code: int, text: str, user: str, vhost: str, doing: str) -> MqlabErr
     text = text.strip()
     if code == 403:
         need = PERMISSION_FOR.get(doing)
+        if "access to exchange" in text:
+            need = "write"  # publishing to it, or dead-lettering into it
+        elif doing == "declare":
+            need = "configure (and, for a queue with a dead-letter exchange, read)"
         fix = (
             f"user '{user}' needs the {need} permission on it in vhost '{vhost}'"
             if need
