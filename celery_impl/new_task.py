@@ -83,6 +83,16 @@ def publish_confirmed(
         raise
 
 
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error`` is, or wraps, a socket timeout (py-amqp's ``confirm_timeout``)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Producer:
     """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
 
@@ -209,7 +219,10 @@ class Producer:
                 self._drop()
                 raise error from e
             except CONNECTION_LOST as e:
+                reason = self._blocked
                 self._drop()
+                if reason is not None or _timed_out(e):  # kombu wraps the confirm timeout
+                    raise blocked(reason or "blocked", timeout, sent=True) from e
                 if attempt == 2:
                     raise BrokerUnreachable(
                         f"lost the connection to RabbitMQ twice while publishing "

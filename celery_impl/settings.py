@@ -162,7 +162,7 @@ def connect(amqp_url: str | None = None) -> Connection:
     """
     s = settings.load()
     url = amqp_url or s.amqp_url
-    conn = app.connection_for_write(url)
+    conn = app.connection_for_write(url, heartbeat=s.heartbeat)
     conn.connect_timeout = s.connect_timeout
     where = f"{conn.hostname}:{conn.port or 5672}"
     try:

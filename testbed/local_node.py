@@ -168,6 +168,23 @@ class LocalNode(Node):
             )
         super().wait_ready(timeout)
 
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl -n <node> <args>`` against this node; return its output.
+
+        Raises:
+            RuntimeError: it failed (the message quotes its stderr).
+        """
+        result = subprocess.run(
+            [self.ctl, "-n", self.node, "-q", *args],
+            env={**os.environ, **self._env()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
     def kill(self) -> None:
         """SIGKILL the node's whole process group (beam.smp and its helpers)."""
         if self._proc is not None:
