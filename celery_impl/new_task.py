@@ -145,7 +145,10 @@ class Producer:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -200,9 +203,7 @@ class Producer:
         for attempt in (1, 2):
             producer = self._ready()
             try:
-                publish_confirmed(
-                    self.task, producer, self.queue, (body,), envelope, mode, timeout
-                )
+                publish_confirmed(self.task, producer, self.queue, (body,), envelope, mode, timeout)
                 return envelope
             except TimeoutError as e:  # confirm_timeout: no ack in time
                 reason = self._blocked

@@ -90,7 +90,10 @@ class Producer:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -161,7 +164,9 @@ class Producer:
                     self.broker.queues_pending.add(self.queue)
                     connect(self.broker, self.queue, declare=True)
                     continue
-                raise Unroutable(f"message returned unroutable: no queue named '{self.queue}'") from e
+                raise Unroutable(
+                    f"message returned unroutable: no queue named '{self.queue}'"
+                ) from e
             except pika.exceptions.NackError as e:
                 raise PublishRefused(f"broker refused (nacked) a message for '{self.queue}'") from e
             except pika.exceptions.ConnectionBlockedTimeout as e:

@@ -37,7 +37,7 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
@@ -96,27 +96,41 @@ def middleware() -> list[Middleware]:
     return [*stack, PrefetchPerThread(), ShutdownOnce(), JournalMiddleware()]
 
 
-class Broker(RabbitmqBroker):  # type: ignore[misc]
+def _give_up_on_refusal(error: BrokerConnectionError, broker: RabbitmqBroker, queue: str) -> None:
+    """End this process with one ``error:`` line if ``error`` wraps a refusal that retrying
+    cannot heal (403 ACCESS_REFUSED, 404 NOT_FOUND, 530 NOT_ALLOWED on ``basic.consume``)."""
+    cause = error.message if isinstance(error.message, BaseException) else None
+    if cause is not None and getattr(cause, "reply_code", None) in (403, 530):
+        refusal = pika_errors.translate(cause, broker.parameters, queue, "consume")
+        print(f"error: {refusal}", file=sys.stderr, flush=True)
+        os._exit(refusal.exit_code)
+
+
+class _Consumer(_RabbitmqConsumer):
+    """Dramatiq's RabbitMQ consumer (``basic.consume`` happens on the first ``next``), which
+    gives up on a refusal (:func:`_give_up_on_refusal`)."""
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except BrokerConnectionError as e:
+            _give_up_on_refusal(e, self.broker, self.queue_name)
+            raise
+
+
+class Broker(RabbitmqBroker):
     """Dramatiq's ``RabbitmqBroker``, whose consumers give up on a refusal.
 
     Dramatiq's worker treats every failure of ``basic.consume`` as a connection error and
     tries again every 3 s, logging CRITICAL forever; a 403 ACCESS_REFUSED (no read permission)
-    or a 404 never heals. Here such a refusal ends the worker process with one ``error:`` line
-    and exit code 3 (the Dramatiq main process then stops, with that code).
+    never heals. Here such a refusal ends the worker process with one ``error:`` line and exit
+    code 3 (the Dramatiq main process then stops with that code, saying the worker exited).
     """
 
-    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
-        """``RabbitmqBroker.consume``; a 403/404/530 on ``basic.consume`` ends the process."""
-        try:
-            return super().consume(queue_name, prefetch, timeout)
-        except BrokerConnectionError as e:
-            cause = e.message if isinstance(e.message, BaseException) else None
-            code = getattr(cause, "reply_code", None)
-            if code in (403, 404, 530) and cause is not None:
-                error = pika_errors.translate(cause, self.parameters, queue_name, "consume")
-                print(f"error: {error}", file=sys.stderr, flush=True)
-                os._exit(error.exit_code)
-            raise
+    @property
+    def consumer_class(self) -> type[_RabbitmqConsumer]:
+        """The consumer Dramatiq's ``consume`` builds: :class:`_Consumer`."""
+        return _Consumer
 
 
 def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:

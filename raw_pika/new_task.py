@@ -14,6 +14,7 @@ restarts and resource alarms (its docstring says how).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from types import TracebackType
@@ -117,7 +118,10 @@ class Producer:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -152,10 +156,8 @@ class Producer:
         connection, self._connection, self._channel = self._connection, None, None
         self._blocked = None
         if connection is not None and connection.is_open:
-            try:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
                 connection.close()
-            except (pika.exceptions.AMQPError, OSError):
-                pass
 
     def _ready(self) -> BlockingChannel:
         """A live channel: the current one if pika still hears from the broker, else a new one;

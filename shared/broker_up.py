@@ -22,6 +22,7 @@ Written and read here only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -95,10 +96,8 @@ def private_dir(create: bool) -> Path | None:
     directory = state_file().parent
     for path in (directory.parent, directory):
         if create:
-            try:
+            with contextlib.suppress(FileExistsError):
                 path.mkdir(mode=0o700)
-            except FileExistsError:
-                pass
         elif not os.path.lexists(path):
             return None
         check_private(path)

@@ -76,12 +76,22 @@ def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     0 to :data:`MAX_SLOWDOWN` (``inf``, ``nan``, ``2000``) is a usage error naming the option
     (exit 2)."""
     args = parser.parse_args()
-    if not 0 <= args.prefetch <= 65535:
-        # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
-        parser.error(f"--prefetch {args.prefetch}: must be 0 (unlimited) to 65535")
-    if not (math.isfinite(args.slowdown) and 0 <= args.slowdown <= MAX_SLOWDOWN):
-        parser.error(f"--slowdown {args.slowdown}: must be a number from 0 to {MAX_SLOWDOWN:g}")
+    problem = worker_option_problem(args.prefetch, args.slowdown)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def worker_option_problem(prefetch: int, slowdown: float) -> str | None:
+    """What is wrong with a worker's ``--prefetch`` / ``--slowdown`` (named as the options the
+    user gave), or ``None``: prefetch outside 0..65535, slowdown not a number from 0 to
+    :data:`MAX_SLOWDOWN`."""
+    if not 0 <= prefetch <= 65535:
+        # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
+        return f"--prefetch {prefetch}: must be 0 (unlimited) to 65535"
+    if not (math.isfinite(slowdown) and 0 <= slowdown <= MAX_SLOWDOWN):
+        return f"--slowdown {slowdown}: must be a number from 0 to {MAX_SLOWDOWN:g}"
+    return None
 
 
 def new_task_main(

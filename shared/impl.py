@@ -29,7 +29,10 @@ class Producer(Protocol):
     def __enter__(self) -> Producer: ...
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None: ...
 
     def publish(self, body: str) -> Published:

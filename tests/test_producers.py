@@ -15,6 +15,7 @@ really was on (and once it is off the same publish succeeds).
 from __future__ import annotations
 
 import time
+
 import pytest
 
 from shared.errors import MqlabError, PublisherBlocked
