@@ -10,9 +10,10 @@ implementations' programs talk to the private node rather than to a system broke
 
 A record is trusted only when it is this user's own (see :func:`private_dir` and :func:`read`):
 
-* both directories must be real directories (not symlinks) owned by this user with no access
-  for group or others (mode 0700), else :class:`RecordUnsafe` says why; another local user who
-  created ``<tmp>/mqlab-<uid>`` first cannot feed us a URL or a pid;
+* both directories must be real directories (not symlinks) owned by this user that nobody
+  else can write to, else :class:`RecordUnsafe` says why; another local user who created
+  ``<tmp>/mqlab-<uid>`` first cannot feed us a URL or a pid. They are made mode 0700 (one an
+  older mqlab left at 0755 is closed to others on first use), and the record itself is 0600;
 * its pid must be this user's ``mqlab broker up`` process that started when the record says
   (psutil: uids, command line, create time), so a stale record whose pid was reused, or a pid
   the user cannot inspect or signal, is treated as gone, never signalled.
@@ -63,11 +64,12 @@ def log_file() -> Path:
 
 
 def check_private(path: Path) -> None:
-    """Check that ``path`` is a directory only this user can use.
+    """Check that ``path`` is a directory only this user can use (mode 0700).
 
     Raises:
-        RecordUnsafe: a symlink, not a directory, owned by another user, or open to group or
-            others (the message says which, and what to do).
+        RecordUnsafe: a symlink, not a directory, owned by another user, or writable by group
+            or others (the message says which, and what to do). A directory of ours that
+            others may only read or enter is closed to them (chmod 0700) instead.
     """
     info = os.lstat(path)
     why = None
@@ -77,8 +79,15 @@ def check_private(path: Path) -> None:
         why = "it is not a directory"
     elif info.st_uid != os.getuid():
         why = f"it belongs to uid {info.st_uid}, not to you (uid {os.getuid()})"
+    elif info.st_mode & 0o022:
+        why = (
+            f"its mode is {stat.S_IMODE(info.st_mode):04o}: others can write to it, so a "
+            "record there may not be yours"
+        )
     elif info.st_mode & 0o077:
-        why = f"its mode is {stat.S_IMODE(info.st_mode):04o}, not 0700 (others can use it)"
+        # Ours and writable by us only (an older mqlab made it 0755): nobody else can have
+        # put anything in it, so close it to others and go on.
+        os.chmod(path, 0o700)
     if why:
         raise RecordUnsafe(
             f"refusing to use the 'mqlab broker up' record in {path}: {why}; remove it (or set "
