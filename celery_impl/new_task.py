@@ -25,12 +25,14 @@ from celery_impl import tasks
 from celery_impl.settings import (
     app,
     connect,
-    durable_queue,
+    declare,
+    declare_work_queue,
+    hello_queue_entity,
     refused_by_broker,
     task_queue,
     watch_blocked,
+    work_queue,
 )
-from celery_impl.settings import declare as declare_queue
 from shared import cli, settings
 from shared.contract import PERSISTENT, TRANSIENT, Envelope
 from shared.errors import BrokerUnreachable, PublishRefused, Unroutable, blocked
@@ -66,7 +68,7 @@ def publish_confirmed(
             args=args,
             task_id=envelope.message_id,
             producer=producer,
-            queue=durable_queue(queue),
+            queue=work_queue(queue),
             declare=[],  # declared by the caller, which reports a 406 clearly
             delivery_mode=delivery_mode,
             headers=envelope.headers(),
@@ -164,8 +166,10 @@ class Producer:
         self._conn = conn
         watch_blocked(conn, self._on_blocked, self._on_unblocked)
         try:
-            if self.declare:
-                declare_queue(conn, durable_queue(self.queue))
+            if self.declare and self.durable:
+                declare_work_queue(conn, self.queue)  # and its dead-letter queue
+            elif self.declare:
+                declare(conn, hello_queue_entity())
             self._producer = app.amqp.Producer(conn.channel())
         except amqp.exceptions.AMQPError as e:
             raise refused_by_broker(e, conn, "declare") from e

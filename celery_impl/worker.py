@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 
 from celery_impl import consumer
-from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare, durable_queue, task_queue
+from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare_work_queue, task_queue
 from shared import cli
 
 
@@ -89,7 +89,7 @@ def main() -> int:
 
     queue = task_queue()
     with connect() as conn:
-        declare(conn, durable_queue(queue))
+        declare_work_queue(conn, queue)
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
     code = run_worker(worker_argv(queue, args.name))
     print(f" [*] {args.name} stopped", flush=True)

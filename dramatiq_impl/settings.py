@@ -43,6 +43,7 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
 from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
+from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import pika_errors, settings
 from shared.errors import MqlabError
 
@@ -118,8 +119,10 @@ class _Consumer(_RabbitmqConsumer):
             raise
 
 
-class Broker(RabbitmqBroker):
-    """Dramatiq's ``RabbitmqBroker``, whose consumers give up on a refusal.
+class Broker(TypedQueuesBroker):
+    """Dramatiq's ``RabbitmqBroker`` with ``MQLAB_QUEUE_TYPE`` queues
+    (:class:`~dramatiq_impl.queue_types.TypedQueuesBroker`), whose consumers give up on a
+    refusal.
 
     Dramatiq's worker treats every failure of ``basic.consume`` as a connection error and
     tries again every 3 s, logging CRITICAL forever; a 403 ACCESS_REFUSED (no read permission)

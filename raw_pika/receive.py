@@ -9,7 +9,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from raw_pika.settings import connect, hello_queue
+from raw_pika.settings import connect, declare_hello_queue, hello_queue
 from shared import cli, pika_errors, tasks
 
 
@@ -17,10 +17,7 @@ def main() -> int:
     connection = connect()
     channel = connection.channel()
     queue = hello_queue()
-    try:
-        channel.queue_declare(queue=queue)
-    except pika.exceptions.ChannelClosedByBroker as e:  # 403: no configure permission
-        raise pika_errors.translate(e, connection._impl.params, queue, "declare") from e
+    declare_hello_queue(channel, queue)
 
     def callback(
         ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes

@@ -22,6 +22,12 @@ variable                    meaning                                     default
 ``MQLAB_JOURNAL``           path of the SQLite execution journal        unset (no journal)
 ``MQLAB_QUEUE_PREFIX``      prepended to every queue name (checked by   ``""``
                             :func:`check_queue_prefix`)
+``MQLAB_QUEUE_TYPE``        ``classic`` or ``quorum`` (:mod:`shared.    ``classic``
+                            queues`)
+``MQLAB_DELIVERY_LIMIT``    deliveries before a quorum queue dead-      ``5``
+                            letters a message (``x-delivery-limit``)
+``MQLAB_CONCURRENCY``       task slots of one worker (threads,          ``1``
+                            processes, as the framework runs them)
 ``MQLAB_BLOCKED_TIMEOUT``   how long a publish waits while the broker   ``10``
                             blocks publishers (memory or disk alarm)
                             before it fails, seconds
@@ -40,6 +46,7 @@ import pika
 
 from shared import broker_up
 from shared.errors import BadSetting
+from shared.queues import QUEUE_TYPES
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -79,6 +86,9 @@ class Settings:
         queue_prefix: prefix for every queue name, so test runs can use their own namespace.
         blocked_timeout: seconds a publish waits while RabbitMQ blocks publishers
             (``connection.blocked``: memory or disk alarm) before it fails.
+        queue_type: ``classic`` or ``quorum`` (:mod:`shared.queues`).
+        delivery_limit: ``x-delivery-limit`` of quorum work queues.
+        concurrency: task slots of one worker; each slot may hold ``prefetch`` messages.
     """
 
     amqp_url: str
@@ -93,6 +103,9 @@ class Settings:
     journal: str | None
     queue_prefix: str
     blocked_timeout: float = 10.0
+    queue_type: str = "classic"
+    delivery_limit: int = 5
+    concurrency: int = 1
 
     def queue(self, name: str) -> str:
         """Return the queue name ``name`` with this run's prefix applied."""
@@ -125,8 +138,19 @@ def load() -> Settings:
         worker_name=env.get("MQLAB_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         journal=env.get("MQLAB_JOURNAL") or None,
         queue_prefix=check_queue_prefix(env.get("MQLAB_QUEUE_PREFIX", "")),
+        queue_type=_choice("MQLAB_QUEUE_TYPE", "classic", QUEUE_TYPES),
+        delivery_limit=int(_number("MQLAB_DELIVERY_LIMIT", "5", int, 1, 1_000_000)),
+        concurrency=int(_number("MQLAB_CONCURRENCY", "1", int, 1, 1024)),
         blocked_timeout=_number("MQLAB_BLOCKED_TIMEOUT", "10", float, 0.1, 3600),
     )
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, default)
+    value = raw.strip().lower()
+    if value not in choices:
+        raise BadSetting(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def _number(
