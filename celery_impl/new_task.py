@@ -155,7 +155,7 @@ class Producer:
         self.close()
 
     def _on_blocked(self, reason: object = "") -> None:
-        self._blocked = str(reason or "blocked")
+        self._blocked = str(reason or "")
 
     def _on_unblocked(self) -> None:
         self._blocked = None
@@ -227,7 +227,7 @@ class Producer:
                 reason = self._blocked
                 self._drop()
                 if reason is not None or _timed_out(e):  # kombu wraps the confirm timeout
-                    raise blocked(reason or "blocked", timeout, sent=True) from e
+                    raise blocked(reason or "", timeout, sent=True) from e
                 if attempt == 2:
                     raise BrokerUnreachable(
                         f"lost the connection to RabbitMQ twice while publishing "
@@ -254,7 +254,7 @@ class Producer:
         except TimeoutError as e:
             with contextlib.suppress(Exception):
                 conn.collect()
-            raise blocked(reason or "blocked", self.settings.blocked_timeout, sent=True) from e
+            raise blocked(reason or "", self.settings.blocked_timeout, sent=True) from e
         except (*CONNECTION_LOST, amqp.exceptions.AMQPError):
             with contextlib.suppress(Exception):
                 conn.collect()

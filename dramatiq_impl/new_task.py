@@ -98,7 +98,7 @@ class Producer:
         self.close()
 
     def _on_blocked(self, connection: pika.BlockingConnection, frame: object) -> None:
-        self._blocked = str(getattr(getattr(frame, "method", None), "reason", "") or "blocked")
+        self._blocked = str(getattr(getattr(frame, "method", None), "reason", "") or "")
 
     def _on_unblocked(self, connection: pika.BlockingConnection, frame: object) -> None:
         self._blocked = None
@@ -170,7 +170,7 @@ class Producer:
             except pika.exceptions.NackError as e:
                 raise PublishRefused(f"broker refused (nacked) a message for '{self.queue}'") from e
             except pika.exceptions.ConnectionBlockedTimeout as e:
-                reason = self._blocked or "blocked"
+                reason = self._blocked or ""
                 self._drop()
                 raise blocked(reason, self.settings.blocked_timeout, sent=True) from e
             except pika.exceptions.ChannelClosedByBroker as e:
@@ -197,7 +197,7 @@ class Producer:
         try:
             self.broker.close()
         except pika.exceptions.ConnectionBlockedTimeout as e:
-            raise blocked(reason or "blocked", self.settings.blocked_timeout, sent=True) from e
+            raise blocked(reason or "", self.settings.blocked_timeout, sent=True) from e
         except Exception:  # noqa: BLE001  (closing a dead connection: nothing left to lose)
             pass
 

@@ -126,7 +126,7 @@ class Producer:
         self.close()
 
     def _on_blocked(self, connection: pika.BlockingConnection, frame: object) -> None:
-        self._blocked = str(getattr(getattr(frame, "method", None), "reason", "") or "blocked")
+        self._blocked = str(getattr(getattr(frame, "method", None), "reason", "") or "")
 
     def _on_unblocked(self, connection: pika.BlockingConnection, frame: object) -> None:
         self._blocked = None
@@ -197,7 +197,7 @@ class Producer:
                 publish_confirmed(channel, self.queue, body, props)
                 return envelope
             except pika.exceptions.ConnectionBlockedTimeout as e:
-                reason = self._blocked or "blocked"
+                reason = self._blocked or ""
                 self._drop()
                 raise blocked(reason, self.settings.blocked_timeout, sent=True) from e
             except pika.exceptions.ChannelClosedByBroker as e:
@@ -226,7 +226,7 @@ class Producer:
             if connection is not None and connection.is_open:
                 connection.close()
         except pika.exceptions.ConnectionBlockedTimeout as e:
-            raise blocked(reason or "blocked", self.settings.blocked_timeout, sent=True) from e
+            raise blocked(reason or "", self.settings.blocked_timeout, sent=True) from e
         except (pika.exceptions.AMQPError, OSError):
             pass
         finally:

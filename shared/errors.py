@@ -114,9 +114,10 @@ def blocked(reason: str, waited: float, sent: bool) -> PublisherBlocked:
         if sent
         else "the message was not sent"
     )
+    why = f"RabbitMQ says: {reason}" if reason else "RabbitMQ gave no reason"
     return PublisherBlocked(
-        f"RabbitMQ is blocking publishers ({reason or 'a resource alarm'}: a memory or disk "
-        f"alarm on the broker) and stayed so for {waited:g} s (MQLAB_BLOCKED_TIMEOUT); {fate}"
+        f"RabbitMQ is blocking publishers (a memory or disk alarm on the broker; {why}) and "
+        f"stayed so for {waited:g} s (MQLAB_BLOCKED_TIMEOUT); {fate}"
     )
 
 
