@@ -307,3 +307,20 @@ class Management:
             if node.get("disk_free_alarm"):
                 found.append("disk")
         return found
+
+    def peek(self, name: str, count: int = 100) -> list[dict[str, Any]]:
+        """Up to ``count`` messages of queue ``name``, put back at once
+        (``POST /api/queues/<vhost>/<name>/get`` with ``ackmode=ack_requeue_true``: they come
+        back flagged redelivered). Each has ``payload`` and ``properties``.
+
+        Raises:
+            requests.HTTPError: the API refused (no such queue: 404).
+        """
+        response = self.session.post(
+            self._url(self._queue_path(name) + "/get"),
+            json={"count": count, "ackmode": "ack_requeue_true", "encoding": "auto"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result
