@@ -9,6 +9,8 @@ broker's management API. Nothing here knows which framework a worker runs.
 from __future__ import annotations
 
 import contextlib
+import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,10 +19,14 @@ from typing import Any
 
 import psutil
 
-from shared.impl import Implementation, WorkerSpec
+from lab.config import Config
+from lab.targets import Target
+from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Execution, Journal
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
+
+__all__ = ["Config", "Lab", "Outcome", "ScenarioFailed", "ScenarioSkipped", "Target", "Worker"]
 
 BASELINE_QUEUE = "mqlab_lab_baseline"
 """The queue the bare pika baseline publishes to and consumes from."""
@@ -36,69 +42,6 @@ class ScenarioFailed(Exception):
 class ScenarioSkipped(Exception):
     """A scenario cannot run on this lab at all (say, it must kill a broker the lab does not
     own); ``str()`` says why. The runner records the run as skipped, not failed."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """The settings of one ``mqlab compare`` run (all counts are messages, times seconds).
-
-    Attributes:
-        quick: the small-N preset (``--quick``).
-        repeat: how many times each scenario runs per implementation (``--repeat``).
-        throughput_n: zero-work tasks per throughput run.
-        throughput_prefetch: the prefetch counts the throughput worker drains at.
-        latency_n: messages sent one at a time in the latency scenario.
-        fairness_tasks: tasks in the fairness scenario.
-        fairness_dot_seconds: seconds per unit of work there (the slow worker takes 4x).
-        fairness_slowdown: the slow worker's slowdown factor.
-        crash_tasks: tasks in the crash scenario.
-        crash_kills: how many times the victim worker is SIGKILLed mid-task.
-        crash_dot_seconds: seconds per unit of work in the crash scenario.
-        restart_messages: confirmed messages published before the broker is killed.
-        restart_dot_seconds: seconds per unit of work in the restart scenario.
-        resume_deadline: how long a worker has to resume after the broker is back.
-        drain_timeout: deadline for draining any queue.
-    """
-
-    quick: bool = False
-    repeat: int = 1
-    throughput_n: int = 5000
-    throughput_prefetch: tuple[int, ...] = (1, 100)
-    latency_n: int = 200
-    fairness_tasks: int = 40
-    fairness_dot_seconds: float = 0.05
-    fairness_slowdown: float = 4.0
-    crash_tasks: int = 200
-    crash_kills: int = 5
-    crash_dot_seconds: float = 0.05
-    restart_messages: int = 1000
-    restart_dot_seconds: float = 0.005
-    resume_deadline: float = 30.0
-    drain_timeout: float = 180.0
-
-    @staticmethod
-    def preset(quick: bool, repeat: int = 1) -> Config:
-        """The default settings, or the ``--quick`` ones (small N, shorter tasks and deadlines:
-        85-100 s of runs for all three implementations on 2 cores, plus ~15 s to boot the lab's
-        node, import and draw; most of it is worker start-ups and the three broker restarts)."""
-        if not quick:
-            return Config(repeat=repeat)
-        return Config(
-            quick=True,
-            repeat=repeat,
-            throughput_n=500,
-            latency_n=50,
-            fairness_dot_seconds=0.025,
-            crash_tasks=100,
-            crash_kills=3,
-            restart_messages=200,
-            resume_deadline=15.0,
-            drain_timeout=60.0,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -136,6 +79,30 @@ class Worker:
         return " | ".join(line.strip() for line in text[-lines:])
 
 
+class Publisher:
+    """A running :mod:`lab.publisher` process; :meth:`result` waits for its JSON output."""
+
+    def __init__(self, process: GroupProcess, out: Path, timeout: float) -> None:
+        self.process, self.out, self.timeout = process, out, timeout
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """``{"ids", "seconds", "started_at", "errors"}`` once the producer is done.
+
+        Raises:
+            ScenarioFailed: it failed or did not finish in time.
+        """
+        code = self.process.wait(timeout or self.timeout)
+        if code != 0:
+            self.process.kill()
+            raise ScenarioFailed(
+                f"producer {'timed out' if code is None else f'exited {code}'}: "
+                f"{self.process.output()[-300:]}"
+            )
+        data: dict[str, Any] = json.loads(self.out.read_text())
+        data["ids"] = data.pop("message_ids")
+        return data
+
+
 class Lab:
     """The shared state of one comparison run.
 
@@ -145,10 +112,15 @@ class Lab:
         config: the run's settings.
     """
 
-    def __init__(self, broker: Node, workdir: Path, config: Config) -> None:
+    def __init__(
+        self, broker: Node, workdir: Path, config: Config, setup: str = "classic/single"
+    ) -> None:
         self.broker = broker
         self.workdir = workdir
         self.config = config
+        self.setup = setup
+        self.env: dict[str, str] = {}
+        """Environment for every worker and separate producer of this setup (queue type)."""
         self.workers: list[Worker] = []
         self._serial = 0
         (workdir / "journals").mkdir(parents=True, exist_ok=True)
@@ -180,31 +152,91 @@ class Lab:
 
     # -- workers ------------------------------------------------------------------------------
 
-    def start_worker(
+    def worker_spec(
         self,
-        impl: Implementation,
+        target: Target,
         name: str,
-        journal: str,
+        journal: str | None,
         *,
         prefetch: int = 1,
         slowdown: float = 1.0,
         dot_seconds: float = 0.0,
-    ) -> Worker:
-        """Start one worker of ``impl`` as its own process group (does not wait for it)."""
-        spec = WorkerSpec(
+        concurrency: int = 1,
+    ) -> WorkerSpec:
+        """How to start one worker of ``target``.
+
+        The target's own settings win over the scenario's: a defaults row keeps its
+        framework-default prefetch and early ack. ``journal=None`` records nothing (rate runs).
+
+        Raises:
+            ScenarioSkipped: ``concurrency`` above 1 and the workers of this checkout have no
+                concurrency setting.
+        """
+        fields: dict[str, Any] = {}
+        if "concurrency" in WorkerSpec.__dataclass_fields__:
+            fields["concurrency"] = concurrency
+        elif concurrency != 1:
+            raise ScenarioSkipped("the workers have no concurrency setting in this checkout")
+        return WorkerSpec(
             name=name,
-            prefetch=prefetch,
+            prefetch=target.prefetch if target.prefetch is not None else prefetch,
             slowdown=slowdown,
             journal=journal,
             amqp_url=self.amqp_url,
             dot_seconds=dot_seconds,
+            early_ack=target.early_ack,
+            env={**self.env, **target.worker_env},
+            **fields,
         )
-        log = self.workdir / "logs" / f"{self._next():03d}-{impl.name}-{name}.log"
+
+    def start_worker(
+        self,
+        target: Target,
+        name: str,
+        journal: str | None,
+        *,
+        prefetch: int = 1,
+        slowdown: float = 1.0,
+        dot_seconds: float = 0.0,
+        concurrency: int = 1,
+    ) -> Worker:
+        """Start one worker of ``target`` (:meth:`worker_spec`) as its own process group; does
+        not wait for it."""
+        spec = self.worker_spec(target, name, journal, prefetch=prefetch, slowdown=slowdown,
+                                dot_seconds=dot_seconds, concurrency=concurrency)  # fmt: skip
+        log = self.workdir / "logs" / f"{self._next():03d}-{target.name}-{name}.log"
         spawned_at = time.time()
-        worker = Worker(name, GroupProcess(impl.worker_command(spec), log_path=log), spawned_at,
-                        impl, spec)  # fmt: skip
+        command = target.impl.worker_command(spec)
+        worker = Worker(name, GroupProcess(command, log_path=log), spawned_at, target.impl, spec)
         self.workers.append(worker)
         return worker
+
+    def publish(self, target: Target, bodies: list[str]) -> list[str]:
+        """Publish ``bodies`` through ``target``'s producer; return the message_ids.
+
+        In this process, or through :mod:`lab.publisher` when the target's producer needs an
+        environment of its own (no publisher confirms).
+
+        Raises:
+            ScenarioFailed: the separate producer failed.
+        """
+        if not target.producer_env and not self.env:
+            return target.impl.publish_work(bodies, amqp_url=self.amqp_url)
+        if len(set(bodies)) != 1:
+            raise ScenarioFailed("a separate producer publishes copies of one body")
+        return list(self.publisher(target, body=bodies[0], count=len(bodies)).result()["ids"])
+
+    def publisher(self, target: Target, **options: object) -> Publisher:
+        """Start :mod:`lab.publisher` for ``target`` with ``options`` (``count=N`` or ``rate=R,
+        seconds=S, chunk=C``); ``.result()`` waits for it."""
+        out = self.workdir / "logs" / f"{self._next():03d}-{target.name}-publisher.json"
+        argv = [sys.executable, "-m", "lab.publisher", "--impl", target.impl.name,
+                "--amqp-url", self.amqp_url, "--out", str(out)]  # fmt: skip
+        for key, value in options.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        env = {**self.env, **target.producer_env}
+        process = GroupProcess(Command(argv, env), log_path=out.with_suffix(".log"))
+        return Publisher(process, out, self.config.drain_timeout)
 
     def wait_consuming(
         self, impl: Implementation, workers: list[Worker], timeout: float = 60.0

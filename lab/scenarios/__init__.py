@@ -1,15 +1,37 @@
 """The lab's scenarios, one module each, in the order ``mqlab compare`` runs them.
 
-Each module has ``NAME``, ``TITLE``, ``DESCRIPTION`` and ``run(lab, impl) -> Outcome``.
+Each module declares one :class:`lab.scenarios.base.Scenario` (``SCENARIO``): how it runs, its
+report columns, its reading, its charts and its consistency checks. Adding a scenario is one
+new module plus one line in the tuple below.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from lab.scenarios import (
+    crash,
+    fairness,
+    footprint,
+    latency,
+    loaded,
+    nodeloss,
+    restart,
+    scaling,
+    throughput,
+)
+from lab.scenarios.base import Scenario
 
-from lab.scenarios import crash, fairness, footprint, latency, restart, throughput
-
-ALL: dict[str, ModuleType] = {
-    m.NAME: m for m in (throughput, latency, fairness, crash, restart, footprint)
+ALL: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        throughput.SCENARIO,
+        latency.SCENARIO,
+        loaded.SCENARIO,
+        scaling.SCENARIO,
+        fairness.SCENARIO,
+        crash.SCENARIO,
+        restart.SCENARIO,
+        nodeloss.SCENARIO,
+        footprint.SCENARIO,
+    )
 }
-"""Scenario name -> module, in run order."""
+"""Scenario name -> scenario, in run order."""

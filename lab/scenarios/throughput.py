@@ -1,75 +1,138 @@
-"""Throughput: publish N zero-work tasks, then drain them with one worker process.
+"""Throughput: publish N zero-work tasks, then drain them with one worker that keeps no journal.
 
-The implementation's own producer (:meth:`~shared.impl.Implementation.publish_work`, persistent
-and confirmed) publishes N tasks into an empty queue; the publish rate is N over the wall time
-of that call. Then one worker drains the full queue at prefetch 1 and again (after a fresh
-publish) at prefetch 100; the consume rate is N over the time from the first execution's start
-to the last one's finish, both read from the journal. The bare pika loop
-(:mod:`lab.baseline`) is measured the same way, so each figure also reads as a ratio to it.
+The target's own producer (persistent, confirmed unless it is a defaults row) publishes N tasks
+into an empty queue; the publish rate is N over the producer's wall time. Then one worker with
+no journal drains the full queue at prefetch 1 and again (after a fresh publish) at prefetch
+100 (a defaults row drains once, at its framework's default prefetch). The consume rate is
+timed from the queue itself (:mod:`lab.drain`) by the lab and, independently, by an observer
+process; the table prints each figure's ratio to the observer's (the cross-check: it must stay
+within 10%) and the broker's ack count for the queue must equal N. The bare pika loop
+(:mod:`lab.baseline`) is measured the same way; "x bare" is each figure's ratio to it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
-from lab import baseline
-from lab.harness import Lab, Outcome, ScenarioFailed
-from shared.impl import Implementation
-from shared.journal import Execution
+import matplotlib.pyplot as plt
+import psutil
+
+from lab import baseline, plot
+from lab.drain import QueueWatch, drain_rate, verify_count
+from lab.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.scenarios.base import Checker, Scenario
+from lab.view import BASELINE, Column, Row, View, cell, rate, ratio
+from shared.impl import Command
+from testbed.process import GroupProcess, wait_until
 
 NAME = "throughput"
-TITLE = "Throughput"
-DESCRIPTION = (
-    "N zero-work tasks published through the implementation's producer (persistent, "
-    "confirmed), then drained by one worker at prefetch 1 and at prefetch 100."
-)
 BODY = "task"
 """A work body without dots: zero seconds of work (tutorial 2's convention)."""
+TOLERANCE = 0.10
+"""How far a figure may be from the independent observer's timing of the same drain."""
+PIKA_BAR = 0.8
+"""The pika worker should drain at least this fraction of the bare loop's rate."""
 
 
-def consume_window(rows: list[Execution]) -> tuple[float, float]:
-    """(first start, last finish) over the finished executions in ``rows``, epoch seconds."""
-    done = [e for e in rows if e.finished_at is not None]
-    if not done:
-        raise ScenarioFailed("no finished execution in the journal")
-    return min(e.started_at for e in done), max(e.finished_at or 0.0 for e in done)
+def _labels(target: Target | None, config_prefetch: tuple[int, ...]) -> list[tuple[str, int]]:
+    if target is not None and target.prefetch is not None:
+        return [("default", target.prefetch)]
+    return [(f"p{p}", p) for p in config_prefetch]
 
 
-def run(lab: Lab, impl: Implementation) -> Outcome:
-    """Publish and drain ``lab.config.throughput_n`` tasks at each configured prefetch."""
+def drain(lab: Lab, queue: str, n: int, consumer: Command, label: str) -> dict[str, Any]:
+    """Time one drain of ``n`` ready messages by ``consumer`` (see :mod:`lab.drain`).
+
+    Raises:
+        ScenarioFailed: the queue never filled, the consumer died, the drain or the count
+            did not finish in time.
+    """
+    cfg = lab.config
+    logs = lab.workdir / "logs"
+    observed = logs / f"drain-{label}-{time.time_ns()}.json"
+    watch = QueueWatch(lab.amqp_url, queue, n, cfg.drain_poll)
+    argv = [
+        sys.executable, "-m", "lab.drain", "--amqp-url", lab.amqp_url, "--queue", queue, "--count",
+        str(n), "--interval", str(cfg.drain_poll), "--timeout", str(cfg.drain_timeout),
+        "--out", str(observed),
+    ]  # fmt: skip
+    with GroupProcess(Command(argv), log_path=observed.with_suffix(".log")) as observer:
+        try:
+            marker = Path(str(observed) + ".started")
+            wait_until(lambda: watch.started.is_set() and marker.exists(), 30, interval=0.02,
+                       what="both queue pollers to see the full queue")  # fmt: skip
+            if watch.error is not None:
+                raise ScenarioFailed(f"queue poller failed: {watch.error}")
+            with GroupProcess(consumer, log_path=logs / f"{label}-{time.time_ns()}.log") as proc:
+
+                def drained() -> bool:
+                    if not proc.alive() and not watch.done():
+                        raise ScenarioFailed(f"the consumer exited: {proc.output()[-300:]}")
+                    return watch.done()
+
+                wait_until(drained, cfg.drain_timeout, interval=0.05, what="the drain")
+                verify_count(lab.broker, queue, n, 30)
+                rss = lab_rss(proc)
+            code = observer.wait(30)
+        except TimeoutError as e:
+            raise ScenarioFailed(str(e)) from None
+        finally:
+            watch.stop()
+    theirs = json.loads(observed.read_text()) if code == 0 else {"error": f"exit {code}"}
+    try:
+        ours = watch.window()
+        if "error" in theirs:
+            raise ValueError(f"observer: {theirs['error']}")
+    except ValueError as e:
+        raise ScenarioFailed(str(e)) from None
+    return {"lab": ours, "observer": theirs, "acks": n, "rss_after_mb": rss}
+
+
+def lab_rss(proc: GroupProcess) -> float:
+    """Resident set size of ``proc``'s group, MiB."""
+    total = 0
+    for pid in proc.pids():
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(pid).memory_info().rss
+    return total / 2**20
+
+
+def _record(out: Outcome, label: str, published: float, result: dict[str, Any]) -> None:
+    ours, theirs = drain_rate(result["lab"]), drain_rate(result["observer"])
+    out.metrics[f"consume_{label}_per_s"] = ours
+    out.metrics[f"check_{label}"] = ours / theirs
+    out.metrics[f"rss_after_{label}_mb"] = result["rss_after_mb"]
+    out.samples[label] = {**result, "published": published}
+
+
+def run(lab: Lab, target: Target) -> Outcome:
+    """Publish and drain ``lab.config.throughput_n`` tasks at each prefetch of the target."""
     n = lab.config.throughput_n
     out = Outcome()
-    publish_seconds: list[float] = []
-    for prefetch in lab.config.throughput_prefetch:
-        lab.reset([impl])
-        journal = lab.journal(f"throughput-{impl.name}-p{prefetch}")
-        started = time.perf_counter()
-        ids = impl.publish_work([BODY] * n, amqp_url=lab.amqp_url)
-        publish_seconds.append(time.perf_counter() - started)
+    seconds = []
+    for label, prefetch in _labels(target, lab.config.throughput_prefetch):
+        lab.reset([target.impl])
+        if target.producer_env:
+            published = lab.publisher(target, body=BODY, count=n).result()
+            ids, took = published["ids"], float(published["seconds"])
+        else:
+            started = time.perf_counter()
+            ids = lab.publish(target, [BODY] * n)
+            took = time.perf_counter() - started
         if len(ids) != n:
             raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
-        with lab.workers_scope():
-            worker = lab.start_worker(impl, f"drain-p{prefetch}", journal, prefetch=prefetch)
-            rows = lab.wait_finished(
-                journal, n, lab.config.drain_timeout, workers=[worker], interval=0.25
-            )
-            rss = worker.rss_mb()
-        first, last = consume_window(rows)
-        finished = {e.message_id for e in rows if e.finished}
-        out.metrics[f"consume_p{prefetch}_per_s"] = n / (last - first)
-        out.samples[f"p{prefetch}"] = {
-            "published": n,
-            "publish_seconds": publish_seconds[-1],
-            "executions": len(rows),
-            "finished_message_ids": len(finished),
-            "unknown_message_ids": len(finished - set(ids)),
-            "first_started_at": first,
-            "last_finished_at": last,
-            "rss_after_mb": rss,
-            "journal": journal,
-        }
-        out.metrics[f"rss_after_p{prefetch}_mb"] = rss
-    out.metrics["publish_per_s"] = n * len(publish_seconds) / sum(publish_seconds)
+        seconds.append(took)
+        spec = lab.worker_spec(target, f"drain-{label}", None, prefetch=prefetch)
+        command = target.impl.worker_command(spec)
+        result = drain(lab, target.queue(), n, command, f"{target.name}-{label}")
+        _record(out, label, n, result)
+        out.samples[label]["publish_seconds"] = took
+    out.metrics["publish_per_s"] = n * len(seconds) / sum(seconds)
     return out
 
 
@@ -77,17 +140,135 @@ def run_baseline(lab: Lab) -> Outcome:
     """The same measurements for the bare pika loop of :mod:`lab.baseline`."""
     n = lab.config.throughput_n
     out = Outcome()
-    publish_seconds: list[float] = []
-    for prefetch in lab.config.throughput_prefetch:
+    seconds = []
+    for label, prefetch in _labels(None, lab.config.throughput_prefetch):
         lab.reset([])
-        publish_seconds.append(baseline.publish(lab.amqp_url, n))
-        first, last = baseline.run_consumer(lab, n, prefetch, lab.config.drain_timeout)
-        out.metrics[f"consume_p{prefetch}_per_s"] = n / (last - first)
-        out.samples[f"p{prefetch}"] = {
-            "published": n,
-            "publish_seconds": publish_seconds[-1],
-            "first_delivery_at": first,
-            "last_ack_at": last,
-        }
-    out.metrics["publish_per_s"] = n * len(publish_seconds) / sum(publish_seconds)
+        seconds.append(baseline.publish(lab.amqp_url, n))
+        timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
+        command = baseline.consumer_command(lab.amqp_url, n, prefetch, timings)
+        result = drain(lab, baseline.BASELINE_QUEUE, n, command, f"baseline-{label}")
+        _record(out, label, n, result)
+        own = baseline.read_timings(timings)
+        out.samples[label].update(own_first_delivery_at=own[0], own_last_ack_at=own[1])
+        out.samples[label]["publish_seconds"] = seconds[-1]
+    out.metrics["publish_per_s"] = n * len(seconds) / sum(seconds)
     return out
+
+
+def columns(config: dict[str, Any]) -> list[Column]:
+    """Publish rate, consume rates per prefetch, and each one's cross-check ratio."""
+    labels = [(f"p{p}", f"prefetch {p}") for p in config["throughput_prefetch"]]
+    if "defaults" in config.get("variants", []):
+        labels.append(("default", "default prefetch"))
+    cols = [Column("publish_per_s", "publish", rate)]
+    cols += [Column(f"consume_{k}_per_s", f"consume, {h}", rate) for k, h in labels]
+    cols += [Column(f"check_{k}", f"lab/observer, {h}", ratio) for k, h in labels]
+    return cols
+
+
+def cell_text(view: View, row: Row, metric: str) -> str | None:
+    """A consume cell with its ratio to the bare loop of the same repeat (``(0.85x bare)``)."""
+    if row.target == BASELINE or not metric.startswith("consume_") or "default" in metric:
+        return None
+    s = view.summary(NAME, row, metric)
+    if s is None:
+        return None
+    bare = view.pair_ratio(NAME, row, Row(BASELINE, row.setup), metric)
+    return cell(s, rate) + (f" ({cell(bare, ratio)} bare)" if bare else "")
+
+
+def reading(view: View) -> list[str]:
+    """Fastest first per prefetch; the cross-check; the pika worker against the bare loop."""
+    out = []
+    for p in view.config["throughput_prefetch"]:
+        metric = f"consume_p{p}_per_s"
+        ranked = sorted(
+            ((v, r) for r in view.rows(NAME) if r.target != BASELINE
+             if (v := view.median(NAME, r, metric)) is not None),
+            key=lambda x: -x[0],
+        )  # fmt: skip
+        if ranked:
+            listing = ", ".join(f"{view.label(r)} {v:,.0f}/s" for v, r in ranked)
+            out.append(f"Consume rate at prefetch {p} (no journal), fastest first: {listing}.")
+    checks = [
+        v for r in view.results.runs if r.scenario == NAME and r.error is None
+        for k, v in r.metrics.items() if k.startswith("check_") and v is not None
+    ]  # fmt: skip
+    if checks:
+        worst = max(checks, key=lambda v: abs(v - 1))
+        verdict = "all within" if abs(worst - 1) <= TOLERANCE else "NOT all within"
+        out.append(
+            f"Cross-check: every consume figure against an independent observer's timing of "
+            f"the same drain: {verdict} {TOLERANCE:.0%} (worst {worst:.2f}x over "
+            f"{len(checks)} figures)."
+        )
+    for setup in view.setups:
+        parts = []
+        for p in view.config["throughput_prefetch"]:
+            s = view.pair_ratio(NAME, Row("pika", setup), Row(BASELINE, setup),
+                                f"consume_p{p}_per_s")  # fmt: skip
+            if s is not None:
+                verdict = "meets" if s.median >= PIKA_BAR else "misses"
+                parts.append(f"{s.median:.0%} at prefetch {p} ({verdict})")
+        if parts:
+            where = f" on {setup}" if len(view.setups) > 1 else ""
+            out.append(
+                f"The pika worker's own speed against the bare pika loop{where} (target at least "
+                f"{PIKA_BAR:.0%}): {', '.join(parts)}."
+            )
+    return out
+
+
+def charts(view: View, out_dir: Path) -> list[Path]:
+    """Bars of the publish and consume rates per row."""
+    if not plot.has_data(view, NAME, "publish_per_s"):
+        return []
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    labels = [(f"consume_p{p}_per_s", f"consume, prefetch {p}")
+              for p in view.config["throughput_prefetch"]]  # fmt: skip
+    if "defaults" in view.config.get("variants", []):
+        labels.append(("consume_default_per_s", "consume,\nframework default"))
+    groups = [(NAME, "publish_per_s", "publish")] + [(NAME, m, h) for m, h in labels]
+    plot.bars(ax, view, view.rows(NAME), groups)
+    plot.legend_outside(ax)
+    ax.set_ylabel("messages per second")
+    ax.set_title(f"Throughput ({view.config['throughput_n']:,} zero-work tasks, no journal)")
+    return [plot.save(out_dir, "throughput.png")]
+
+
+def check(c: Checker, run: dict[str, Any]) -> None:
+    """Each rate and cross-check ratio recomputed from the raw drain windows."""
+    where = f"{NAME}/{run['impl']}"
+    for key, value in run["metrics"].items():
+        if not key.startswith("consume_"):
+            continue
+        label = key.removeprefix("consume_").removesuffix("_per_s")
+        s = run["samples"][label]
+        ours, theirs = drain_rate(s["lab"]), drain_rate(s["observer"])
+        c.close(value, ours, f"{where} {label} rate")
+        c.close(run["metrics"][f"check_{label}"], ours / theirs, f"{where} {label} cross-check")
+        if s["acks"] != s["published"]:
+            c.problems.append(f"{where} {label}: {s['acks']} acks for {s['published']}")
+        c.shown(f"{value:,.0f}/s", where)
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Throughput",
+    description=(
+        "N zero-work tasks published through the target's producer, then drained by one "
+        "worker with no journal at prefetch 1 and 100 (defaults rows: once, at the framework's "
+        "default prefetch). Consume rates are timed from the queue's ready count on the lab's "
+        "own connection; *lab/observer* is each figure over an independent observer process's "
+        "timing of the same drain; *x bare* is the ratio to the bare pika loop."
+    ),
+    run=run,
+    columns=columns,
+    cell=cell_text,
+    reading=reading,
+    charts=charts,
+    check=check,
+    baseline=True,
+    variants=("defaults",),
+    seconds=(8.0, 25.0),
+)
