@@ -39,6 +39,7 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
 from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
+from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import pika_errors, settings
 from shared.errors import MqlabError
 
@@ -100,7 +101,7 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
         ValueError: the URL does not parse.
     """
     s = settings.load()
-    broker = RabbitmqBroker(
+    broker = TypedQueuesBroker(  # RabbitmqBroker + MQLAB_QUEUE_TYPE (dramatiq_impl.queue_types)
         url=amqp_url or s.amqp_url,
         # Default False: enqueue would neither wait for the broker's ack nor set `mandatory`,
         # so a publish the broker refused or could not route would go unnoticed.
