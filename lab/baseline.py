@@ -25,7 +25,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from lab.harness import BASELINE_QUEUE
-from shared import cli
+from shared import cli, queues, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, Envelope
 from shared.impl import Command
 
@@ -44,7 +44,9 @@ def publish(amqp_url: str, count: int, queue: str = BASELINE_QUEUE) -> float:
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        channel.queue_declare(queue=queue, durable=True)
+        # the queue type of the run (MQLAB_QUEUE_TYPE), as the implementations declare theirs
+        queue_type = settings.load().queue_type
+        channel.queue_declare(queue=queue, durable=True, arguments=queues.arguments(queue_type))
         started = time.perf_counter()
         for _ in range(count):
             envelope = Envelope()

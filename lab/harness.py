@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -128,8 +129,31 @@ class Lab:
 
     @property
     def amqp_url(self) -> str:
-        """The broker's AMQP URI."""
+        """The AMQP URI the implementations get: every node's, ``;``-separated, on a cluster
+        (the clients fail over), else the broker's."""
+        return str(getattr(self.broker, "failover_url", self.broker.amqp_url))
+
+    @property
+    def node_url(self) -> str:
+        """One node's AMQP URI, for the lab's own pika connections (queue polling, baseline)."""
         return self.broker.amqp_url
+
+    @contextlib.contextmanager
+    def environment(self, env: dict[str, str]) -> Iterator[None]:
+        """Run the block with ``env`` for every worker, every producer (the lab's own, in this
+        process, reads settings at each publish) and every separate process it starts."""
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        self.env = dict(env)
+        try:
+            yield
+        finally:
+            self.env = {}
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     def _next(self) -> int:
         self._serial += 1
@@ -168,15 +192,8 @@ class Lab:
         The target's own settings win over the scenario's: a defaults row keeps its
         framework-default prefetch and early ack. ``journal=None`` records nothing (rate runs).
 
-        Raises:
-            ScenarioSkipped: ``concurrency`` above 1 and the workers of this checkout have no
-                concurrency setting.
+        ``concurrency`` is the worker's task slots; ``prefetch`` is per slot.
         """
-        fields: dict[str, Any] = {}
-        if "concurrency" in WorkerSpec.__dataclass_fields__:
-            fields["concurrency"] = concurrency
-        elif concurrency != 1:
-            raise ScenarioSkipped("the workers have no concurrency setting in this checkout")
         return WorkerSpec(
             name=name,
             prefetch=target.prefetch if target.prefetch is not None else prefetch,
@@ -186,7 +203,7 @@ class Lab:
             dot_seconds=dot_seconds,
             early_ack=target.early_ack,
             env={**self.env, **target.worker_env},
-            **fields,
+            concurrency=concurrency,
         )
 
     def start_worker(
@@ -202,14 +219,27 @@ class Lab:
     ) -> Worker:
         """Start one worker of ``target`` (:meth:`worker_spec`) as its own process group; does
         not wait for it."""
-        spec = self.worker_spec(target, name, journal, prefetch=prefetch, slowdown=slowdown,
-                                dot_seconds=dot_seconds, concurrency=concurrency)  # fmt: skip
+        spec = self.worker_spec(
+            target,
+            name,
+            journal,
+            prefetch=prefetch,
+            slowdown=slowdown,
+            dot_seconds=dot_seconds,
+            concurrency=concurrency,
+        )
         log = self.workdir / "logs" / f"{self._next():03d}-{target.name}-{name}.log"
         spawned_at = time.time()
-        command = target.impl.worker_command(spec)
+        command = self.worker_command(target, spec)
         worker = Worker(name, GroupProcess(command, log_path=log), spawned_at, target.impl, spec)
         self.workers.append(worker)
         return worker
+
+    @staticmethod
+    def worker_command(target: Target, spec: WorkerSpec) -> Command:
+        """``target``'s worker command for ``spec``, with the target's own arguments."""
+        command = target.impl.worker_command(spec)
+        return Command([*command.argv, *target.worker_args], command.env)
 
     def publish(self, target: Target, bodies: list[str]) -> list[str]:
         """Publish ``bodies`` through ``target``'s producer; return the message_ids.
@@ -220,7 +250,7 @@ class Lab:
         Raises:
             ScenarioFailed: the separate producer failed.
         """
-        if not target.producer_env and not self.env:
+        if not target.producer_env:
             return target.impl.publish_work(bodies, amqp_url=self.amqp_url)
         if len(set(bodies)) != 1:
             raise ScenarioFailed("a separate producer publishes copies of one body")
@@ -230,8 +260,17 @@ class Lab:
         """Start :mod:`lab.publisher` for ``target`` with ``options`` (``count=N`` or ``rate=R,
         seconds=S, chunk=C``); ``.result()`` waits for it."""
         out = self.workdir / "logs" / f"{self._next():03d}-{target.name}-publisher.json"
-        argv = [sys.executable, "-m", "lab.publisher", "--impl", target.impl.name,
-                "--amqp-url", self.amqp_url, "--out", str(out)]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "lab.publisher",
+            "--impl",
+            target.impl.name,
+            "--amqp-url",
+            self.amqp_url,
+            "--out",
+            str(out),
+        ]
         for key, value in options.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
         env = {**self.env, **target.producer_env}

@@ -67,10 +67,17 @@ def bars(ax: Axes, view: View, rows: Sequence[Row], groups: Sequence[Group]) -> 
             repeated = repeated or s.spread()
         if xs:
             ax.bar(
-                xs, heights, width, yerr=[lows, highs] if repeated else None, capsize=3,
-                label=view.label(row), color=colour(row.target), alpha=alpha(view, row),
-                hatch=HATCHES.get(variant(row.target)), edgecolor="white",
-            )  # fmt: skip
+                xs,
+                heights,
+                width,
+                yerr=[lows, highs] if repeated else None,
+                capsize=3,
+                label=view.label(row),
+                color=colour(row.target),
+                alpha=alpha(view, row),
+                hatch=HATCHES.get(variant(row.target)),
+                edgecolor="white",
+            )
     ax.set_xticks([m + width * (len(rows) - 1) / 2 for m in range(len(groups))])
     ax.set_xticklabels([label for _s, _m, label in groups])
     ax.grid(axis="y", alpha=0.3)

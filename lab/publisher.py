@@ -37,10 +37,10 @@ class Paced(Sequence[str]):
     """
 
     def __init__(self, body: str, count: int, rate: float, start: float, first: int = 0) -> None:
-        self.body, self.count, self.rate, self.start, self.first = body, count, rate, start, first
+        self.body, self.n, self.rate, self.start, self.first = body, count, rate, start, first
 
     def __len__(self) -> int:
-        return self.count
+        return self.n
 
     @overload
     def __getitem__(self, i: int) -> str: ...
@@ -48,11 +48,11 @@ class Paced(Sequence[str]):
     def __getitem__(self, i: slice) -> Sequence[str]: ...
     def __getitem__(self, i: int | slice) -> str | Sequence[str]:
         if isinstance(i, slice):
-            return [self.body] * len(range(*i.indices(self.count)))
+            return [self.body] * len(range(*i.indices(self.n)))
         return self.body
 
     def __iter__(self) -> Iterator[str]:
-        for i in range(self.count):
+        for i in range(self.n):
             delay = self.start + (self.first + i) / self.rate - time.time()
             if delay > 0:
                 time.sleep(delay)

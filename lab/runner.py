@@ -28,8 +28,12 @@ from lab.scenarios import ALL, throughput
 from lab.targets import Target, targets
 from lab.view import BASELINE
 from shared.impl import Implementation
+from testbed.node import Node
 
-__all__ = ["BASELINE", "Results", "RunRecord", "estimate", "new_results", "plan", "run_setup"]
+__all__ = [
+    "BASELINE", "Results", "RunRecord", "broker_facts", "estimate", "finish", "new_results",
+    "plan", "run_setup", "skip_all",
+]  # fmt: skip
 
 LIBRARIES = ("pika", "celery", "kombu", "dramatiq", "requests", "matplotlib", "rich", "psutil")
 
@@ -90,8 +94,13 @@ class Results:
         return asdict(self)
 
 
-def machine(lab: Lab) -> dict[str, Any]:
-    """Versions and machine facts for the report (RabbitMQ/Erlang from the management API)."""
+def broker_facts(broker: Node) -> dict[str, str]:
+    """RabbitMQ and Erlang versions (management API) and the provider of ``broker``."""
+    return {**broker.management.versions(), "provider": broker.provider}
+
+
+def machine() -> dict[str, Any]:
+    """Versions and machine facts for the report (the broker's come from :func:`broker_facts`)."""
     versions = {}
     for lib in LIBRARIES:
         try:
@@ -106,7 +115,7 @@ def machine(lab: Lab) -> dict[str, Any]:
                     cpu_model = line.split(":", 1)[1].strip()
                     break
     return {
-        "broker": {**lab.broker.management.versions(), "provider": lab.broker.provider},
+        "broker": {"rabbitmq": "?", "erlang": "?", "provider": "none"},
         "python": platform.python_version(),
         "libraries": versions,
         "cpu_count": os.cpu_count(),
@@ -155,17 +164,33 @@ def run_one(lab: Lab, impls: list[Implementation], scenario: str, target: Target
 
 
 def new_results(
-    lab: Lab, impls: list[Implementation], scenarios: list[str], missing: dict[str, str]
+    config: Config, impls: list[Implementation], scenarios: list[str], missing: dict[str, str]
 ) -> Results:
-    """Empty results with the run's metadata."""
+    """Empty results with the run's metadata (the broker's facts are added by the caller)."""
     return Results(
-        meta={"started_at": time.time(), **machine(lab)},
-        config=lab.config.as_dict(),
+        meta={"started_at": time.time(), **machine()},
+        config=config.as_dict(),
         implementations=[i.name for i in impls],
         missing=missing,
         scenarios=scenarios,
-        setups=lab.config.setups(),
+        setups=config.setups(),
     )
+
+
+def skip_all(
+    results: Results,
+    todo: list[tuple[str, Target | None, int]],
+    setup: str,
+    why: str,
+    on_run: Callable[[RunRecord], None] | None = None,
+) -> None:
+    """Record every run of ``todo`` on ``setup`` as skipped for ``why``."""
+    for scenario, target, repeat in todo:
+        record = RunRecord(scenario, target.name if target else BASELINE, repeat, setup)
+        record.skipped = why
+        results.runs.append(record)
+        if on_run:
+            on_run(record)
 
 
 def run_setup(

@@ -31,6 +31,7 @@ class Target:
         producer_env: environment for the producer (published from a separate process,
             :mod:`lab.publisher`, when not empty).
         worker_env: further environment for the workers.
+        worker_args: further worker command-line arguments (``--pool threads``).
         settings: the settings in words, for the report.
     """
 
@@ -40,6 +41,7 @@ class Target:
     prefetch: int | None = None
     producer_env: dict[str, str] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
+    worker_args: tuple[str, ...] = ()
     settings: str = "mqlab's hardened settings"
 
     def queue(self) -> str:
@@ -67,7 +69,7 @@ VARIANTS: dict[str, dict[str, dict[str, object]]] = {
     },
     "threads": {
         "celery": {
-            "worker_env": {"MQLAB_CELERY_POOL": "threads"},
+            "worker_args": ("--pool", "threads"),
             "settings": "Celery threads pool (--pool threads -c N)",
         },
     },

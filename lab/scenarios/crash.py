@@ -76,12 +76,14 @@ def run(lab: Lab, target: Target) -> Outcome:
             lab.stop(victim)
             mid_task = next(e for e in j.executions() if e.id == hit.id).finished_at is None
             victim = start("victim")
-            kills.append({
-                "killed_at": killed_at,
-                "message_id": hit.message_id,
-                "mid_task": mid_task,
-                "restarted_at": victim.spawned_at,
-            })  # fmt: skip
+            kills.append(
+                {
+                    "killed_at": killed_at,
+                    "message_id": hit.message_id,
+                    "mid_task": mid_task,
+                    "restarted_at": victim.spawned_at,
+                }
+            )
         try:
             lab.wait_finished(
                 journal, len(ids), min(cfg.drain_timeout, 60), workers=[steady, victim]
@@ -145,13 +147,20 @@ def reading(view: View) -> list[str]:
     ]
 
 
-def outcome_chart(view: View, out_dir: Path, scenario: str, kept: tuple[str, str],
-                  counts: list[tuple[str, str]], title: str) -> list[Path]:  # fmt: skip
+def outcome_chart(
+    view: View,
+    out_dir: Path,
+    scenario: str,
+    kept: tuple[str, str],
+    counts: list[tuple[str, str]],
+    title: str,
+) -> list[Path]:
     """Two panels: % of messages kept, and counts (lost, duplicates...)."""
     if not plot.has_data(view, scenario, kept[0]):
         return []
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.3),
-                                      gridspec_kw={"width_ratios": [1, 2.2]})  # fmt: skip
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [1, 2.2]}
+    )
     rows = view.rows(scenario)
     plot.bars(left, view, rows, [(scenario, kept[0], kept[1])])
     left.set_ylim(0, 105)
@@ -167,11 +176,17 @@ def outcome_chart(view: View, out_dir: Path, scenario: str, kept: tuple[str, str
 def charts(view: View, out_dir: Path) -> list[Path]:
     """Completed %, lost and duplicates per row."""
     return outcome_chart(
-        view, out_dir, NAME, ("completed_pct", "completed"),
-        [("lost", "lost"), ("duplicate_executions", "duplicates"),
-         ("kills_mid_task", "kills mid-task")],
+        view,
+        out_dir,
+        NAME,
+        ("completed_pct", "completed"),
+        [
+            ("lost", "lost"),
+            ("duplicate_executions", "duplicates"),
+            ("kills_mid_task", "kills mid-task"),
+        ],
         "Worker SIGKILLed mid-task",
-    )  # fmt: skip
+    )
 
 
 def check_outcome(c: Checker, run: dict[str, Any], key: str) -> None:

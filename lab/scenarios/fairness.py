@@ -118,11 +118,19 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     if not plot.has_data(view, NAME, "fast_share_p1_pct"):
         return []
     fig, ax = plt.subplots(figsize=(8.5, 4))
-    groups = [(NAME, "fast_share_p1_pct", "prefetch 1"),
-              (NAME, "fast_share_unlimited_pct", "unlimited prefetch")]  # fmt: skip
+    groups = [
+        (NAME, "fast_share_p1_pct", "prefetch 1"),
+        (NAME, "fast_share_unlimited_pct", "unlimited prefetch"),
+    ]
     plot.bars(ax, view, view.rows(NAME), groups)
-    ideal = next((v for r in view.rows(NAME)
-                  if (v := view.median(NAME, r, "ideal_fast_share_pct")) is not None), None)  # fmt: skip
+    ideal = next(
+        (
+            v
+            for r in view.rows(NAME)
+            if (v := view.median(NAME, r, "ideal_fast_share_pct")) is not None
+        ),
+        None,
+    )
     if ideal is not None:
         ax.axhline(ideal, color="black", linestyle="--", label="ideal")
     ax.axhline(50, color="grey", linestyle=":", label="round-robin")

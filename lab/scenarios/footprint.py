@@ -60,8 +60,12 @@ def run(lab: Lab, target: Target) -> Outcome:
             "rss_idle_mb": rss_idle,
             "lines_of_code": float(loc["code"]),
         },
-        samples={"processes": processes, "loc": loc, "journal": journal,
-                 "spawned_at": worker.spawned_at},  # fmt: skip
+        samples={
+            "processes": processes,
+            "loc": loc,
+            "journal": journal,
+            "spawned_at": worker.spawned_at,
+        },
     )
 
 
@@ -84,8 +88,10 @@ def reading(view: View) -> list[str]:
         rss = view.median(NAME, r, "rss_idle_mb")
         loc = view.median(NAME, r, "lines_of_code")
         if st is not None and rss is not None:
-            parts.append(f"{view.label(r)} {st:.2f} s to the first task, {rss:.0f} MB idle, "
-                         f"{loc or 0:.0f} lines")  # fmt: skip
+            parts.append(
+                f"{view.label(r)} {st:.2f} s to the first task, {rss:.0f} MB idle, "
+                f"{loc or 0:.0f} lines"
+            )
     return [f"Footprint: {'; '.join(parts)}."] if parts else []
 
 
@@ -94,8 +100,11 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     if not plot.has_data(view, NAME, "rss_idle_mb"):
         return []
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    panels = (("startup_to_first_task_s", "seconds", "Start-up to first task"),
-              ("rss_idle_mb", "MiB", "RSS idle"), ("lines_of_code", "lines", "Lines of code"))  # fmt: skip
+    panels = (
+        ("startup_to_first_task_s", "seconds", "Start-up to first task"),
+        ("rss_idle_mb", "MiB", "RSS idle"),
+        ("lines_of_code", "lines", "Lines of code"),
+    )
     for ax, (metric, unit, title) in zip(axes, panels, strict=True):
         plot.bars(ax, view, view.rows(NAME), [(NAME, metric, "")])
         ax.set_ylabel(unit)

@@ -93,8 +93,9 @@ def cdf(ax: Axes, values: list[float], **style: Any) -> None:
     """A step CDF of ``values`` on ``ax``."""
     ordered = sorted(values)
     if ordered:
-        ax.step(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], where="post",
-                **style)  # fmt: skip
+        ax.step(
+            ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], where="post", **style
+        )
 
 
 def samples_ms(view: View, scenario: str, row: Row) -> list[float]:

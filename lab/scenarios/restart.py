@@ -95,7 +95,7 @@ def run(lab: Lab, target: Target) -> Outcome:
         done_before = j.finished_count()
         lab.broker.kill()
         killed_at = time.time()
-        watch = PortWatch(lab.amqp_url)
+        watch = PortWatch(lab.node_url)
         try:
             lab.broker.start()
         finally:
@@ -136,9 +136,7 @@ def run(lab: Lab, target: Target) -> Outcome:
         live = [w for w in workers if resumed[w.name]["resumed"]]
         if not live:
             out.notes.append("no worker resumed: a fresh worker drained the queue")
-            live = [
-                lab.start_worker(target, "fresh", journal, dot_seconds=cfg.restart_dot_seconds)
-            ]
+            live = [lab.start_worker(target, "fresh", journal, dot_seconds=cfg.restart_dot_seconds)]
         try:
             lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=live)
         except ScenarioFailed as e:
@@ -204,11 +202,17 @@ def reading(view: View) -> list[str]:
 def charts(view: View, out_dir: Path) -> list[Path]:
     """Survived %, lost, duplicates and workers resumed per row."""
     return outcome_chart(
-        view, out_dir, NAME, ("survived_pct", "survived"),
-        [("lost", "lost"), ("duplicate_executions", "duplicates"),
-         ("workers_resumed", "workers resumed (of 2)")],
+        view,
+        out_dir,
+        NAME,
+        ("survived_pct", "survived"),
+        [
+            ("lost", "lost"),
+            ("duplicate_executions", "duplicates"),
+            ("workers_resumed", "workers resumed (of 2)"),
+        ],
         "Broker SIGKILLed and restarted under load",
-    )  # fmt: skip
+    )
 
 
 def check(c: Checker, run: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ import psutil
 
 from lab import baseline, plot
 from lab.drain import QueueWatch, drain_rate, verify_count
-from lab.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.harness import BASELINE_QUEUE, Lab, Outcome, ScenarioFailed, Target
 from lab.scenarios.base import Checker, Scenario
 from lab.view import BASELINE, Column, Row, View, cell, rate, ratio
 from shared.impl import Command
@@ -55,17 +55,21 @@ def drain(lab: Lab, queue: str, n: int, consumer: Command, label: str) -> dict[s
     cfg = lab.config
     logs = lab.workdir / "logs"
     observed = logs / f"drain-{label}-{time.time_ns()}.json"
-    watch = QueueWatch(lab.amqp_url, queue, n, cfg.drain_poll)
+    watch = QueueWatch(lab.node_url, queue, n, cfg.drain_poll)
     argv = [
-        sys.executable, "-m", "lab.drain", "--amqp-url", lab.amqp_url, "--queue", queue, "--count",
+        sys.executable, "-m", "lab.drain", "--amqp-url", lab.node_url, "--queue", queue, "--count",
         str(n), "--interval", str(cfg.drain_poll), "--timeout", str(cfg.drain_timeout),
         "--out", str(observed),
     ]  # fmt: skip
     with GroupProcess(Command(argv), log_path=observed.with_suffix(".log")) as observer:
         try:
             marker = Path(str(observed) + ".started")
-            wait_until(lambda: watch.started.is_set() and marker.exists(), 30, interval=0.02,
-                       what="both queue pollers to see the full queue")  # fmt: skip
+            wait_until(
+                lambda: watch.started.is_set() and marker.exists(),
+                30,
+                interval=0.02,
+                what="both queue pollers to see the full queue",
+            )
             if watch.error is not None:
                 raise ScenarioFailed(f"queue poller failed: {watch.error}")
             with GroupProcess(consumer, log_path=logs / f"{label}-{time.time_ns()}.log") as proc:
@@ -128,7 +132,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
         seconds.append(took)
         spec = lab.worker_spec(target, f"drain-{label}", None, prefetch=prefetch)
-        command = target.impl.worker_command(spec)
+        command = lab.worker_command(target, spec)
         result = drain(lab, target.queue(), n, command, f"{target.name}-{label}")
         _record(out, label, n, result)
         out.samples[label]["publish_seconds"] = took
@@ -143,10 +147,10 @@ def run_baseline(lab: Lab) -> Outcome:
     seconds = []
     for label, prefetch in _labels(None, lab.config.throughput_prefetch):
         lab.reset([])
-        seconds.append(baseline.publish(lab.amqp_url, n))
+        seconds.append(baseline.publish(lab.node_url, n))
         timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
-        command = baseline.consumer_command(lab.amqp_url, n, prefetch, timings)
-        result = drain(lab, baseline.BASELINE_QUEUE, n, command, f"baseline-{label}")
+        command = baseline.consumer_command(lab.node_url, n, prefetch, timings)
+        result = drain(lab, BASELINE_QUEUE, n, command, f"baseline-{label}")
         _record(out, label, n, result)
         own = baseline.read_timings(timings)
         out.samples[label].update(own_first_delivery_at=own[0], own_last_ack_at=own[1])
@@ -183,10 +187,14 @@ def reading(view: View) -> list[str]:
     for p in view.config["throughput_prefetch"]:
         metric = f"consume_p{p}_per_s"
         ranked = sorted(
-            ((v, r) for r in view.rows(NAME) if r.target != BASELINE
-             if (v := view.median(NAME, r, metric)) is not None),
+            (
+                (v, r)
+                for r in view.rows(NAME)
+                if r.target != BASELINE
+                if (v := view.median(NAME, r, metric)) is not None
+            ),
             key=lambda x: -x[0],
-        )  # fmt: skip
+        )
         if ranked:
             listing = ", ".join(f"{view.label(r)} {v:,.0f}/s" for v, r in ranked)
             out.append(f"Consume rate at prefetch {p} (no journal), fastest first: {listing}.")
@@ -205,8 +213,9 @@ def reading(view: View) -> list[str]:
     for setup in view.setups:
         parts = []
         for p in view.config["throughput_prefetch"]:
-            s = view.pair_ratio(NAME, Row("pika", setup), Row(BASELINE, setup),
-                                f"consume_p{p}_per_s")  # fmt: skip
+            s = view.pair_ratio(
+                NAME, Row("pika", setup), Row(BASELINE, setup), f"consume_p{p}_per_s"
+            )
             if s is not None:
                 verdict = "meets" if s.median >= PIKA_BAR else "misses"
                 parts.append(f"{s.median:.0%} at prefetch {p} ({verdict})")
@@ -224,8 +233,10 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     if not plot.has_data(view, NAME, "publish_per_s"):
         return []
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    labels = [(f"consume_p{p}_per_s", f"consume, prefetch {p}")
-              for p in view.config["throughput_prefetch"]]  # fmt: skip
+    labels = [
+        (f"consume_p{p}_per_s", f"consume, prefetch {p}")
+        for p in view.config["throughput_prefetch"]
+    ]
     if "defaults" in view.config.get("variants", []):
         labels.append(("consume_default_per_s", "consume,\nframework default"))
     groups = [(NAME, "publish_per_s", "publish")] + [(NAME, m, h) for m, h in labels]
