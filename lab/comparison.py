@@ -84,9 +84,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.management_url and not args.amqp_url:
         raise UsageError("--management-url goes with --amqp-url (a private node has its own)")
     config = config_from(args)
-    for name in scenarios:
-        if not set(ALL[name].topologies) & set(config.topologies):
-            raise UsageError(f"scenario {name} runs on --topology {','.join(ALL[name].topologies)}")
+    runnable = [n for n in scenarios if set(ALL[n].topologies) & set(config.topologies)]
+    if split(args.scenario) and runnable != scenarios:
+        name = next(n for n in scenarios if n not in runnable)
+        raise UsageError(f"scenario {name} runs on --topology {','.join(ALL[name].topologies)}")
+    scenarios = runnable
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.out) if args.out else Path("reports") / stamp
     out_dir.mkdir(parents=True, exist_ok=True)

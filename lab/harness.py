@@ -29,6 +29,9 @@ from testbed.process import GroupProcess, wait_until
 
 __all__ = ["Config", "Lab", "Outcome", "ScenarioFailed", "ScenarioSkipped", "Target", "Worker"]
 
+SETTLE_SECONDS = 1.5
+"""No task finished for this long and the queue is empty: the rest is lost (see
+:meth:`Lab.wait_finished`)."""
 BASELINE_QUEUE = "mqlab_lab_baseline"
 """The queue the bare pika baseline publishes to and consumes from."""
 
@@ -323,6 +326,14 @@ class Lab:
 
     # -- waiting on the journal ---------------------------------------------------------------
 
+    def drained(self, queue: str, since: float) -> bool:
+        """Whether ``queue`` holds nothing, ready or unacknowledged, in figures the management
+        API collected after ``since`` (epoch seconds): nothing is left for any worker."""
+        stats = self.broker.management.queue(queue)
+        if stats is None:
+            return True
+        return stats.sampled_after >= since and stats.ready == 0 and stats.unacked == 0
+
     def wait_finished(
         self,
         journal: str,
@@ -331,24 +342,32 @@ class Lab:
         *,
         workers: list[Worker] | None = None,
         interval: float = 0.1,
+        settle: str | None = None,
     ) -> list[Execution]:
         """Poll ``journal`` until ``count`` distinct message_ids have finished; return its rows.
 
         Polls :meth:`shared.journal.Journal.finished_count` (one aggregate query) so the wait
         costs the workers being measured almost no CPU; the rows are read once, at the end.
+        With ``settle`` (a queue name) the wait also ends, without an error, once no task has
+        finished for :data:`SETTLE_SECONDS` and that queue is empty (:meth:`drained`): the
+        messages still missing are lost, and waiting longer would not bring them back.
 
         Raises:
             ScenarioFailed: the deadline passed, or every one of ``workers`` exited (the message
                 gives how many finished and the last log lines).
         """
         with contextlib.closing(Journal(journal)) as j:
-            finished = 0
+            finished, progress_at = -1, time.time()
 
             def done() -> bool:
-                nonlocal finished
-                finished = j.finished_count()
+                nonlocal finished, progress_at
+                now_finished = j.finished_count()
+                if now_finished != finished:
+                    finished, progress_at = now_finished, time.time()
                 if finished >= count:
                     return True
+                if settle and time.time() - progress_at > SETTLE_SECONDS:
+                    return self.drained(settle, progress_at)
                 if workers and not any(w.process.alive() for w in workers):
                     raise ScenarioFailed(
                         f"every worker exited with {finished}/{count} tasks finished: "

@@ -86,7 +86,11 @@ def run(lab: Lab, target: Target) -> Outcome:
             )
         try:
             lab.wait_finished(
-                journal, len(ids), min(cfg.drain_timeout, 60), workers=[steady, victim]
+                journal,
+                len(ids),
+                min(cfg.drain_timeout, 60),
+                workers=[steady, victim],
+                settle=impl.task_queue(),
             )
         except ScenarioFailed as e:
             out.notes.append(f"not every message finished: {e}")

@@ -102,7 +102,8 @@ def run(lab: Lab, target: Target) -> Outcome:
             watch.stop()
         back_at = time.time()
         ready_at = watch.ready_at if watch.ready_at is not None else back_at
-        stats = lab.broker.management.queue(impl.task_queue())
+        queue = impl.task_queue()
+        stats = lab.broker.management.queue(queue)
 
         def settled() -> bool:
             rows = j.executions()
@@ -119,26 +120,29 @@ def run(lab: Lab, target: Target) -> Outcome:
                         "resumed": False,
                         "reason": f"exited with code {w.process.popen.returncode}: {w.log_tail(2)}",
                     }
-            return len(resumed) == len(workers) or j.finished_count() >= len(ids)
+            if len(resumed) == len(workers) or j.finished_count() >= len(ids):
+                return True
+            return lab.drained(queue, ready_at)  # nothing survived that is still to do
 
         with contextlib.suppress(TimeoutError):
             wait_until(settled, cfg.resume_deadline, interval=0.1, what="the workers to resume")
+        empty = j.finished_count() >= len(ids) or lab.drained(queue, ready_at)
         for w in workers:
             resumed.setdefault(
                 w.name,
                 {
                     "resumed": False,
-                    "reason": f"no execution within {cfg.resume_deadline:.0f} s of the restart"
-                    if j.finished_count() < len(ids)
-                    else "nothing was left to do",
+                    "reason": "nothing was left to do"
+                    if empty
+                    else f"no execution within {cfg.resume_deadline:.0f} s of the restart",
                 },
             )
-        live = [w for w in workers if resumed[w.name]["resumed"]]
-        if not live:
+        live = [w for w in workers if resumed[w.name]["resumed"]] or workers
+        if not empty and not any(resumed[w.name]["resumed"] for w in workers):
             out.notes.append("no worker resumed: a fresh worker drained the queue")
             live = [lab.start_worker(target, "fresh", journal, dot_seconds=cfg.restart_dot_seconds)]
         try:
-            lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=live)
+            lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=live, settle=queue)
         except ScenarioFailed as e:
             out.notes.append(f"not every message finished: {e}")
         rows = j.executions()
