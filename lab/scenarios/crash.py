@@ -227,5 +227,5 @@ SCENARIO = Scenario(
     charts=charts,
     check=check,
     variants=("defaults",),
-    seconds=(6.0, 12.0),
+    seconds=(3.5, 8.0),
 )

@@ -166,5 +166,5 @@ SCENARIO = Scenario(
     reading=reading,
     charts=charts,
     check=check,
-    seconds=(9.0, 14.0),
+    seconds=(3.5, 8.0),
 )

@@ -137,5 +137,5 @@ SCENARIO = Scenario(
     reading=reading,
     charts=charts,
     check=check,
-    seconds=(3.0, 4.0),
+    seconds=(0.5, 1.0),
 )

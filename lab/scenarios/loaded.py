@@ -166,5 +166,5 @@ SCENARIO = Scenario(
     reading=reading,
     charts=charts,
     check=check,
-    seconds=(6.0, 12.0),
+    seconds=(3.0, 10.0),
 )

@@ -234,7 +234,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
         return []
     fig, ax = plt.subplots(figsize=(9, 4.5))
     labels = [
-        (f"consume_p{p}_per_s", f"consume, prefetch {p}")
+        (f"consume_p{p}_per_s", f"consume,\nprefetch {p}")
         for p in view.config["throughput_prefetch"]
     ]
     if "defaults" in view.config.get("variants", []):
@@ -281,5 +281,5 @@ SCENARIO = Scenario(
     check=check,
     baseline=True,
     variants=("defaults",),
-    seconds=(8.0, 25.0),
+    seconds=(5.0, 20.0),
 )
