@@ -9,18 +9,18 @@ broker's management API. Nothing here knows which framework a worker runs.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from lab.config import Config
+from lab.outcome import Outcome, ScenarioFailed, ScenarioSkipped
+from lab.publisher import Publisher
 from lab.targets import Target
 from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Execution, Journal
@@ -34,18 +34,6 @@ SETTLE_SECONDS = 1.5
 :meth:`Lab.wait_finished`)."""
 BASELINE_QUEUE = "mqlab_lab_baseline"
 """The queue the bare pika baseline publishes to and consumes from."""
-
-
-class ScenarioFailed(Exception):
-    """A scenario could not produce its figures for one implementation; ``str()`` says why.
-
-    The runner records it as that run's result and goes on with the next run.
-    """
-
-
-class ScenarioSkipped(Exception):
-    """A scenario cannot run on this lab at all (say, it must kill a broker the lab does not
-    own); ``str()`` says why. The runner records the run as skipped, not failed."""
 
 
 @dataclass
@@ -81,30 +69,6 @@ class Worker:
         """The last ``lines`` lines of the worker's output, joined by `` | ``."""
         text = self.process.output().strip().splitlines()
         return " | ".join(line.strip() for line in text[-lines:])
-
-
-class Publisher:
-    """A running :mod:`lab.publisher` process; :meth:`result` waits for its JSON output."""
-
-    def __init__(self, process: GroupProcess, out: Path, timeout: float) -> None:
-        self.process, self.out, self.timeout = process, out, timeout
-
-    def result(self, timeout: float | None = None) -> dict[str, Any]:
-        """``{"ids", "seconds", "started_at", "errors"}`` once the producer is done.
-
-        Raises:
-            ScenarioFailed: it failed or did not finish in time.
-        """
-        code = self.process.wait(timeout or self.timeout)
-        if code != 0:
-            self.process.kill()
-            raise ScenarioFailed(
-                f"producer {'timed out' if code is None else f'exited {code}'}: "
-                f"{self.process.output()[-300:]}"
-            )
-        data: dict[str, Any] = json.loads(self.out.read_text())
-        data["ids"] = data.pop("message_ids")
-        return data
 
 
 class Lab:
@@ -382,19 +346,3 @@ class Lab:
                     f"only {finished}/{count} tasks finished within {timeout:.0f} s"
                 ) from None
             return j.executions()
-
-
-@dataclass
-class Outcome:
-    """What one scenario run for one implementation measured.
-
-    Attributes:
-        metrics: named figures (units in the name: ``_per_s``, ``_ms``, ``_s``, ``_mb``,
-            ``_pct``); ``None`` where the figure does not exist (a worker that never resumed).
-        samples: the raw samples the metrics were computed from (written to results.json).
-        notes: short remarks for the report (a worker that did not resume, and why).
-    """
-
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    samples: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)

@@ -22,11 +22,13 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
+from lab.outcome import ScenarioFailed
 from shared import cli
 from shared.errors import MqlabError
 from testbed import registry
+from testbed.process import GroupProcess
 
 
 class Paced(Sequence[str]):
@@ -57,6 +59,30 @@ class Paced(Sequence[str]):
             if delay > 0:
                 time.sleep(delay)
             yield self.body
+
+
+class Publisher:
+    """A running :mod:`lab.publisher` process; :meth:`result` waits for its JSON output."""
+
+    def __init__(self, process: GroupProcess, out: Path, timeout: float) -> None:
+        self.process, self.out, self.timeout = process, out, timeout
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """``{"ids", "seconds", "started_at", "errors"}`` once the producer is done.
+
+        Raises:
+            ScenarioFailed: it failed or did not finish in time.
+        """
+        code = self.process.wait(timeout or self.timeout)
+        if code != 0:
+            self.process.kill()
+            raise ScenarioFailed(
+                f"producer {'timed out' if code is None else f'exited {code}'}: "
+                f"{self.process.output()[-300:]}"
+            )
+        data: dict[str, Any] = json.loads(self.out.read_text())
+        data["ids"] = data.pop("message_ids")
+        return data
 
 
 def main() -> int:

@@ -42,6 +42,17 @@ def lines_of_code(package: str) -> dict[str, int]:
     return {"files": files, "lines": lines, "code": code}
 
 
+def broker_memory_mb(lab: Lab) -> float | None:
+    """Memory the broker's running nodes use, MiB (management API ``/api/nodes`` ``mem_used``,
+    summed over a cluster's nodes); ``None`` if the API does not say."""
+    try:
+        nodes = lab.broker.management.api("nodes")
+    except Exception:  # the figure is optional; the API's absence is reported elsewhere
+        return None
+    used = [n["mem_used"] for n in nodes if n.get("running") and "mem_used" in n]
+    return sum(used) / 2**20 if used else None
+
+
 def run(lab: Lab, target: Target) -> Outcome:
     """Time one worker's start-up to its first task and read its idle RSS."""
     impl = target.impl
@@ -51,6 +62,7 @@ def run(lab: Lab, target: Target) -> Outcome:
         worker = lab.start_worker(target, "footprint", journal)
         rows = lab.wait_finished(journal, 1, 60, workers=[worker], interval=0.01)
         rss_idle = worker.rss_mb()
+        broker_mb = broker_memory_mb(lab)
         processes = len(worker.process.pids())
     loc = lines_of_code(impl.package)
     first = min(e.started_at for e in rows)
@@ -59,6 +71,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             "startup_to_first_task_s": first - worker.spawned_at,
             "rss_idle_mb": rss_idle,
             "lines_of_code": float(loc["code"]),
+            "broker_mem_mb": broker_mb,
         },
         samples={
             "processes": processes,
@@ -77,6 +90,7 @@ def columns(config: dict[str, Any]) -> list[Column]:
         Column("rss_idle_mb", "RSS idle", mb),
         Column(f"rss_after_p{last_p}_mb", "RSS after throughput", mb, "throughput"),
         Column("lines_of_code", "lines of code", count),
+        Column("broker_mem_mb", "broker memory", mb),
     ]
 
 
@@ -130,7 +144,8 @@ SCENARIO = Scenario(
     title="Footprint",
     description=(
         "Worker start-up time to the first task, RSS idle and after the throughput run (MB), "
-        "and lines of code of each implementation package."
+        "lines of code of each implementation package, and the memory the broker's nodes use "
+        "with that worker idle (management API mem_used)."
     ),
     run=run,
     columns=columns,
