@@ -122,9 +122,11 @@ class Lab:
                 else:
                     os.environ[k] = v
 
-    def _next(self) -> int:
+    def _next(self) -> str:
+        """A unique file-name prefix: the setup and a serial (``quorum-single-007``), so two
+        setups sharing one scratch directory never share a journal."""
         self._serial += 1
-        return self._serial
+        return f"{self.setup.replace('/', '-')}-{self._serial:03d}"
 
     # -- queues and journals ----------------------------------------------------------------
 
@@ -137,7 +139,7 @@ class Lab:
 
     def journal(self, label: str) -> str:
         """Path of a new, empty journal file for one run labelled ``label``."""
-        path = self.workdir / "journals" / f"{self._next():03d}-{label}.db"
+        path = self.workdir / "journals" / f"{self._next()}-{label}.db"
         Journal(path).close()  # create the file and its table before any worker opens it
         return str(path)
 
@@ -195,7 +197,7 @@ class Lab:
             dot_seconds=dot_seconds,
             concurrency=concurrency,
         )
-        log = self.workdir / "logs" / f"{self._next():03d}-{target.name}-{name}.log"
+        log = self.workdir / "logs" / f"{self._next()}-{target.name}-{name}.log"
         spawned_at = time.time()
         command = self.worker_command(target, spec)
         worker = Worker(name, GroupProcess(command, log_path=log), spawned_at, target.impl, spec)
@@ -226,7 +228,7 @@ class Lab:
     def publisher(self, target: Target, **options: object) -> Publisher:
         """Start :mod:`lab.publisher` for ``target`` with ``options`` (``count=N`` or ``rate=R,
         seconds=S, chunk=C``); ``.result()`` waits for it."""
-        out = self.workdir / "logs" / f"{self._next():03d}-{target.name}-publisher.json"
+        out = self.workdir / "logs" / f"{self._next()}-{target.name}-publisher.json"
         argv = [
             sys.executable,
             "-m",
