@@ -14,14 +14,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from lab import report
 from lab.checks import check
+from lab.config import Config
+from lab.drain import Readings, drain_rate
+from lab.runner import finish, new_results, plan, skip_all
 from lab.scenarios import ALL
+from lab.scenarios.nodeloss import consumption_gap
 from lab.stats import Summary
 from lab.view import cell, run_status
+from shared.journal import Execution
 from testbed import registry
 from testbed.node import Node
 
@@ -164,3 +169,58 @@ def test_broker_purge_unreachable_is_one_line() -> None:
     shown = url.replace("guest:guest@", "guest:**@")  # the password is never printed
     assert len(lines) == 1 and lines[0].startswith("error: ") and shown in lines[0], result.stderr
     assert "guest:guest" not in result.stderr
+
+
+def test_a_drain_is_timed_from_the_ready_count() -> None:
+    # ready count N until the worker starts, then one fewer per task done after prefetch P
+    readings = Readings(1000)
+    assert not readings.add(0.00, 1000)  # full: the drain has not begun
+    assert not readings.add(0.01, 900)  # first reading below N: r1 = 900 ready at t1
+    assert not readings.add(0.05, 500)
+    assert readings.add(0.10, 0)  # drained: t0
+    window = readings.window()
+    assert window["r1"] == 900 and drain_rate(window) == pytest.approx(900 / 0.09)
+    # negative control: a queue that never filled has no drain to time
+    empty = Readings(1000)
+    empty.add(0.0, 0)
+    with pytest.raises(ValueError):
+        empty.window()
+
+
+def test_node_loss_pause_is_the_longest_gap_after_the_kill() -> None:
+    def at(t: float) -> Execution:
+        return Execution(0, "m", "work", "pika", "w", 1, False, 0.0, t, t, "ok")
+
+    rows = [at(t) for t in (1.0, 1.1, 1.2, 4.0, 4.1, 9.0)]
+    assert consumption_gap(rows, 2.0) == pytest.approx(5.0 - 0.1)  # 4.1 -> 9.0
+    rows = rows[:-1]
+    assert consumption_gap(rows, 1.15) == pytest.approx(4.0 - 1.2)  # the longest gap is 1.2-4.0
+    assert consumption_gap(rows, 2.0) == pytest.approx(4.0 - 2.0)  # measured from the kill
+    assert consumption_gap(rows, 10.0) is None  # nothing started after the kill
+
+
+def test_cluster_scenarios_skip_with_the_reason_when_no_cluster_runs(tmp_path: Path) -> None:
+    config = Config.preset(True, 1, topologies=("single", "cluster"))
+    impls = [registry.get("pika")]
+    assert "nodeloss" not in {s for s, _t, _r in plan(list(ALL), impls, config, "single")}
+    todo = plan(["throughput", "nodeloss"], impls, config, "cluster")
+    assert {s for s, _t, _r in todo} == {"throughput", "nodeloss"}
+    results = new_results(config, impls, ["throughput", "nodeloss"], {})
+    skip_all(results, todo, "classic/cluster", "no cluster on this machine (why)")
+    finish(results)
+    text = report.markdown(results, [])
+    assert "Node loss not measured: no cluster on this machine (why)." in text
+    assert "| survive a node loss | - | not measured in this run" in text
+    assert "| pika (classic/cluster) | - | - | - | - | - | - | skipped |" in text
+
+
+def test_compare_refuses_a_cluster_scenario_without_the_cluster_and_bad_setups() -> None:
+    for args, says in (
+        (("--scenario", "nodeloss"), "scenario nodeloss runs on --topology cluster"),
+        (("--queue-type", "stream"), "unknown queue type stream"),
+        (("--topology", "ring"), "unknown topology ring"),
+    ):
+        result = _mqlab("compare", "--impl", "pika", *args)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), result.stderr
