@@ -3,8 +3,9 @@
 Runs on ``--topology cluster`` only (:mod:`testbed.cluster`, ``MQLAB_BROKER=cluster``). Two
 workers (prefetch 1) consume while a separate producer process publishes through the target's
 own producer at ``nodeloss_rate`` for ``nodeloss_seconds``, every client given every node's
-URL (failover). A third of the way in, the lab SIGKILLs the node that leads the work queue
-(the management API's ``leader``; a classic queue's is the node hosting it). A quorum queue
+URL (failover). Once a third of the messages have been executed, the lab SIGKILLs the node
+leading the work queue (the management API's ``leader``; a classic queue's is the node hosting
+it). A quorum queue
 elects a new leader among the two others (RabbitMQ docs, "Quorum Queues: Failure handling");
 a classic queue lives on one node and is unavailable with it.
 
@@ -59,8 +60,9 @@ def run(lab: Lab, target: Target) -> Outcome:
         producer = lab.publisher(
             target, body=BODY, rate=cfg.nodeloss_rate, seconds=cfg.nodeloss_seconds, chunk=chunk
         )
-        wait_until(lambda: j.finished_count() > 0, 60, interval=0.05, what="the first task")
-        time.sleep(cfg.nodeloss_seconds / 3)  # steady state before the kill, by design
+        third = int(cfg.nodeloss_rate * cfg.nodeloss_seconds / 3)
+        wait_until(lambda: j.finished_count() >= third, cfg.nodeloss_seconds * 3 + 60,
+                   interval=0.05, what=f"{third} tasks before the kill")  # fmt: skip
         leader = leader_of(target.queue())
         killed_at = time.time()
         cluster.kill_node(leader)  # type: ignore[attr-defined]
@@ -68,7 +70,9 @@ def run(lab: Lab, target: Target) -> Outcome:
             result = producer.result(cfg.nodeloss_seconds * 4 + 120)
             ids = result["ids"]
             with contextlib.suppress(Exception):
-                lab.wait_finished(journal, len(ids), cfg.resume_deadline + 30)
+                lab.wait_finished(
+                    journal, len(ids), cfg.resume_deadline + 30, settle=target.queue()
+                )
             rows = j.executions()
         finally:
             lab.stop_all()
