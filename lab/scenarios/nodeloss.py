@@ -5,9 +5,8 @@ workers (prefetch 1) consume while a separate producer process publishes through
 own producer at ``nodeloss_rate`` for ``nodeloss_seconds``, every client given every node's
 URL (failover). Once a third of the messages have been executed, the lab SIGKILLs the node
 leading the work queue (the management API's ``leader``; a classic queue's is the node hosting
-it). A quorum queue
-elects a new leader among the two others (RabbitMQ docs, "Quorum Queues: Failure handling");
-a classic queue lives on one node and is unavailable with it.
+it). A quorum queue elects a new leader among the two others (RabbitMQ docs, "Quorum Queues:
+Failure handling"); a classic queue lives on one node and is unavailable with it.
 
 Figures: % of the confirmed messages executed (journal), duplicate executions, the publish
 calls that raised (the producer saw an error; their messages count as unconfirmed), and the
