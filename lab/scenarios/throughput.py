@@ -210,6 +210,20 @@ def reading(view: View) -> list[str]:
             f"the same drain: {verdict} {TOLERANCE:.0%} (worst {worst:.2f}x over "
             f"{len(checks)} figures)."
         )
+    for row in view.rows(NAME):
+        if not row.target.endswith("-defaults"):
+            continue
+        hard = Row(row.impl(), row.setup)
+        d_pub, h_pub = (view.median(NAME, r, "publish_per_s") for r in (row, hard))
+        d_con = view.median(NAME, row, "consume_default_per_s")
+        h_con = view.median(NAME, hard, "consume_p1_per_s")
+        if None not in (d_pub, h_pub, d_con, h_con):
+            out.append(
+                f"{view.label(row)} against {view.label(hard)}: publish {d_pub:,.0f}/s without "
+                f"confirms vs {h_pub:,.0f}/s confirmed; consume {d_con:,.0f}/s at the default "
+                f"prefetch vs {h_con:,.0f}/s at prefetch 1 (what the guarantees cost; the crash "
+                "and restart tables show what the defaults lose)."
+            )
     for setup in view.setups:
         parts = []
         for p in view.config["throughput_prefetch"]:
