@@ -148,5 +148,5 @@ SCENARIO = Scenario(
     reading=reading,
     charts=charts,
     check=check,
-    seconds=(2.0, 6.0),
+    seconds=(2.0, 4.0),
 )

@@ -166,5 +166,5 @@ SCENARIO = Scenario(
     reading=reading,
     charts=charts,
     check=check,
-    seconds=(3.0, 10.0),
+    seconds=(3.0, 9.0),
 )

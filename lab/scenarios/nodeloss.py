@@ -171,5 +171,5 @@ SCENARIO = Scenario(
     charts=charts,
     check=check,
     topologies=("cluster",),
-    seconds=(40.0, 45.0),
+    seconds=(40.0, 50.0),
 )

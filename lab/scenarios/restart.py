@@ -257,5 +257,5 @@ SCENARIO = Scenario(
     check=check,
     variants=("defaults",),
     topologies=("single",),
-    seconds=(8.0, 12.0),
+    seconds=(8.0, 15.0),
 )

@@ -295,5 +295,5 @@ SCENARIO = Scenario(
     check=check,
     baseline=True,
     variants=("defaults",),
-    seconds=(5.0, 20.0),
+    seconds=(5.0, 25.0),
 )
