@@ -11,8 +11,8 @@ seconds the publishing took, and the publish errors the producer raised::
 
 With ``--rate`` the bodies are handed to the producer at that many per second (one producer
 call per ``--chunk`` messages, so a failed call costs at most one chunk); a call that raises
-(broker lost mid-publish) is counted as an error and the next chunk goes on after
-``--retry-seconds``.
+(broker lost mid-publish, the queue's node down) is counted as an error, whatever the producer
+raised, and the next chunk goes on after ``--retry-seconds``.
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ def main() -> int:
             offered += n
             try:
                 ids += impl.publish_work(bodies, amqp_url=args.amqp_url)
-            except MqlabError as e:
-                errors.append({"at": time.time(), "chunk": n, "error": str(e)[:200]})
+            except Exception as e:  # any failed call is a publish error the producer saw
+                text = str(e) if isinstance(e, MqlabError) else f"{type(e).__name__}: {e}"
+                errors.append({"at": time.time(), "chunk": n, "error": text[:200]})
                 time.sleep(args.retry_seconds)
     seconds = time.time() - started
     out = {"message_ids": ids, "seconds": seconds, "started_at": started, "errors": errors}
