@@ -158,8 +158,9 @@ def outcome_chart(
     kept: tuple[str, str],
     counts: list[tuple[str, str]],
     title: str,
+    of: str = "messages published",
 ) -> list[Path]:
-    """Two panels: % of messages kept, and counts (lost, duplicates...)."""
+    """Two panels: % of messages kept (``of`` what), and counts (lost, duplicates...)."""
     if not plot.has_data(view, scenario, kept[0]):
         return []
     fig, (left, right) = plt.subplots(
@@ -168,7 +169,7 @@ def outcome_chart(
     rows = view.rows(scenario)
     plot.bars(left, view, rows, [(scenario, kept[0], kept[1])])
     left.set_ylim(0, 105)
-    left.set_ylabel("% of messages published")
+    left.set_ylabel(f"% of {of}")
     plot.bars(right, view, rows, [(scenario, m, label) for m, label in counts])
     right.yaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_ylabel("count")

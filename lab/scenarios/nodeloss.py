@@ -139,6 +139,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
             ("publish_errors", "publish errors"),
         ],
         "Queue leader SIGKILLed in a 3-node cluster",
+        "confirmed messages",
     )
 
 
