@@ -140,6 +140,8 @@ def plan(
         if topology not in scenario.topologies:
             continue
         wanted = tuple(v for v in scenario.variants if v in config.variants)
+        if config.quick and not scenario.quick_variants:
+            wanted = ()
         rows: list[Target | None] = [None] if scenario.baseline else []
         rows += targets(impls, wanted)
         for r in range(1, config.repeat + 1):

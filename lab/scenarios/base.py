@@ -96,6 +96,8 @@ class Scenario:
         check: ``check(checker, run)`` appends to ``checker.problems`` for one run's figures.
         baseline: also run the bare pika loop (row ``baseline``).
         variants: extra targets beside the implementations (``defaults``, ``threads``).
+        quick_variants: whether ``--quick`` measures the variants too (off where each run
+            is long, to keep ``--quick`` near two minutes).
         topologies: the topologies it runs on (``single``, ``cluster``).
         seconds: rough seconds per run (quick, full), for the up-front estimate.
     """
@@ -111,5 +113,6 @@ class Scenario:
     check: Callable[[Checker, dict[str, Any]], None] = no_check
     baseline: bool = False
     variants: tuple[str, ...] = ()
+    quick_variants: bool = True
     topologies: tuple[str, ...] = ("single", "cluster")
     seconds: tuple[float, float] = (5.0, 10.0)

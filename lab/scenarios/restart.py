@@ -256,6 +256,7 @@ SCENARIO = Scenario(
     charts=charts,
     check=check,
     variants=("defaults",),
+    quick_variants=False,
     topologies=("single",),
     seconds=(8.0, 15.0),
 )
