@@ -142,13 +142,15 @@ class View:
         ]
 
     def rows(self, scenario: str) -> list[Row]:
-        """Every row that has runs of ``scenario``, setups outermost, in run order."""
+        """Every row that has runs of ``scenario``, in run order, a target's setups next to
+        each other (``pika (classic/single)``, ``pika (quorum/single)``, ``celery ...``)."""
         seen: list[Row] = []
         for r in self.results.runs:
             row = Row(r.impl, r.setup)
             if r.scenario == scenario and row not in seen:
                 seen.append(row)
-        return sorted(seen, key=lambda x: self.setups.index(x.setup))
+        order = list(dict.fromkeys(row.target for row in seen))
+        return sorted(seen, key=lambda x: (order.index(x.target), self.setups.index(x.setup)))
 
     def summary(self, scenario: str, row: Row, metric: str) -> Summary | None:
         """Median/min/max of ``metric`` over the successful runs that have it."""
