@@ -14,9 +14,11 @@ ready) to the first reading of 0 (``t0``) the worker finished ``r1`` tasks::
     rate = r1 / (t0 - t1)
 
 The lab's figure and the observer's are computed this way from their own readings; the report
-prints their ratio per figure (the cross-check). Afterwards the lab checks the count: the queue
-must be empty (ready and unacknowledged 0) and the broker must have counted N acks for it
-(``message_stats.ack`` of the management API).
+prints their ratio per figure (the cross-check). The observer starts before the producer and
+also times the queue filling up, from its first reading above 0 to its first reading of N:
+the broker-side check of the producer's own publish rate. Afterwards the lab checks the count:
+the queue must be empty (ready and unacknowledged 0) and the broker must have counted N acks
+for it (``message_stats.ack`` of the management API).
 """
 
 from __future__ import annotations
@@ -59,11 +61,18 @@ class Readings:
         self.r1 = 0
         self.t0: float | None = None
         self.full = False
+        self.fill_t1: float | None = None
+        self.fill_r1 = 0
+        self.fill_t0: float | None = None
 
     def add(self, at: float, ready: int) -> bool:
         """Record one reading; return whether the queue has been drained (ready 0)."""
         self.polls += 1
+        if not self.full and ready > 0 and self.fill_t1 is None:
+            self.fill_t1, self.fill_r1 = at, ready
         if ready >= self.n:
+            if not self.full:
+                self.fill_t0 = at
             self.full = True
         elif self.full and self.t1 is None:
             self.t1, self.r1 = at, ready
@@ -80,7 +89,20 @@ class Readings:
         """
         if self.t1 is None or self.t0 is None:
             raise ValueError(f"drain not seen (full={self.full}, polls={self.polls})")
-        return {"t1": self.t1, "r1": float(self.r1), "t0": self.t0, "polls": float(self.polls)}
+        out = {"n": float(self.n), "t1": self.t1, "r1": float(self.r1), "t0": self.t0,
+               "polls": float(self.polls)}  # fmt: skip
+        if self.fill_t1 is not None and self.fill_t0 is not None and self.fill_t0 > self.fill_t1:
+            out.update(fill_t1=self.fill_t1, fill_r1=float(self.fill_r1), fill_t0=self.fill_t0)
+        return out
+
+
+def fill_rate(window: dict[str, float]) -> float | None:
+    """Messages per second the queue filled at, seen from the broker: ``(n - r) / (t0 - t1)``
+    from the first reading above 0 (``r`` ready at ``t1``) to the first reading of ``n``
+    (``t0``); ``None`` when the watcher did not see the fill (it started too late)."""
+    if "fill_t1" not in window:
+        return None
+    return (window["n"] - window["fill_r1"]) / (window["fill_t0"] - window["fill_t1"])
 
 
 def _ready(channel: Any, queue: str) -> int:
@@ -88,15 +110,26 @@ def _ready(channel: Any, queue: str) -> int:
 
 
 def watch(amqp_url: str, queue: str, n: int, interval: float, stop: threading.Event,
-          readings: Readings, started: threading.Event | None = None) -> None:  # fmt: skip
-    """Poll ``queue``'s ready count into ``readings`` until it is drained or ``stop`` is set."""
+          readings: Readings, started: threading.Event | None = None,
+          fill: bool = False) -> None:  # fmt: skip
+    """Poll ``queue``'s ready count into ``readings`` until it is drained or ``stop`` is set.
+
+    ``started`` is set once the queue is full, or with ``fill`` after the first reading (the
+    watcher then times the fill too; a queue that does not exist yet reads as 0).
+    """
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
         while not stop.is_set():
             at = time.time()
-            done = readings.add(at, _ready(channel, queue))
-            if started is not None and readings.full:
+            try:
+                ready = _ready(channel, queue)
+            except pika.exceptions.ChannelClosedByBroker:
+                if not fill or readings.full:
+                    raise
+                channel, ready = connection.channel(), 0  # 404: not declared yet
+            done = readings.add(at, ready)
+            if started is not None and (readings.full or fill):
                 started.set()
             if done:
                 return
@@ -177,6 +210,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--interval", type=float, default=0.005)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--fill", action="store_true", help="also time the queue filling up")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     readings = Readings(args.count)
@@ -192,7 +226,8 @@ def main() -> int:
     timer.daemon = True
     timer.start()
     try:
-        watch(args.amqp_url, args.queue, args.count, args.interval, stop, readings, started)
+        watch(args.amqp_url, args.queue, args.count, args.interval, stop, readings, started,
+              fill=args.fill)  # fmt: skip
     except pika.exceptions.AMQPError as e:
         Path(args.out).write_text(json.dumps({"error": str(e) or type(e).__name__}))
         return 1
