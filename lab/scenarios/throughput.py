@@ -5,8 +5,9 @@ into an empty queue; the publish rate is N over the producer's wall time. Then o
 no journal drains the full queue at prefetch 1 and again (after a fresh publish) at prefetch
 100 (a defaults row drains once, at its framework's default prefetch). The consume rate is
 timed from the queue itself (:mod:`lab.drain`) by the lab and, independently, by an observer
-process; the table prints each figure's ratio to the observer's (the cross-check: it must stay
-within 10%) and the broker's ack count for the queue must equal N. The bare pika loop
+process started before the producer, which also times the queue filling up; the table prints
+each figure's ratio to the observer's, publish and consume (the cross-check: it must stay
+within 10%), and the broker's ack count for the queue must equal N. The bare pika loop
 (:mod:`lab.baseline`) is measured the same way; "x bare" is each figure's ratio to it.
 """
 
@@ -16,6 +17,7 @@ import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,15 @@ class Observer:
         except TimeoutError as e:
             self.process.kill()
             raise ScenarioFailed(str(e)) from None
+
+    @contextlib.contextmanager
+    def killed_on_error(self) -> Iterator[None]:
+        """Kill the observer if the block raises (the drain that would end it never comes)."""
+        try:
+            yield
+        except BaseException:
+            self.process.kill()
+            raise
 
     def window(self) -> dict[str, Any]:
         """Its drain window (with the fill), once it has seen the queue drained."""
@@ -144,15 +155,16 @@ def run(lab: Lab, target: Target) -> Outcome:
     for label, prefetch in _labels(target, lab.config.throughput_prefetch):
         lab.reset([target.impl])
         observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
-        if target.producer_env:
-            published = lab.publisher(target, body=BODY, count=n).result()
-            ids, took = published["ids"], float(published["seconds"])
-        else:
-            started = time.perf_counter()
-            ids = lab.publish(target, [BODY] * n)
-            took = time.perf_counter() - started
-        if len(ids) != n:
-            raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
+        with observer.killed_on_error():
+            if target.producer_env:
+                published = lab.publisher(target, body=BODY, count=n).result()
+                ids, took = published["ids"], float(published["seconds"])
+            else:
+                started = time.perf_counter()
+                ids = lab.publish(target, [BODY] * n)
+                took = time.perf_counter() - started
+            if len(ids) != n:
+                raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
         seconds.append(took)
         spec = lab.worker_spec(target, f"drain-{label}", None, prefetch=prefetch)
         command = lab.worker_command(target, spec)
@@ -193,7 +205,8 @@ def run_baseline(lab: Lab) -> Outcome:
     for label, prefetch in _labels(None, lab.config.throughput_prefetch):
         lab.reset([])
         observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
-        seconds.append(baseline.publish(lab.node_url, n))
+        with observer.killed_on_error():
+            seconds.append(baseline.publish(lab.node_url, n))
         timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
         command = baseline.consumer_command(lab.node_url, n, prefetch, timings)
         result = drain(lab, BASELINE_QUEUE, n, command, f"baseline-{label}", observer)
