@@ -153,6 +153,9 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     c.close(m["executed_pct"], 100 * len(finished) / max(s["published"], 1), f"{where} executed")
     dups = sum(len(r) - 1 for r in runs.values())
     c.close(m["duplicate_executions"], dups, f"{where} duplicates")
+    c.close(m["publish_errors"], len(s["error_chunks"]), f"{where} publish errors")
+    c.close(m["unconfirmed"], sum(s["error_chunks"]), f"{where} unconfirmed")
+    c.close(m["lost"], s["published"] - len(finished), f"{where} lost")
     gap = consumption_gap(rows, s["killed_at"])
     if gap is not None:
         c.close(m["consumption_gap_s"], gap, f"{where} pause")
