@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import sys
 
-from celery_impl import tasks
+from celery_impl import consumer, tasks
 from celery_impl.settings import app, connect, declare_work_queue, task_queue
 from shared import cli, settings
 
@@ -64,6 +64,24 @@ def worker_argv(
     ]  # fmt: skip
 
 
+def run_worker(argv: list[str]) -> int:
+    """Run ``celery worker`` with ``argv`` in this process; return its exit code.
+
+    Raises:
+        shared.errors.MqlabError: the broker refused the consumer (403 without read
+            permission: :data:`celery_impl.consumer.FATAL`), which Celery would log as an
+            "Unrecoverable error" traceback and then exit 0.
+    """
+    try:
+        app.worker_main(argv)
+        code: int | str | None = 0
+    except SystemExit as e:
+        code = e.code
+    if consumer.FATAL:
+        raise consumer.FATAL[0]
+    return code if isinstance(code, int) else 1
+
+
 def main() -> int:
     parser = cli.worker_parser("python -m celery_impl.worker", __doc__)
     parser.add_argument(
@@ -87,9 +105,9 @@ def main() -> int:
     tasks.configure(slowdown=args.slowdown, worker_name=args.name)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    app.worker_main(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
+    code = run_worker(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
     print(f" [*] {args.name} stopped", flush=True)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

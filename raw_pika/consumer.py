@@ -43,6 +43,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from shared import pika_errors
 from shared.errors import BrokerUnreachable, WorkerCannotGoOn
 from shared.pika_errors import root_cause
 
@@ -181,6 +182,9 @@ class Consumer:
                             "opening a new channel"
                         )
                         continue
+                    if e.reply_code == 403:  # ACCESS_REFUSED on basic.consume: no read permission
+                        params = connection._impl.params
+                        raise pika_errors.translate(e, params, self.queue, "consume") from e
                     raise WorkerCannotGoOn(
                         f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text})"
                     ) from e
