@@ -94,6 +94,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             )
         except ScenarioFailed as e:
             out.notes.append(f"not every message finished: {e}")
+        lab.stop_all()  # no late duplicate can then start after the journal is read
         rows = j.executions()
 
     runs = by_message([e for e in rows if e.message_id in set(ids)])

@@ -72,6 +72,7 @@ def run(lab: Lab, target: Target) -> Outcome:
                 lab.wait_finished(
                     journal, len(ids), cfg.resume_deadline + 30, settle=target.queue()
                 )
+            lab.stop_all()  # no late duplicate can then start after the journal is read
             rows = j.executions()
         finally:
             lab.stop_all()

@@ -145,7 +145,12 @@ def run(lab: Lab, target: Target) -> Outcome:
             lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=live, settle=queue)
         except ScenarioFailed as e:
             out.notes.append(f"not every message finished: {e}")
+        lab.stop_all()  # no late duplicate can then start after the journal is read
         rows = j.executions()
+    for w in workers:  # the final journal decides, as the checks read it
+        after = [e.started_at for e in rows if e.worker == w.name and e.started_at >= ready_at]
+        if after:
+            resumed[w.name] = {"resumed": True, "after_s": min(after) - ready_at}
 
     runs = by_message([e for e in rows if e.message_id in set(ids)])
     survived = [m for m in ids if any(e.finished for e in runs.get(m, []))]
