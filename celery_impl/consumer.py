@@ -1,31 +1,88 @@
-"""Celery's worker consumer with per-consumer prefetch (``basic.qos`` with ``global=false``).
+"""Celery's worker consumer, with per-consumer prefetch and every processing fault parked.
 
-Against RabbitMQ 3.3+, Celery applies its prefetch count with ``global=true``
-(``Tasks.qos_global``: ``not connection.qos_semantics_matches_spec``), which RabbitMQ reads as
-a limit shared by every consumer on the channel; the consumer itself then shows prefetch 0
-(unlimited) in the management API. Celery already switches to ``global=false`` for quorum
-queues (``worker_detect_quorum_queues``). Each mqlab worker consumes exactly one queue on its
-channel, so both give the same limit; per-consumer is what the tutorial's
-``basic_qos(prefetch_count=1)`` does, and what the management API reports per consumer (RabbitMQ
-docs, "Consumer Prefetch"). Plugged in with Celery's documented ``worker_consumer`` setting.
+**Per-consumer prefetch** (``basic.qos`` with ``global=false``). Against RabbitMQ 3.3+, Celery
+applies its prefetch count with ``global=true`` (``Tasks.qos_global``:
+``not connection.qos_semantics_matches_spec``), which RabbitMQ reads as a limit shared by every
+consumer on the channel; the consumer itself then shows prefetch 0 (unlimited) in the
+management API. Celery already switches to ``global=false`` for quorum queues
+(``worker_detect_quorum_queues``). Each mqlab worker consumes exactly one queue on its channel,
+so both give the same limit; per-consumer is what the tutorial's ``basic_qos(prefetch_count=1)``
+does, and what the management API reports per consumer (RabbitMQ docs, "Consumer Prefetch").
+Plugged in with Celery's documented ``worker_consumer`` setting.
 
 As with quorum queues, the prefetch count is then static: RabbitMQ applies a later ``basic.qos``
 only to consumers created afterwards, so ``worker_enable_prefetch_count_reduction`` is off and
 ETA/countdown tasks (which raise the prefetch count) are not used here.
+
+**Processing faults park the message** (:mod:`shared.poison`). Celery's consumer already rejects
+(without requeue, so RabbitMQ dead-letters them to ``<queue>.dead``) a message of an unknown
+format (``on_unknown_message``), of an unknown task (``on_unknown_task``) or an invalid one
+(``on_invalid_task``). Two gaps are closed here:
+
+* ``on_decode_error`` *acks* a body that does not decode ("so it doesn't enter a loop"): the
+  message is gone. Here it is rejected, so it is parked.
+* Any other exception in the task message handler (``create_task_handler``: a body ``[1]``,
+  protocol headers without ``id``, a ``timelimit`` header ``"abc"``) propagates into the
+  consumer's event loop, which stops the worker with "Unrecoverable error" and exit code 0 while
+  the message goes back first in line. Here it is parked with one line and the worker goes on.
+
+A message cannot set its own time limits: its ``timelimit`` header is ignored (mqlab sets none;
+a hard limit's ``TimeLimitExceeded`` would requeue the message, ``task_acks_on_failure_or_timeout``
+being off).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
+from kombu.message import Message
+
+from shared import poison, queues
+
+logger = logging.getLogger(__name__)
+
+
+def park(message: Message, why: str) -> None:
+    """Reject ``message`` without requeue (RabbitMQ dead-letters it) and say so in one line;
+    nothing if it was already acknowledged or rejected."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    message_id = message.properties.get("message_id") or headers.get("id")
+    queue = message.delivery_info.get("routing_key") or "?"
+    poison.report(message_id, queues.dead_letter_queue(queue), why)
+    if not message.acknowledged:
+        message.reject(requeue=False)
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's consumer, whose broker connection asks for per-consumer ``basic.qos``."""
+    """Celery's consumer with per-consumer ``basic.qos`` that parks what it cannot process."""
 
     def connect(self) -> Any:
         """Celery's connection for consuming, declared to follow the spec's qos semantics."""
         conn = super().connect()
         conn.transport.qos_semantics_matches_spec = lambda connection: True
         return conn
+
+    def on_decode_error(self, message: Message, exc: Exception) -> None:
+        """A body that does not decode: park it (Celery acks it, losing it)."""
+        park(message, f"the body does not decode ({poison.describe(exc)})")
+
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Message], None]:
+        """Celery's handler for each task message, wrapped so that no message ends the worker.
+
+        Celery's own handling stays first (unknown format, unknown task, invalid task: rejected
+        and so parked); whatever it raises besides is parked here.
+        """
+        handle: Callable[[Message], None] = super().create_task_handler(*args, **kwargs)
+
+        def on_task_received(message: Message) -> None:
+            try:
+                if isinstance(message.headers, dict) and "timelimit" in message.headers:
+                    message.headers["timelimit"] = (None, None)
+                handle(message)
+            except Exception as e:  # a protocol error of this one message
+                park(message, f"not a valid Celery task message ({poison.describe(e)})")
+
+        return on_task_received

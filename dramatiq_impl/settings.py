@@ -38,16 +38,23 @@ from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
-from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
+from dramatiq_impl.middleware import (
+    JournalMiddleware,
+    ParkPoison,
+    PrefetchPerThread,
+    ShutdownOnce,
+)
 from dramatiq_impl.queue_types import TypedQueuesBroker
-from shared import pika_errors, settings
+from shared import pika_errors, poison, settings
 from shared.errors import MqlabError
 
 HELLO_QUEUE = "dramatiq.hello"
 TASK_QUEUE = "dramatiq.task_queue"
 
-MAX_RETRIES = 2
-"""Retries after a failed execution, so a message runs at most 3 times (Dramatiq default: 20)."""
+MAX_RETRIES = poison.MAX_ATTEMPTS - 1
+"""Retries after a failed execution, so a message runs at most ``MAX_ATTEMPTS`` (3) times, as in
+the other implementations (Dramatiq default: 20). A message cannot change it
+(:class:`~dramatiq_impl.middleware.ParkPoison`)."""
 MIN_BACKOFF_MS = 100
 """First retry after 100-200 ms (Dramatiq default ``min_backoff``: 15 000 ms)."""
 MAX_BACKOFF_MS = 1000
@@ -90,7 +97,7 @@ def middleware() -> list[Middleware]:
             )
         else:
             stack.append(cls())
-    return [*stack, PrefetchPerThread(), ShutdownOnce(), JournalMiddleware()]
+    return [*stack, PrefetchPerThread(), ShutdownOnce(), ParkPoison(), JournalMiddleware()]
 
 
 def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -29,7 +28,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_task_queue, task_queue
-from shared import cli, settings, tasks
+from shared import cli, poison, queues, settings, tasks
 from shared.contract import published_at_from
 from shared.errors import BrokerUnreachable, MqlabError
 from shared.journal import JournalWriter
@@ -63,27 +62,34 @@ def main() -> int:
         if stopping:
             return  # not started: closing the channel requeues it
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            print(
-                f" [!] Rejected a body that is not UTF-8 text ({props.message_id})",
-                file=sys.stderr,
-                flush=True,
-            )
+            process(method, props, body)
+        except Exception as e:  # a processing fault parks the message; it never ends the worker
+            poison.report(props.message_id, queues.dead_letter_queue(queue), poison.describe(e))
             if not args.auto_ack:
-                ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+                ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)  # -> DLX
             return
-        print(f" [x] Received {text}")
-        with journal.run(
-            message_id=props.message_id or "",
-            task="work",
-            redelivered=bool(method.redelivered),
-            published_at=published_at_from(props.headers, props.timestamp),
-        ):
-            tasks.work(text, s.dot_seconds, args.slowdown)
-        print(" [x] Done")
         if not args.auto_ack:
             ch.basic_ack(delivery_tag=method.delivery_tag)
+
+    def process(method: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
+        """Run one message's task; raise whatever should park it (:mod:`shared.poison`)."""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise poison.Unprocessable("the body is not UTF-8 text") from e
+        print(f" [x] Received {text}")
+
+        def once() -> None:
+            with journal.run(
+                message_id=props.message_id or "",
+                task="work",
+                redelivered=bool(method.redelivered),
+                published_at=published_at_from(props.headers, props.timestamp),
+            ):
+                tasks.work(text, s.dot_seconds, args.slowdown)
+
+        poison.run_attempts(once)  # a task that raises: MAX_ATTEMPTS executions, then parked
+        print(" [x] Done")
 
     def consume(connection: pika.BlockingConnection) -> bool:
         """Consume until asked to stop (True) or until RabbitMQ cancels the consumer (False)."""
