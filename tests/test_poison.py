@@ -90,22 +90,27 @@ def test_every_processing_fault_parks_the_message(
     assert {e.published_at for e in rows if e.message_id in bad_time} <= {0.0}
 
     parked = read_queue(broker.amqp_url, dlq)
+    # Dramatiq retries by publishing the message again (its JSON re-encoded with the retry
+    # count and traceback in its options, under Dramatiq's own AMQP properties): what it parks
+    # after retries is that copy, found by the message_id inside it.
+    republished = [r for r in must_park if impl.name == "dramatiq" and r.attempts]
     by_kind = Counter(p.headers.get(KIND_HEADER) for p in parked)
-    assert by_kind == Counter({**{r.kind: 1 for r in must_park}, None: 1}), by_kind
+    expected = {r.kind: 1 for r in must_park if r not in republished}
+    assert by_kind == Counter({**expected, None: 1 + len(republished)}), by_kind
     for raw in must_park:
+        if raw in republished:
+            assert any(_dramatiq_id(p) == raw.message_id for p in parked), raw.kind
+            continue
         copy = next(p for p in parked if p.headers.get(KIND_HEADER) == raw.kind)
+        assert copy.body == raw.body, raw.kind
         assert {k: copy.headers.get(k) for k in raw.headers} == raw.headers, raw.kind
         assert copy.headers.get("x-first-death-reason") == "rejected", raw.kind
-        if impl.name == "dramatiq" and raw.attempts:
-            # Dramatiq re-encodes a message it retries (options: retries, traceback).
-            assert _dramatiq_ids(copy) == raw.message_id
-        else:
-            assert copy.body == raw.body, raw.kind
     assert _task_failed_copy(impl, parked, failing[0])
 
     assert worker.alive(), worker.output()
     output = worker.output()
-    assert "h\\xe9llo \\u2713" in output, "stdout was not ASCII-only: the check proves nothing"
+    if " [x] Received " in output:  # the worker prints the bodies (pika, Dramatiq)
+        assert "h\\xe9llo \\u2713" in output, "stdout was not ASCII-only: this proves nothing"
     assert sum(" [!] parked message " in line for line in output.splitlines()) >= len(must_park)
     broker.management.wait_for_queue(impl.task_queue(), 30, ready=0, unacked=0)
 
@@ -114,15 +119,18 @@ def _ids(raws: list[Raw], prefix: str) -> set[str]:
     return {r.message_id for r in raws if r.kind.startswith(prefix)}
 
 
-def _dramatiq_ids(copy: Parked) -> str:
-    return str(json.loads(copy.body)["message_id"])
+def _dramatiq_id(copy: Parked) -> str | None:
+    try:
+        return str(json.loads(copy.body)["message_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _task_failed_copy(impl: Implementation, parked: list[Parked], message_id: str) -> bool:
     """Whether the message of the task that kept failing is among the parked, by its id."""
     for p in parked:
         if impl.name == "dramatiq":
-            if _dramatiq_ids(p) == message_id:
+            if _dramatiq_id(p) == message_id:
                 return True
         elif p.message_id == message_id:
             return tasks.FAIL_MARKER.encode() in p.body
