@@ -221,3 +221,24 @@ def test_classic_queue_redelivers_a_crashing_message_without_bound(
     assert stats is not None and stats.ready == 0
     for w in workers:
         w.kill()
+
+
+def test_broker_status_counts_dead_letters(broker: Node, impl: Implementation) -> None:
+    """``mqlab broker status`` shows each implementation's dead-letter queue with the number of
+    messages parked in it ("-" before it exists: the negative control)."""
+    from rich.console import Console
+
+    from lab.nodes import dead_letter_table
+
+    def row() -> list[str]:
+        console = Console(record=True, width=200)
+        console.print(dead_letter_table(broker))
+        line = next(x for x in console.export_text().splitlines() if impl.dead_letter_queue() in x)
+        return [cell.strip() for cell in line.split("\u2502") if cell.strip()]
+
+    assert row() == [impl.name, impl.dead_letter_queue(), "-"]
+    impl.publish_work([], declare=True)  # declares the work queue and its dead-letter queue
+    raw = RAW_MESSAGES[impl.name](impl.task_queue())[0]
+    publish_raw(broker.amqp_url, impl.dead_letter_queue(), [raw, raw])
+    broker.management.wait_for_queue(impl.dead_letter_queue(), 30, ready=2)
+    assert row() == [impl.name, impl.dead_letter_queue(), "2"]
