@@ -25,7 +25,9 @@ the message "discarded". Two gaps are closed:
 * Any other exception in the task message handler (``create_task_handler``: a body ``[1]``,
   protocol headers without ``id``, a ``timelimit`` header ``"abc"``) propagates into the
   consumer's event loop, which stops the worker with "Unrecoverable error" and exit code 0 while
-  the message goes back first in line. Here it is parked with one line and the worker goes on.
+  the message goes back first in line. Here the body's shape is checked first
+  (:func:`protocol_fault`), anything else raised is caught, and the message is parked with one
+  line while the worker goes on.
 
 A message cannot set its own time limits: its ``timelimit`` header is ignored (mqlab sets none;
 a hard limit's ``TimeLimitExceeded`` would requeue the message, ``task_acks_on_failure_or_timeout``
@@ -39,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
+from kombu.exceptions import DecodeError
 from kombu.message import Message
 
 from shared import poison, queues
@@ -55,6 +58,38 @@ def park(message: Message, why: str) -> None:
     poison.report(message_id, queues.dead_letter_queue(queue), why)
     if not message.acknowledged:
         message.reject(requeue=False)
+
+
+CANVAS = ("callbacks", "errbacks", "chain", "chord")
+"""Embedded options of a protocol-2 body that make a worker publish further tasks; mqlab's
+producers always send them empty."""
+
+
+def protocol_fault(message: Message) -> str | None:
+    """What is wrong with a protocol-2 task message's body, or ``None``.
+
+    The body must be ``[args, kwargs, embed]`` (Celery docs, "Message Protocol: Version 2").
+    Celery unpacks it in places where a wrong shape raises outside any handler: a body ``[1]``
+    in the consumer, an ``embed`` that is not a mapping in the pool's failure callback (the
+    message then stays unacked, holding its prefetch slot). A canvas (callbacks, a chain) is
+    refused: this worker runs the tutorial's tasks, nothing that publishes further tasks.
+    The decoded body is cached on the message (kombu ``Message.payload``), which Celery's
+    ``Request`` reads too, so this costs no second decode.
+
+    Raises:
+        kombu.exceptions.DecodeError: the body does not decode.
+    """
+    body = message.payload
+    if not (isinstance(body, (list, tuple)) and len(body) == 3):
+        return "the body is not [args, kwargs, embed]"
+    args, kwargs, embed = body
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        return "args must be a list and kwargs a mapping"
+    if embed is not None and not isinstance(embed, dict):
+        return "embed must be a mapping"
+    if any((embed or {}).get(key) for key in CANVAS):
+        return "a canvas (callbacks, errbacks, chain or chord) this worker does not run"
+    return None
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
@@ -94,8 +129,16 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
 
         def on_task_received(message: Message) -> None:
             try:
-                if isinstance(message.headers, dict) and "timelimit" in message.headers:
-                    message.headers["timelimit"] = (None, None)
+                if isinstance(message.headers, dict) and "task" in message.headers:
+                    try:
+                        fault = protocol_fault(message)
+                    except DecodeError as e:
+                        self.on_decode_error(message, e)
+                        return
+                    if fault:
+                        park(message, f"not a valid Celery task message ({fault})")
+                        return
+                    message.headers["timelimit"] = (None, None)  # no message sets its own
                 handle(message)
             except Exception as e:  # a protocol error of this one message
                 park(message, f"not a valid Celery task message ({poison.describe(e)})")

@@ -172,6 +172,14 @@ def celery_messages(queue: str) -> list[Raw]:
         _celery("header-bytes", edit=bad_header, parked=False, attempts=1),
         _celery("header-nan", edit=nan_header, parked=False, attempts=1),
         _celery("own-retries", args=("[fail]",), edit=own_retries, parked=True, attempts=3),
+        _celery("kwargs-list", body=b'[["x"], [1], {}]', parked=True, attempts=0),
+        _celery("embed-list", body=b'[["x"], {}, [1]]', parked=True, attempts=0),
+        _celery(
+            "callbacks",
+            body=b'[["x"], {}, {"callbacks": [{"task": "other"}]}]',
+            parked=True,
+            attempts=0,
+        ),
         _celery("non-ascii", args=("h\u00e9llo \u2713",), parked=False, attempts=1),
     ]
 
@@ -210,6 +218,9 @@ def dramatiq_messages(queue: str) -> list[Raw]:
         _dramatiq(queue, "timestamp-str", message_timestamp="x", parked=False, attempts=1),
         _dramatiq(queue, "own-max-retries", args=["[fail]"], parked=True, attempts=3,
                   options={"max_retries": 15, "retries": -5}),
+        _dramatiq(queue, "foreign-queue", queue_name="someone.else", parked=True, attempts=0),
+        _dramatiq(queue, "options-list", options=[1], parked=True, attempts=0),
+        _dramatiq(queue, "kwargs-list", kwargs=[1], parked=True, attempts=0),
         _dramatiq(queue, "non-ascii", args=["h\u00e9llo \u2713"], parked=False, attempts=1),
     ]  # fmt: skip
 
