@@ -242,3 +242,33 @@ def test_broker_status_counts_dead_letters(broker: Node, impl: Implementation) -
     publish_raw(broker.amqp_url, impl.dead_letter_queue(), [raw, raw])
     broker.management.wait_for_queue(impl.dead_letter_queue(), 30, ready=2)
     assert row() == [impl.name, impl.dead_letter_queue(), "2"]
+
+
+@pytest.mark.timeout(90)
+def test_a_work_queue_without_its_dead_letter_exchange_is_refused(
+    broker: Node, impl: Implementation, tmp_path: object
+) -> None:
+    """A work queue declared before dead-lettering existed (durable, no x-arguments, as the seed
+    tutorial declared it): the worker exits with one line naming 406 PRECONDITION_FAILED, the
+    argument and the fix, and the message in that queue is still there. Arguments, not a policy:
+    the dead-letter target is part of the queue's declaration in every implementation."""
+    import pika
+
+    from shared.impl import WorkerSpec
+
+    connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(impl.task_queue(), durable=True)
+    channel.basic_publish("", impl.task_queue(), b"accepted before the upgrade")
+    connection.close()
+
+    spec = WorkerSpec(name="old-queue", amqp_url=broker.amqp_url)
+    with GroupProcess(impl.worker_command(spec), log_path=f"{tmp_path}/w.log") as worker:
+        code = worker.wait(timeout=60)
+        output = worker.output()
+    assert code not in (None, 0), output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, output
+    assert "406" in errors[0] and "x-dead-letter-exchange" in errors[0], errors[0]
+    assert "delete" in errors[0]
+    broker.management.wait_for_queue(impl.task_queue(), 30, ready=1)
