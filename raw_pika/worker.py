@@ -10,6 +10,10 @@
   acked the previous one (fair dispatch, RabbitMQ tutorial 2).
 * Ctrl+C or SIGTERM: the message in hand is finished and acked, then the connection closes;
   messages prefetched but not started go back to the queue.
+* A message it cannot process (a body that is not UTF-8; a task that raised on each of its
+  ``MAX_ATTEMPTS`` runs) is rejected without requeue, so RabbitMQ parks it in
+  ``task_queue.dead``, and the worker goes on (:mod:`shared.poison`): no exception of a message
+  ends the worker.
 * If the connection drops (the broker restarts), the worker reconnects for up to
   ``MQLAB_RECONNECT_SECONDS`` (pika leaves that to us: pika docs, "Connection recovery"); the
   message in hand could not be acked, so RabbitMQ delivers it again.
