@@ -103,10 +103,10 @@ def make_app() -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # -- fair dispatch --------------------------------------------------------------------
         # Default 4: each process reserves four messages, so a long task strands the three
-        # behind it on a busy worker. 1 with concurrency 1 = basic.qos(prefetch_count=1),
+        # behind it on a busy worker. 1 per pool slot = basic.qos(prefetch_count=concurrency),
         # tutorial 2's fair dispatch. worker.py sets it from --prefetch (0 = unlimited).
         worker_prefetch_multiplier=max(s.prefetch, 0),
-        worker_concurrency=1,
+        worker_concurrency=s.concurrency,
         # Default: basic.qos with global=true against RabbitMQ 3.3+, a channel-wide limit the
         # management API does not show per consumer. Ours applies it per consumer (tutorial 2's
         # basic_qos); the count is then static, so no prefetch reduction after a reconnect.

@@ -1,20 +1,23 @@
 """Tutorial 2 worker: a Celery worker on ``celery.task_queue``, one task at a time, late ack.
 
     python -m celery_impl.worker                      # prefetch 1: fair dispatch
+    python -m celery_impl.worker --concurrency 4      # four pool processes, prefetch 4
+    python -m celery_impl.worker -c 4 --pool threads  # four threads instead
     python -m celery_impl.worker --prefetch 0         # unlimited: plain round-robin
     python -m celery_impl.worker --slowdown 4 --name slow
 
 It is the native worker, run in this process, equivalent to::
 
-    celery -A celery_impl worker -Q celery.task_queue -c 1 -n w1@%h \\
+    celery -A celery_impl worker -Q celery.task_queue -c 1 -P prefork -n w1@%h \\
         --without-gossip --without-mingle --without-heartbeat
 
 * ``task_acks_late``: the message is acknowledged only after the task returns, so a worker that
   dies mid-task leaves it unacked and RabbitMQ redelivers it, flagged ``redelivered``.
 * ``task_reject_on_worker_lost``: when only the pool child dies, the message is requeued, not
   acked as failed.
-* ``worker_prefetch_multiplier`` × concurrency (``-c 1``) is the ``basic.qos`` prefetch count;
-  ``--prefetch 0`` sets the multiplier to 0, which Celery takes as "no limit".
+* ``worker_prefetch_multiplier`` (``--prefetch``, per slot) × concurrency (``-c``, pool
+  processes or threads) is the ``basic.qos`` prefetch count; ``--prefetch 0`` sets the
+  multiplier to 0, which Celery takes as "no limit".
 * A message it cannot process is parked in ``celery.task_queue.dead`` with one line, and the
   worker goes on (:mod:`celery_impl.consumer`, :class:`celery_impl.tasks.ParkingTask`).
 * SIGTERM or Ctrl+C: a warm shutdown, the task in hand is finished and acked; messages
@@ -26,14 +29,26 @@ a non-durable queue of the same name (406) is one clear line and a non-zero exit
 
 from __future__ import annotations
 
-import os
+import sys
 
-from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare_work_queue, task_queue
-from shared import cli
+from celery_impl import tasks
+from celery_impl.settings import app, connect, declare_work_queue, task_queue
+from shared import cli, settings
+
+POOLS = ("prefork", "threads")
+"""Celery execution pools offered here: processes (Celery's default) or threads."""
 
 
-def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
-    """The ``celery worker`` arguments for one single-process worker consuming ``queue``.
+def worker_argv(
+    queue: str,
+    name: str,
+    *,
+    concurrency: int = 1,
+    pool: str = "prefork",
+    loglevel: str = "INFO",
+) -> list[str]:
+    """The ``celery worker`` arguments for one worker consuming ``queue`` with ``concurrency``
+    pool processes (or threads).
 
     Gossip, mingle and the worker heartbeat are cluster chatter over extra exchanges that the
     work queue does not need (Celery docs, "Workers Guide").
@@ -41,8 +56,8 @@ def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
     return [
         "worker",
         "--queues", queue,
-        "--concurrency", "1",
-        "--pool", "prefork",
+        "--concurrency", str(concurrency),
+        "--pool", pool,
         "--hostname", f"{name}@%h",
         "--loglevel", loglevel,
         "--without-gossip",
@@ -58,23 +73,23 @@ def main() -> int:
         action="store_true",
         help="task_acks_late off: ack on receipt (loses the task in hand if the worker dies)",
     )
+    parser.add_argument("--pool", "-P", choices=POOLS, default="prefork", help="execution pool")
     args = cli.parse_worker_args(parser)
-
-    # The pool children inherit these; the tasks read them through shared.settings.
-    os.environ["MQLAB_PREFETCH"] = str(args.prefetch)
-    os.environ["MQLAB_SLOWDOWN"] = str(args.slowdown)
-    os.environ["MQLAB_WORKER_NAME"] = args.name
-    if args.early_ack:
-        os.environ[EARLY_ACK_ENV] = "1"
-    # Before the app is finalized, so the task classes pick them up.
-    app.conf.worker_prefetch_multiplier = args.prefetch
-    app.conf.task_acks_late = not args.early_ack
+    s = settings.load()
 
     queue = task_queue()
-    with connect() as conn:
-        declare_work_queue(conn, queue)
+    with connect() as conn:  # connect once, fail fast
+        print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+        declare_work_queue(conn, queue)  # durable, with its dead-letter queue
+    # qos: prefetch per slot x pool size; set before the worker starts, read once.
+    app.conf.worker_prefetch_multiplier = args.prefetch
+    app.conf.task_acks_late = not args.early_ack
+    # The callback is the task (celery_impl.tasks.work); its options pass once, here, and the
+    # prefork children inherit them.
+    tasks.configure(slowdown=args.slowdown, worker_name=args.name)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    app.worker_main(worker_argv(queue, args.name))
+    app.worker_main(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
     print(f" [*] {args.name} stopped", flush=True)
     return 0
 

@@ -10,7 +10,8 @@ variable                    meaning                                     default
 ``AMQP_URL``                the broker (RabbitMQ URI spec)              the ``mqlab broker up``
                                                                         node if one runs, else
                                                                         ``amqp://guest:guest@localhost:5672/%2F``
-``MQLAB_PREFETCH``          consumer prefetch count, 0 = unlimited      ``1``
+``MQLAB_PREFETCH``          consumer prefetch count per worker slot,    ``1``
+                            0 = unlimited
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
 ``MQLAB_HEARTBEAT``         AMQP heartbeat timeout, seconds             ``60``
 ``MQLAB_CONNECT_TIMEOUT``   TCP connect / handshake timeout, seconds    ``5``
@@ -54,7 +55,8 @@ class Settings:
 
     Attributes:
         amqp_url: AMQP 0-9-1 URI of the broker.
-        prefetch: consumer prefetch count (``basic.qos``); ``0`` means unlimited.
+        prefetch: consumer prefetch count (``basic.qos``) per worker slot; ``0`` means
+            unlimited.
         confirms: whether producers wait for publisher confirms.
         heartbeat: AMQP heartbeat timeout in seconds (0 disables heartbeats).
         connect_timeout: seconds to wait for the TCP connection and AMQP handshake.
@@ -141,6 +143,16 @@ def _number(
     if not low <= value <= high:  # also rejects nan
         raise BadSetting(f"{name}={raw!r} is out of range ({low:g} to {high:g})")
     return value
+
+
+def broker_address(amqp_url: str) -> str:
+    """``host:port`` of ``amqp_url``, never its user or password (the port defaults to 5672, or
+    5671 for ``amqps://``), for the first line every worker and producer prints."""
+    parsed = urlparse(amqp_url)
+    host = parsed.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parsed.port or (5671 if parsed.scheme == 'amqps' else 5672)}"
 
 
 def check_amqp_url(url: str) -> None:

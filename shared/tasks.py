@@ -80,8 +80,10 @@ def work_seconds(body: str, dot_seconds: float, slowdown: float = 1.0) -> float:
 
 
 def work(body: str, dot_seconds: float = 1.0, slowdown: float = 1.0) -> float:
-    """Do tutorial 2's fake work: sleep one unit per ``.`` in ``body`` (and burn one CPU unit
-    per ``*``; fail or crash on the markers of :func:`check_markers`).
+    """Do tutorial 2's fake work: print `` [x] Received <body>``, sleep one unit per ``.`` in
+    ``body`` (and burn one CPU unit per ``*``; fail or crash on the markers of
+    :func:`check_markers`), print `` [x] Done`` (the tutorial's worker lines, the same in every
+    implementation; not flushed: each worker decides how its stdout is buffered).
 
     Parameters:
         body: the task text; ``"Hello..."`` is three units of work.
@@ -94,9 +96,11 @@ def work(body: str, dot_seconds: float = 1.0, slowdown: float = 1.0) -> float:
     Raises:
         TaskFailed: the body asks for it (:data:`FAIL_MARKER`).
     """
+    print(f" [x] Received {body}")
     check_markers(body)
     cpu(body.count(CPU_MARKER))
     seconds = work_seconds(body, dot_seconds, slowdown)
     if seconds > 0:
         time.sleep(seconds)
+    print(" [x] Done")
     return seconds

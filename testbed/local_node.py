@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from shared.errors import BrokerUnavailable
@@ -62,6 +63,12 @@ class LocalNode(Node):
     ``/etc/rabbitmq`` files (``RABBITMQ_CONF_ENV_FILE`` and ``RABBITMQ_CONFIG_FILE`` point into
     the directory), so it never clashes with a system broker on 5672.
 
+    Parameters:
+        rabbit_env: extra settings of the ``rabbit`` application, written into
+            ``advanced.config`` as Erlang terms (e.g. ``{"consumer_timeout": 2000,
+            "channel_tick_interval": 250}``: values are written as they are, so strings must be
+            valid Erlang).
+
     Raises:
         BrokerUnavailable: no ``rabbitmq-server`` binary is installed.
     """
@@ -69,7 +76,7 @@ class LocalNode(Node):
     provider = "local"
     can_kill = True
 
-    def __init__(self) -> None:
+    def __init__(self, rabbit_env: Mapping[str, int | str] | None = None) -> None:
         server, ctl = _find("rabbitmq-server"), _find("rabbitmqctl")
         if server is None or ctl is None:
             raise BrokerUnavailable(HOW_TO_GET_RABBITMQ)
@@ -93,8 +100,10 @@ class LocalNode(Node):
         )
         # The management agent aggregates samples at the granularity of its retention policies
         # (default: every 5 s), which would make figures seconds old; sample every second.
+        rabbit = ", ".join(f"{{{key}, {value}}}" for key, value in (rabbit_env or {}).items())
         (self.dir / "advanced.config").write_text(
-            "[{rabbitmq_management_agent, [{sample_retention_policies, ["
+            f"[{{rabbit, [{rabbit}]}}, "
+            "{rabbitmq_management_agent, [{sample_retention_policies, ["
             "{global, [{605, 1}]}, {basic, [{605, 1}]}, {detailed, [{10, 1}]}]}]}].\n"
         )
         self._proc: GroupProcess | None = None
