@@ -44,9 +44,16 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.exceptions import DecodeError
 from kombu.message import Message
 
+from celery_impl.settings import task_queue
 from shared import poison, queues
 
 logger = logging.getLogger(__name__)
+
+
+def dead_letter_queue(queue: str | None) -> str | None:
+    """The dead-letter queue of ``queue`` if it is the work queue (the hello queue has none:
+    tutorial 1 keeps nothing aside), else ``None``."""
+    return queues.dead_letter_queue(queue) if queue and queue == task_queue() else None
 
 
 def park(message: Message, why: str) -> None:
@@ -54,8 +61,7 @@ def park(message: Message, why: str) -> None:
     nothing if it was already acknowledged or rejected."""
     headers = message.headers if isinstance(message.headers, dict) else {}
     message_id = message.properties.get("message_id") or headers.get("id")
-    queue = message.delivery_info.get("routing_key") or "?"
-    poison.report(message_id, queues.dead_letter_queue(queue), why)
+    poison.report(message_id, dead_letter_queue(message.delivery_info.get("routing_key")), why)
     if not message.acknowledged:
         message.reject(requeue=False)
 

@@ -24,8 +24,9 @@ from typing import Any
 
 from celery import Task
 
+from celery_impl import consumer
 from celery_impl.settings import app
-from shared import poison, queues, settings
+from shared import poison, settings
 from shared import tasks as catalogue
 from shared.contract import PUBLISHED_AT_HEADER, published_at_from
 from shared.journal import JournalWriter
@@ -113,8 +114,8 @@ class ParkingTask(Task):  # type: ignore[misc]
 
     def _parked(self, error: Exception) -> Exception:
         info = self.request.delivery_info or {}
-        queue = queues.dead_letter_queue(info.get("routing_key") or "?")
-        poison.report(self.request.id, queue, poison.describe(error))
+        parked_in = consumer.dead_letter_queue(info.get("routing_key"))
+        poison.report(self.request.id, parked_in, poison.describe(error))
         return error
 
 

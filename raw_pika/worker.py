@@ -63,7 +63,8 @@ def main() -> int:
             process(delivery)
         except Exception as e:
             why = poison.describe(e)
-            poison.report(delivery.props.message_id, queues.dead_letter_queue(queue), why)
+            parked_in = None if args.auto_ack else queues.dead_letter_queue(queue)
+            poison.report(delivery.props.message_id, parked_in, why)
             delivery.reject(requeue=False)  # dead-lettered to <queue>.dead
             return
         delivery.ack()

@@ -65,16 +65,20 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def report(message_id: object, dead_letter_queue: str, why: str) -> None:
+def report(message_id: object, dead_letter_queue: str | None, why: str) -> None:
     """Print the one line that says a message was parked, on stderr.
 
     Parameters:
         message_id: the message's ``message_id`` (or ``None`` if it has none).
-        dead_letter_queue: where RabbitMQ dead-letters it.
+        dead_letter_queue: where RabbitMQ dead-letters it; ``None`` where its queue has no
+            dead-letter queue (the hello queue, an auto-ack consumer): the line then says it
+            was dropped.
         why: what went wrong (:func:`describe`).
     """
-    print(
-        f" [!] parked message {message_id or '(no message_id)'} in '{dead_letter_queue}': {why}",
-        file=sys.stderr,
-        flush=True,
+    message = message_id or "(no message_id)"
+    line = (
+        f" [!] parked message {message} in '{dead_letter_queue}': {why}"
+        if dead_letter_queue
+        else f" [!] dropped message {message} (its queue has no dead-letter queue): {why}"
     )
+    print(line, file=sys.stderr, flush=True)
