@@ -136,6 +136,12 @@ def make_app() -> Celery:
         # broker restart does not end it.
         broker_connection_retry_on_startup=False,
         broker_connection_max_retries=10,
+        # Default False: a channel error in the consumer (RabbitMQ closing the channel with
+        # "406 PRECONDITION_FAILED - delivery acknowledgement ... timed out" past
+        # consumer_timeout) is an "Unrecoverable error" that stops the worker. True: Celery
+        # reconnects as after a lost connection and goes on; the unacked message is
+        # redelivered (Celery docs, "Configuration: broker_channel_error_retry").
+        broker_channel_error_retry=True,
         broker_connection_timeout=s.connect_timeout,
         broker_heartbeat=s.heartbeat,
         # -- keeping the worker to the point ------------------------------------------------

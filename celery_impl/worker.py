@@ -34,6 +34,7 @@ import sys
 from celery_impl import tasks
 from celery_impl.settings import app, connect, declare_work_queue, task_queue
 from shared import cli, settings
+from shared.errors import WorkerCannotGoOn
 
 POOLS = ("prefork", "threads")
 """Celery execution pools offered here: processes (Celery's default) or threads."""
@@ -89,7 +90,11 @@ def main() -> int:
     tasks.configure(slowdown=args.slowdown, worker_name=args.name)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    app.worker_main(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
+    # app.start, not app.worker_main, which drops the exit code: Celery's "Unrecoverable error"
+    # ends the worker with code 1, and a supervisor must see it.
+    code = app.start(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
+    if code:
+        raise WorkerCannotGoOn(f"the Celery worker stopped on an error (exit {code}; see above)")
     print(f" [*] {args.name} stopped", flush=True)
     return 0
 

@@ -17,9 +17,11 @@
 * **Consumer cancel.** RabbitMQ cancels the consumer when the queue is deleted (RabbitMQ docs,
   "Consumer Cancel Notification"): the worker declares the queue again and goes on.
 * **Delivery acknowledgement timeout.** RabbitMQ closes the channel with ``406
-  PRECONDITION_FAILED - delivery acknowledgement timed out`` when a message stays unacked longer
-  than ``consumer_timeout`` (RabbitMQ docs, "Consumer Acknowledgements": delivery acknowledgement
-  timeout): one line, a new channel, go on; the message is redelivered (at-least-once).
+  PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out`` when a message stays
+  unacked longer than ``consumer_timeout`` (RabbitMQ docs, "Consumer Acknowledgements":
+  delivery acknowledgement timeout): one line, a new channel, go on; the message is redelivered
+  (at-least-once). RabbitMQ 3.10 checks it on each channel's tick (``channel_tick_interval``,
+  60 s by default), so a delivery may stay unacked up to a minute longer.
 * **Cannot go on.** Any other channel error (e.g. 403 after permissions were revoked), or
   reconnecting in vain, ends the worker with one line and a non-zero exit code
   (:class:`~shared.errors.WorkerCannotGoOn`, :class:`~shared.errors.AccessRefused`...), so a
@@ -46,8 +48,15 @@ from pika.spec import Basic, BasicProperties
 from shared.errors import BrokerUnreachable, WorkerCannotGoOn
 from shared.pika_errors import root_cause
 
-ACK_TIMEOUT_TEXT = "delivery acknowledgement timed out"
-"""What RabbitMQ's 406 channel close says when ``consumer_timeout`` expired."""
+
+def is_ack_timeout(error: pika.exceptions.ChannelClosedByBroker) -> bool:
+    """Whether RabbitMQ closed the channel because ``consumer_timeout`` expired: ``406
+    PRECONDITION_FAILED - delivery acknowledgement on channel N timed out. Timeout value used:
+    ... ms`` (RabbitMQ 3.10, ``rabbit_channel:evaluate_consumer_timeout``; other versions say
+    "delivery acknowledgement timed out")."""
+    text = error.reply_text or ""
+    return error.reply_code == 406 and "delivery acknowledgement" in text and "timed out" in text
+
 
 FLUSH_SECONDS = 0.2
 """How often the connection thread flushes the (buffered) task output."""
@@ -147,7 +156,6 @@ class Consumer:
         self.in_hand = 0  # handed to the slots and not finished; changed under self.lock
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
-        self._flushed = time.monotonic()
         self.slots = [
             threading.Thread(target=self._slot, name=f"{name}-slot-{i}", daemon=True)
             for i in range(slots)
@@ -193,7 +201,7 @@ class Consumer:
                     print(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
                     connection = self._reconnect()
                 except pika.exceptions.ChannelClosedByBroker as e:
-                    if e.reply_code == 406 and ACK_TIMEOUT_TEXT in e.reply_text:
+                    if is_ack_timeout(e):
                         print(
                             f" [!] {self.name}: RabbitMQ closed the channel ({e.reply_code} "
                             f"{e.reply_text}); the unacked messages go back to the queue; "
@@ -238,26 +246,38 @@ class Consumer:
             f" [*] {self.name} waiting for messages on '{self.queue}'. To exit press CTRL+C",
             flush=True,
         )
-        while not self.stopping.is_set() and not cancelled:
-            connection.process_data_events(time_limit=FLUSH_SECONDS)
-            self._check()
-        if cancelled:
+
+        def tick() -> None:  # on the connection's thread, every FLUSH_SECONDS
+            if not channel.is_open:
+                return
+            self._flush()
+            if self.stopping.is_set() or self.failure is not None:
+                channel.stop_consuming()  # cancel the consumer: no new deliveries
+            else:
+                connection.call_later(FLUSH_SECONDS, tick)
+
+        connection.call_later(FLUSH_SECONDS, tick)
+        # Returns after stop_consuming or a consumer cancel by RabbitMQ; raises
+        # ChannelClosedByBroker when RabbitMQ closes the channel, AMQPConnectionError when the
+        # connection drops (pika docs, BlockingChannel.start_consuming).
+        channel.start_consuming()
+        if self.failure is not None:
+            raise self.failure
+        if cancelled and not self.stopping.is_set():
             channel.close()
             return False
         # Warm shutdown: let the slots finish what they started; their acks go out from here.
         while self.in_hand:
             connection.process_data_events(time_limit=0.05)
-            self._check()
+            self._flush()
+            if self.failure is not None:
+                raise self.failure
         connection.process_data_events(time_limit=0)  # acks queued by the last slot
         return True
 
-    def _check(self) -> None:
-        if self.failure is not None:
-            raise self.failure
-        now = time.monotonic()
-        if now - self._flushed >= FLUSH_SECONDS:
-            sys.stdout.flush()
-            self._flushed = now
+    def _flush(self) -> None:
+        """Write out the buffered task output."""
+        sys.stdout.flush()
 
     def _reconnect(self) -> pika.BlockingConnection:
         """Try to connect every half second for ``reconnect_seconds``.
