@@ -10,7 +10,7 @@ import sys
 from celery_impl import tasks
 from celery_impl.new_task import publish_confirmed
 from celery_impl.settings import app, connect, declare, hello_queue, hello_queue_entity
-from shared import cli
+from shared import cli, settings
 from shared.contract import TRANSIENT, Envelope
 
 
@@ -37,6 +37,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 def main() -> int:
     text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
     send(text)
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
     print(f" [x] Sent {text}")
     return 0
 

@@ -29,6 +29,7 @@ from celery_impl.settings import app
 from shared import poison, settings
 from shared import tasks as catalogue
 from shared.contract import PUBLISHED_AT_HEADER, published_at_from
+from shared.errors import MqlabError
 from shared.journal import JournalWriter
 
 
@@ -125,7 +126,29 @@ def hello(self: Task, text: str) -> str:
     return catalogue.hello(text)
 
 
-@app.task(bind=True, base=ParkingTask, name="celery_impl.work")
+class WorkTask(ParkingTask):
+    """The work task's class: it refuses ``eta``/``countdown`` at the producer, and its worker
+    strategy (:func:`celery_impl.consumer.refuse_eta`) dead-letters an ETA message that arrives
+    anyway, so no ETA message takes a prefetch-1 worker's only slot."""
+
+    Strategy = "celery_impl.consumer:refuse_eta"
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """``Task.apply_async`` without ``eta`` or ``countdown``.
+
+        Raises:
+            MqlabError: ``eta`` or ``countdown`` was given.
+        """
+        if options.get("eta") is not None or options.get("countdown") is not None:
+            raise MqlabError(
+                "celery_impl.work takes no eta/countdown: a prefetch-1 worker would hold the "
+                "message unacked until then and serve nothing behind it; schedule it elsewhere "
+                "and publish it when due"
+            )
+        return super().apply_async(args, kwargs, **options)
+
+
+@app.task(bind=True, name="celery_impl.work", base=WorkTask)
 def work(self: Task, body: str) -> float:
     """Tutorial 2: one unit of work per ``.`` in ``body`` (:func:`shared.tasks.work`).
 

@@ -67,6 +67,24 @@ def worker_argv(
     ]  # fmt: skip
 
 
+def run_worker(argv: list[str]) -> int:
+    """Run ``celery worker`` with ``argv`` in this process and return its exit code.
+
+    ``app.worker_main`` (and ``app.start``) drop it: click's ``main`` with
+    ``standalone_mode=False`` returns the code of ``ctx.exit(worker.exitcode)`` and
+    ``Celery.start`` ignores that return value, so an "Unrecoverable error" (code 1) would look
+    like a clean stop (0). This is ``Celery.start`` keeping the code.
+    """
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app  # the --app option, as Celery.start sets it
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    return code if isinstance(code, int) else 0
+
+
 def main() -> int:
     parser = cli.worker_parser("python -m celery_impl.worker", __doc__)
     parser.add_argument(
@@ -90,9 +108,7 @@ def main() -> int:
     tasks.configure(slowdown=args.slowdown, worker_name=args.name)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    # app.start, not app.worker_main, which drops the exit code: Celery's "Unrecoverable error"
-    # ends the worker with code 1, and a supervisor must see it.
-    code = app.start(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
+    code = run_worker(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
     if code:
         raise WorkerCannotGoOn(f"the Celery worker stopped on an error (exit {code}; see above)")
     print(f" [*] {args.name} stopped", flush=True)

@@ -1,24 +1,63 @@
-"""Dramatiq's RabbitMQ consumer, parking a message whose envelope no worker thread could handle.
+"""The machinery under the Dramatiq worker that a tutorial reader need not see.
 
-Dramatiq decodes each delivery into a ``Message`` (``_RabbitmqConsumer.__next__``; a body that
-does not decode is already nacked without requeue, i.e. dead-lettered to ``.XQ``). A message
-that decodes but whose envelope does not fit is not caught anywhere: a ``queue_name`` other than
-the queue it came from makes the worker thread look up a consumer that does not exist
-(``Worker.process_message``: ``self.consumers[message.queue_name]``) and die with a KeyError,
-leaving the worker alive but serving nothing; ``options`` that are not a mapping break the
-middleware. :class:`GuardedConsumer` checks the envelope as it comes off the queue and nacks
-what does not fit (parked in ``.XQ``, one line, :mod:`shared.poison`). Plugged in through
-``RabbitmqBroker.consumer_class`` (:class:`~dramatiq_impl.queue_types.TypedQueuesBroker`).
+Dramatiq's worker runs the actors on its own threads, apart from each queue's consumer thread,
+which keeps the connection (and its heartbeats) going however long a task takes. When the
+consumer's connection fails, Dramatiq's ``_ConsumerThread`` logs it and opens a new consumer,
+forever (``dramatiq/worker.py``): right after a broker restart, and also when the broker now
+refuses the worker, where retrying cannot help. :class:`ExitWhenRefused` ends the worker process
+in that case with :attr:`~shared.errors.WorkerCannotGoOn.exit_code`; Dramatiq's main process then
+stops the others and exits with that code (``dramatiq/cli.py``: "Worker ... exited
+unexpectedly"), so a supervisor restarts it.
+
+**Poison envelopes.** Dramatiq decodes each delivery into a ``Message``
+(``_RabbitmqConsumer.__next__``; a body that does not decode is already nacked without requeue, i.e.
+dead-lettered to ``.XQ``). A message that decodes but whose envelope does not fit is not caught
+anywhere: a ``queue_name`` other than the queue it came from makes the worker thread look up a
+consumer that does not exist (``Worker.process_message``: ``self.consumers[message.queue_name]``)
+and die with a KeyError, leaving the worker alive but serving nothing; ``options`` that are not a
+mapping break the middleware. :class:`GuardedConsumer` checks the envelope as it comes off the queue
+and nacks what does not fit (parked in ``.XQ``, one line, :mod:`shared.poison`). Plugged in through
+the broker's ``consumer_class`` property (:class:`ExitWhenRefused`).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
+import pika.exceptions
 from dramatiq.brokers.rabbitmq import _RabbitmqConsumer
 from dramatiq.common import xq_name
 
+from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import poison
+from shared.errors import WorkerCannotGoOn
+
+REFUSED = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.AuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+)
+"""pika's errors for a broker that refuses the user or the vhost (403 ACCESS_REFUSED)."""
+
+
+def refusal(error: BaseException | None) -> BaseException | None:
+    """The 403 refusal inside ``error`` (Dramatiq wraps pika's errors: ``ConnectionClosed``
+    keeps it as ``.message`` and as the cause), or ``None``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, REFUSED):
+            return error
+        if getattr(error, "reply_code", None) == 403:
+            return error
+        inner = getattr(error, "message", None)
+        if isinstance(inner, BaseException):
+            error = inner
+            continue
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def envelope_fault(message: Any, queue_name: str) -> str | None:
@@ -49,3 +88,30 @@ class GuardedConsumer(_RabbitmqConsumer):
         poison.report(message.message_id, xq_name(self.queue_name), f"bad envelope: {fault}")
         self.nack(message)  # basic_nack without requeue: dead-lettered to .XQ
         return None
+
+
+class ExitWhenRefused(TypedQueuesBroker):
+    """A ``RabbitmqBroker`` whose ``consume`` ends the worker process with one line and a
+    non-zero exit code when the broker refuses it, and whose consumers park a poison envelope
+    (:class:`GuardedConsumer`)."""
+
+    @property
+    def consumer_class(self) -> type[GuardedConsumer]:
+        """Dramatiq's consumer class for ``consume``: ours, which parks a bad envelope."""
+        return GuardedConsumer
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        """``RabbitmqBroker.consume``; a 403 refusal exits the process
+        (:attr:`WorkerCannotGoOn.exit_code`) instead of raising into Dramatiq's retry loop."""
+        try:
+            return super().consume(queue_name, prefetch, timeout)
+        except Exception as e:
+            refused = refusal(e)
+            if refused is None:
+                raise
+            print(
+                f"error: the broker refused this worker ({refused!r}); stopping",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(WorkerCannotGoOn.exit_code)

@@ -21,18 +21,11 @@ from typing import Any
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import xq_name
 
-from dramatiq_impl.consumer import GuardedConsumer
 from shared import queues, settings
 
 
 class TypedQueuesBroker(RabbitmqBroker):
-    """``RabbitmqBroker`` whose queues are of type ``MQLAB_QUEUE_TYPE`` (classic or quorum),
-    consumed through :class:`~dramatiq_impl.consumer.GuardedConsumer` (the broker's
-    ``consumer_class`` property)."""
-
-    @property
-    def consumer_class(self) -> type[GuardedConsumer]:
-        return GuardedConsumer
+    """``RabbitmqBroker`` whose queues are of type ``MQLAB_QUEUE_TYPE`` (classic or quorum)."""
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         s = settings.load()

@@ -13,7 +13,7 @@ from dramatiq.errors import BrokerConnectionError
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import connect, hello_queue, make_broker, translate
-from shared import cli
+from shared import cli, settings
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
@@ -39,6 +39,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 def main() -> int:
     text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
     send(text)
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
     print(f" [x] Sent {text}")
     return 0
 

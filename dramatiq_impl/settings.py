@@ -38,13 +38,13 @@ from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
+from dramatiq_impl.consumer import ExitWhenRefused
 from dramatiq_impl.middleware import (
     JournalMiddleware,
     ParkPoison,
     PrefetchPerThread,
     ShutdownOnce,
 )
-from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import pika_errors, poison, settings
 from shared.errors import MqlabError
 
@@ -108,7 +108,9 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
         ValueError: the URL does not parse.
     """
     s = settings.load()
-    broker = TypedQueuesBroker(  # RabbitmqBroker + MQLAB_QUEUE_TYPE (dramatiq_impl.queue_types)
+    # RabbitmqBroker + MQLAB_QUEUE_TYPE (dramatiq_impl.queue_types) + a worker that exits when
+    # the broker refuses it (dramatiq_impl.consumer)
+    broker = ExitWhenRefused(
         url=amqp_url or s.amqp_url,
         # Default False: enqueue would neither wait for the broker's ack nor set `mandatory`,
         # so a publish the broker refused or could not route would go unnoticed.

@@ -76,35 +76,64 @@ class Delivery:
     body: bytes
     method: Basic.Deliver
     props: BasicProperties
-    _connection: pika.BlockingConnection
-    _channel: BlockingChannel
+    _settlements: Settlements
     _auto_ack: bool
 
     def ack(self) -> None:
         """``basic.ack`` this delivery, on the connection's thread (no-op under auto-ack)."""
-        self._settle(functools.partial(self._channel.basic_ack, self.method.delivery_tag))
+        if not self._auto_ack:
+            channel = self._settlements.channel
+            self._settlements.add(functools.partial(channel.basic_ack, self.method.delivery_tag))
 
     def reject(self, requeue: bool = False) -> None:
         """``basic.reject`` this delivery (dead-lettered if the queue has a dead-letter
         exchange, else dropped; ``requeue=True`` puts it back), on the connection's thread."""
-        tag = self.method.delivery_tag
-        self._settle(functools.partial(self._channel.basic_reject, tag, requeue=requeue))
+        if not self._auto_ack:
+            channel, tag = self._settlements.channel, self.method.delivery_tag
+            self._settlements.add(functools.partial(channel.basic_reject, tag, requeue=requeue))
 
-    def _settle(self, settle: Callable[[], None]) -> None:
-        if self._auto_ack:
-            return
-        channel, tag = self._channel, self.method.delivery_tag
 
-        def on_connection_thread() -> None:
-            if channel.is_open:
+class Settlements:
+    """The acks and rejects the slots asked for on one channel, sent by the connection's thread.
+
+    A slot queues its ack here; the first one queued wakes the connection's thread with
+    ``connection.add_callback_threadsafe``, which then sends every ack queued meanwhile, so
+    a busy worker pays one wake-up per batch, not one per message.
+
+    Parameters:
+        connection: the channel's connection.
+        channel: the channel the deliveries came on (acks are only valid there).
+    """
+
+    def __init__(self, connection: pika.BlockingConnection, channel: BlockingChannel) -> None:
+        self.connection, self.channel = connection, channel
+        self._pending: list[functools.partial[None]] = []
+        self._lock = threading.Lock()
+
+    def add(self, settle: functools.partial[None]) -> None:
+        """Queue ``settle`` (a ``basic_ack``/``basic_reject`` call) for the connection's thread."""
+        with self._lock:
+            self._pending.append(settle)
+            wake = len(self._pending) == 1
+        if wake:
+            try:
+                self.connection.add_callback_threadsafe(self._send)
+            except pika.exceptions.AMQPError:  # the connection is gone (broker restart)
+                lost_ack(settle.args[0], "its connection was lost")
+
+    def _send(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        for settle in batch:
+            if self.channel.is_open:
                 settle()
             else:
-                lost_ack(tag, "its channel was closed")
+                lost_ack(settle.args[0], "its channel was closed")
 
-        try:
-            self._connection.add_callback_threadsafe(on_connection_thread)
-        except pika.exceptions.AMQPError:  # the connection is gone (broker restart)
-            lost_ack(tag, "its connection was lost")
+
+def say(line: str) -> None:
+    """Print a status line now (stdout is block-buffered for the task lines)."""
+    print(line, flush=True)
 
 
 def lost_ack(tag: int, why: str) -> None:
@@ -194,15 +223,15 @@ class Consumer:
                 try:
                     if self._consume(connection):
                         break
-                    print(f" [!] {self.name}: consumer cancelled (queue deleted?); declaring again")
+                    say(f" [!] {self.name}: consumer cancelled (queue deleted?); declaring again")
                 except pika.exceptions.AMQPConnectionError as e:  # broker restarted, network
                     if self.stopping.is_set():
                         break
-                    print(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
+                    say(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
                     connection = self._reconnect()
                 except pika.exceptions.ChannelClosedByBroker as e:
                     if is_ack_timeout(e):
-                        print(
+                        say(
                             f" [!] {self.name}: RabbitMQ closed the channel ({e.reply_code} "
                             f"{e.reply_text}); the unacked messages go back to the queue; "
                             "opening a new channel"
@@ -229,6 +258,9 @@ class Consumer:
             nonlocal cancelled
             cancelled = True
 
+        channel = connection.channel()
+        settlements = Settlements(connection, channel)
+
         def on_message(
             ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
         ) -> None:
@@ -236,9 +268,8 @@ class Consumer:
                 return  # not started: closing the channel requeues it
             with self.lock:
                 self.in_hand += 1
-            self.waiting.put(Delivery(body, method, props, connection, ch, self.auto_ack))
+            self.waiting.put(Delivery(body, method, props, settlements, self.auto_ack))
 
-        channel = connection.channel()
         self.setup(channel)
         channel.add_on_cancel_callback(on_cancel)
         channel.basic_consume(self.queue, on_message, auto_ack=self.auto_ack)

@@ -9,7 +9,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_hello_queue, hello_queue
-from shared import cli, tasks
+from shared import cli, settings, tasks
 
 
 def main() -> int:
@@ -25,6 +25,7 @@ def main() -> int:
 
     # Tutorial 1 acknowledges on delivery (auto_ack); tutorial 2's worker does better.
     channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=True)
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
     channel.start_consuming()
     return 0

@@ -146,6 +146,7 @@ def new_task_main(
     # each one to the worker that ran it; the number adds no work (no dots).
     bodies = [text] if args.count == 1 else [f"{text} #{i}" for i in range(1, args.count + 1)]
     message_ids = [m.message_id for m in publish(bodies)]
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
     for body, message_id in zip(bodies[:10], message_ids, strict=False):
         print(f" [x] Sent {body} ({message_id})")
     if len(message_ids) > 10:
