@@ -42,16 +42,21 @@ from collections.abc import Callable
 from typing import Any
 
 import amqp.exceptions
-from celery.exceptions import WorkerShutdown
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.exceptions import DecodeError
 from kombu.message import Message
 
-from celery_impl.settings import task_queue
+from celery_impl.settings import refused_by_broker, task_queue
 from shared import poison, queues
-from shared.errors import WorkerCannotGoOn
+from shared.errors import MqlabError
 
 logger = logging.getLogger(__name__)
+
+FATAL: list[MqlabError] = []
+"""The broker's refusal that stopped this process's consumer, for the worker to report."""
+
+REFUSALS = (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed, amqp.exceptions.NotFound)
+"""403, 530 and 404: the broker refuses the worker; retrying cannot help."""
 
 
 def dead_letter_queue(queue: str | None) -> str | None:
@@ -108,20 +113,8 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
     broker refuses it."""
 
     def connect(self) -> Any:
-        """Celery's connection for consuming, declared to follow the spec's qos semantics.
-
-        Raises:
-            WorkerShutdown: the broker refused the user (403 ACCESS_REFUSED: password changed,
-                user deleted, permissions revoked). With ``broker_channel_error_retry`` (see
-                :mod:`celery_impl.settings`) Celery would retry that forever, since py-amqp
-                counts 403 as a channel error; retrying cannot help, so the worker stops with
-                :attr:`WorkerCannotGoOn.exit_code` for a supervisor to see.
-        """
-        try:
-            conn = super().connect()
-        except amqp.exceptions.AccessRefused as e:
-            logger.critical("broker refused this worker (%s); stopping", e)
-            raise WorkerShutdown(WorkerCannotGoOn.exit_code) from e
+        """Celery's connection for consuming, declared to follow the spec's qos semantics."""
+        conn = super().connect()
         conn.transport.qos_semantics_matches_spec = lambda connection: True
         return conn
 
@@ -168,6 +161,38 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
                 park(message, f"not a valid Celery task message ({poison.describe(e)})")
 
         return on_task_received
+
+    def on_connection_error_before_connected(self, exc: BaseException) -> None:
+        """Celery's handler for a recoverable error, except that a refusal is not one.
+
+        With ``broker_channel_error_retry`` (:mod:`celery_impl.settings`: the 406 consumer
+        timeout) every channel error counts as recoverable, and py-amqp counts 403 (a login
+        refused after a password change, no read permission) as a channel error, so Celery
+        would retry it forever; re-raised here, :meth:`start` stops the worker.
+        """
+        if isinstance(exc, REFUSALS):
+            raise exc
+        super().on_connection_error_before_connected(exc)
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        """As :meth:`on_connection_error_before_connected`, once connected."""
+        if isinstance(exc, REFUSALS):
+            raise exc
+        super().on_connection_error_after_connected(exc)
+
+    def start(self) -> Any:
+        """Celery's consumer loop, stopped by a refusal it cannot recover from.
+
+        A 403 on ``basic.consume`` (no read permission) or a 404 is not a connection error to
+        Celery: it would log "Unrecoverable error" with a traceback and the worker would exit
+        0. Here the refusal is kept in :data:`FATAL` and the worker stops with ``SystemExit``,
+        so ``worker.py`` reports it in one line and a non-zero exit.
+        """
+        try:
+            return super().start()
+        except REFUSALS as e:
+            FATAL.append(refused_by_broker(e, self.app.connection_for_read(), "consume"))
+            raise SystemExit(1) from None
 
 
 ETA_REFUSED = (

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sys
 
-from celery_impl import tasks
+from celery_impl import consumer, tasks
 from celery_impl.settings import app, connect, declare_work_queue, task_queue
 from shared import cli, settings
 from shared.errors import WorkerCannotGoOn
@@ -74,6 +74,10 @@ def run_worker(argv: list[str]) -> int:
     ``standalone_mode=False`` returns the code of ``ctx.exit(worker.exitcode)`` and
     ``Celery.start`` ignores that return value, so an "Unrecoverable error" (code 1) would look
     like a clean stop (0). This is ``Celery.start`` keeping the code.
+
+    Raises:
+        shared.errors.MqlabError: the broker refused the consumer (403, 404, 530:
+            :data:`celery_impl.consumer.FATAL`).
     """
     from celery.bin.celery import celery as celery_command
 
@@ -82,6 +86,8 @@ def run_worker(argv: list[str]) -> int:
         code = celery_command.main(args=argv, standalone_mode=False)
     finally:
         celery_command.params[0].default = None
+    if consumer.FATAL:  # the broker refused the consumer: its one-line error
+        raise consumer.FATAL[0]
     return code if isinstance(code, int) else 0
 
 

@@ -5,7 +5,8 @@ which keeps the connection (and its heartbeats) going however long a task takes.
 consumer's connection fails, Dramatiq's ``_ConsumerThread`` logs it and opens a new consumer,
 forever (``dramatiq/worker.py``): right after a broker restart, and also when the broker now
 refuses the worker, where retrying cannot help. :class:`ExitWhenRefused` ends the worker process
-in that case with :attr:`~shared.errors.WorkerCannotGoOn.exit_code`; Dramatiq's main process then
+in that case with one ``error:`` line and the refusal's exit code (3, as for a wrong password at
+start); Dramatiq's main process then
 stops the others and exits with that code (``dramatiq/cli.py``: "Worker ... exited
 unexpectedly"), so a supervisor restarts it.
 
@@ -17,7 +18,8 @@ consumer that does not exist (``Worker.process_message``: ``self.consumers[messa
 and die with a KeyError, leaving the worker alive but serving nothing; ``options`` that are not a
 mapping break the middleware. :class:`GuardedConsumer` checks the envelope as it comes off the queue
 and nacks what does not fit (parked in ``.XQ``, one line, :mod:`shared.poison`). Plugged in through
-the broker's ``consumer_class`` property (:class:`ExitWhenRefused`).
+the broker's ``consumer_class`` property (:class:`ExitWhenRefused`, and the consumer of
+:class:`dramatiq_impl.settings.Broker` extends it).
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from dramatiq.brokers.rabbitmq import _RabbitmqConsumer
 from dramatiq.common import xq_name
 
 from dramatiq_impl.queue_types import TypedQueuesBroker
-from shared import poison
-from shared.errors import WorkerCannotGoOn
+from shared import pika_errors, poison
 
 REFUSED = (
     pika.exceptions.ProbableAuthenticationError,
@@ -101,17 +102,16 @@ class ExitWhenRefused(TypedQueuesBroker):
         return GuardedConsumer
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
-        """``RabbitmqBroker.consume``; a 403 refusal exits the process
-        (:attr:`WorkerCannotGoOn.exit_code`) instead of raising into Dramatiq's retry loop."""
+        """``RabbitmqBroker.consume``; a 403 refusal while connecting or declaring exits the
+        process (:class:`~shared.errors.AccessRefused`'s exit code) instead of raising into
+        Dramatiq's retry loop (a refused ``basic.consume`` is :class:`dramatiq_impl.settings.
+        Broker`'s)."""
         try:
             return super().consume(queue_name, prefetch, timeout)
         except Exception as e:
             refused = refusal(e)
             if refused is None:
                 raise
-            print(
-                f"error: the broker refused this worker ({refused!r}); stopping",
-                file=sys.stderr,
-                flush=True,
-            )
-            os._exit(WorkerCannotGoOn.exit_code)
+            error = pika_errors.translate(refused, self.parameters, queue_name, "connect")
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            os._exit(error.exit_code)

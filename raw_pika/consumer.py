@@ -45,6 +45,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from shared import pika_errors
 from shared.errors import BrokerUnreachable, WorkerCannotGoOn
 from shared.pika_errors import root_cause
 
@@ -78,6 +79,10 @@ class Delivery:
     props: BasicProperties
     _settlements: Settlements
     _auto_ack: bool
+
+    def channel_is_open(self) -> bool:
+        """Whether the channel it came on is still open (else its ack cannot be sent)."""
+        return bool(self._settlements.channel.is_open)
 
     def ack(self) -> None:
         """``basic.ack`` this delivery, on the connection's thread (no-op under auto-ack)."""
@@ -196,7 +201,9 @@ class Consumer:
         """A slot thread: run the deliveries handed to it, one at a time."""
         while (delivery := self.waiting.get()) is not None:
             try:
-                if not self.stopping.is_set():  # else: not started; the channel's close requeues it
+                # Not started when stopping, or when its channel is gone (consumer timeout,
+                # lost connection): RabbitMQ requeues it with the channel, so skip it here.
+                if not self.stopping.is_set() and delivery.channel_is_open():
                     self.handle(delivery)
             except BaseException as e:  # noqa: BLE001  (reported on the connection's thread)
                 self.failure = e
@@ -209,7 +216,9 @@ class Consumer:
 
         Raises:
             WorkerCannotGoOn: RabbitMQ closed the channel for a reason other than the delivery
-                acknowledgement timeout, or a slot raised.
+                acknowledgement timeout.
+            Exception: whatever a slot's ``handle`` raised (the worker stops; the message in
+                hand goes back to the queue with the connection).
             BrokerUnreachable, AccessRefused: reconnecting failed.
         """
 
@@ -237,6 +246,9 @@ class Consumer:
                             "opening a new channel"
                         )
                         continue
+                    if e.reply_code != 406:  # 403 ACCESS_REFUSED: no read permission; 404...
+                        params = connection._impl.params
+                        raise pika_errors.translate(e, params, self.queue, "consume") from e
                     raise WorkerCannotGoOn(
                         f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text})"
                     ) from e

@@ -51,7 +51,8 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
     params.connection_attempts = 1
     params.socket_timeout = s.connect_timeout
     params.stack_timeout = s.connect_timeout
-    params.blocked_connection_timeout = 60
+    # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
+    params.blocked_connection_timeout = s.blocked_timeout
     params.heartbeat = s.heartbeat
     try:
         return pika.BlockingConnection(params)
@@ -67,13 +68,14 @@ def declare_queue(
     Raises:
         QueueMismatch: the queue exists with other arguments, e.g. non-durable or of another
             type (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission on it (403), or another refusal.
     """
     try:
         channel.queue_declare(queue=queue, durable=durable, arguments=arguments)
     except pika.exceptions.ChannelClosedByBroker as e:
         if e.reply_code == 406:
             raise QueueMismatch(queue_mismatch_message(queue, e.reply_text)) from e
-        raise
+        raise pika_errors.translate(e, channel.connection._impl.params, queue, "declare") from e
 
 
 def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
@@ -84,6 +86,7 @@ def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
 
     Raises:
         QueueMismatch: either queue exists with other arguments (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission (403).
     """
     s = settings.load()
     declare_queue(channel, queues.dead_letter_queue(queue), queues.arguments(s.queue_type))
@@ -98,6 +101,7 @@ def declare_hello_queue(channel: BlockingChannel, queue: str) -> None:
 
     Raises:
         QueueMismatch: it exists with other arguments (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission (403).
     """
     queue_type = settings.load().queue_type
     declare_queue(channel, queue, queues.arguments(queue_type), durable=queue_type == "quorum")

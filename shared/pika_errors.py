@@ -15,7 +15,9 @@ from shared.errors import (
     QueueMismatch,
     Unroutable,
     queue_mismatch_message,
+    refused,
     unreachable,
+    vhost_refused,
 )
 
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (
@@ -31,7 +33,7 @@ the peer never answers the handshake, ``ssl.SSLError`` for TLS against a plain p
 
 
 def translate(
-    error: BaseException, params: pika.ConnectionParameters, queue: str = "?"
+    error: BaseException, params: pika.ConnectionParameters, queue: str = "?", doing: str = "?"
 ) -> MqlabError:
     """The :class:`~shared.errors.MqlabError` that tells the user what ``error`` means.
 
@@ -40,6 +42,7 @@ def translate(
             ``UnroutableError``, ``NackError``); anything else counts as an unreachable broker.
         params: the connection's parameters (host, port, user, vhost for the message).
         queue: the queue concerned, for 406, unroutable and nack messages.
+        doing: ``declare``, ``publish`` or ``consume``: names the permission a 403 lacks.
     """
     where = f"{params.host}:{params.port}"
     if isinstance(
@@ -50,10 +53,15 @@ def translate(
             f"broker at {where} refused user '{user}': wrong user name or password "
             f"({error.__class__.__name__})"
         )
+    user = str(getattr(params.credentials, "username", "?"))
     if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
-        return AccessRefused(f"broker at {where} denied access to vhost '{params.virtual_host}'")
+        return AccessRefused(vhost_refused(user, params.virtual_host, f"broker at {where}"))
     if isinstance(error, pika.exceptions.ChannelClosedByBroker) and error.reply_code == 406:
         return QueueMismatch(queue_mismatch_message(queue, error.reply_text))
+    if isinstance(
+        error, (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker)
+    ) and error.reply_code in (402, 403, 404, 530):
+        return refused(error.reply_code, error.reply_text, user, params.virtual_host, doing)
     if isinstance(error, pika.exceptions.UnroutableError):
         return Unroutable(f"message returned unroutable: no queue named '{queue}'")
     if isinstance(error, pika.exceptions.NackError):

@@ -9,6 +9,7 @@ granularity, so management figures sampled during a test are at most about a sec
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -86,7 +87,11 @@ class LocalNode(Node):
         self.node = f"mqlab-{uuid.uuid4().hex[:8]}@localhost"
         self.amqp_port, self.management_port = free_port(), free_port()
         self.dist_port = _dist_port()
-        self.amqp_url = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+        # Its own administrator with a random password instead of guest/guest (which any local
+        # user could use): RabbitMQ creates default_user on first boot and no guest then
+        # (RabbitMQ docs, "Access Control": default user). Printed URLs mask it (mask_password).
+        self.user, self.password = "mqlab", secrets.token_urlsafe(18)
+        self.amqp_url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}/%2F"
         self.management_url = f"http://127.0.0.1:{self.management_port}"
         (self.dir / "home").mkdir()
         (self.dir / "rabbitmq-env.conf").write_text("")
@@ -97,7 +102,11 @@ class LocalNode(Node):
             f"management.tcp.port = {self.management_port}\n"
             f"collect_statistics_interval = {STATS_INTERVAL_MS}\n"
             "log.console = false\n"
+            f"default_user = {self.user}\n"
+            f"default_pass = {self.password}\n"
+            "default_user_tags.administrator = true\n"
         )
+        (self.dir / "rabbitmq.conf").chmod(0o600)
         # The management agent aggregates samples at the granularity of its retention policies
         # (default: every 5 s), which would make figures seconds old; sample every second.
         rabbit = ", ".join(f"{{{key}, {value}}}" for key, value in (rabbit_env or {}).items())
@@ -176,6 +185,23 @@ class LocalNode(Node):
                 f"RabbitMQ node {self.node} failed to start: {result.stderr.strip()}\n{tail}"
             )
         super().wait_ready(timeout)
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl -n <node> <args>`` against this node; return its output.
+
+        Raises:
+            RuntimeError: it failed (the message quotes its stderr).
+        """
+        result = subprocess.run(
+            [self.ctl, "-n", self.node, "-q", *args],
+            env={**os.environ, **self._env()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (beam.smp and its helpers)."""

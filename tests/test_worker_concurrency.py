@@ -3,13 +3,16 @@ N messages (prefetch 1 per slot); with one slot it runs one at a time (the negat
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from shared.impl import Implementation
+from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Execution
+from testbed import registry
 from testbed.node import Node
-from testbed.process import wait_until
-from tests.conftest import StartWorker
+from testbed.process import GroupProcess, wait_until
+from tests.conftest import DOT_SECONDS, StartWorker, wait_for_consumer
 from tests.helpers import journal_rows
 
 TASKS = 4
@@ -50,3 +53,35 @@ def test_n_slots_run_n_tasks_at_once(
     assert len(rows) == TASKS
     assert peak_overlap(rows) == slots, rows
     assert prefetch_seen == {slots}
+
+
+@pytest.mark.timeout(120)
+def test_celery_threads_pool_runs_n_tasks_at_once(
+    broker: Node, journal_path: str, tmp_path: Path
+) -> None:
+    """``python -m celery_impl.worker --pool threads -c 2``: two threads, two tasks at once."""
+    if "celery" not in registry.available():
+        pytest.skip("celery_impl not importable")
+    impl = registry.get("celery")
+    spec = WorkerSpec(
+        name="w1",
+        concurrency=2,
+        journal=journal_path,
+        amqp_url=broker.amqp_url,
+        dot_seconds=DOT_SECONDS,
+    )
+    command = impl.worker_command(spec)
+    with GroupProcess(
+        Command([*command.argv, "--pool", "threads"], command.env), log_path=tmp_path / "w1.log"
+    ) as worker:
+        wait_for_consumer(broker, impl, worker)
+        ids = impl.publish_work([BODY] * TASKS)
+        wait_until(
+            lambda: {e.message_id for e in journal_rows(journal_path) if e.finished} >= set(ids),
+            90,
+            what="every task to be executed",
+        )
+        rows = journal_rows(journal_path)
+        assert len(rows) == TASKS
+        assert peak_overlap(rows) == 2, rows
+        assert {r.pid for r in rows} == {worker.popen.pid}  # threads: one process
