@@ -237,7 +237,7 @@ def test_broker_status_counts_dead_letters(broker: Node, impl: Implementation) -
         return [cell.strip() for cell in line.split("\u2502") if cell.strip()]
 
     assert row() == [impl.name, impl.dead_letter_queue(), "-"]
-    impl.publish_work([], declare=True)  # declares the work queue and its dead-letter queue
+    impl.publish_work(["x"])  # declares the work queue and its dead-letter queue
     raw = RAW_MESSAGES[impl.name](impl.task_queue())[0]
     publish_raw(broker.amqp_url, impl.dead_letter_queue(), [raw, raw])
     broker.management.wait_for_queue(impl.dead_letter_queue(), 30, ready=2)
