@@ -22,6 +22,7 @@ from rich.table import Table as RichTable
 from lab.common import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
 from shared.errors import BrokerUnavailable, MqlabError
+from testbed import registry
 from testbed.node import ExternalNode, Node, mask_password
 from testbed.process import wait_until
 from testbed.provider import private_kind, provision
@@ -112,7 +113,24 @@ def cmd_broker(args: argparse.Namespace) -> int:
         if q is not None:
             table.add_row(name, str(q.ready), str(q.unacked), str(q.consumers))
     console.print(table)
+    console.print(dead_letter_table(broker))
     return 0
+
+
+def dead_letter_table(broker: Node) -> RichTable:
+    """Each implementation's dead-letter queue and how many messages are parked in it
+    (``<queue>.dead``; Dramatiq's ``.XQ``): what a worker could not process, or what exceeded
+    the quorum delivery limit (:mod:`shared.poison`). "-" where the queue does not exist yet.
+
+    Raises:
+        requests.RequestException: the management API does not answer.
+    """
+    table = RichTable("implementation", "dead-letter queue", "parked", title="dead letters")
+    for impl in registry.available().values():
+        name = impl.dead_letter_queue()
+        stats = broker.management.queue(name)
+        table.add_row(impl.name, name, "-" if stats is None else str(stats.ready + stats.unacked))
+    return table
 
 
 def broker_up(detach: bool) -> int:
