@@ -162,7 +162,8 @@ def _number(
     try:
         value = cast(raw)
     except ValueError:
-        raise BadSetting(f"{name}={raw!r} is not a {cast.__name__}") from None
+        kind = "a whole number" if cast is int else "a number"
+        raise BadSetting(f"{name}={raw!r} is not {kind}") from None
     if not low <= value <= high:  # also rejects nan
         raise BadSetting(f"{name}={raw!r} is out of range ({low:g} to {high:g})")
     return value
