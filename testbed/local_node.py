@@ -62,6 +62,13 @@ class LocalNode(Node):
     ``/etc/rabbitmq`` files (``RABBITMQ_CONF_ENV_FILE`` and ``RABBITMQ_CONFIG_FILE`` point into
     the directory), so it never clashes with a system broker on 5672.
 
+    Parameters:
+        name: the node name's first part (default ``mqlab-<hex>``); the host is ``localhost``.
+        cookie: the Erlang cookie to share with other nodes (the nodes of a cluster must have
+            one cookie: RabbitMQ docs, "Clustering Guide: Erlang cookie"); default: the node
+            makes its own.
+        extra_config: further ``rabbitmq.conf`` lines.
+
     Raises:
         BrokerUnavailable: no ``rabbitmq-server`` binary is installed.
     """
@@ -69,19 +76,25 @@ class LocalNode(Node):
     provider = "local"
     can_kill = True
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, name: str | None = None, cookie: str | None = None, extra_config: str = ""
+    ) -> None:
         server, ctl = _find("rabbitmq-server"), _find("rabbitmqctl")
         if server is None or ctl is None:
             raise BrokerUnavailable(HOW_TO_GET_RABBITMQ)
-        self.server, self.ctl = server, ctl
+        self.server, self.ctl_path = server, ctl
         self.dir = Path(tempfile.mkdtemp(prefix="mqlab-broker-"))
         reaper.register_dir(str(self.dir))
-        self.node = f"mqlab-{uuid.uuid4().hex[:8]}@localhost"
+        self.node = f"{name or 'mqlab-' + uuid.uuid4().hex[:8]}@localhost"
         self.amqp_port, self.management_port = free_port(), free_port()
         self.dist_port = _dist_port()
         self.amqp_url = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
         self.management_url = f"http://127.0.0.1:{self.management_port}"
         (self.dir / "home").mkdir()
+        if cookie is not None:
+            cookie_file = self.dir / "home" / ".erlang.cookie"
+            cookie_file.write_text(cookie)
+            cookie_file.chmod(0o400)  # Erlang refuses a cookie file others can read
         (self.dir / "rabbitmq-env.conf").write_text("")
         (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
         (self.dir / "rabbitmq.conf").write_text(
@@ -89,7 +102,7 @@ class LocalNode(Node):
             "management.tcp.ip = 127.0.0.1\n"
             f"management.tcp.port = {self.management_port}\n"
             f"collect_statistics_interval = {STATS_INTERVAL_MS}\n"
-            "log.console = false\n"
+            "log.console = false\n" + extra_config
         )
         # The management agent aggregates samples at the granularity of its retention policies
         # (default: every 5 s), which would make figures seconds old; sample every second.
@@ -133,11 +146,35 @@ class LocalNode(Node):
             RuntimeError: the node exited during boot (the message quotes its log).
             TimeoutError: it did not become ready in 90 s.
         """
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server process (first time, or again after :meth:`kill`), without waiting;
+        a no-op while it runs."""
         if self._proc is not None and self._proc.alive():
             return
         self.pid_file.unlink(missing_ok=True)
         self._proc = GroupProcess(Command([self.server], self._env()), log_path=self.log_file)
-        self.wait_ready()
+
+    def alive(self) -> bool:
+        """Whether the node's process is running (it may still be booting)."""
+        return self._proc is not None and self._proc.alive()
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run ``rabbitmqctl -n <this node> ARGS`` with this node's cookie; never raises on a
+        non-zero exit (check ``returncode``).
+
+        Raises:
+            subprocess.TimeoutExpired: it ran longer than ``timeout`` seconds.
+        """
+        return subprocess.run(
+            [self.ctl_path, "-n", self.node, *args],
+            env={**os.environ, **self._env()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """``rabbitmqctl wait <pidfile>`` (RabbitMQ's own readiness check), then the ports.
@@ -153,7 +190,7 @@ class LocalNode(Node):
             what="the node's pid file",
         )
         result = subprocess.run(
-            [self.ctl, "wait", "--timeout", str(int(timeout)), str(self.pid_file)],
+            [self.ctl_path, "wait", "--timeout", str(int(timeout)), str(self.pid_file)],
             env=env,
             capture_output=True,
             text=True,

@@ -62,6 +62,16 @@ class Node(ABC):
             self._management = Management(self.management_url, self.amqp_url)
         return self._management
 
+    @property
+    def amqp_urls(self) -> list[str]:
+        """Every node's AMQP URI (one for a single node; each node's for a cluster)."""
+        return [self.amqp_url]
+
+    @property
+    def failover_url(self) -> str:
+        """``AMQP_URL`` for a client that fails over between :attr:`amqp_urls` (``;``-joined)."""
+        return ";".join(self.amqp_urls)
+
     def __enter__(self) -> Node:
         return self
 
