@@ -21,9 +21,9 @@ from kombu.messaging import Producer
 from celery_impl import tasks
 from celery_impl.settings import app, connect, durable_queue, task_queue
 from celery_impl.settings import declare as declare_queue
-from shared import cli
+from shared import cli, settings
 from shared.contract import PERSISTENT, Envelope
-from shared.errors import PublishRefused, Unroutable, lost_mid_publish
+from shared.errors import PublishRefused, Unroutable, lost_mid_publish, unconfirmed
 
 CONNECTION_LOST = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError)
 """What py-amqp and kombu raise when the connection drops mid-publish."""
@@ -60,6 +60,8 @@ def publish_confirmed(
             message_id=envelope.message_id,
             timestamp=envelope.timestamp,
             mandatory=True,
+            # py-amqp waits for the confirm without a deadline otherwise; TimeoutError after it.
+            confirm_timeout=settings.load().confirm_timeout,
         )
     except amqp.exceptions.MessageNacked as e:
         raise PublishRefused(f"broker refused (nacked) a message for '{queue}'") from e
@@ -100,6 +102,9 @@ def publish(
                     envelope = Envelope()
                     publish_confirmed(tasks.work, producer, queue, (body,), envelope)
                     envelopes.append(envelope)
+    except TimeoutError as e:
+        # No confirm in time (a quorum queue without a majority): the message is not sent.
+        raise unconfirmed(settings.load().confirm_timeout, len(envelopes), len(bodies)) from e
     except CONNECTION_LOST as e:
         # The broker went away mid-publish (connection reset, broken pipe, forced close); the
         # channel's and connection's own close then fail the same way.

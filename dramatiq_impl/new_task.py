@@ -24,8 +24,8 @@ from dramatiq.errors import BrokerConnectionError
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import connect, make_broker, task_queue, translate
-from shared import cli
-from shared.errors import PublishRefused, Unroutable
+from shared import cli, pika_errors, settings
+from shared.errors import PublishRefused, Unroutable, unconfirmed
 
 
 def publish_as_is(broker: RabbitmqBroker, message: Message) -> Message:
@@ -75,6 +75,7 @@ def publish(
             unroutable or nacked publish.
     """
     queue = queue or task_queue()
+    timeout = settings.load().confirm_timeout
     broker = make_broker(amqp_url)
     try:
         connect(broker, queue, declare=declare)
@@ -85,9 +86,14 @@ def publish(
                 messages.append(publish_as_is(broker, message))
                 continue
             try:
-                messages.append(broker.enqueue(message))
+                # Dramatiq waits for the confirm without a deadline; MQLAB_CONFIRM_TIMEOUT.
+                with pika_errors.confirm_deadline(broker.connection, timeout):
+                    messages.append(broker.enqueue(message))
             except BrokerConnectionError as e:
                 raise translate(e, broker, queue) from e
+            except pika_errors.ConfirmTimeout as e:
+                # A quorum queue without a majority: the message is not counted as sent.
+                raise unconfirmed(timeout, len(messages), len(bodies)) from e
         return messages
     finally:
         broker.close()

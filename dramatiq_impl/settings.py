@@ -93,27 +93,32 @@ def middleware() -> list[Middleware]:
 
 
 def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
-    """The ``RabbitmqBroker`` for ``amqp_url`` (default ``AMQP_URL``), set up as the table above
-    says. No connection is opened yet.
+    """The ``RabbitmqBroker`` for ``amqp_url`` (default ``AMQP_URL``; several nodes joined by
+    ``;`` become Dramatiq's list of URLs), set up as the table above says. No connection is
+    opened yet.
 
     Raises:
         ValueError: the URL does not parse.
     """
     s = settings.load()
+    urls = settings.amqp_urls(amqp_url or s.amqp_url)
     broker = RabbitmqBroker(
-        url=amqp_url or s.amqp_url,
+        # Several nodes: a list, one pika URLParameters per node; pika's BlockingConnection
+        # connects to the first that answers, and so does every reconnect of the consumer.
+        url=urls if len(urls) > 1 else urls[0],
         # Default False: enqueue would neither wait for the broker's ack nor set `mandatory`,
         # so a publish the broker refused or could not route would go unnoticed.
         confirm_delivery=s.confirms,
         middleware=middleware(),
     )
-    params: pika.URLParameters = broker.parameters  # one url given: one URLParameters
     # pika defaults: socket_timeout 10 s, stack_timeout 15 s; fail within MQLAB_CONNECT_TIMEOUT.
-    params.connection_attempts = 1
-    params.socket_timeout = s.connect_timeout
-    params.stack_timeout = s.connect_timeout
-    params.heartbeat = s.heartbeat
-    params.blocked_connection_timeout = 60
+    nodes = broker.parameters if isinstance(broker.parameters, list) else [broker.parameters]
+    for params in nodes:
+        params.connection_attempts = 1
+        params.socket_timeout = s.connect_timeout
+        params.stack_timeout = s.connect_timeout
+        params.heartbeat = s.heartbeat
+        params.blocked_connection_timeout = 60
     return broker
 
 

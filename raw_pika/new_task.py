@@ -19,7 +19,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from raw_pika.settings import connect, declare_task_queue, task_queue
 from shared import cli, pika_errors, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, Envelope
-from shared.errors import PublishRefused, Unroutable, lost_mid_publish
+from shared.errors import PublishRefused, Unroutable, lost_mid_publish, unconfirmed
 
 
 def properties(envelope: Envelope, delivery_mode: int = PERSISTENT) -> pika.BasicProperties:
@@ -39,16 +39,19 @@ def publish_confirmed(
     """Publish ``body`` to ``queue`` through the default exchange with ``mandatory=True``.
 
     With confirms on (``channel.confirm_delivery()``), pika's blocking channel waits for the
-    broker's ack and raises if the message came back or was nacked.
+    broker's ack (at most ``MQLAB_CONFIRM_TIMEOUT`` seconds) and raises if the message came
+    back or was nacked.
 
     Raises:
         Unroutable: no queue named ``queue`` (the broker returned the message).
         PublishRefused: the broker nacked the message.
+        pika_errors.ConfirmTimeout: no confirm in time (the caller reports it).
     """
     try:
-        channel.basic_publish(
-            exchange="", routing_key=queue, body=body.encode(), properties=props, mandatory=True
-        )
+        with pika_errors.confirm_deadline(channel.connection, settings.load().confirm_timeout):
+            channel.basic_publish(
+                exchange="", routing_key=queue, body=body.encode(), properties=props, mandatory=True
+            )
     except pika.exceptions.UnroutableError as e:
         raise Unroutable(f"message returned unroutable: no queue named '{queue}'") from e
     except pika.exceptions.NackError as e:
@@ -88,6 +91,9 @@ def publish(
             publish_confirmed(channel, queue, body, properties(envelope))
             envelopes.append(envelope)
         return envelopes
+    except pika_errors.ConfirmTimeout as e:
+        # A quorum queue without a majority: the message may yet be stored, but is not sent.
+        raise unconfirmed(settings.load().confirm_timeout, len(envelopes), len(bodies)) from e
     except pika.exceptions.AMQPConnectionError as e:
         # The broker went away mid-publish (StreamLostError, ConnectionClosedByBroker).
         raise lost_mid_publish(pika_errors.root_cause(e), len(envelopes), len(bodies)) from e

@@ -4,6 +4,9 @@ pika (``raw_pika`` directly, ``dramatiq_impl`` through Dramatiq's ``RabbitmqBrok
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
 import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
@@ -30,28 +33,86 @@ the peer never answers the handshake, ``ssl.SSLError`` for TLS against a plain p
 ``socket.gaierror`` for a host name that does not resolve."""
 
 
+def node_parameters(
+    urls: Sequence[str], *, timeout: float, heartbeat: int
+) -> list[pika.URLParameters]:
+    """One ``URLParameters`` per node URI, each tried once with ``timeout`` seconds for the TCP
+    connect and the handshake; ``pika.BlockingConnection`` takes the list and connects to the
+    first node that answers (pika docs, "Connection Parameters": a sequence of parameters).
+
+    Raises:
+        MqlabError: a URI pika cannot parse.
+    """
+    out = []
+    for url in urls:
+        try:
+            params = pika.URLParameters(url)
+        except (ValueError, IndexError) as e:
+            raise MqlabError(
+                f"AMQP_URL is not a valid AMQP URI like amqp://user:password@host:5672/vhost ({e})"
+            ) from e
+        params.connection_attempts = 1
+        params.socket_timeout = timeout
+        params.stack_timeout = timeout
+        params.blocked_connection_timeout = 60
+        params.heartbeat = heartbeat
+        out.append(params)
+    return out
+
+
+class ConfirmTimeout(Exception):
+    """Raised out of a blocking publish whose confirm did not arrive in time."""
+
+
+@contextmanager
+def confirm_deadline(connection: pika.BlockingConnection, seconds: float) -> Iterator[None]:
+    """Make a blocking ``basic_publish`` inside the block raise :class:`ConfirmTimeout` when
+    its publisher confirm has not arrived within ``seconds``.
+
+    pika's ``BlockingChannel.basic_publish`` waits for the confirm without a deadline, and its
+    public ``call_later`` timers only run in ``process_data_events``; a timer on the
+    connection's I/O loop (``_impl._adapter_call_later``) runs while the publish waits.
+    Afterwards the connection is in an unknown state: close it.
+    """
+
+    def expire() -> None:
+        raise ConfirmTimeout(f"no publisher confirm within {seconds:g} s")
+
+    impl = connection._impl
+    timer = impl._adapter_call_later(seconds, expire)
+    try:
+        yield
+    finally:
+        impl._adapter_remove_timeout(timer)
+
+
 def translate(
-    error: BaseException, params: pika.ConnectionParameters, queue: str = "?"
+    error: BaseException,
+    params: pika.ConnectionParameters | Sequence[pika.ConnectionParameters],
+    queue: str = "?",
 ) -> MqlabError:
     """The :class:`~shared.errors.MqlabError` that tells the user what ``error`` means.
 
     Parameters:
         error: a pika exception (``AMQPConnectionError`` and subclasses, ``ChannelClosedByBroker``,
             ``UnroutableError``, ``NackError``); anything else counts as an unreachable broker.
-        params: the connection's parameters (host, port, user, vhost for the message).
+        params: the connection's parameters (host, port, user, vhost for the message), or one
+            per node of a cluster.
         queue: the queue concerned, for 406, unroutable and nack messages.
     """
-    where = f"{params.host}:{params.port}"
+    nodes = list(params) if isinstance(params, Sequence) else [params]
+    where = ", ".join(f"{p.host}:{p.port}" for p in nodes)
+    first = nodes[0]
     if isinstance(
         error, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
     ):
-        user = getattr(params.credentials, "username", "?")
+        user = getattr(first.credentials, "username", "?")
         return AccessRefused(
             f"broker at {where} refused user '{user}': wrong user name or password "
             f"({error.__class__.__name__})"
         )
     if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
-        return AccessRefused(f"broker at {where} denied access to vhost '{params.virtual_host}'")
+        return AccessRefused(f"broker at {where} denied access to vhost '{first.virtual_host}'")
     if isinstance(error, pika.exceptions.ChannelClosedByBroker) and error.reply_code == 406:
         return QueueMismatch(queue_mismatch_message(queue, error.reply_text))
     if isinstance(error, pika.exceptions.UnroutableError):

@@ -22,13 +22,13 @@ import uuid
 import pika
 import psutil
 import pytest
-from testbed.registry import available
 
 from celery_impl import settings as celery_settings
 from shared.impl import Implementation
 from shared.journal import Execution
 from testbed.node import Node
 from testbed.process import wait_until
+from testbed.registry import available
 from tests.conftest import StartWorker
 from tests.helpers import executions_per_message, journal_rows, wait_for_finished
 

@@ -7,10 +7,10 @@ import time
 
 import pika
 import pytest
-from testbed.node import Node, free_port
 
 from shared.errors import Unroutable
 from shared.impl import Command, Implementation, WorkerSpec
+from testbed.node import Node, free_port
 from testbed.process import GroupProcess
 from tests.helpers import run_to_end
 
