@@ -5,15 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: venv demo test lint format compare clean
+.PHONY: venv demo test lint format compare clean lock
 
 venv: $(STAMP)
 
 # Reinstalled when a package appears: the editable install maps the top-level packages it saw.
-$(STAMP): pyproject.toml $(wildcard */__init__.py)
+# Exact versions from constraints.txt, so results can be reproduced ("make lock" refreshes it).
+$(STAMP): pyproject.toml constraints.txt $(wildcard */__init__.py)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,6 +34,15 @@ format: $(STAMP)
 
 compare: $(STAMP)
 	$(BIN)/mqlab compare $(ARGS)
+
+# Resolve the newest versions pyproject.toml allows in a scratch venv and pin them.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# Exact versions mqlab is tested and measured with (make installs with -c constraints.txt)."; \
+	  echo "# Refresh with: make lock"; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^mqlab'; } > constraints.txt
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -19,8 +19,7 @@ from celery import Task
 from kombu.messaging import Producer
 
 from celery_impl import tasks
-from celery_impl.settings import app, connect, durable_queue, task_queue
-from celery_impl.settings import declare as declare_queue
+from celery_impl.settings import app, connect, declare_work_queue, task_queue, work_queue
 from shared import cli, settings
 from shared.contract import PERSISTENT, Envelope
 from shared.errors import PublishRefused, Unroutable, lost_mid_publish, unconfirmed
@@ -53,7 +52,7 @@ def publish_confirmed(
             args=args,
             task_id=envelope.message_id,
             producer=producer,
-            queue=durable_queue(queue),
+            queue=work_queue(queue),
             declare=[],  # declared by the caller, which reports a 406 clearly
             delivery_mode=delivery_mode,
             headers=envelope.headers(),
@@ -95,7 +94,7 @@ def publish(
     try:
         with connect(amqp_url) as conn:
             if declare:
-                declare_queue(conn, durable_queue(queue))
+                declare_work_queue(conn, queue)
             with conn.channel() as channel:
                 producer = app.amqp.Producer(channel)
                 for body in bodies:

@@ -8,7 +8,7 @@ Each ``celery_impl.hello`` task prints `` [x] Received <text>`` on stdout
 
 from __future__ import annotations
 
-from celery_impl.settings import app, connect, declare, durable_queue, hello_queue
+from celery_impl.settings import app, connect, declare, hello_queue, hello_queue_entity
 from celery_impl.worker import worker_argv
 from shared import cli, settings
 
@@ -16,7 +16,7 @@ from shared import cli, settings
 def main() -> int:
     queue = hello_queue()
     with connect() as conn:
-        declare(conn, durable_queue(queue))
+        declare(conn, hello_queue_entity())
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
     argv = worker_argv(queue, f"receive-{settings.load().worker_name}", loglevel="WARNING")
     app.worker_main(["--quiet", *argv])

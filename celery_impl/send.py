@@ -9,7 +9,7 @@ import sys
 
 from celery_impl import tasks
 from celery_impl.new_task import publish_confirmed
-from celery_impl.settings import app, connect, declare, durable_queue, hello_queue
+from celery_impl.settings import app, connect, declare, hello_queue, hello_queue_entity
 from shared import cli
 from shared.contract import TRANSIENT, Envelope
 
@@ -27,7 +27,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
     queue = hello_queue()
     envelope = Envelope()
     with connect(amqp_url) as conn:
-        declare(conn, durable_queue(queue))
+        declare(conn, hello_queue_entity())
         with conn.channel() as channel:
             producer = app.amqp.Producer(channel)
             publish_confirmed(tasks.hello, producer, queue, (text,), envelope, TRANSIENT)

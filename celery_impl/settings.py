@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import amqp.exceptions
 import kombu.exceptions
@@ -21,7 +22,7 @@ from celery import Celery
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
-from shared import cli, settings
+from shared import cli, queues, settings
 from shared.errors import AccessRefused, QueueMismatch, queue_mismatch_message, unreachable
 
 HELLO_QUEUE = "celery.hello"
@@ -51,16 +52,31 @@ def task_queue() -> str:
     return settings.load().queue(TASK_QUEUE)
 
 
-def durable_queue(name: str) -> Queue:
+def durable_queue(name: str, arguments: dict[str, Any] | None = None) -> Queue:
     """A durable queue bound only to the default exchange, as in the tutorials.
 
     Celery would otherwise create a missing queue together with a direct exchange of the same
     name (``task_create_missing_queues``); with ``Exchange("")`` kombu declares the queue alone
     and Celery publishes through the default exchange with the queue name as routing key.
     ``durable=True`` (kombu's default, spelt out) keeps the queue across a broker restart
-    (RabbitMQ docs, "Queues: Durability").
+    (RabbitMQ docs, "Queues: Durability"). ``arguments`` are the queue's x-arguments
+    (kombu ``queue_arguments``); with ``x-queue-type: quorum`` Celery's
+    ``worker_detect_quorum_queues`` (default True) sees a quorum queue.
     """
-    return Queue(name, Exchange(""), routing_key=name, durable=True)
+    return Queue(name, Exchange(""), routing_key=name, durable=True, queue_arguments=arguments)
+
+
+def work_queue(name: str) -> Queue:
+    """The work queue ``name``: of type ``MQLAB_QUEUE_TYPE``, dead-lettering to
+    ``<name>.dead`` what is rejected (and, on quorum queues, what exceeds
+    ``MQLAB_DELIVERY_LIMIT`` deliveries); :mod:`shared.queues`."""
+    s = settings.load()
+    return durable_queue(name, queues.work_queue_arguments(name, s.queue_type, s.delivery_limit))
+
+
+def hello_queue_entity() -> Queue:
+    """The hello queue, durable, of type ``MQLAB_QUEUE_TYPE``."""
+    return durable_queue(hello_queue(), queues.arguments(settings.load().queue_type))
 
 
 def make_app() -> Celery:
@@ -102,7 +118,7 @@ def make_app() -> Celery:
         # Default 2 (persistent) already; spelt out because a transient message is lost from
         # a durable queue when the broker restarts (RabbitMQ "Reliability Guide").
         task_default_delivery_mode="persistent",
-        task_queues=(durable_queue(task_queue()), durable_queue(hello_queue())),
+        task_queues=(work_queue(task_queue()), hello_queue_entity()),
         task_default_queue=task_queue(),
         task_default_exchange="",
         task_default_routing_key=task_queue(),
@@ -184,6 +200,17 @@ def connect(amqp_url: str | None = None) -> Connection:
         conn.release()
         raise unreachable(where, e.strerror or repr(e)) from e
     return conn
+
+
+def declare_work_queue(conn: Connection, name: str) -> None:
+    """Declare the dead-letter queue ``<name>.dead`` and the work queue ``name``.
+
+    Raises:
+        QueueMismatch: either exists with other arguments (406 PRECONDITION_FAILED).
+    """
+    queue_type = settings.load().queue_type
+    declare(conn, durable_queue(queues.dead_letter_queue(name), queues.arguments(queue_type)))
+    declare(conn, work_queue(name))
 
 
 def declare(conn: Connection, queue: Queue) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare, durable_queue, task_queue
+from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare_work_queue, task_queue
 from shared import cli
 
 
@@ -70,7 +70,7 @@ def main() -> int:
 
     queue = task_queue()
     with connect() as conn:
-        declare(conn, durable_queue(queue))
+        declare_work_queue(conn, queue)
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
     app.worker_main(worker_argv(queue, args.name))
     print(f" [*] {args.name} stopped", flush=True)

@@ -22,6 +22,9 @@ class DramatiqImplementation(Implementation):
     def hello_queue(self) -> str:
         return dq_settings.hello_queue()
 
+    def dead_letter_queue(self) -> str:
+        return dq_settings.with_siblings(self.task_queue())[2]  # Dramatiq's own .XQ
+
     def queues(self) -> list[str]:
         return [
             *dq_settings.with_siblings(self.hello_queue()),

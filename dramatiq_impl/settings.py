@@ -39,6 +39,7 @@ from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
 from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
+from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import pika_errors, settings
 from shared.errors import MqlabError
 
@@ -102,7 +103,7 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
     """
     s = settings.load()
     urls = settings.amqp_urls(amqp_url or s.amqp_url)
-    broker = RabbitmqBroker(
+    broker = TypedQueuesBroker(  # RabbitmqBroker + MQLAB_QUEUE_TYPE (dramatiq_impl.queue_types)
         # Several nodes: a list, one pika URLParameters per node; pika's BlockingConnection
         # connects to the first that answers, and so does every reconnect of the consumer.
         url=urls if len(urls) > 1 else urls[0],

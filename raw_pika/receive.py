@@ -8,7 +8,7 @@ from __future__ import annotations
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from raw_pika.settings import connect, hello_queue
+from raw_pika.settings import connect, declare_hello_queue, hello_queue
 from shared import cli, tasks
 
 
@@ -16,7 +16,7 @@ def main() -> int:
     connection = connect()
     channel = connection.channel()
     queue = hello_queue()
-    channel.queue_declare(queue=queue)
+    declare_hello_queue(channel, queue)
 
     def callback(
         ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from raw_pika.new_task import properties, publish_confirmed
-from raw_pika.settings import connect, hello_queue
+from raw_pika.settings import connect, declare_hello_queue, hello_queue
 from shared import cli
 from shared.contract import TRANSIENT, Envelope
 
@@ -24,7 +24,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
     channel = connection.channel()
     channel.confirm_delivery()
     queue = hello_queue()
-    channel.queue_declare(queue=queue)
+    declare_hello_queue(channel, queue)
 
     envelope = Envelope()
     publish_confirmed(channel, queue, text, properties(envelope, TRANSIENT))

@@ -6,11 +6,13 @@ Queue names follow the RabbitMQ tutorials (``hello``, ``task_queue``), prefixed 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared import pika_errors, settings
+from shared import pika_errors, queues, settings
 from shared.errors import QueueMismatch, queue_mismatch_message
 
 HELLO_QUEUE = "hello"
@@ -52,16 +54,45 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
         raise pika_errors.translate(e, params) from e
 
 
-def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
-    """Declare the durable work queue (tutorial 2: ``durable=True`` survives a restart).
+def declare_queue(
+    channel: BlockingChannel, queue: str, arguments: dict[str, Any], *, durable: bool = True
+) -> None:
+    """Declare a queue; durable by default (tutorial 2: ``durable=True`` survives a restart).
 
     Raises:
-        QueueMismatch: the queue exists with other arguments, e.g. non-durable
-            (406 PRECONDITION_FAILED).
+        QueueMismatch: the queue exists with other arguments, e.g. non-durable or of another
+            type (406 PRECONDITION_FAILED).
     """
     try:
-        channel.queue_declare(queue=queue, durable=True)
+        channel.queue_declare(queue=queue, durable=durable, arguments=arguments)
     except pika.exceptions.ChannelClosedByBroker as e:
         if e.reply_code == 406:
             raise QueueMismatch(queue_mismatch_message(queue, e.reply_text)) from e
         raise
+
+
+def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
+    """Declare the work queue and its dead-letter queue, of type ``MQLAB_QUEUE_TYPE``.
+
+    The work queue dead-letters rejected messages (and, on quorum queues, those past
+    ``MQLAB_DELIVERY_LIMIT`` deliveries) to ``<queue>.dead`` (:mod:`shared.queues`).
+
+    Raises:
+        QueueMismatch: either queue exists with other arguments (406 PRECONDITION_FAILED).
+    """
+    s = settings.load()
+    declare_queue(channel, queues.dead_letter_queue(queue), queues.arguments(s.queue_type))
+    declare_queue(
+        channel, queue, queues.work_queue_arguments(queue, s.queue_type, s.delivery_limit)
+    )
+
+
+def declare_hello_queue(channel: BlockingChannel, queue: str) -> None:
+    """Declare the hello queue: tutorial 1's plain (non-durable) classic queue, or a quorum
+    queue (always durable) with ``MQLAB_QUEUE_TYPE=quorum``.
+
+    Raises:
+        QueueMismatch: it exists with other arguments (406 PRECONDITION_FAILED).
+    """
+    queue_type = settings.load().queue_type
+    declare_queue(channel, queue, queues.arguments(queue_type), durable=queue_type == "quorum")

@@ -7,6 +7,8 @@ happened and what to do. Programs catch :class:`MqlabError` at their entry point
 
 from __future__ import annotations
 
+import re
+
 
 class MqlabError(Exception):
     """Base class: ``str(error)`` is the one-line message for the user."""
@@ -75,10 +77,13 @@ class BrokerUnavailable(MqlabError):
 
 
 def queue_mismatch_message(queue: str, detail: str) -> str:
-    """The one-line explanation for a 406 PRECONDITION_FAILED on declaring ``queue``."""
+    """The one-line explanation for a 406 PRECONDITION_FAILED on declaring ``queue``; when the
+    queue is of another type (``x-queue-type``), the fix names ``MQLAB_QUEUE_TYPE`` first."""
+    found = re.search(r"'x-queue-type'.*current is (?:the value '(\w+)'|none)", detail)
+    other_type = "" if found is None else f"set MQLAB_QUEUE_TYPE={found.group(1) or 'classic'}, "
     return (
         f"queue '{queue}' already exists with other arguments (406 PRECONDITION_FAILED: "
-        f"{detail}). Fix: delete that queue on this broker (management UI, or "
+        f"{detail}). Fix: {other_type}delete that queue on this broker (management UI, or "
         f"rabbitmqctl -n <node> delete_queue {queue}) or set MQLAB_QUEUE_PREFIX to use "
         "other queue names."
     )

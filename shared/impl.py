@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from shared import queues
 from shared.contract import Published
 
 
@@ -45,6 +46,8 @@ class WorkerSpec:
             loses the message in hand on a crash); only where
             :attr:`Implementation.early_ack_flag` is set.
         env: further environment variables.
+        concurrency: task slots (threads or processes, as the framework runs them); each slot
+            may hold ``prefetch`` messages (``MQLAB_CONCURRENCY``).
     """
 
     name: str
@@ -55,6 +58,7 @@ class WorkerSpec:
     dot_seconds: float | None = None
     early_ack: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    concurrency: int = 1
 
     def environment(self) -> dict[str, str]:
         """The environment variables that carry this spec to the worker process."""
@@ -62,6 +66,7 @@ class WorkerSpec:
             "MQLAB_WORKER_NAME": self.name,
             "MQLAB_PREFETCH": str(self.prefetch),
             "MQLAB_SLOWDOWN": str(self.slowdown),
+            "MQLAB_CONCURRENCY": str(self.concurrency),
         }
         if self.journal:
             env["MQLAB_JOURNAL"] = self.journal
@@ -105,9 +110,13 @@ class Implementation(ABC):
         """Whether :attr:`WorkerSpec.early_ack` is available."""
         return self.early_ack_flag is not None
 
+    def dead_letter_queue(self) -> str:
+        """Where the work queue parks what cannot be processed (:mod:`shared.queues`)."""
+        return queues.dead_letter_queue(self.task_queue())
+
     def queues(self) -> list[str]:
         """Every queue this implementation declares (cleared between tests and lab runs)."""
-        return [self.hello_queue(), self.task_queue()]
+        return [self.hello_queue(), self.task_queue(), self.dead_letter_queue()]
 
     def publish_work(
         self,

@@ -195,10 +195,6 @@ class Journal:
         ).fetchone()
         return int(row[0])
 
-    def clear(self) -> None:
-        """Delete every row (the lab reuses one journal between scenarios)."""
-        self._conn.execute("DELETE FROM executions")
-
 
 class JournalWriter:
     """What a worker holds: its identity plus a :class:`Journal`, or nothing when disabled.

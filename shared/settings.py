@@ -24,6 +24,12 @@ variable                    meaning                                     default
 ``MQLAB_WORKER_NAME``       name this worker writes to the journal      ``<host>-<pid>``
 ``MQLAB_JOURNAL``           path of the SQLite execution journal        unset (no journal)
 ``MQLAB_QUEUE_PREFIX``      prepended to every queue name               ``""``
+``MQLAB_QUEUE_TYPE``        ``classic`` or ``quorum`` (:mod:`shared.    ``classic``
+                            queues`)
+``MQLAB_DELIVERY_LIMIT``    deliveries before a quorum queue dead-      ``5``
+                            letters a message (``x-delivery-limit``)
+``MQLAB_CONCURRENCY``       task slots of one worker (threads,          ``1``
+                            processes, as the framework runs them)
 ==========================  ==========================================  =====================
 """
 
@@ -36,6 +42,7 @@ from urllib.parse import urlparse
 
 from shared import broker_up
 from shared.errors import BadSetting
+from shared.queues import QUEUE_TYPES
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -65,6 +72,9 @@ class Settings:
         worker_name: the name this process writes into the journal.
         journal: path of the execution journal, or ``None`` for no journal.
         queue_prefix: prefix for every queue name, so test runs can use their own namespace.
+        queue_type: ``classic`` or ``quorum`` (:mod:`shared.queues`).
+        delivery_limit: ``x-delivery-limit`` of quorum work queues.
+        concurrency: task slots of one worker; each slot may hold ``prefetch`` messages.
     """
 
     amqp_url: str
@@ -79,6 +89,9 @@ class Settings:
     worker_name: str
     journal: str | None
     queue_prefix: str
+    queue_type: str = "classic"
+    delivery_limit: int = 5
+    concurrency: int = 1
 
     @property
     def amqp_urls(self) -> list[str]:
@@ -117,7 +130,18 @@ def load() -> Settings:
         worker_name=env.get("MQLAB_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         journal=env.get("MQLAB_JOURNAL") or None,
         queue_prefix=env.get("MQLAB_QUEUE_PREFIX", ""),
+        queue_type=_choice("MQLAB_QUEUE_TYPE", "classic", QUEUE_TYPES),
+        delivery_limit=int(_number("MQLAB_DELIVERY_LIMIT", "5", int, 1, 1_000_000)),
+        concurrency=int(_number("MQLAB_CONCURRENCY", "1", int, 1, 1024)),
     )
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, default)
+    value = raw.strip().lower()
+    if value not in choices:
+        raise BadSetting(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def _number(
