@@ -41,8 +41,9 @@ def log_file() -> Path:
 
 
 @contextmanager
-def recorded(amqp_url: str, management_url: str) -> Iterator[Path]:
-    """Write the record for this process's node for the duration of a ``with`` block."""
+def recorded(amqp_url: str, management_url: str, **extra: Any) -> Iterator[Path]:
+    """Write the record for this process's node (or cluster: ``amqp_url`` lists every node,
+    ``extra`` holds ``nodes``) for the duration of a ``with`` block."""
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -52,6 +53,7 @@ def recorded(amqp_url: str, management_url: str) -> Iterator[Path]:
                 "checkout": str(CHECKOUT),
                 "amqp_url": amqp_url,
                 "management_url": management_url,
+                **extra,
             }
         )
     )

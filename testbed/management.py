@@ -60,6 +60,7 @@ class ConsumerStats:
         channel_prefetch: the channel-wide (global) prefetch, 0 = none.
         peer_port: the client's TCP port of the consumer's connection (to tell which OS
             process owns the consumer).
+        node: the node the consumer's connection is on (in a cluster).
     """
 
     queue: str
@@ -69,6 +70,7 @@ class ConsumerStats:
     unacked: int
     channel_prefetch: int
     peer_port: int = 0
+    node: str = ""
 
 
 class Management:
@@ -190,6 +192,7 @@ class Management:
                     unacked=int(channel.get("messages_unacknowledged", 0)),
                     channel_prefetch=int(channel.get("global_prefetch_count", 0) or 0),
                     peer_port=int(details.get("peer_port") or 0),
+                    node=str(details.get("node") or channel.get("node") or ""),
                 )
             )
         return out
