@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 from rich.table import Table as RichTable
@@ -91,7 +92,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
             )
         except TimeoutError as e:
             raise MqlabError(str(e)) from None
-        console.print(f"stopped {state['amqp_url']}")
+        console.print(f"stopped {mask_password(state['amqp_url'])}")
         return 0
     state = up_record.read()
     if state is None:
@@ -132,14 +133,14 @@ def cluster_status(state: dict[str, Any]) -> int:
         f"RabbitMQ cluster of {len(nodes)} nodes, pid {state['pid']}\n"
         f"  AMQP_URL={mask_password(state['amqp_url'])}"
     )
-    table = RichTable("node", "state", "AMQP", "management UI", "leads (quorum queues)")
+    table = RichTable("node", "state", "AMQP", "management", "leads (quorum queues)")
     for n in nodes:
         up = Management(n["management_url"], state["amqp_url"]).answers()
         table.add_row(
-            n["name"],
+            n["name"].removesuffix("@localhost"),
             "up" if up else "DOWN",
-            mask_password(n["amqp_url"]),
-            n["management_url"],
+            str(urlparse(n["amqp_url"]).netloc.split("@")[-1]),
+            n["management_url"].removeprefix("http://"),
             ", ".join(sorted(leads.get(n["name"], []))) or "-",
         )
     console.print(table)
@@ -158,6 +159,7 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
         return 0
     if detach:
         log = up_record.log_file()
+        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             subprocess.Popen(
                 [sys.executable, "-m", "lab.cli", "broker", "up"]

@@ -32,7 +32,10 @@ def free_port() -> int:
 
 
 def mask_password(url: str) -> str:
-    """``url`` with its password replaced by ``**`` (as Celery prints broker URLs)."""
+    """``url`` with its password replaced by ``**`` (as Celery prints broker URLs); each URL of
+    a ``;``-joined list of nodes."""
+    if ";" in url:
+        return ";".join(mask_password(part) for part in url.split(";"))
     parsed = urlparse(url)
     if parsed.password is None:
         return url
