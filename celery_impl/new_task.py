@@ -97,13 +97,20 @@ def publish(
                 declare_work_queue(conn, queue)
             with conn.channel() as channel:
                 producer = app.amqp.Producer(channel)
-                for body in bodies:
-                    envelope = Envelope()
-                    publish_confirmed(tasks.work, producer, queue, (body,), envelope)
-                    envelopes.append(envelope)
-    except TimeoutError as e:
-        # No confirm in time (a quorum queue without a majority): the message is not sent.
-        raise unconfirmed(settings.load().confirm_timeout, len(envelopes), len(bodies)) from e
+                try:
+                    for body in bodies:
+                        envelope = Envelope()
+                        publish_confirmed(tasks.work, producer, queue, (body,), envelope)
+                        envelopes.append(envelope)
+                except CONNECTION_LOST as e:
+                    # Drop the socket (py-amqp: close it, forget the channels): a graceful
+                    # channel.close would wait for the broker, which may never answer.
+                    conn.connection.collect()
+                    if isinstance(e, TimeoutError) or isinstance(e.__cause__, TimeoutError):
+                        # No confirm in time (a quorum queue without a majority): not sent.
+                        timeout = settings.load().confirm_timeout
+                        raise unconfirmed(timeout, len(envelopes), len(bodies)) from e
+                    raise
     except CONNECTION_LOST as e:
         # The broker went away mid-publish (connection reset, broken pipe, forced close); the
         # channel's and connection's own close then fail the same way.

@@ -77,6 +77,7 @@ def publish(
     queue = queue or task_queue()
     timeout = settings.load().confirm_timeout
     broker = make_broker(amqp_url)
+    aborted = False
     try:
         connect(broker, queue, declare=declare)
         messages = []
@@ -93,10 +94,13 @@ def publish(
                 raise translate(e, broker, queue) from e
             except pika_errors.ConfirmTimeout as e:
                 # A quorum queue without a majority: the message is not counted as sent.
+                # (confirm_deadline dropped the connection; closing it again would fail.)
+                aborted = True
                 raise unconfirmed(timeout, len(messages), len(bodies)) from e
         return messages
     finally:
-        broker.close()
+        if not aborted:
+            broker.close()
 
 
 def main() -> int:

@@ -80,6 +80,7 @@ def publish(
     queue = queue or task_queue()
     connection = connect(amqp_url)
     envelopes: list[Envelope] = []
+    aborted = False
     try:
         channel = connection.channel()
         if settings.load().confirms:
@@ -93,12 +94,14 @@ def publish(
         return envelopes
     except pika_errors.ConfirmTimeout as e:
         # A quorum queue without a majority: the message may yet be stored, but is not sent.
+        # (confirm_deadline dropped the connection; closing it again would fail.)
+        aborted = True
         raise unconfirmed(settings.load().confirm_timeout, len(envelopes), len(bodies)) from e
     except pika.exceptions.AMQPConnectionError as e:
         # The broker went away mid-publish (StreamLostError, ConnectionClosedByBroker).
         raise lost_mid_publish(pika_errors.root_cause(e), len(envelopes), len(bodies)) from e
     finally:
-        if connection.is_open:
+        if connection.is_open and not aborted:
             connection.close()
 
 

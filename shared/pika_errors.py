@@ -5,7 +5,7 @@ pika (``raw_pika`` directly, ``dramatiq_impl`` through Dramatiq's ``RabbitmqBrok
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pika
 import pika.exceptions
@@ -72,7 +72,9 @@ def confirm_deadline(connection: pika.BlockingConnection, seconds: float) -> Ite
     pika's ``BlockingChannel.basic_publish`` waits for the confirm without a deadline, and its
     public ``call_later`` timers only run in ``process_data_events``; a timer on the
     connection's I/O loop (``_impl._adapter_call_later``) runs while the publish waits.
-    Afterwards the connection is in an unknown state: close it.
+    On the timeout the TCP connection is dropped without the AMQP close handshake (RabbitMQ
+    would answer ``channel.close`` only once the queue settles the publish), so the caller's
+    ``close()`` of the connection or channel does not hang: it finds them closed.
     """
 
     def expire() -> None:
@@ -82,8 +84,19 @@ def confirm_deadline(connection: pika.BlockingConnection, seconds: float) -> Ite
     timer = impl._adapter_call_later(seconds, expire)
     try:
         yield
+    except ConfirmTimeout:
+        abort(connection)
+        raise
     finally:
         impl._adapter_remove_timeout(timer)
+
+
+def abort(connection: pika.BlockingConnection) -> None:
+    """Drop ``connection``'s TCP stream without the close handshake, and let pika see it."""
+    with suppress(Exception):
+        connection._impl._adapter_disconnect_stream()
+    with suppress(Exception):
+        connection.process_data_events(time_limit=0)
 
 
 def translate(
