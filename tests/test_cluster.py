@@ -12,8 +12,10 @@ confirms nor serves.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 
 import pytest
@@ -64,29 +66,52 @@ class Producer(threading.Thread):
     def count(self) -> int:
         return len(self.confirmed)
 
+    def wait_for(self, count: int, timeout: float, what: str) -> None:
+        """Wait until ``count`` messages are confirmed.
+
+        Raises:
+            AssertionError: not in time; says what the producer reported and where it is.
+        """
+        try:
+            wait_until(lambda: self.count() >= count, timeout, what=what)
+        except TimeoutError as e:
+            frame = sys._current_frames().get(self.ident or 0)
+            where = "".join(traceback.format_stack(frame)[-8:]) if frame else "(not running)"
+            raise AssertionError(
+                f"{e}: {self.count()} confirmed; failures {self.failures[-5:]}; producer at\n"
+                f"{where}"
+            ) from None
+
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("impl", QUORUM, indirect=True)
 def test_node_loss_loses_no_confirmed_message(
-    cluster: Cluster, impl: Implementation, start_worker: StartWorker, journal_path: str
+    cluster: Cluster,
+    impl: Implementation,
+    start_worker: StartWorker,
+    journal_path: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queue = impl.task_queue()
+    # A publish caught by the leader's death waits at most 5 s for its confirm, then is
+    # reported unsent and published anew (a new message_id).
+    monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
     # Two workers, each connected to another node first.
     w1 = start_worker(impl, "w1", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[0])})
     w2 = start_worker(impl, "w2", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[1])})
     producer = Producer(impl, cluster.failover_url)
     producer.start()
     try:
-        wait_until(lambda: producer.count() >= 20, 60, what="20 confirmed messages")
+        producer.wait_for(20, 60, "20 confirmed messages")
         leader = cluster.leader_of(queue)
         killed_at = time.time()
         cluster.kill_node(leader)
         before = producer.count()
-        wait_until(lambda: producer.count() >= before + 20, 90, what="publishing to go on")
+        producer.wait_for(before + 20, 90, "publishing to go on")
         new_leader = cluster.leader_of(queue)
         rejoin_seconds = cluster.start_node(leader)
         after_rejoin = producer.count()
-        wait_until(lambda: producer.count() >= after_rejoin + 10, 60, what="more publishes")
+        producer.wait_for(after_rejoin + 10, 60, "more publishes")
     finally:
         producer.stop.set()
         producer.join(timeout=60)
