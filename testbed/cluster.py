@@ -33,6 +33,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import requests
+
 from testbed.local_node import LocalNode
 from testbed.management import Management
 from testbed.node import Node, mask_password
@@ -133,6 +135,7 @@ class Cluster(Node):
                 self._join(node, seed)
             self._formed = True
         self.await_online()
+        self.await_quorum_queues()
 
     def _wait_all(self, nodes: list[LocalNode]) -> None:
         errors: list[BaseException] = []
@@ -185,6 +188,38 @@ class Cluster(Node):
             )
         for node in live:
             Node.wait_ready(node, BOOT_TIMEOUT)
+
+    def await_quorum_queues(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Wait until every quorum queue has a leader on a running node and every running
+        member node is back in its ``online`` list (management API ``leader``, ``members``,
+        ``online``): until then a restarted queue may not confirm publishes yet.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds (the message names a queue).
+        """
+        live = {n.node for n in self.nodes if n.alive()}
+        pending: list[str] = []
+
+        def settled() -> bool:
+            pending.clear()
+            try:
+                queues = self.management.queues()
+            except requests.RequestException:  # no node answers yet: not settled
+                pending.append("(management API)")
+                return False
+            for q in queues:
+                if q.get("type") != "quorum":
+                    continue
+                online = set(q.get("online") or [])
+                members = set(q.get("members") or [])
+                if q.get("leader") not in live or not (members & live) <= online:
+                    pending.append(str(q.get("name")))
+            return not pending
+
+        try:
+            wait_until(settled, timeout, interval=0.2, what="every quorum queue to have a leader")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: not yet {pending[:3]}") from None
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until every live node accepts AMQP connections and the management API answers.
@@ -248,6 +283,7 @@ class Cluster(Node):
         node.launch()
         node.wait_ready(timeout)
         self.await_online()
+        self.await_quorum_queues(timeout)
         return time.monotonic() - began
 
     def kill(self) -> None:
@@ -268,7 +304,7 @@ class Cluster(Node):
             for q in self.management.queues():
                 if q.get("type") == "quorum" and q.get("leader"):
                     leads.setdefault(str(q["leader"]), []).append(str(q["name"]))
-        except Exception:  # no node answers: every node is shown down below anyway
+        except requests.RequestException:  # no node answers: every node is shown down anyway
             pass
         return [(n, n.alive(), sorted(leads.get(n.node, []))) for n in self.nodes]
 

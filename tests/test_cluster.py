@@ -194,7 +194,7 @@ def test_minority_left_refuses_publishes(
     assert "did not confirm" in lines[0] and "0 were confirmed" in lines[0], lines[0]
     assert " [x] Sent" not in refused.stdout  # nothing reported as sent
 
-    cluster.start_node(gone[0])  # a majority again (2 of 3)
+    cluster.start_node(gone[0])  # a majority again (2 of 3): the queue has a leader again
     ids = impl.publish_work([f"quorum back {i}." for i in range(3)])
     start_worker(impl, "w1")
     wait_for_finished(journal_path, ids, timeout=90)
