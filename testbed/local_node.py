@@ -9,7 +9,9 @@ granularity, so management figures sampled during a test are at most about a sec
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -45,10 +47,40 @@ def local_binary_available() -> bool:
     return _find("rabbitmq-server") is not None and _find("rabbitmqctl") is not None
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _listen_port() -> int:
+    """A free loopback port *below* the ephemeral range, for the node to listen on.
+
+    A port from the ephemeral range (what binding port 0 gives) is free again while the node is
+    down, and a client's outgoing connection can take it as its own local port; the node then
+    cannot listen there when it starts again (``eaddrinuse``). Below the range only a program
+    that binds it on purpose can. Clear of the CLI tools' 35672-35682 as well.
+    """
+    low = _ephemeral_range()[0]
+    for _ in range(1000):
+        port = random.randint(20000, max(20001, low - 20))
+        if 35672 <= port <= 35682 + 10:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()  # no luck below the range: fall back to an ephemeral one
+
+
 def _dist_port() -> int:
     # CLI tools use 35672-35682 (distribution port + 10000 .. + 10010): stay clear of both.
     while True:
-        port = free_port()
+        port = _listen_port()
         if not 35672 <= port <= 35682 and port + 10010 < 65535:
             return port
 
@@ -86,7 +118,7 @@ class LocalNode(Node):
         self.dir = Path(tempfile.mkdtemp(prefix="mqlab-broker-"))
         reaper.register_dir(str(self.dir))
         self.node = f"{name or 'mqlab-' + uuid.uuid4().hex[:8]}@localhost"
-        self.amqp_port, self.management_port = free_port(), free_port()
+        self.amqp_port, self.management_port = _listen_port(), _listen_port()
         self.dist_port = _dist_port()
         self.amqp_url = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
         self.management_url = f"http://127.0.0.1:{self.management_port}"
