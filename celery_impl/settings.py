@@ -133,7 +133,10 @@ def make_app() -> Celery:
         # The worker checks the broker first (worker.py); after startup it does reconnect, so a
         # broker restart does not end it.
         broker_connection_retry_on_startup=False,
-        broker_connection_max_retries=10,
+        # kombu counts every node tried as one retry and waits longer only after a full round
+        # of the failover list, so with N nodes the budget is 10 rounds, not 10 attempts: a
+        # restart of the whole cluster must not use it up in seconds.
+        broker_connection_max_retries=10 * len(s.amqp_urls),
         broker_connection_timeout=s.connect_timeout,
         # Several nodes in AMQP_URL ("url1;url2;url3", kombu's failover list): on a lost or
         # refused connection kombu moves to the next node, in order (the default strategy,
