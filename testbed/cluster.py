@@ -213,7 +213,7 @@ class Cluster(Node):
                 online = set(q.get("online") or [])
                 members = set(q.get("members") or [])
                 if q.get("leader") not in live or not (members & live) <= online:
-                    pending.append(str(q.get("name")))
+                    pending.append(f"{q.get('name')} (leader {q.get('leader')}, online {online})")
             return not pending
 
         try:
