@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import amqp.exceptions
 from celery.worker.consumer import Consumer as CeleryConsumer
+
+from celery_impl.settings import refused_by_broker
+from shared.errors import MqlabError
+
+FATAL: list[MqlabError] = []
+"""The broker's refusal that stopped this process's consumer, for the worker to report."""
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
@@ -29,3 +36,21 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         conn = super().connect()
         conn.transport.qos_semantics_matches_spec = lambda connection: True
         return conn
+
+    def start(self) -> Any:
+        """Celery's consumer loop, stopped by a refusal it cannot recover from.
+
+        A 403 on ``basic.consume`` (no read permission) or a 404 is not a connection error to
+        Celery: it would log "Unrecoverable error" with a traceback and the worker would exit
+        0. Here the refusal is kept in :data:`FATAL` and the worker stops with ``SystemExit``,
+        so ``worker.py`` reports it in one line and a non-zero exit.
+        """
+        try:
+            return super().start()
+        except (
+            amqp.exceptions.AccessRefused,
+            amqp.exceptions.NotAllowed,
+            amqp.exceptions.NotFound,
+        ) as e:
+            FATAL.append(refused_by_broker(e, self.app.connection_for_read(), "consume"))
+            raise SystemExit(1) from None

@@ -15,6 +15,7 @@ class CeleryImplementation(Implementation):
     early_ack_flag = "--early-ack"  # task_acks_late off: Celery's default, the negative control
     unlimited_prefetch = 0  # worker_prefetch_multiplier=0: no basic.qos limit
     publish = staticmethod(new_task.publish)
+    producer_class = new_task.Producer
 
     def task_queue(self) -> str:
         return celery_settings.task_queue()

@@ -11,18 +11,38 @@ it (RabbitMQ docs, "Consumer Acknowledgements and Publisher Confirms").
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from types import TracebackType
 
 import amqp.exceptions
 import kombu.exceptions
 from celery import Task
-from kombu.messaging import Producer
+from kombu.connection import Connection
+from kombu.messaging import Producer as KombuProducer
 
 from celery_impl import tasks
-from celery_impl.settings import app, connect, declare_work_queue, task_queue, work_queue
+from celery_impl.settings import (
+    app,
+    connect,
+    declare,
+    declare_work_queue,
+    hello_queue_entity,
+    refused_by_broker,
+    task_queue,
+    watch_blocked,
+    work_queue,
+)
 from shared import cli, settings
-from shared.contract import PERSISTENT, Envelope
-from shared.errors import PublishRefused, Unroutable, lost_mid_publish, unconfirmed
+from shared.contract import PERSISTENT, TRANSIENT, Envelope
+from shared.errors import (
+    BrokerUnreachable,
+    PublishRefused,
+    PublishUnconfirmed,
+    Unroutable,
+    blocked,
+    unconfirmed,
+)
 
 CONNECTION_LOST = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError)
 """What py-amqp and kombu raise when the connection drops mid-publish."""
@@ -30,22 +50,25 @@ CONNECTION_LOST = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.C
 
 def publish_confirmed(
     task: Task,
-    producer: Producer,
+    producer: KombuProducer,
     queue: str,
     args: tuple[object, ...],
     envelope: Envelope,
     delivery_mode: int = PERSISTENT,
+    confirm_timeout: float | None = None,
 ) -> None:
     """Publish one message for ``task`` to ``queue`` through the default exchange.
 
     The task id is ``envelope.message_id``; the AMQP ``message_id`` and ``timestamp`` properties
     and the precise-time header follow :mod:`shared.contract` (``content_type`` is Celery's
     ``application/json``). ``mandatory=True`` makes RabbitMQ return a message no queue takes;
-    under confirms py-amqp waits for the broker's ack and raises on the return or a nack.
+    under confirms py-amqp waits for the broker's ack (at most ``confirm_timeout`` seconds)
+    and raises on the return or a nack.
 
     Raises:
         Unroutable: no queue named ``queue`` (the broker returned the message).
         PublishRefused: the broker nacked the message.
+        TimeoutError: no confirm within ``confirm_timeout`` seconds.
     """
     try:
         task.apply_async(
@@ -60,7 +83,7 @@ def publish_confirmed(
             timestamp=envelope.timestamp,
             mandatory=True,
             # py-amqp waits for the confirm without a deadline otherwise; TimeoutError after it.
-            confirm_timeout=settings.load().confirm_timeout,
+            confirm_timeout=confirm_timeout,
         )
     except amqp.exceptions.MessageNacked as e:
         raise PublishRefused(f"broker refused (nacked) a message for '{queue}'") from e
@@ -70,6 +93,191 @@ def publish_confirmed(
         raise
 
 
+def _timed_out(error: BaseException) -> bool:
+    """Whether ``error`` is, or wraps, a socket timeout (py-amqp's ``confirm_timeout``)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Producer:
+    """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
+
+    * Each :meth:`publish` returns only once the broker confirmed the message
+      (``confirm_publish``; with ``MQLAB_CONFIRMS=0`` once it is written), else it raises.
+    * Before each publish it reads what the broker sent meanwhile
+      (``drain_events(timeout=0)``), so a connection that died while the application was idle
+      (longer than the heartbeat timeout: py-amqp only answers heartbeats while it reads; a
+      broker restart) is noticed and replaced, not written into: without confirms that is
+      kombu issue #59, a publish that returns but never arrives. A connection lost *during*
+      a publish is replaced and the message published once more with the same task id
+      (at-least-once); a second failure raises.
+    * While RabbitMQ blocks publishers (``connection.blocked``, memory or disk alarm) a
+      publish waits at most ``MQLAB_BLOCKED_TIMEOUT`` seconds (py-amqp's ``confirm_timeout``,
+      and a socket timeout on close), then raises :class:`~shared.errors.PublisherBlocked`
+      naming the alarm. Celery itself would wait forever.
+    * A confirm that does not arrive in time (a quorum queue without a majority) drops the
+      connection and raises :class:`~shared.errors.PublishUnconfirmed`; it is not published
+      again. py-amqp has one ``confirm_timeout`` for both waits: the smaller of
+      ``MQLAB_CONFIRM_TIMEOUT`` and ``MQLAB_BLOCKED_TIMEOUT``.
+
+    Parameters:
+        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (kombu's failover list);
+            default ``AMQP_URL``.
+        queue: target queue; default the work queue.
+        declare: declare the queue on every (re)connection (as the tutorial does).
+        durable: persistent messages (tutorial 2); ``False`` for tutorial 1's transient ones.
+        task: the Celery task the messages are for (default ``celery_impl.work``).
+
+    Raises:
+        shared.errors.MqlabError: from :meth:`publish`: unreachable broker, refused
+            credentials or permissions, 406 on declare, unroutable, nacked, unconfirmed or
+            blocked publish.
+    """
+
+    def __init__(
+        self,
+        amqp_url: str | None = None,
+        *,
+        queue: str | None = None,
+        declare: bool = True,
+        durable: bool = True,
+        task: Task | None = None,
+    ) -> None:
+        self.settings = settings.load()
+        self.amqp_url = amqp_url
+        self.queue = queue or task_queue()
+        self.declare = declare
+        self.durable = durable
+        self.task = task or tasks.work
+        # py-amqp has one wait for a confirm, ``confirm_timeout``: it bounds both an
+        # unconfirmed publish (MQLAB_CONFIRM_TIMEOUT) and a blocked one (MQLAB_BLOCKED_TIMEOUT).
+        self.confirm_timeout = min(self.settings.confirm_timeout, self.settings.blocked_timeout)
+        self._conn: Connection | None = None
+        self._producer: KombuProducer | None = None
+        self._blocked: str | None = None
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _on_blocked(self, reason: object = "") -> None:
+        self._blocked = str(reason or "")
+
+    def _on_unblocked(self) -> None:
+        self._blocked = None
+
+    def _open(self) -> KombuProducer:
+        self._drop()
+        conn = connect(self.amqp_url)
+        self._conn = conn
+        watch_blocked(conn, self._on_blocked, self._on_unblocked)
+        try:
+            if self.declare and self.durable:
+                declare_work_queue(conn, self.queue)  # and its dead-letter queue
+            elif self.declare:
+                declare(conn, hello_queue_entity())
+            self._producer = app.amqp.Producer(conn.channel())
+        except amqp.exceptions.AMQPError as e:
+            raise refused_by_broker(e, conn, "declare") from e
+        return self._producer
+
+    def _drop(self) -> None:
+        """Forget the connection (closing it without waiting, ignoring errors)."""
+        conn, self._conn, self._producer = self._conn, None, None
+        self._blocked = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.collect()
+
+    def _ready(self) -> KombuProducer:
+        conn, producer = self._conn, self._producer
+        if conn is None or producer is None:
+            return self._open()
+        try:
+            conn.connection.drain_events(timeout=0)
+        except TimeoutError:  # socket.timeout: nothing to read, the connection is fine
+            pass
+        except (*CONNECTION_LOST, amqp.exceptions.AMQPError):
+            return self._open()
+        return producer
+
+    def publish(self, body: str) -> Envelope:
+        """Publish one message for :attr:`task`; return its envelope once confirmed.
+
+        Raises:
+            shared.errors.MqlabError: see the class docstring.
+        """
+        envelope = Envelope()
+        mode = PERSISTENT if self.durable else TRANSIENT
+        timeout = self.confirm_timeout
+        for attempt in (1, 2):
+            producer = self._ready()
+            try:
+                publish_confirmed(self.task, producer, self.queue, (body,), envelope, mode, timeout)
+                return envelope
+            except TimeoutError as e:  # confirm_timeout: no ack in time
+                reason = self._blocked
+                self._drop()
+                if reason is not None:
+                    raise blocked(reason, timeout, sent=True) from e
+                # Not blocked: a quorum queue without a majority, say; the socket is dropped
+                # (no close handshake that would wait on the queue), the message not sent.
+                raise unconfirmed(timeout, 0, 1) from e
+            except amqp.exceptions.AccessRefused as e:
+                assert self._conn is not None
+                error = refused_by_broker(e, self._conn, "publish")
+                self._drop()
+                raise error from e
+            except CONNECTION_LOST as e:
+                reason = self._blocked
+                self._drop()
+                if reason is not None:
+                    raise blocked(reason, timeout, sent=True) from e
+                if _timed_out(e):  # kombu wraps the confirm timeout
+                    raise unconfirmed(timeout, 0, 1) from e
+                if attempt == 2:
+                    raise BrokerUnreachable(
+                        f"lost the connection to RabbitMQ twice while publishing "
+                        f"({str(e) or type(e).__name__}); the message was not confirmed"
+                    ) from e
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the connection, waiting at most ``MQLAB_BLOCKED_TIMEOUT`` seconds.
+
+        Raises:
+            PublisherBlocked: the broker still blocked the connection (with confirms off,
+                messages written to it may not have been taken).
+        """
+        conn, reason = self._conn, self._blocked
+        if conn is None:
+            return
+        self._conn = self._producer = None
+        try:
+            transport = conn.connection.transport
+            if transport is not None and transport.sock is not None:
+                transport.sock.settimeout(self.settings.blocked_timeout)
+            conn.release()
+        except TimeoutError as e:
+            with contextlib.suppress(Exception):
+                conn.collect()
+            raise blocked(reason or "", self.settings.blocked_timeout, sent=True) from e
+        except (*CONNECTION_LOST, amqp.exceptions.AMQPError):
+            with contextlib.suppress(Exception):
+                conn.collect()
+
+
 def publish(
     bodies: Sequence[str],
     *,
@@ -77,7 +285,8 @@ def publish(
     queue: str | None = None,
     declare: bool = True,
 ) -> list[Envelope]:
-    """Publish one persistent ``celery_impl.work`` message per body; return their envelopes.
+    """Publish one persistent ``celery_impl.work`` message per body through a
+    :class:`Producer`; return their envelopes.
 
     Parameters:
         bodies: message texts.
@@ -86,35 +295,24 @@ def publish(
         declare: declare the durable queue first (as the tutorial does).
 
     Raises:
-        shared.errors.MqlabError: unreachable broker, refused credentials, 406 on declare,
-            unroutable or nacked publish.
+        shared.errors.MqlabError: unreachable broker, refused credentials or permissions, 406
+            on declare, unroutable, nacked or blocked publish (the message says how many were
+            confirmed before).
     """
-    queue = queue or task_queue()
     envelopes: list[Envelope] = []
-    try:
-        with connect(amqp_url) as conn:
-            if declare:
-                declare_work_queue(conn, queue)
-            with conn.channel() as channel:
-                producer = app.amqp.Producer(channel)
-                try:
-                    for body in bodies:
-                        envelope = Envelope()
-                        publish_confirmed(tasks.work, producer, queue, (body,), envelope)
-                        envelopes.append(envelope)
-                except CONNECTION_LOST as e:
-                    # Drop the socket (py-amqp: close it, forget the channels): a graceful
-                    # channel.close would wait for the broker, which may never answer.
-                    conn.connection.collect()
-                    if isinstance(e, TimeoutError) or isinstance(e.__cause__, TimeoutError):
-                        # No confirm in time (a quorum queue without a majority): not sent.
-                        timeout = settings.load().confirm_timeout
-                        raise unconfirmed(timeout, len(envelopes), len(bodies)) from e
+    with Producer(amqp_url, queue=queue, declare=declare) as producer:
+        for body in bodies:
+            try:
+                envelopes.append(producer.publish(body))
+            except PublishUnconfirmed as e:
+                # A quorum queue without a majority: the message is not counted as sent.
+                raise unconfirmed(producer.confirm_timeout, len(envelopes), len(bodies)) from e
+            except BrokerUnreachable as e:
+                if not envelopes:
                     raise
-    except CONNECTION_LOST as e:
-        # The broker went away mid-publish (connection reset, broken pipe, forced close); the
-        # channel's and connection's own close then fail the same way.
-        raise lost_mid_publish(str(e) or type(e).__name__, len(envelopes), len(bodies)) from e
+                raise BrokerUnreachable(
+                    f"{e} ({len(envelopes)} of {len(bodies)} messages were confirmed before)"
+                ) from e
     return envelopes
 
 

@@ -8,8 +8,8 @@ Each ``celery_impl.hello`` task prints `` [x] Received <text>`` on stdout
 
 from __future__ import annotations
 
-from celery_impl.settings import app, connect, declare, hello_queue, hello_queue_entity
-from celery_impl.worker import worker_argv
+from celery_impl.settings import connect, declare, hello_queue, hello_queue_entity
+from celery_impl.worker import run_worker, worker_argv
 from shared import cli, settings
 
 
@@ -19,8 +19,7 @@ def main() -> int:
         declare(conn, hello_queue_entity())
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
     argv = worker_argv(queue, f"receive-{settings.load().worker_name}", loglevel="WARNING")
-    app.worker_main(["--quiet", *argv])
-    return 0
+    return run_worker(["--quiet", *argv])
 
 
 if __name__ == "__main__":

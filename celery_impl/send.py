@@ -8,10 +8,9 @@ from __future__ import annotations
 import sys
 
 from celery_impl import tasks
-from celery_impl.new_task import publish_confirmed
-from celery_impl.settings import app, connect, declare, hello_queue, hello_queue_entity
+from celery_impl.new_task import Producer
+from celery_impl.settings import hello_queue
 from shared import cli
-from shared.contract import TRANSIENT, Envelope
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
@@ -21,17 +20,11 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
     runs).
 
     Raises:
-        shared.errors.MqlabError: unreachable broker, refused credentials, 406 on declare,
-            unroutable or nacked publish.
+        shared.errors.MqlabError: unreachable broker, refused credentials or permissions, 406
+            on declare, unroutable, nacked or blocked publish.
     """
-    queue = hello_queue()
-    envelope = Envelope()
-    with connect(amqp_url) as conn:
-        declare(conn, hello_queue_entity())
-        with conn.channel() as channel:
-            producer = app.amqp.Producer(channel)
-            publish_confirmed(tasks.hello, producer, queue, (text,), envelope, TRANSIENT)
-    return envelope.message_id
+    with Producer(amqp_url, queue=hello_queue(), durable=False, task=tasks.hello) as producer:
+        return producer.publish(text).message_id
 
 
 def main() -> int:

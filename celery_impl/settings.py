@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import amqp.exceptions
@@ -23,7 +24,14 @@ from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
 
 from shared import cli, queues, settings
-from shared.errors import AccessRefused, QueueMismatch, queue_mismatch_message, unreachable
+from shared.errors import (
+    AccessRefused,
+    MqlabError,
+    QueueMismatch,
+    queue_mismatch_message,
+    refused,
+    unreachable,
+)
 
 HELLO_QUEUE = "celery.hello"
 TASK_QUEUE = "celery.task_queue"
@@ -178,7 +186,8 @@ def connect(amqp_url: str | None = None) -> Connection:
     """
     s = settings.load()
     urls = settings.amqp_urls(amqp_url or s.amqp_url)
-    conn = app.connection_for_write(";".join(urls))  # kombu: failover over the ";" list
+    # kombu: failover over the ";" list
+    conn = app.connection_for_write(";".join(urls), heartbeat=s.heartbeat)
     conn.connect_timeout = s.connect_timeout
     where = ", ".join(f"{Connection(u).hostname}:{Connection(u).port or 5672}" for u in urls)
     try:
@@ -187,9 +196,15 @@ def connect(amqp_url: str | None = None) -> Connection:
         conn.ensure_connection(
             max_retries=len(urls) - 1, timeout=s.connect_timeout * len(urls), interval_start=0
         )
-    except (amqp.exceptions.AccessRefused, kombu.exceptions.OperationalError) as e:
+    except (amqp.exceptions.AMQPError, kombu.exceptions.OperationalError) as e:
         conn.release()
         cause = e.__cause__ or e.__context__ or e
+        if isinstance(e, amqp.exceptions.NotAllowed) or isinstance(
+            cause, amqp.exceptions.NotAllowed
+        ):  # 530 on connection.open: no such vhost, or no permissions on it
+            raise refused_by_broker(
+                e if isinstance(e, amqp.exceptions.NotAllowed) else cause, conn, "connect"
+            ) from e
         if isinstance(e, amqp.exceptions.AccessRefused) or isinstance(
             cause, amqp.exceptions.AccessRefused
         ):
@@ -222,12 +237,45 @@ def declare(conn: Connection, queue: Queue) -> None:
     Raises:
         QueueMismatch: the queue exists with other arguments, e.g. non-durable
             (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission on it (403).
     """
     channel = conn.channel()
     try:
         queue(channel).declare()
     except amqp.exceptions.PreconditionFailed as e:
         raise QueueMismatch(queue_mismatch_message(queue.name, str(e.reply_text))) from e
+    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed) as e:
+        raise refused_by_broker(e, conn, "declare") from e
     finally:
         if channel.is_open:
             channel.close()
+
+
+def refused_by_broker(error: BaseException, conn: Connection, doing: str) -> MqlabError:
+    """The one-line error for a py-amqp error the broker sent (403 ACCESS_REFUSED, 530
+    NOT_ALLOWED...) while ``doing`` ``connect``, ``declare``, ``publish`` or ``consume``."""
+    code = int(getattr(error, "reply_code", 0) or getattr(error, "code", 0) or 0)
+    text = str(getattr(error, "reply_text", "") or error)
+    return refused(code, text, str(conn.userid), str(conn.virtual_host), doing)
+
+
+def watch_blocked(
+    conn: Connection, on_blocked: Callable[[str], None], on_unblocked: Callable[[], None]
+) -> None:
+    """Call ``on_blocked(reason)`` / ``on_unblocked()`` when RabbitMQ blocks or unblocks the
+    publishing connection ``conn`` (``connection.blocked``, RabbitMQ docs, "Blocked
+    Connection Notifications").
+
+    py-amqp calls its ``on_blocked`` with a fixed text ("connection blocked, see broker logs")
+    because it does not decode the method's ``reason`` argument; this connection decodes it
+    (argument signature ``s``, a short string), so the error can say "low on memory".
+    """
+    from amqp import spec
+
+    inner = conn.connection
+    inner._METHODS = {
+        **inner._METHODS,
+        spec.Connection.Blocked: spec.method(spec.Connection.Blocked, "s"),
+    }
+    inner._callbacks[spec.Connection.Blocked] = on_blocked
+    inner._callbacks[spec.Connection.Unblocked] = on_unblocked

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 
+from celery_impl import consumer
 from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare_work_queue, task_queue
 from shared import cli
 
@@ -47,6 +48,24 @@ def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
         "--without-mingle",
         "--without-heartbeat",
     ]  # fmt: skip
+
+
+def run_worker(argv: list[str]) -> int:
+    """Run ``celery worker`` with ``argv`` in this process; return its exit code.
+
+    Raises:
+        shared.errors.MqlabError: the broker refused the consumer (403 without read
+            permission: :data:`celery_impl.consumer.FATAL`), which Celery would log as an
+            "Unrecoverable error" traceback and then exit 0.
+    """
+    try:
+        app.worker_main(argv)
+        code: int | str | None = 0
+    except SystemExit as e:
+        code = e.code
+    if consumer.FATAL:
+        raise consumer.FATAL[0]
+    return code if isinstance(code, int) else 1
 
 
 def main() -> int:
@@ -72,9 +91,9 @@ def main() -> int:
     with connect() as conn:
         declare_work_queue(conn, queue)
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    app.worker_main(worker_argv(queue, args.name))
+    code = run_worker(worker_argv(queue, args.name))
     print(f" [*] {args.name} stopped", flush=True)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

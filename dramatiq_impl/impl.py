@@ -15,6 +15,7 @@ class DramatiqImplementation(Implementation):
     early_ack_flag = None  # Dramatiq always acks after the actor returns
     unlimited_prefetch = dq_settings.UNLIMITED_PREFETCH  # dramatiq_queue_prefetch=0 is ignored
     publish = staticmethod(new_task.publish)
+    producer_class = new_task.Producer
 
     def task_queue(self) -> str:
         return dq_settings.task_queue()

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from dramatiq.errors import BrokerConnectionError
-
 from dramatiq_impl import actors
-from dramatiq_impl.settings import connect, hello_queue, make_broker, translate
+from dramatiq_impl.new_task import Producer
+from dramatiq_impl.settings import hello_queue
 from shared import cli
 
 
@@ -20,20 +19,11 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
     """Send ``text`` to the ``hello`` actor under publisher confirms; return its message_id.
 
     Raises:
-        shared.errors.MqlabError: unreachable broker, refused credentials, 406 on declare,
-            unroutable or nacked publish.
+        shared.errors.MqlabError: unreachable broker, refused credentials or permissions, 406
+            on declare, unroutable, nacked or blocked publish.
     """
-    queue = hello_queue()
-    broker = make_broker(amqp_url)
-    try:
-        connect(broker, queue)
-        try:
-            message = broker.enqueue(actors.hello.message(text).copy(queue_name=queue))
-        except BrokerConnectionError as e:
-            raise translate(e, broker, queue) from e
-        return message.message_id
-    finally:
-        broker.close()
+    with Producer(amqp_url, queue=hello_queue(), actor=actors.hello) as producer:
+        return producer.publish(text).message_id
 
 
 def main() -> int:

@@ -31,9 +31,13 @@ connection attempts       pika's: 1 attempt, 10 s socket         1 attempt, ``MQ
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any
+
 import pika
 import pika.exceptions
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
@@ -93,6 +97,45 @@ def middleware() -> list[Middleware]:
     return [*stack, PrefetchPerThread(), ShutdownOnce(), JournalMiddleware()]
 
 
+def _give_up_on_refusal(error: BrokerConnectionError, broker: RabbitmqBroker, queue: str) -> None:
+    """End this process with one ``error:`` line if ``error`` wraps a refusal that retrying
+    cannot heal (403 ACCESS_REFUSED, 404 NOT_FOUND, 530 NOT_ALLOWED on ``basic.consume``)."""
+    cause = error.message if isinstance(error.message, BaseException) else None
+    if cause is not None and getattr(cause, "reply_code", None) in (403, 530):
+        refusal = pika_errors.translate(cause, broker.parameters, queue, "consume")
+        print(f"error: {refusal}", file=sys.stderr, flush=True)
+        os._exit(refusal.exit_code)
+
+
+class _Consumer(_RabbitmqConsumer):
+    """Dramatiq's RabbitMQ consumer (``basic.consume`` happens on the first ``next``), which
+    gives up on a refusal (:func:`_give_up_on_refusal`)."""
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except BrokerConnectionError as e:
+            _give_up_on_refusal(e, self.broker, self.queue_name)
+            raise
+
+
+class Broker(TypedQueuesBroker):
+    """Dramatiq's ``RabbitmqBroker`` with ``MQLAB_QUEUE_TYPE`` queues
+    (:class:`~dramatiq_impl.queue_types.TypedQueuesBroker`), whose consumers give up on a
+    refusal.
+
+    Dramatiq's worker treats every failure of ``basic.consume`` as a connection error and
+    tries again every 3 s, logging CRITICAL forever; a 403 ACCESS_REFUSED (no read permission)
+    never heals. Here such a refusal ends the worker process with one ``error:`` line and exit
+    code 3 (the Dramatiq main process then stops with that code, saying the worker exited).
+    """
+
+    @property
+    def consumer_class(self) -> type[_RabbitmqConsumer]:
+        """The consumer Dramatiq's ``consume`` builds: :class:`_Consumer`."""
+        return _Consumer
+
+
 def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
     """The ``RabbitmqBroker`` for ``amqp_url`` (default ``AMQP_URL``; several nodes joined by
     ``;`` become Dramatiq's list of URLs), set up as the table above says. No connection is
@@ -103,7 +146,7 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
     """
     s = settings.load()
     urls = settings.amqp_urls(amqp_url or s.amqp_url)
-    broker = TypedQueuesBroker(  # RabbitmqBroker + MQLAB_QUEUE_TYPE (dramatiq_impl.queue_types)
+    broker = Broker(  # RabbitmqBroker + MQLAB_QUEUE_TYPE, giving up on refusals (above)
         # Several nodes: a list, one pika URLParameters per node; pika's BlockingConnection
         # connects to the first that answers, and so does every reconnect of the consumer.
         url=urls if len(urls) > 1 else urls[0],
@@ -119,11 +162,14 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
         params.socket_timeout = s.connect_timeout
         params.stack_timeout = s.connect_timeout
         params.heartbeat = s.heartbeat
-        params.blocked_connection_timeout = 60
+        # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
+        params.blocked_connection_timeout = s.blocked_timeout
     return broker
 
 
-def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> MqlabError:
+def translate(
+    error: BaseException, broker: RabbitmqBroker, queue: str, doing: str = "?"
+) -> MqlabError:
     """Map a pika error, bare or wrapped in Dramatiq's ``ConnectionClosed``, to an mqlab error.
 
     Dramatiq wraps every pika failure of ``enqueue`` / ``declare_queue`` in
@@ -132,7 +178,7 @@ def translate(error: BaseException, broker: RabbitmqBroker, queue: str) -> Mqlab
     cause = error.message if isinstance(error, BrokerConnectionError) else error
     if not isinstance(cause, BaseException):
         cause = error
-    return pika_errors.translate(cause, broker.parameters, queue)
+    return pika_errors.translate(cause, broker.parameters, queue, doing)
 
 
 def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None:
@@ -150,9 +196,9 @@ def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None
     try:
         broker.connection  # noqa: B018  (the property opens this thread's connection)
     except (pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
-        raise translate(e, broker, queue) from e
+        raise translate(e, broker, queue, "connect") from e
     if declare:
         try:
             broker.declare_queue(queue, ensure=True)
         except BrokerConnectionError as e:
-            raise translate(e, broker, queue) from e
+            raise translate(e, broker, queue, "declare") from e

@@ -27,6 +27,9 @@ from testbed import registry
 
 def cmd_worker(args: argparse.Namespace) -> int:
     impl = one_impl(args.impl)
+    problem = shared_cli.worker_option_problem(args.prefetch, args.slowdown)
+    if problem:
+        raise UsageError(problem)
     spec = WorkerSpec(
         name=args.name,
         prefetch=args.prefetch,
@@ -57,7 +60,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The ``mqlab`` argument parser."""
-    p = argparse.ArgumentParser(
+    p = shared_cli.Parser(
         prog="mqlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)

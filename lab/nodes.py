@@ -85,7 +85,14 @@ def cmd_broker(args: argparse.Namespace) -> int:
         if state is None:
             console.print("no broker started by 'mqlab broker up' is running")
             return 0
-        os.kill(int(state["pid"]), signal.SIGTERM)
+        # read() checked the pid is this user's own `mqlab broker up` (shared.broker_up).
+        try:
+            os.kill(int(state["pid"]), signal.SIGTERM)
+        except ProcessLookupError:
+            console.print("no broker started by 'mqlab broker up' is running")
+            return 0
+        except PermissionError as e:
+            raise MqlabError(f"cannot stop pid {state['pid']}: {e.strerror}") from None
         try:
             wait_until(
                 lambda: up_record.read() is None, 60, interval=0.2, what="the broker to stop"
@@ -158,6 +165,7 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
         console.print(f"already running: {mask_password(existing['amqp_url'])}")
         return 0
     if detach:
+        up_record.private_dir(create=True)  # 0700, checked, before the log goes in it
         log = up_record.log_file()
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:

@@ -15,6 +15,7 @@ class PikaImplementation(Implementation):
     early_ack_flag = "--auto-ack"  # tutorial 1's consumer mode (auto_ack=True)
     unlimited_prefetch = 0  # no basic.qos at all
     publish = staticmethod(new_task.publish)
+    producer_class = new_task.Producer
 
     def task_queue(self) -> str:
         return pika_settings.task_queue()

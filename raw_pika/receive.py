@@ -5,11 +5,12 @@ python -m raw_pika.receive
 
 from __future__ import annotations
 
+import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_hello_queue, hello_queue
-from shared import cli, tasks
+from shared import cli, pika_errors, tasks
 
 
 def main() -> int:
@@ -24,9 +25,12 @@ def main() -> int:
         tasks.hello(body.decode("utf-8", errors="replace"))
 
     # Tutorial 1 acknowledges on delivery (auto_ack); tutorial 2's worker does better.
-    channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=True)
-    print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
-    channel.start_consuming()
+    try:
+        channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=True)
+        print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
+        channel.start_consuming()
+    except pika.exceptions.ChannelClosedByBroker as e:  # 403: no read permission
+        raise pika_errors.translate(e, connection._impl.params, queue, "consume") from e
     return 0
 
 

@@ -7,29 +7,21 @@ from __future__ import annotations
 
 import sys
 
-from raw_pika.new_task import properties, publish_confirmed
-from raw_pika.settings import connect, declare_hello_queue, hello_queue
+from raw_pika.new_task import Producer
+from raw_pika.settings import hello_queue
 from shared import cli
-from shared.contract import TRANSIENT, Envelope
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
-    """Publish ``text`` to the hello queue with publisher confirms; return its message_id.
+    """Publish ``text`` (transient) to the hello queue with publisher confirms; return its
+    message_id.
 
     Raises:
-        shared.errors.MqlabError: unreachable broker, refused credentials, unroutable or
-            nacked publish.
+        shared.errors.MqlabError: unreachable broker, refused credentials or permissions,
+            unroutable, nacked or blocked publish.
     """
-    connection = connect(amqp_url)
-    channel = connection.channel()
-    channel.confirm_delivery()
-    queue = hello_queue()
-    declare_hello_queue(channel, queue)
-
-    envelope = Envelope()
-    publish_confirmed(channel, queue, text, properties(envelope, TRANSIENT))
-    connection.close()
-    return envelope.message_id
+    with Producer(amqp_url, queue=hello_queue(), durable=False) as producer:
+        return producer.publish(text).message_id
 
 
 def main() -> int:

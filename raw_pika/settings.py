@@ -47,6 +47,7 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
         settings.amqp_urls(amqp_url or s.amqp_url),
         timeout=s.connect_timeout,
         heartbeat=s.heartbeat,
+        blocked_timeout=s.blocked_timeout,
     )
     try:
         return pika.BlockingConnection(params)
@@ -62,13 +63,14 @@ def declare_queue(
     Raises:
         QueueMismatch: the queue exists with other arguments, e.g. non-durable or of another
             type (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission on it (403), or another refusal.
     """
     try:
         channel.queue_declare(queue=queue, durable=durable, arguments=arguments)
     except pika.exceptions.ChannelClosedByBroker as e:
         if e.reply_code == 406:
             raise QueueMismatch(queue_mismatch_message(queue, e.reply_text)) from e
-        raise
+        raise pika_errors.translate(e, channel.connection._impl.params, queue, "declare") from e
 
 
 def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
@@ -79,6 +81,7 @@ def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
 
     Raises:
         QueueMismatch: either queue exists with other arguments (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission (403).
     """
     s = settings.load()
     declare_queue(channel, queues.dead_letter_queue(queue), queues.arguments(s.queue_type))
@@ -93,6 +96,7 @@ def declare_hello_queue(channel: BlockingChannel, queue: str) -> None:
 
     Raises:
         QueueMismatch: it exists with other arguments (406 PRECONDITION_FAILED).
+        AccessRefused: no configure permission (403).
     """
     queue_type = settings.load().queue_type
     declare_queue(channel, queue, queues.arguments(queue_type), durable=queue_type == "quorum")

@@ -29,7 +29,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_task_queue, task_queue
-from shared import cli, settings, tasks
+from shared import cli, pika_errors, settings, tasks
 from shared.contract import published_at_from
 from shared.errors import BrokerUnreachable, MqlabError
 from shared.journal import JournalWriter
@@ -122,6 +122,9 @@ def main() -> int:
             print(f" [!] {args.name} lost its connection ({root_cause(e)}); reconnecting")
             connection = reconnect(s.reconnect_seconds, lambda: stopping)
         except pika.exceptions.ChannelClosedByBroker as e:
+            if e.reply_code != 406:  # 403 ACCESS_REFUSED on basic.consume: no read permission
+                params = connection._impl.params
+                raise pika_errors.translate(e, params, queue, "consume") from e
             # e.g. 406 "delivery acknowledgement timed out": a task outlasted the broker's
             # consumer_timeout (RabbitMQ docs, "Consumer Acknowledgements": delivery ack timeout).
             raise MqlabError(

@@ -4,9 +4,11 @@ command-line options the three implementations have in common."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn
 
 from shared import settings
 from shared.contract import Published
@@ -41,6 +43,19 @@ def one_line_errors() -> Iterator[None]:
         sys.exit(130)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error: ``error: <message> (see <prog> --help)``, exit 2
+    (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+MAX_SLOWDOWN = 1000.0
+"""The largest ``--slowdown`` / ``MQLAB_SLOWDOWN`` (the same bound as the setting)."""
+
+
 def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every worker takes.
 
@@ -49,7 +64,7 @@ def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser
     :func:`parse_worker_args` to parse and check them.
     """
     s = settings.load()
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
     parser.add_argument("--prefetch", type=int, default=s.prefetch, help="0 = unlimited")
     parser.add_argument("--slowdown", type=float, default=s.slowdown, help="work-time factor")
     parser.add_argument("--name", default=s.worker_name, help="name in the journal")
@@ -57,15 +72,26 @@ def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser
 
 
 def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse ``sys.argv``; a prefetch outside 0..65535 or a negative slowdown is a usage
-    error (exit 2)."""
+    """Parse ``sys.argv``; a prefetch outside 0..65535 or a slowdown that is not a number from
+    0 to :data:`MAX_SLOWDOWN` (``inf``, ``nan``, ``2000``) is a usage error naming the option
+    (exit 2)."""
     args = parser.parse_args()
-    if not 0 <= args.prefetch <= 65535:
-        # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
-        parser.error("--prefetch must be 0 (unlimited) to 65535")
-    if args.slowdown < 0:
-        parser.error("--slowdown must be 0 or more")
+    problem = worker_option_problem(args.prefetch, args.slowdown)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def worker_option_problem(prefetch: int, slowdown: float) -> str | None:
+    """What is wrong with a worker's ``--prefetch`` / ``--slowdown`` (named as the options the
+    user gave), or ``None``: prefetch outside 0..65535, slowdown not a number from 0 to
+    :data:`MAX_SLOWDOWN`."""
+    if not 0 <= prefetch <= 65535:
+        # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
+        return f"--prefetch {prefetch}: must be 0 (unlimited) to 65535"
+    if not (math.isfinite(slowdown) and 0 <= slowdown <= MAX_SLOWDOWN):
+        return f"--slowdown {slowdown}: must be a number from 0 to {MAX_SLOWDOWN:g}"
+    return None
 
 
 def new_task_main(
@@ -80,7 +106,7 @@ def new_task_main(
         publish: publishes the bodies; returns what it published (anything with a
             ``message_id``, in publish order).
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = Parser(prog=prog, description=description)
     parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
     parser.add_argument(
         "--count", type=int, default=1, help="send N numbered copies: '<body> #1' ..."

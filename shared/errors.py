@@ -102,3 +102,80 @@ def lost_mid_publish(reason: str, confirmed: int, total: int) -> BrokerUnreachab
         f"lost the connection to RabbitMQ ({reason}) after {confirmed} of {total} messages were "
         "confirmed; the rest were not sent"
     )
+
+
+class PublisherBlocked(MqlabError):
+    """RabbitMQ blocked this publisher (``connection.blocked``: a memory or disk alarm) for
+    longer than ``MQLAB_BLOCKED_TIMEOUT``."""
+
+    exit_code = 7
+
+
+PERMISSION_FOR = {"declare": "configure", "publish": "write", "consume": "read"}
+"""The permission RabbitMQ checks for each operation on a queue or exchange (RabbitMQ docs,
+"Access Control": how permissions work). Declaring a queue with dead-letter arguments, as
+Dramatiq does, also needs read on the queue and write on the dead-letter exchange."""
+
+
+def blocked(reason: str, waited: float, sent: bool) -> PublisherBlocked:
+    """The error for a publish that stayed blocked ``waited`` seconds.
+
+    Parameters:
+        reason: what RabbitMQ said in ``connection.blocked`` ("low on memory").
+        waited: the bound that was reached (``MQLAB_BLOCKED_TIMEOUT``), seconds.
+        sent: whether the message had been written to the socket (it may then still be
+            delivered once the alarm clears, unconfirmed).
+    """
+    fate = (
+        "the message was not confirmed and may still arrive once the alarm clears"
+        if sent
+        else "the message was not sent"
+    )
+    why = f"RabbitMQ says: {reason}" if reason else "RabbitMQ gave no reason"
+    return PublisherBlocked(
+        f"RabbitMQ is blocking publishers (a memory or disk alarm on the broker; {why}) and "
+        f"stayed so for {waited:g} s (MQLAB_BLOCKED_TIMEOUT); {fate}"
+    )
+
+
+def refused(code: int, text: str, user: str, vhost: str, doing: str) -> MqlabError:
+    """The error for a channel or connection the broker closed while we were ``doing`` one of
+    ``declare``, ``publish`` or ``consume`` (or ``connect``).
+
+    Parameters:
+        code: the AMQP reply code (403 ACCESS_REFUSED, 404 NOT_FOUND, 530 NOT_ALLOWED...).
+        text: the broker's reply text.
+        user: the user name we logged in as.
+        vhost: the virtual host.
+        doing: the operation (a key of :data:`PERMISSION_FOR`, or ``connect``).
+    """
+    text = text.strip()
+    if code == 403:
+        need = PERMISSION_FOR.get(doing)
+        if "access to exchange" in text:
+            need = "write"  # publishing to it, or dead-lettering into it
+        elif doing == "declare":
+            need = "configure (and, for a queue with a dead-letter exchange, read)"
+        fix = (
+            f"user '{user}' needs the {need} permission on it in vhost '{vhost}'"
+            if need
+            else f"check user '{user}''s permissions in vhost '{vhost}'"
+        )
+        return AccessRefused(
+            f"RabbitMQ refused to {doing} (403 {text}): {fix} "
+            "(rabbitmqctl set_permissions -p <vhost> <user> <configure> <write> <read>)"
+        )
+    if code in (530, 402) or doing == "connect":
+        return AccessRefused(vhost_refused(user, vhost, f"{code} {text}"))
+    if code == 404:
+        return MqlabError(f"RabbitMQ: {text} (404 while trying to {doing})")
+    return MqlabError(f"RabbitMQ closed the channel while trying to {doing} ({code} {text})")
+
+
+def vhost_refused(user: str, vhost: str, detail: str) -> str:
+    """The message for a connection refused at ``connection.open`` (530 NOT_ALLOWED)."""
+    return (
+        f"RabbitMQ refused user '{user}' access to vhost '{vhost}' ({detail}): the vhost does "
+        "not exist or the user has no permissions on it (rabbitmqctl list_vhosts; "
+        "rabbitmqctl list_user_permissions <user>)"
+    )

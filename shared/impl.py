@@ -13,9 +13,36 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
 
 from shared import queues
 from shared.contract import Published
+
+
+class Producer(Protocol):
+    """What every implementation's ``new_task.Producer`` offers: a producer an application
+    keeps open (a context manager). Each :meth:`publish` returns only for a message the broker
+    confirmed (publisher confirms), reconnecting after an idle period or a broker restart, and
+    raises :class:`~shared.errors.MqlabError` otherwise (``PublisherBlocked`` after
+    ``MQLAB_BLOCKED_TIMEOUT`` under a resource alarm)."""
+
+    def __enter__(self) -> Producer: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def publish(self, body: str) -> Published:
+        """Publish one work message; return it once confirmed."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,8 @@ class Implementation(ABC):
     publish: Callable[..., Sequence[Published]]
     """The implementation's producer function, ``<package>.new_task.publish(bodies, *,
     amqp_url, queue, declare)``, set in each subclass as ``staticmethod(new_task.publish)``."""
+    producer_class: Callable[..., Producer]
+    """The implementation's ``<package>.new_task.Producer(amqp_url, *, queue, declare)``."""
     early_ack_flag: str | None = None
     unlimited_prefetch: int = 0
 
@@ -118,6 +147,18 @@ class Implementation(ABC):
         """Every queue this implementation declares (cleared between tests and lab runs)."""
         return [self.hello_queue(), self.task_queue(), self.dead_letter_queue()]
 
+    def producer(
+        self, *, amqp_url: str | None = None, queue: str | None = None, declare: bool = True
+    ) -> Producer:
+        """A :class:`Producer` to keep open (``with impl.producer() as p: p.publish(...)``).
+
+        Parameters:
+            amqp_url: broker URI; default ``AMQP_URL``.
+            queue: target queue; default :meth:`task_queue`.
+            declare: declare the queue on every (re)connection.
+        """
+        return self.producer_class(amqp_url, queue=queue, declare=declare)
+
     def publish_work(
         self,
         bodies: Sequence[str],
@@ -126,8 +167,8 @@ class Implementation(ABC):
         queue: str | None = None,
         declare: bool = True,
     ) -> list[str]:
-        """Publish one work message per body through the implementation's producer
-        (:attr:`publish`, its ``new_task.publish``).
+        """Publish one work message per body through the implementation's :class:`Producer`
+        (:meth:`producer`, the one its ``new_task`` program uses).
 
         Messages are persistent, published with ``mandatory`` and confirmed (publisher
         confirms, unless ``MQLAB_CONFIRMS=0``).
@@ -144,12 +185,11 @@ class Implementation(ABC):
 
         Raises:
             shared.errors.Unroutable: no queue took the message (``basic.return``).
-            shared.errors.MqlabError: unreachable broker, refused credentials, nacked publish.
+            shared.errors.MqlabError: unreachable broker, refused credentials or permissions,
+                nacked or blocked publish.
         """
-        return [
-            m.message_id
-            for m in self.publish(bodies, amqp_url=amqp_url, queue=queue, declare=declare)
-        ]
+        with self.producer(amqp_url=amqp_url, queue=queue, declare=declare) as producer:
+            return [producer.publish(body).message_id for body in bodies]
 
     def worker_command(self, spec: WorkerSpec) -> Command:
         """The command that runs one worker process as ``spec`` describes:

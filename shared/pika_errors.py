@@ -18,7 +18,9 @@ from shared.errors import (
     QueueMismatch,
     Unroutable,
     queue_mismatch_message,
+    refused,
     unreachable,
+    vhost_refused,
 )
 
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (
@@ -34,7 +36,7 @@ the peer never answers the handshake, ``ssl.SSLError`` for TLS against a plain p
 
 
 def node_parameters(
-    urls: Sequence[str], *, timeout: float, heartbeat: int
+    urls: Sequence[str], *, timeout: float, heartbeat: int, blocked_timeout: float = 60
 ) -> list[pika.URLParameters]:
     """One ``URLParameters`` per node URI, each tried once with ``timeout`` seconds for the TCP
     connect and the handshake; ``pika.BlockingConnection`` takes the list and connects to the
@@ -54,7 +56,8 @@ def node_parameters(
         params.connection_attempts = 1
         params.socket_timeout = timeout
         params.stack_timeout = timeout
-        params.blocked_connection_timeout = 60
+        # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
+        params.blocked_connection_timeout = blocked_timeout
         params.heartbeat = heartbeat
         out.append(params)
     return out
@@ -103,6 +106,7 @@ def translate(
     error: BaseException,
     params: pika.ConnectionParameters | Sequence[pika.ConnectionParameters],
     queue: str = "?",
+    doing: str = "?",
 ) -> MqlabError:
     """The :class:`~shared.errors.MqlabError` that tells the user what ``error`` means.
 
@@ -112,6 +116,7 @@ def translate(
         params: the connection's parameters (host, port, user, vhost for the message), or one
             per node of a cluster.
         queue: the queue concerned, for 406, unroutable and nack messages.
+        doing: ``declare``, ``publish`` or ``consume``: names the permission a 403 lacks.
     """
     nodes = list(params) if isinstance(params, Sequence) else [params]
     where = ", ".join(f"{p.host}:{p.port}" for p in nodes)
@@ -124,10 +129,15 @@ def translate(
             f"broker at {where} refused user '{user}': wrong user name or password "
             f"({error.__class__.__name__})"
         )
+    user = str(getattr(first.credentials, "username", "?"))
     if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
-        return AccessRefused(f"broker at {where} denied access to vhost '{first.virtual_host}'")
+        return AccessRefused(vhost_refused(user, first.virtual_host, f"broker at {where}"))
     if isinstance(error, pika.exceptions.ChannelClosedByBroker) and error.reply_code == 406:
         return QueueMismatch(queue_mismatch_message(queue, error.reply_text))
+    if isinstance(
+        error, (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker)
+    ) and error.reply_code in (402, 403, 404, 530):
+        return refused(error.reply_code, error.reply_text, user, first.virtual_host, doing)
     if isinstance(error, pika.exceptions.UnroutableError):
         return Unroutable(f"message returned unroutable: no queue named '{queue}'")
     if isinstance(error, pika.exceptions.NackError):

@@ -23,28 +23,47 @@ variable                    meaning                                     default
 ``MQLAB_SLOWDOWN``          factor applied to this worker's work time   ``1.0``
 ``MQLAB_WORKER_NAME``       name this worker writes to the journal      ``<host>-<pid>``
 ``MQLAB_JOURNAL``           path of the SQLite execution journal        unset (no journal)
-``MQLAB_QUEUE_PREFIX``      prepended to every queue name               ``""``
+``MQLAB_QUEUE_PREFIX``      prepended to every queue name (checked by   ``""``
+                            :func:`check_queue_prefix`)
 ``MQLAB_QUEUE_TYPE``        ``classic`` or ``quorum`` (:mod:`shared.    ``classic``
                             queues`)
 ``MQLAB_DELIVERY_LIMIT``    deliveries before a quorum queue dead-      ``5``
                             letters a message (``x-delivery-limit``)
 ``MQLAB_CONCURRENCY``       task slots of one worker (threads,          ``1``
                             processes, as the framework runs them)
+``MQLAB_BLOCKED_TIMEOUT``   how long a publish waits while the broker   ``10``
+                            blocks publishers (memory or disk alarm)
+                            before it fails, seconds
 ==========================  ==========================================  =====================
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse
+
+import pika
 
 from shared import broker_up
 from shared.errors import BadSetting
 from shared.queues import QUEUE_TYPES
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+LONGEST_QUEUE_NAME = "dramatiq.task_queue.XQ"
+"""The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (Dramatiq's
+dead-letter sibling of its work queue)."""
+
+MAX_QUEUE_NAME_BYTES = 255
+"""AMQP 0-9-1 queue names are short strings: at most 255 bytes of UTF-8 (RabbitMQ docs,
+"Queues": names)."""
+
+QUEUE_NAME_RULE = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
+"""Dramatiq's rule for queue names (``dramatiq/actor.py``, ``_queue_name_re``); a prefix obeying
+it keeps every name valid for all three implementations."""
 
 
 def _flag(value: str) -> bool:
@@ -72,6 +91,8 @@ class Settings:
         worker_name: the name this process writes into the journal.
         journal: path of the execution journal, or ``None`` for no journal.
         queue_prefix: prefix for every queue name, so test runs can use their own namespace.
+        blocked_timeout: seconds a publish waits while RabbitMQ blocks publishers
+            (``connection.blocked``: memory or disk alarm) before it fails.
         queue_type: ``classic`` or ``quorum`` (:mod:`shared.queues`).
         delivery_limit: ``x-delivery-limit`` of quorum work queues.
         concurrency: task slots of one worker; each slot may hold ``prefetch`` messages.
@@ -89,6 +110,7 @@ class Settings:
     worker_name: str
     journal: str | None
     queue_prefix: str
+    blocked_timeout: float = 10.0
     queue_type: str = "classic"
     delivery_limit: int = 5
     concurrency: int = 1
@@ -129,10 +151,11 @@ def load() -> Settings:
         slowdown=_number("MQLAB_SLOWDOWN", "1.0", float, 0, 1000),
         worker_name=env.get("MQLAB_WORKER_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         journal=env.get("MQLAB_JOURNAL") or None,
-        queue_prefix=env.get("MQLAB_QUEUE_PREFIX", ""),
+        queue_prefix=check_queue_prefix(env.get("MQLAB_QUEUE_PREFIX", "")),
         queue_type=_choice("MQLAB_QUEUE_TYPE", "classic", QUEUE_TYPES),
         delivery_limit=int(_number("MQLAB_DELIVERY_LIMIT", "5", int, 1, 1_000_000)),
         concurrency=int(_number("MQLAB_CONCURRENCY", "1", int, 1, 1024)),
+        blocked_timeout=_number("MQLAB_BLOCKED_TIMEOUT", "10", float, 0.1, 3600),
     )
 
 
@@ -178,8 +201,55 @@ def amqp_urls(url: str) -> list[str]:
     return parts
 
 
+def _check_query(query: str) -> None:
+    """Raise ValueError naming the first query option pika refuses (``?heartbeat=abc``)."""
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        try:
+            pika.URLParameters(f"amqp://localhost/?{urlencode({key: value})}")
+        except (ValueError, TypeError, SyntaxError) as e:
+            why = "pika reads it as a Python dict literal" if key == "ssl_options" else str(e)
+            raise ValueError(f"query option {key}={value!r} is not valid: {why}") from None
+
+
+def check_queue_prefix(prefix: str) -> str:
+    """Check ``MQLAB_QUEUE_PREFIX`` once for all three implementations; return it.
+
+    Every queue name is ``prefix + name``, so the prefix must leave the longest name
+    (:data:`LONGEST_QUEUE_NAME`) within :data:`MAX_QUEUE_NAME_BYTES`, must not start with
+    ``amq.`` (RabbitMQ reserves those names: 403 ACCESS_REFUSED) and must follow Dramatiq's
+    queue-name rule (:data:`QUEUE_NAME_RULE`: a letter or ``_`` first, then letters, digits,
+    ``.``, ``_``, ``-``).
+
+    Raises:
+        BadSetting: it breaks one of these rules (the message says which).
+    """
+    if not prefix:
+        return prefix
+    room = MAX_QUEUE_NAME_BYTES - len(LONGEST_QUEUE_NAME)
+    size = len(prefix.encode("utf-8", errors="surrogateescape"))
+    if size > room:
+        raise BadSetting(
+            f"MQLAB_QUEUE_PREFIX is {size} bytes long; at most {room} (queue names are at "
+            f"most {MAX_QUEUE_NAME_BYTES} bytes, and the longest is prefix + "
+            f"'{LONGEST_QUEUE_NAME}')"
+        )
+    if prefix.lower().startswith("amq."):
+        raise BadSetting(
+            f"MQLAB_QUEUE_PREFIX={prefix!r} starts with 'amq.', which RabbitMQ reserves for its "
+            "own queues (403 ACCESS_REFUSED)"
+        )
+    if not QUEUE_NAME_RULE.fullmatch(prefix):
+        raise BadSetting(
+            f"MQLAB_QUEUE_PREFIX={prefix!r} is not a valid queue-name start: use a letter or "
+            "'_' first, then letters, digits, '.', '_' or '-' (Dramatiq's queue-name rule)"
+        )
+    return prefix
+
+
 def check_amqp_url(url: str) -> None:
-    """Check that ``url`` is an AMQP URI (RabbitMQ docs, "URI Spec"): scheme, host, port.
+    """Check that ``url`` is an AMQP URI (RabbitMQ docs, "URI Spec"): scheme, host, port, and
+    query options pika accepts (``?heartbeat=30``; pika's ``URLParameters`` reads them, and
+    an option it refuses is refused for all three implementations alike).
 
     Raises:
         BadSetting: it is not (the message shows the URL without its password).
@@ -187,12 +257,13 @@ def check_amqp_url(url: str) -> None:
     shown = url
     try:
         parsed = urlparse(url)  # raises ValueError for a broken [IPv6] host
-        shown = url.replace(f":{parsed.password}@", ":***@") if parsed.password else url
+        shown = url.replace(f":{parsed.password}@", ":**@") if parsed.password else url
         parsed.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
         if parsed.scheme not in ("amqp", "amqps"):
             raise ValueError("the scheme must be amqp:// or amqps://")
         if not parsed.hostname:
             raise ValueError("no host")
+        _check_query(parsed.query)
     except ValueError as e:
         raise BadSetting(
             f"AMQP_URL={shown!r} is not an AMQP URI like amqp://user:password@host:5672/vhost ({e})"

@@ -70,9 +70,15 @@ class Cluster(Node):
 
     def __init__(self, size: int = SIZE) -> None:
         cookie = secrets.token_hex(16).upper()
+        # One administrator password for all nodes: each node's rabbitmq.conf creates user
+        # mqlab with it on first boot, and a node that joins takes the cluster's users, so
+        # every node's URI holds the same account.
+        password = secrets.token_urlsafe(18)
         base = f"mqlab-{uuid.uuid4().hex[:6]}"
         self.nodes = [
-            LocalNode(name=f"{base}-{i}", cookie=cookie, extra_config=PEER_WAIT_CONFIG)
+            LocalNode(
+                name=f"{base}-{i}", cookie=cookie, password=password, extra_config=PEER_WAIT_CONFIG
+            )
             for i in range(1, size + 1)
         ]
         self.amqp_url = self.nodes[0].amqp_url

@@ -6,6 +6,8 @@ otherwise.
 
 from __future__ import annotations
 
+import secrets
+
 from shared.errors import BrokerUnavailable
 from testbed.node import Node, free_port
 
@@ -41,12 +43,14 @@ class DockerNode(Node):
         from testcontainers.rabbitmq import RabbitMqContainer
 
         self.amqp_port, self.management_port = free_port(), free_port()
+        # A random password instead of guest/guest (RABBITMQ_DEFAULT_USER / _PASS).
+        user, password = "mqlab", secrets.token_urlsafe(18)
         self.container = (
-            RabbitMqContainer(self.image)
+            RabbitMqContainer(self.image, username=user, password=password)
             .with_bind_ports(5672, self.amqp_port)
             .with_bind_ports(15672, self.management_port)
         )
-        self.amqp_url = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+        self.amqp_url = f"amqp://{user}:{password}@127.0.0.1:{self.amqp_port}/%2F"
         self.management_url = f"http://127.0.0.1:{self.management_port}"
         self._started = False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -99,6 +100,9 @@ class LocalNode(Node):
         cookie: the Erlang cookie to share with other nodes (the nodes of a cluster must have
             one cookie: RabbitMQ docs, "Clustering Guide: Erlang cookie"); default: the node
             makes its own.
+        password: the password of its administrator ``mqlab`` (the nodes of a cluster share
+            one: joining a cluster replaces a node's users with the cluster's); default: a
+            random one.
         extra_config: further ``rabbitmq.conf`` lines.
 
     Raises:
@@ -109,7 +113,12 @@ class LocalNode(Node):
     can_kill = True
 
     def __init__(
-        self, *, name: str | None = None, cookie: str | None = None, extra_config: str = ""
+        self,
+        *,
+        name: str | None = None,
+        cookie: str | None = None,
+        password: str | None = None,
+        extra_config: str = "",
     ) -> None:
         server, ctl = _find("rabbitmq-server"), _find("rabbitmqctl")
         if server is None or ctl is None:
@@ -120,7 +129,11 @@ class LocalNode(Node):
         self.node = f"{name or 'mqlab-' + uuid.uuid4().hex[:8]}@localhost"
         self.amqp_port, self.management_port = _listen_port(), _listen_port()
         self.dist_port = _dist_port()
-        self.amqp_url = f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/%2F"
+        # Its own administrator with a random password instead of guest/guest (which any local
+        # user could use): RabbitMQ creates default_user on first boot and no guest then
+        # (RabbitMQ docs, "Access Control": default user). Printed URLs mask it (mask_password).
+        self.user, self.password = "mqlab", password or secrets.token_urlsafe(18)
+        self.amqp_url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}/%2F"
         self.management_url = f"http://127.0.0.1:{self.management_port}"
         (self.dir / "home").mkdir()
         if cookie is not None:
@@ -134,8 +147,12 @@ class LocalNode(Node):
             "management.tcp.ip = 127.0.0.1\n"
             f"management.tcp.port = {self.management_port}\n"
             f"collect_statistics_interval = {STATS_INTERVAL_MS}\n"
-            "log.console = false\n" + extra_config
+            "log.console = false\n"
+            f"default_user = {self.user}\n"
+            f"default_pass = {self.password}\n"
+            "default_user_tags.administrator = true\n" + extra_config
         )
+        (self.dir / "rabbitmq.conf").chmod(0o600)
         # The management agent aggregates samples at the granularity of its retention policies
         # (default: every 5 s), which would make figures seconds old; sample every second.
         (self.dir / "advanced.config").write_text(
@@ -236,6 +253,23 @@ class LocalNode(Node):
                 f"RabbitMQ node {self.node} failed to start: {result.stderr.strip()}\n{tail}"
             )
         super().wait_ready(timeout)
+
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl -n <node> <args>`` against this node; return its output.
+
+        Raises:
+            RuntimeError: it failed (the message quotes its stderr).
+        """
+        result = subprocess.run(
+            [self.ctl, "-n", self.node, "-q", *args],
+            env={**os.environ, **self._env()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (beam.smp and its helpers)."""

@@ -283,3 +283,67 @@ class Management:
         stats = last[0]
         assert stats is not None
         return stats
+
+    # -- access control and alarms (for the bad-input and producer tests) -------------------
+
+    def _put(self, path: str, body: dict[str, Any]) -> None:
+        response = self.session.put(self._url(path), json=body, timeout=10)
+        response.raise_for_status()
+
+    def add_user(self, name: str, password: str, tags: str = "") -> None:
+        """Create (or update) user ``name``: ``PUT /api/users/<name>``.
+
+        Raises:
+            requests.HTTPError: the API refused (the logged-in user is not an administrator).
+        """
+        self._put(f"users/{quote(name, safe='')}", {"password": password, "tags": tags})
+
+    def delete_user(self, name: str) -> None:
+        """Delete user ``name`` if it exists: ``DELETE /api/users/<name>``."""
+        response = self.session.delete(self._url(f"users/{quote(name, safe='')}"), timeout=10)
+        if response.status_code not in (204, 404):
+            response.raise_for_status()
+
+    def set_permissions(
+        self, user: str, configure: str, write: str, read: str, vhost: str | None = None
+    ) -> None:
+        """Grant ``user`` the three permission regexes on ``vhost`` (default :attr:`vhost`):
+        ``PUT /api/permissions/<vhost>/<user>`` (RabbitMQ docs, "Access Control")."""
+        where = quote(vhost or self.vhost, safe="")
+        self._put(
+            f"permissions/{where}/{quote(user, safe='')}",
+            {"configure": configure, "write": write, "read": read},
+        )
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Every client connection the node has (``GET /api/connections``)."""
+        result: list[dict[str, Any]] = self.api("connections")
+        return result
+
+    def alarms(self) -> list[str]:
+        """The resource alarms in force on any node: ``"memory"``, ``"disk"``
+        (``mem_alarm`` / ``disk_free_alarm`` of ``GET /api/nodes``)."""
+        found = []
+        for node in self.api("nodes"):
+            if node.get("mem_alarm"):
+                found.append("memory")
+            if node.get("disk_free_alarm"):
+                found.append("disk")
+        return found
+
+    def peek(self, name: str, count: int = 100) -> list[dict[str, Any]]:
+        """Up to ``count`` messages of queue ``name``, put back at once
+        (``POST /api/queues/<vhost>/<name>/get`` with ``ackmode=ack_requeue_true``: they come
+        back flagged redelivered). Each has ``payload`` and ``properties``.
+
+        Raises:
+            requests.HTTPError: the API refused (no such queue: 404).
+        """
+        response = self.session.post(
+            self._url(self._queue_path(name) + "/get"),
+            json={"count": count, "ackmode": "ack_requeue_true", "encoding": "auto"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result

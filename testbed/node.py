@@ -97,6 +97,14 @@ class Node(ABC):
     def close(self) -> None:
         """Tear the node down for good and remove its data (a no-op for external brokers)."""
 
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl`` against this node (private local nodes only).
+
+        Raises:
+            NotImplementedError: this provider cannot.
+        """
+        raise NotImplementedError(f"rabbitmqctl is not available for a {self.provider} node")
+
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until AMQP connections are accepted and the management API answers.
 

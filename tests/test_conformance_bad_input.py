@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import Unroutable
 from shared.impl import Command, Implementation, WorkerSpec
-from testbed.node import Node, free_port
+from testbed.node import Node
 from testbed.process import GroupProcess
 from tests.helpers import run_to_end
 
@@ -52,32 +52,5 @@ def test_publish_to_a_missing_queue_raises(broker: Node, impl: Implementation) -
         impl.publish_work(["lost?"], queue="mqlabtest.no-such-queue", declare=False)
 
 
-@pytest.mark.parametrize("program", ["producer", "worker"])
-def test_unreachable_broker(impl: Implementation, program: str) -> None:
-    url = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"  # nothing listens there
-    command = (
-        impl.new_task_command(["x"])
-        if program == "producer"
-        else impl.worker_command(WorkerSpec(name="w", amqp_url=url))
-    )
-    result = _run(command, {"AMQP_URL": url})
-    assert result.returncode != 0
-    errors = _error_lines(result.stderr)
-    assert len(errors) == 1, result.stderr
-    assert "connect" in errors[0] and "127.0.0.1" in errors[0]
-
-
-@pytest.mark.parametrize("program", ["producer", "worker"])
-def test_wrong_password(broker: Node, impl: Implementation, program: str) -> None:
-    url = broker.amqp_url.replace("guest:guest@", "guest:not-the-password@")
-    assert url != broker.amqp_url
-    command = (
-        impl.new_task_command(["x"])
-        if program == "producer"
-        else impl.worker_command(WorkerSpec(name="w", amqp_url=url))
-    )
-    result = _run(command, {"AMQP_URL": url})
-    assert result.returncode != 0
-    errors = _error_lines(result.stderr)
-    assert len(errors) == 1, result.stderr
-    assert "password" in errors[0]
+# Unreachable broker, wrong password, missing vhost, 403s, bad settings and options: every
+# program, in tests/test_bad_input_corpus.py.

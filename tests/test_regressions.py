@@ -87,17 +87,6 @@ def silent_listener() -> Iterator[int]:
 # -- 1. connection failures that escape pika_errors.translate as tracebacks -------------------
 
 
-@pytest.mark.parametrize("program", PROGRAMS)
-@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
-def test_unresolvable_host_is_a_one_line_error(impl: Implementation, program: str) -> None:
-    """socket.gaierror comes out of BlockingConnection unwrapped (pika resolves the name
-    before its connection workflow), so `except AMQPConnectionError` misses it."""
-    url = "amqp://guest:guest@no-such-host.invalid:5672/%2F"
-    code, stderr = _run(_command(impl, program, url), {"AMQP_URL": url})
-    line = _assert_one_line_error(code, stderr)
-    assert "no-such-host.invalid" in line
-
-
 @pytest.mark.parametrize("program", ["new_task", "worker"])
 @pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
 def test_silent_server_is_a_one_line_error(
@@ -124,65 +113,8 @@ def test_amqps_to_a_plain_port_is_a_one_line_error(
     _assert_one_line_error(code, stderr)
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "not a url at all",
-        "amqp://guest:guest@127.0.0.1:99999/%2F",
-        "amqp://guest:guest@127.0.0.1:abc/%2F",
-        "amqp://guest:guest@[::1:5672/",
-    ],
-    ids=["garbage", "port-range", "port-nan", "ipv6-bracket"],
-)
-@pytest.mark.parametrize("program", ["new_task", "worker"])
-@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
-def test_unparseable_amqp_url_is_a_one_line_error(
-    impl: Implementation, program: str, url: str
-) -> None:
-    code, stderr = _run(_command(impl, program, url), {"AMQP_URL": url})
-    line = _assert_one_line_error(code, stderr)
-    assert "AMQP_URL" in line
-
-
-# -- 2. settings that do not parse -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "variable, value",
-    [
-        ("MQLAB_PREFETCH", "abc"),
-        ("MQLAB_DOT_SECONDS", "abc"),
-        ("MQLAB_HEARTBEAT", "-5"),
-        ("MQLAB_CONNECT_TIMEOUT", "0"),
-    ],
-)
-@pytest.mark.parametrize("program", ["new_task", "worker"])
-@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
-def test_bad_setting_is_a_one_line_error(
-    broker: Node, impl: Implementation, program: str, variable: str, value: str
-) -> None:
-    """shared.settings.load() raises a bare ValueError (documented), which no entry point
-    turns into an MqlabError."""
-    code, stderr = _run(_command(impl, program, broker.amqp_url), {variable: value}, timeout=20)
-    line = _assert_one_line_error(code, stderr)
-    assert variable in line
-
-
-@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
-def test_prefetch_above_amqp_limit_is_refused(
-    broker: Node, impl: Implementation, tmp_path: Path
-) -> None:
-    """prefetch_count is a 16-bit field. raw_pika dies in struct.pack with a traceback; the
-    Dramatiq worker never consumes (its consumer thread restarts every 3 s, forever)."""
-    spec = WorkerSpec(name="w", amqp_url=broker.amqp_url, prefetch=70000)
-    # A process group, killed whole: subprocess.run's timeout would kill only the Dramatiq
-    # main process and orphan its worker process.
-    with GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w.log") as worker:
-        code = worker.wait(timeout=20)
-        output = worker.output()
-    if code is None:
-        pytest.fail(f"worker with prefetch 70000 ran on without ever consuming:\n{output}")
-    _assert_one_line_error(code, output)
+# -- 2. unresolvable hosts, unparseable URLs and settings, out-of-range worker options: in
+# tests/test_bad_input_corpus.py (every program, every case) --------------------------------
 
 
 def test_pika_worker_refuses_negative_prefetch(broker: Node, tmp_path: Path) -> None:

@@ -1,0 +1,142 @@
+"""8. A producer an application keeps open: each publish is confirmed or raises.
+
+Per implementation (``impl.producer()``, the ``new_task.Producer`` the programs use):
+
+* idle longer than a short heartbeat timeout, then publish: confirmed, and it arrives;
+* broker restart between two publishes: the second is confirmed (and arrives) or raises;
+  never a silent loss;
+* the broker blocks publishers (a memory alarm): the publish fails within
+  ``MQLAB_BLOCKED_TIMEOUT`` with one line naming the alarm; the program exits non-zero.
+
+Each has its negative control: the connection really died before the next publish, the alarm
+really was on (and once it is off the same publish succeeds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from shared.errors import MqlabError, PublisherBlocked
+from shared.impl import Implementation
+from testbed.node import Node
+from testbed.process import wait_until
+from tests.helpers import run_to_end
+
+HEARTBEAT = 1
+"""Seconds: the heartbeat timeout negotiated for the idle test (RabbitMQ closes a connection
+that sent nothing for about two of them)."""
+
+BLOCKED_TIMEOUT = 2.0
+"""``MQLAB_BLOCKED_TIMEOUT`` in the blocked test, seconds."""
+
+
+def _ready(broker: Node, queue: str, count: int) -> None:
+    broker.management.wait_for_queue(queue, 30, ready=count, fresh_after=time.time())
+
+
+@pytest.mark.timeout(90)
+def test_publish_after_an_idle_period_longer_than_the_heartbeat(
+    broker: Node, impl: Implementation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MQLAB_HEARTBEAT", str(HEARTBEAT))
+    queue = impl.task_queue()
+    with impl.producer() as producer:
+        producer.publish("before the idle period")
+        _ready(broker, queue, 1)
+        # Negative control: the broker really dropped the idle connection (missed heartbeats),
+        # so the next publish has to notice and reconnect.
+        wait_until(
+            lambda: not broker.management.connections(),
+            30,
+            interval=0.2,
+            what="the broker to close the idle connection (missed heartbeats)",
+        )
+        second = producer.publish("after the idle period")
+    assert second.message_id
+    _ready(broker, queue, 2)
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(180)
+def test_publish_after_a_broker_restart_is_confirmed_or_raises(
+    killable_broker: Node, impl: Implementation
+) -> None:
+    """The broker is SIGKILLed and started again between two publishes of one producer: the
+    second publish returns only if its message is in the queue afterwards (found by its
+    message_id), else it raises. Whether the first survives is the broker's durability, which
+    test_persistence_across_broker_restart checks."""
+    broker = killable_broker
+    queue = impl.task_queue()
+    with impl.producer() as producer:
+        producer.publish("before the restart")
+        _ready(broker, queue, 1)
+        broker.kill()
+        broker.start()
+        # Negative control: the old connection is gone (a restarted node has none), so the
+        # publish below cannot just reuse it.
+        assert not broker.management.connections()
+        try:
+            after = producer.publish("after the restart")
+        except MqlabError:
+            return  # raised: nothing was claimed
+    wait_until(
+        lambda: any(after.message_id in json.dumps(m) for m in broker.management.peek(queue)),
+        30,
+        what=f"message {after.message_id} (confirmed after the restart) in {queue}",
+    )
+
+
+def _watermark(broker: Node, fraction: str) -> None:
+    """Set the node's memory high watermark: a tiny one raises a memory alarm, RabbitMQ then
+    blocks every publishing connection (``connection.blocked``) until it clears."""
+    try:
+        broker.rabbitmqctl("set_vm_memory_high_watermark", fraction)
+    except NotImplementedError as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.timeout(120)
+def test_blocked_broker_fails_the_publish_within_the_bound(
+    broker: Node,
+    impl: Implementation,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MQLAB_BLOCKED_TIMEOUT", str(BLOCKED_TIMEOUT))
+    queue = impl.task_queue()
+    confirmed = impl.publish_work(["confirmed before the alarm"])
+    with impl.producer() as producer:
+        _watermark(broker, "0.0000001")
+        try:
+            wait_until(lambda: "memory" in broker.management.alarms(), 30, what="the alarm")
+            with pytest.raises(PublisherBlocked) as raised:
+                producer.publish("during the alarm")
+            line = str(raised.value)
+            assert "\n" not in line
+            assert "blocking publishers" in line and "memory" in line, line
+            assert "MQLAB_BLOCKED_TIMEOUT" in line
+            # The program: one line on stderr, its own exit code, within the bound.
+            result = run_to_end(
+                impl.new_task_command(["from the program"]),
+                {"MQLAB_BLOCKED_TIMEOUT": str(BLOCKED_TIMEOUT)},
+                timeout=60,
+            )
+            assert result.returncode == PublisherBlocked.exit_code, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+            assert "blocking publishers" in lines[0] and "Traceback" not in result.stderr
+        finally:
+            _watermark(broker, "0.4")
+            wait_until(lambda: not broker.management.alarms(), 30, what="the alarm to clear")
+        # Negative control: with the alarm gone, the same producer publishes again.
+        producer.publish("after the alarm")
+    # Nothing confirmed is lost: the first message and the last are there (the unconfirmed
+    # ones may or may not have arrived once the alarm cleared).
+    assert confirmed
+    wait_until(
+        lambda: (stats := broker.management.queue(queue)) is not None and stats.ready >= 2,
+        30,
+        what="the confirmed messages in the queue",
+    )
