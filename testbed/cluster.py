@@ -292,6 +292,17 @@ class Cluster(Node):
         self.await_quorum_queues(timeout)
         return time.monotonic() - began
 
+    def sync_metadata(self) -> None:
+        """Fsync Mnesia's log on every running node (:meth:`LocalNode.sync_metadata`; see
+        :meth:`Node.sync_metadata`).
+
+        Raises:
+            RuntimeError: rabbitmqctl failed on a running node.
+        """
+        for node in self.nodes:
+            if node.alive():
+                node.sync_metadata()
+
     def kill(self) -> None:
         """SIGKILL every node (a whole-cluster crash)."""
         for node in self.nodes:

@@ -261,7 +261,7 @@ class LocalNode(Node):
             RuntimeError: it failed (the message quotes its stderr).
         """
         result = subprocess.run(
-            [self.ctl, "-n", self.node, "-q", *args],
+            [self.ctl_path, "-n", self.node, "-q", *args],
             env={**os.environ, **self._env()},
             capture_output=True,
             text=True,
@@ -270,6 +270,15 @@ class LocalNode(Node):
         if result.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
+
+    def sync_metadata(self) -> None:
+        """``rabbitmqctl eval 'mnesia:sync_log().'``: fsync Mnesia's log (queue definitions)
+        now; see :meth:`Node.sync_metadata`.
+
+        Raises:
+            RuntimeError: rabbitmqctl failed (the message quotes its stderr).
+        """
+        self.rabbitmqctl("eval", "mnesia:sync_log().")
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (beam.smp and its helpers)."""
