@@ -17,6 +17,7 @@ def main() -> int:
     queue = hello_queue()
     with connect() as conn:
         declare(conn, hello_queue_entity())
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
     argv = worker_argv(queue, f"receive-{settings.load().worker_name}", loglevel="WARNING")
     return run_worker(["--quiet", *argv])

@@ -109,10 +109,10 @@ def make_app() -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # -- fair dispatch --------------------------------------------------------------------
         # Default 4: each process reserves four messages, so a long task strands the three
-        # behind it on a busy worker. 1 with concurrency 1 = basic.qos(prefetch_count=1),
+        # behind it on a busy worker. 1 per pool slot = basic.qos(prefetch_count=concurrency),
         # tutorial 2's fair dispatch. worker.py sets it from --prefetch (0 = unlimited).
         worker_prefetch_multiplier=max(s.prefetch, 0),
-        worker_concurrency=1,
+        worker_concurrency=s.concurrency,
         # Default: basic.qos with global=true against RabbitMQ 3.3+, a channel-wide limit the
         # management API does not show per consumer. Ours applies it per consumer (tutorial 2's
         # basic_qos); the count is then static, so no prefetch reduction after a reconnect.
@@ -145,6 +145,12 @@ def make_app() -> Celery:
         # of the failover list, so with N nodes the budget is 10 rounds, not 10 attempts: a
         # restart of the whole cluster must not use it up in seconds.
         broker_connection_max_retries=10 * len(s.amqp_urls),
+        # Default False: a channel error in the consumer (RabbitMQ closing the channel with
+        # "406 PRECONDITION_FAILED - delivery acknowledgement ... timed out" past
+        # consumer_timeout) is an "Unrecoverable error" that stops the worker. True: Celery
+        # reconnects as after a lost connection and goes on; the unacked message is
+        # redelivered (Celery docs, "Configuration: broker_channel_error_retry").
+        broker_channel_error_retry=True,
         broker_connection_timeout=s.connect_timeout,
         # Several nodes in AMQP_URL ("url1;url2;url3", kombu's failover list): on a lost or
         # refused connection kombu moves to the next node, in order (the default strategy,

@@ -10,6 +10,7 @@ request's message headers.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Task
@@ -18,21 +19,52 @@ from celery_impl.settings import app
 from shared import settings
 from shared import tasks as catalogue
 from shared.contract import PUBLISHED_AT_HEADER, published_at_from
+from shared.errors import MqlabError
 from shared.journal import JournalWriter
 
+
+@dataclass(frozen=True)
+class WorkOptions:
+    """What the ``work`` task needs from its worker, read once.
+
+    Attributes:
+        dot_seconds: seconds per ``.`` (``MQLAB_DOT_SECONDS``).
+        slowdown: this worker's work-time factor (``MQLAB_SLOWDOWN`` or ``--slowdown``).
+        worker_name: the name written into the journal (``MQLAB_WORKER_NAME`` or ``--name``).
+        journal: the journal path (``MQLAB_JOURNAL``), or ``None``.
+    """
+
+    dot_seconds: float
+    slowdown: float
+    worker_name: str
+    journal: str | None
+
+
+_s = settings.load()
+options = WorkOptions(_s.dot_seconds, _s.slowdown, _s.worker_name, _s.journal)
+"""Read from the environment at import (what ``celery -A celery_impl worker`` sees);
+``python -m celery_impl.worker`` replaces it with its options through :func:`configure` before the
+pool starts, so prefork children inherit it."""
+
 _writers: dict[int, JournalWriter] = {}
+
+
+def configure(*, slowdown: float, worker_name: str) -> None:
+    """Set this worker's options once, before the pool starts (``celery_impl.worker``)."""
+    global options
+    options = replace(options, slowdown=slowdown, worker_name=worker_name)
 
 
 def journal() -> JournalWriter:
     """This process's journal writer, opened on first use.
 
-    One per process id: a prefork pool child must not share its parent's SQLite connection.
+    One per process id: a prefork pool child must not share its parent's SQLite connection (the
+    writer keeps one connection per thread, for the threads pool).
     """
     pid = os.getpid()
     writer = _writers.get(pid)
     if writer is None:
-        s = settings.load()
-        writer = JournalWriter(s.journal, impl="celery", worker=s.worker_name)
+        writer = JournalWriter(options.journal, impl="celery", worker=options.worker_name)
         _writers.clear()
         _writers[pid] = writer
     return writer
@@ -55,12 +87,33 @@ def hello(self: Task, text: str) -> str:
     return catalogue.hello(text)
 
 
-@app.task(bind=True, name="celery_impl.work")
+class WorkTask(Task):  # type: ignore[misc]
+    """The work task's class: it refuses ``eta``/``countdown`` at the producer, and its worker
+    strategy (:func:`celery_impl.consumer.refuse_eta`) dead-letters an ETA message that arrives
+    anyway, so no ETA message takes a prefetch-1 worker's only slot."""
+
+    Strategy = "celery_impl.consumer:refuse_eta"
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """``Task.apply_async`` without ``eta`` or ``countdown``.
+
+        Raises:
+            MqlabError: ``eta`` or ``countdown`` was given.
+        """
+        if options.get("eta") is not None or options.get("countdown") is not None:
+            raise MqlabError(
+                "celery_impl.work takes no eta/countdown: a prefetch-1 worker would hold the "
+                "message unacked until then and serve nothing behind it; schedule it elsewhere "
+                "and publish it when due"
+            )
+        return super().apply_async(args, kwargs, **options)
+
+
+@app.task(bind=True, name="celery_impl.work", base=WorkTask)
 def work(self: Task, body: str) -> float:
     """Tutorial 2: one unit of work per ``.`` in ``body`` (:func:`shared.tasks.work`).
 
     Work time is ``MQLAB_DOT_SECONDS`` per dot times this worker's ``MQLAB_SLOWDOWN``.
     """
-    s = settings.load()
     with journal().run(task="work", **_delivery(self)):
-        return catalogue.work(body, s.dot_seconds, s.slowdown)
+        return catalogue.work(body, options.dot_seconds, options.slowdown)

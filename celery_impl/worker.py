@@ -1,20 +1,23 @@
 """Tutorial 2 worker: a Celery worker on ``celery.task_queue``, one task at a time, late ack.
 
     python -m celery_impl.worker                      # prefetch 1: fair dispatch
+    python -m celery_impl.worker --concurrency 4      # four pool processes, prefetch 4
+    python -m celery_impl.worker -c 4 --pool threads  # four threads instead
     python -m celery_impl.worker --prefetch 0         # unlimited: plain round-robin
     python -m celery_impl.worker --slowdown 4 --name slow
 
 It is the native worker, run in this process, equivalent to::
 
-    celery -A celery_impl worker -Q celery.task_queue -c 1 -n w1@%h \\
+    celery -A celery_impl worker -Q celery.task_queue -c 1 -P prefork -n w1@%h \\
         --without-gossip --without-mingle --without-heartbeat
 
 * ``task_acks_late``: the message is acknowledged only after the task returns, so a worker that
   dies mid-task leaves it unacked and RabbitMQ redelivers it, flagged ``redelivered``.
 * ``task_reject_on_worker_lost``: when only the pool child dies, the message is requeued, not
   acked as failed.
-* ``worker_prefetch_multiplier`` × concurrency (``-c 1``) is the ``basic.qos`` prefetch count;
-  ``--prefetch 0`` sets the multiplier to 0, which Celery takes as "no limit".
+* ``worker_prefetch_multiplier`` (``--prefetch``, per slot) × concurrency (``-c``, pool
+  processes or threads) is the ``basic.qos`` prefetch count; ``--prefetch 0`` sets the
+  multiplier to 0, which Celery takes as "no limit".
 * SIGTERM or Ctrl+C: a warm shutdown, the task in hand is finished and acked; messages
   prefetched but not started go back to the queue when the connection closes.
 
@@ -24,15 +27,27 @@ a non-durable queue of the same name (406) is one clear line and a non-zero exit
 
 from __future__ import annotations
 
-import os
+import sys
 
-from celery_impl import consumer
-from celery_impl.settings import EARLY_ACK_ENV, app, connect, declare_work_queue, task_queue
-from shared import cli
+from celery_impl import consumer, tasks
+from celery_impl.settings import app, connect, declare_work_queue, task_queue
+from shared import cli, settings
+from shared.errors import WorkerCannotGoOn
+
+POOLS = ("prefork", "threads")
+"""Celery execution pools offered here: processes (Celery's default) or threads."""
 
 
-def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
-    """The ``celery worker`` arguments for one single-process worker consuming ``queue``.
+def worker_argv(
+    queue: str,
+    name: str,
+    *,
+    concurrency: int = 1,
+    pool: str = "prefork",
+    loglevel: str = "INFO",
+) -> list[str]:
+    """The ``celery worker`` arguments for one worker consuming ``queue`` with ``concurrency``
+    pool processes (or threads).
 
     Gossip, mingle and the worker heartbeat are cluster chatter over extra exchanges that the
     work queue does not need (Celery docs, "Workers Guide").
@@ -40,8 +55,8 @@ def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
     return [
         "worker",
         "--queues", queue,
-        "--concurrency", "1",
-        "--pool", "prefork",
+        "--concurrency", str(concurrency),
+        "--pool", pool,
         "--hostname", f"{name}@%h",
         "--loglevel", loglevel,
         "--without-gossip",
@@ -51,21 +66,27 @@ def worker_argv(queue: str, name: str, *, loglevel: str = "INFO") -> list[str]:
 
 
 def run_worker(argv: list[str]) -> int:
-    """Run ``celery worker`` with ``argv`` in this process; return its exit code.
+    """Run ``celery worker`` with ``argv`` in this process and return its exit code.
+
+    ``app.worker_main`` (and ``app.start``) drop it: click's ``main`` with
+    ``standalone_mode=False`` returns the code of ``ctx.exit(worker.exitcode)`` and
+    ``Celery.start`` ignores that return value, so an "Unrecoverable error" (code 1) would look
+    like a clean stop (0). This is ``Celery.start`` keeping the code.
 
     Raises:
-        shared.errors.MqlabError: the broker refused the consumer (403 without read
-            permission: :data:`celery_impl.consumer.FATAL`), which Celery would log as an
-            "Unrecoverable error" traceback and then exit 0.
+        shared.errors.MqlabError: the broker refused the consumer (403, 404, 530:
+            :data:`celery_impl.consumer.FATAL`).
     """
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app  # the --app option, as Celery.start sets it
     try:
-        app.worker_main(argv)
-        code: int | str | None = 0
-    except SystemExit as e:
-        code = e.code
-    if consumer.FATAL:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    if consumer.FATAL:  # the broker refused the consumer: its one-line error
         raise consumer.FATAL[0]
-    return code if isinstance(code, int) else 1
+    return code if isinstance(code, int) else 0
 
 
 def main() -> int:
@@ -75,25 +96,27 @@ def main() -> int:
         action="store_true",
         help="task_acks_late off: ack on receipt (loses the task in hand if the worker dies)",
     )
+    parser.add_argument("--pool", "-P", choices=POOLS, default="prefork", help="execution pool")
     args = cli.parse_worker_args(parser)
-
-    # The pool children inherit these; the tasks read them through shared.settings.
-    os.environ["MQLAB_PREFETCH"] = str(args.prefetch)
-    os.environ["MQLAB_SLOWDOWN"] = str(args.slowdown)
-    os.environ["MQLAB_WORKER_NAME"] = args.name
-    if args.early_ack:
-        os.environ[EARLY_ACK_ENV] = "1"
-    # Before the app is finalized, so the task classes pick them up.
-    app.conf.worker_prefetch_multiplier = args.prefetch
-    app.conf.task_acks_late = not args.early_ack
+    s = settings.load()
 
     queue = task_queue()
-    with connect() as conn:
-        declare_work_queue(conn, queue)
+    with connect() as conn:  # connect once, fail fast
+        print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+        declare_work_queue(conn, queue)  # durable, with its dead-letter queue
+    # qos: prefetch per slot x pool size; set before the worker starts, read once.
+    app.conf.worker_prefetch_multiplier = args.prefetch
+    app.conf.task_acks_late = not args.early_ack
+    # The callback is the task (celery_impl.tasks.work); its options pass once, here, and the
+    # prefork children inherit them.
+    tasks.configure(slowdown=args.slowdown, worker_name=args.name)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
-    code = run_worker(worker_argv(queue, args.name))
+    code = run_worker(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
+    if code:
+        raise WorkerCannotGoOn(f"the Celery worker stopped on an error (exit {code}; see above)")
     print(f" [*] {args.name} stopped", flush=True)
-    return code
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Dramatiq's global broker, so the native worker command runs them as they are::
 
     dramatiq dramatiq_impl.actors -p 1 -t 1              # one process, one thread, prefetch 1
 
-The actors add nothing to :mod:`shared.tasks`; they only print the tutorial's lines.
+The actors add nothing to :mod:`shared.tasks`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,4 @@ def hello(text: str) -> None:
 def work(body: str) -> None:
     """Tutorial 2: one unit of work per ``.`` in ``body`` (``MQLAB_DOT_SECONDS`` each, times
     ``MQLAB_SLOWDOWN``)."""
-    print(f" [x] Received {body}", flush=True)
     tasks.work(body, _settings.dot_seconds, _settings.slowdown)
-    print(" [x] Done", flush=True)

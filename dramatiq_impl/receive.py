@@ -16,7 +16,7 @@ from dramatiq import Worker
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import connect, hello_queue
-from shared import cli
+from shared import cli, settings
 
 
 def main() -> int:
@@ -32,6 +32,7 @@ def main() -> int:
 
     worker = Worker(actors.broker, queues={queue}, worker_threads=1)
     worker.start()
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
     while not stopping.wait(0.2):
         pass

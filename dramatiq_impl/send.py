@@ -12,7 +12,7 @@ import sys
 from dramatiq_impl import actors
 from dramatiq_impl.new_task import Producer
 from dramatiq_impl.settings import hello_queue
-from shared import cli
+from shared import cli, settings
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
@@ -29,6 +29,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 def main() -> int:
     text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
     send(text)
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
     print(f" [x] Sent {text}")
     return 0
 

@@ -42,8 +42,8 @@ from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
+from dramatiq_impl.consumer import ExitWhenRefused
 from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
-from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import pika_errors, settings
 from shared.errors import MqlabError
 
@@ -119,10 +119,11 @@ class _Consumer(_RabbitmqConsumer):
             raise
 
 
-class Broker(TypedQueuesBroker):
+class Broker(ExitWhenRefused):
     """Dramatiq's ``RabbitmqBroker`` with ``MQLAB_QUEUE_TYPE`` queues
     (:class:`~dramatiq_impl.queue_types.TypedQueuesBroker`), whose consumers give up on a
-    refusal.
+    refusal, on ``basic.consume`` here and when connecting or declaring
+    (:class:`~dramatiq_impl.consumer.ExitWhenRefused`).
 
     Dramatiq's worker treats every failure of ``basic.consume`` as a connection error and
     tries again every 3 s, logging CRITICAL forever; a 403 ACCESS_REFUSED (no read permission)

@@ -9,12 +9,15 @@ siblings) and then *becomes* the native worker, in the same process::
 
     dramatiq dramatiq_impl.actors -p 1 -t 1 -Q dramatiq.task_queue
 
+(``--concurrency N`` is ``-t N``, with prefetch ``N x --prefetch`` per process)
+
 with ``dramatiq_queue_prefetch``, ``MQLAB_SLOWDOWN`` and ``MQLAB_WORKER_NAME`` set. The main
 process forks ``-p`` worker processes with ``-t`` threads each (``dramatiq/cli.py``):
 
 * A message is acked after the actor returns (Dramatiq acks late, always), so a worker killed
   mid-task leaves it unacked and RabbitMQ redelivers it to another consumer, ``redelivered``.
-* Prefetch = threads: RabbitMQ gives a worker a new message only when a thread is free.
+* Prefetch = threads x ``--prefetch`` (1): RabbitMQ gives a worker a new message only when a
+  thread is free.
 * SIGTERM or Ctrl+C to the main process: it forwards SIGTERM to its worker processes, which
   finish the task in hand, ack it, and close their channels (prefetched messages go back to the
   queue). A second SIGTERM (more than 2 s later) kills at once.
@@ -29,31 +32,42 @@ import sys
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import UNLIMITED_PREFETCH, connect, task_queue
-from shared import cli
+from shared import cli, settings
 
 
 def main() -> int:
     parser = cli.worker_parser("python -m dramatiq_impl.worker", __doc__)
     parser.add_argument("--processes", "-p", type=int, default=1, help="worker processes")
-    parser.add_argument("--threads", "-t", type=int, default=1, help="threads per process")
+    parser.add_argument(
+        "--threads",
+        "-t",
+        type=int,
+        dest="concurrency",
+        help="threads per process (= --concurrency)",
+    )
     args = cli.parse_worker_args(parser)
-    if args.processes < 1 or args.threads < 1:
-        parser.error("--processes and --threads must be 1 or more")
+    s = settings.load()
+    if args.processes < 1:
+        parser.error("--processes must be 1 or more")
 
     queue = task_queue()
     connect(actors.broker, queue)  # fail fast: unreachable broker, wrong password, 406
+    print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
     actors.broker.close()
 
     env = {
         **os.environ,
         # Dramatiq's default (unset or 0): 2 x threads; there is no "unlimited" value.
-        "dramatiq_queue_prefetch": str(args.prefetch or UNLIMITED_PREFETCH),
+        # Per process: prefetch per slot x threads, so every thread can hold a message.
+        "dramatiq_queue_prefetch": str(
+            cli.total_prefetch(args.prefetch, args.concurrency) or UNLIMITED_PREFETCH
+        ),
         "MQLAB_SLOWDOWN": str(args.slowdown),
         "MQLAB_WORKER_NAME": args.name,
     }
     argv = [
         sys.executable, "-m", "dramatiq", "dramatiq_impl.actors",
-        "--processes", str(args.processes), "--threads", str(args.threads),
+        "--processes", str(args.processes), "--threads", str(args.concurrency),
         "--queues", queue,
     ]  # fmt: skip
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)

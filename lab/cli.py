@@ -2,7 +2,7 @@
 
     mqlab compare [--impl pika,celery] [--scenario throughput] [--repeat 3] [--quick] [--out DIR]
     mqlab broker up [--cluster] [--detach] | down | status | purge [--impl pika,celery]
-    mqlab worker --impl pika [--prefetch 1] [--name w1]
+    mqlab worker --impl pika [--concurrency 1] [--prefetch 1] [--name w1]
     mqlab send --impl pika "A task..." [--count 10]
 
 ``compare`` provisions a private RabbitMQ node for the run (or uses ``--amqp-url``), runs every
@@ -33,6 +33,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = WorkerSpec(
         name=args.name,
         prefetch=args.prefetch,
+        concurrency=args.concurrency,
         slowdown=args.slowdown,
         journal=args.journal,
         amqp_url=amqp_url(args.amqp_url),
@@ -108,7 +109,10 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run one worker of an implementation in the foreground")
     w.add_argument("--impl", required=True, help=", ".join(registry.KNOWN))
     w.add_argument("--name", default=f"worker-{os.getpid()}")
-    w.add_argument("--prefetch", type=int, default=1, help="0 = unlimited")
+    w.add_argument(
+        "--concurrency", type=int, default=1, help="worker slots: tasks run at the same time"
+    )
+    w.add_argument("--prefetch", type=int, default=1, help="per slot; 0 = unlimited")
     w.add_argument("--slowdown", type=float, default=1.0)
     w.add_argument("--journal", help="SQLite journal file to record executions in")
     w.add_argument("--amqp-url")

@@ -10,7 +10,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_hello_queue, hello_queue
-from shared import cli, pika_errors, tasks
+from shared import cli, pika_errors, settings, tasks
 
 
 def main() -> int:
@@ -27,6 +27,7 @@ def main() -> int:
     # Tutorial 1 acknowledges on delivery (auto_ack); tutorial 2's worker does better.
     try:
         channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=True)
+        print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
         print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
         channel.start_consuming()
     except pika.exceptions.ChannelClosedByBroker as e:  # 403: no read permission

@@ -9,7 +9,7 @@ import sys
 
 from raw_pika.new_task import Producer
 from raw_pika.settings import hello_queue
-from shared import cli
+from shared import cli, settings
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
@@ -27,6 +27,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 def main() -> int:
     text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
     send(text)
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
     print(f" [x] Sent {text}")
     return 0
 

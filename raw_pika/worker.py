@@ -1,39 +1,36 @@
-"""Tutorial 2 worker: take work from ``task_queue``, one message at a time, ack when done.
+"""Tutorial 2 worker: take work from ``task_queue``, ack each message when its work is done.
 
-    python -m raw_pika.worker                      # prefetch 1: fair dispatch
+    python -m raw_pika.worker                      # one slot, prefetch 1: fair dispatch
+    python -m raw_pika.worker --concurrency 4      # four tasks at once, prefetch 4
     python -m raw_pika.worker --prefetch 0         # unlimited: plain round-robin
     python -m raw_pika.worker --slowdown 4 --name slow
+
+It reads in the tutorial's order: connect, declare the durable queue, ``basic_qos``, the
+callback, consume.
 
 * The message is acknowledged only after the work is done, so a worker that dies mid-task
   leaves it unacked and RabbitMQ redelivers it to another consumer, flagged ``redelivered``.
 * ``basic_qos(prefetch_count=1)`` makes RabbitMQ give a worker a new message only once it has
-  acked the previous one (fair dispatch, RabbitMQ tutorial 2).
-* Ctrl+C or SIGTERM: the message in hand is finished and acked, then the connection closes;
-  messages prefetched but not started go back to the queue.
-* If the connection drops (the broker restarts), the worker reconnects for up to
-  ``MQLAB_RECONNECT_SECONDS`` (pika leaves that to us: pika docs, "Connection recovery"); the
-  message in hand could not be acked, so RabbitMQ delivers it again.
+  acked the previous one (fair dispatch, RabbitMQ tutorial 2). With ``--concurrency N`` the
+  worker runs N tasks at once on N threads and holds ``N x --prefetch`` messages.
+* The work runs on those threads, not on the connection's: heartbeats keep going during a task
+  longer than the heartbeat timeout, and the ack goes back through
+  ``connection.add_callback_threadsafe`` (:mod:`raw_pika.consumer`, which also holds the warm
+  shutdown on SIGTERM, the reconnect after a broker restart, the consumer-cancel and the
+  ``consumer_timeout`` handling).
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import time
-from collections.abc import Callable
-from types import FrameType
 
-import pika
-import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.spec import Basic, BasicProperties
 
+from raw_pika.consumer import Consumer, Delivery
 from raw_pika.settings import connect, declare_task_queue, task_queue
-from shared import cli, pika_errors, settings, tasks
+from shared import cli, settings, tasks
 from shared.contract import published_at_from
-from shared.errors import BrokerUnreachable, MqlabError
 from shared.journal import JournalWriter
-from shared.pika_errors import root_cause
 
 
 def main() -> int:
@@ -48,108 +45,49 @@ def main() -> int:
     journal = JournalWriter(s.journal, impl="pika", worker=args.name)
     queue = task_queue()
 
-    stopping = False
+    connection = connect()  # the first connection fails fast with a clear error
+    print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+    cli.buffer_stdout()  # the per-message lines: cheap, flushed by the consumer
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+    def setup(channel: BlockingChannel) -> None:
+        declare_task_queue(channel, queue)  # durable=True
+        if args.prefetch > 0:
+            channel.basic_qos(prefetch_count=cli.total_prefetch(args.prefetch, args.concurrency))
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-    def callback(
-        ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
-    ) -> None:
-        if stopping:
-            return  # not started: closing the channel requeues it
+    def callback(delivery: Delivery) -> None:
+        """Run one message's task on a slot thread, then ack it: the one place a message meets
+        its task."""
+        props = delivery.props
         try:
-            text = body.decode("utf-8")
+            text = delivery.body.decode("utf-8")
         except UnicodeDecodeError:
             print(
                 f" [!] Rejected a body that is not UTF-8 text ({props.message_id})",
                 file=sys.stderr,
                 flush=True,
             )
-            if not args.auto_ack:
-                ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+            delivery.reject(requeue=False)
             return
-        print(f" [x] Received {text}")
         with journal.run(
             message_id=props.message_id or "",
             task="work",
-            redelivered=bool(method.redelivered),
+            redelivered=bool(delivery.method.redelivered),
             published_at=published_at_from(props.headers, props.timestamp),
         ):
             tasks.work(text, s.dot_seconds, args.slowdown)
-        print(" [x] Done")
-        if not args.auto_ack:
-            ch.basic_ack(delivery_tag=method.delivery_tag)
+        delivery.ack()
 
-    def consume(connection: pika.BlockingConnection) -> bool:
-        """Consume until asked to stop (True) or until RabbitMQ cancels the consumer (False)."""
-        cancelled = False
-
-        def on_cancel(method: object) -> None:
-            # The broker cancels the consumer when the queue is deleted (RabbitMQ docs,
-            # "Consumer Cancel Notification"); without a consumer this worker would idle.
-            nonlocal cancelled
-            cancelled = True
-
-        channel = connection.channel()
-        declare_task_queue(channel, queue)
-        if args.prefetch > 0:
-            channel.basic_qos(prefetch_count=args.prefetch)
-        channel.add_on_cancel_callback(on_cancel)
-        channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=args.auto_ack)
-        print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C")
-        while not stopping and not cancelled:
-            connection.process_data_events(time_limit=0.2)
-        if cancelled:
-            channel.close()
-        return not cancelled
-
-    connection = connect()  # the first connection fails fast with a clear error
-    while True:
-        try:
-            if consume(connection):
-                connection.close()
-                print(f" [*] {args.name} stopped")
-                return 0
-            print(f" [!] {args.name}: consumer cancelled (queue deleted?); declaring it again")
-        except pika.exceptions.AMQPConnectionError as e:  # lost: broker restarted, network
-            if stopping:
-                return 0
-            print(f" [!] {args.name} lost its connection ({root_cause(e)}); reconnecting")
-            connection = reconnect(s.reconnect_seconds, lambda: stopping)
-        except pika.exceptions.ChannelClosedByBroker as e:
-            if e.reply_code != 406:  # 403 ACCESS_REFUSED on basic.consume: no read permission
-                params = connection._impl.params
-                raise pika_errors.translate(e, params, queue, "consume") from e
-            # e.g. 406 "delivery acknowledgement timed out": a task outlasted the broker's
-            # consumer_timeout (RabbitMQ docs, "Consumer Acknowledgements": delivery ack timeout).
-            raise MqlabError(
-                f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text}); the unacked "
-                "message goes back to the queue"
-            ) from e
-
-
-def reconnect(within: float, stopping: Callable[[], bool]) -> pika.BlockingConnection:
-    """Try to connect every half second for ``within`` seconds.
-
-    Raises:
-        BrokerUnreachable: still no connection at the deadline.
-        KeyboardInterrupt: asked to stop meanwhile.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return connect()
-        except BrokerUnreachable as e:
-            if time.monotonic() > deadline:
-                raise BrokerUnreachable(f"{e} (gave up reconnecting after {within:g} s)") from e
-        if stopping():
-            raise KeyboardInterrupt
-        time.sleep(0.5)
+    consumer = Consumer(
+        connect,
+        setup,
+        callback,
+        queue=queue,
+        slots=args.concurrency,
+        auto_ack=args.auto_ack,
+        name=args.name,
+        reconnect_seconds=s.reconnect_seconds,
+    )
+    return consumer.run(connection)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,13 @@ class BrokerUnavailable(MqlabError):
     exit_code = 6
 
 
+class WorkerCannotGoOn(MqlabError):
+    """A worker met an error it cannot recover from (lost permissions, a framework failure):
+    it exits non-zero so a supervisor (systemd ``Restart=on-failure``, Kubernetes) restarts it."""
+
+    exit_code = 8
+
+
 def queue_mismatch_message(queue: str, detail: str) -> str:
     """The one-line explanation for a 406 PRECONDITION_FAILED on declaring ``queue``; when the
     queue is of another type (``x-queue-type``), the fix names ``MQLAB_QUEUE_TYPE`` first."""

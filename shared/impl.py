@@ -64,7 +64,7 @@ class WorkerSpec:
 
     Attributes:
         name: worker name written into the journal (``MQLAB_WORKER_NAME``).
-        prefetch: messages the worker may hold unacknowledged; ``0`` means unlimited.
+        prefetch: messages the worker may hold unacknowledged per slot; ``0`` means unlimited.
         slowdown: factor applied to every task's work time (``4.0`` = four times slower).
         journal: path of the execution journal, or ``None``.
         amqp_url: broker URL, or ``None`` for ``AMQP_URL`` / the default.
@@ -74,7 +74,8 @@ class WorkerSpec:
             :attr:`Implementation.early_ack_flag` is set.
         env: further environment variables.
         concurrency: task slots (threads or processes, as the framework runs them); each slot
-            may hold ``prefetch`` messages (``MQLAB_CONCURRENCY``).
+            may hold ``prefetch`` messages (``MQLAB_CONCURRENCY``); the worker's ``basic.qos``
+            prefetch count is ``prefetch x concurrency``.
     """
 
     name: str
@@ -193,13 +194,15 @@ class Implementation(ABC):
 
     def worker_command(self, spec: WorkerSpec) -> Command:
         """The command that runs one worker process as ``spec`` describes:
-        ``python -m <package>.worker --prefetch N --slowdown F --name W [early-ack flag]``.
+        ``python -m <package>.worker --concurrency C --prefetch N --slowdown F --name W
+        [early-ack flag]``.
 
         Raises:
             ValueError: ``spec.early_ack`` where the implementation has no early-ack mode.
         """
         argv = [
             sys.executable, "-m", f"{self.package}.worker",
+            "--concurrency", str(spec.concurrency),
             "--prefetch", str(spec.prefetch),
             "--slowdown", str(spec.slowdown),
             "--name", spec.name,

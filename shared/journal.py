@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -206,9 +207,23 @@ class JournalWriter:
     """
 
     def __init__(self, path: str | None, *, impl: str, worker: str) -> None:
-        self.journal = Journal(path) if path else None
+        self.path = path
         self.impl = impl
         self.worker = worker
+        self._local = threading.local()
+        self.journal  # noqa: B018  (opens it now: a bad path fails at start, not at the first task)
+
+    @property
+    def journal(self) -> Journal | None:
+        """This thread's connection to the journal, or ``None`` when disabled. One per thread,
+        because a SQLite connection may only be used by the thread that opened it (a worker's
+        slots are threads)."""
+        if self.path is None:
+            return None
+        journal: Journal | None = getattr(self._local, "journal", None)
+        if journal is None:
+            journal = self._local.journal = Journal(self.path)
+        return journal
 
     def run(
         self,

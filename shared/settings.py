@@ -11,7 +11,8 @@ variable                    meaning                                     default
                             nodes of one cluster as ``url1;url2;url3``
                                                                         node if one runs, else
                                                                         ``amqp://guest:guest@localhost:5672/%2F``
-``MQLAB_PREFETCH``          consumer prefetch count, 0 = unlimited      ``1``
+``MQLAB_PREFETCH``          consumer prefetch count per worker slot,    ``1``
+                            0 = unlimited
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
 ``MQLAB_CONFIRM_TIMEOUT``   seconds a producer waits for one publisher  ``30``
                             confirm before it reports the message unsent
@@ -77,7 +78,8 @@ class Settings:
     Attributes:
         amqp_url: AMQP 0-9-1 URI of the broker, or several nodes' URIs joined by ``;`` (a
             cluster: clients connect to the first that answers, and fail over to the others).
-        prefetch: consumer prefetch count (``basic.qos``); ``0`` means unlimited.
+        prefetch: consumer prefetch count (``basic.qos``) per worker slot; ``0`` means
+            unlimited.
         confirms: whether producers wait for publisher confirms.
         confirm_timeout: seconds a producer waits for the broker to confirm one publish; a
             quorum queue that lost its majority neither confirms nor nacks for a long time
@@ -199,6 +201,19 @@ def amqp_urls(url: str) -> list[str]:
     for part in parts:
         check_amqp_url(part)
     return parts
+
+
+def broker_address(amqp_url: str) -> str:
+    """``host:port`` of ``amqp_url``, never its user or password (the port defaults to 5672, or
+    5671 for ``amqps://``), for the first line every worker and producer prints; for several
+    nodes (``url1;url2``) each node's, joined by ``", "``."""
+    if ";" in amqp_url:
+        return ", ".join(broker_address(url) for url in amqp_urls(amqp_url))
+    parsed = urlparse(amqp_url)
+    host = parsed.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parsed.port or (5671 if parsed.scheme == 'amqps' else 5672)}"
 
 
 def _check_query(query: str) -> None:

@@ -28,7 +28,9 @@ def work_seconds(body: str, dot_seconds: float, slowdown: float = 1.0) -> float:
 
 
 def work(body: str, dot_seconds: float = 1.0, slowdown: float = 1.0) -> float:
-    """Do tutorial 2's fake work: sleep one unit per ``.`` in ``body``.
+    """Do tutorial 2's fake work: print `` [x] Received <body>``, sleep one unit per ``.`` in
+    ``body``, print `` [x] Done`` (the tutorial's worker lines, the same in every implementation;
+    not flushed: each worker decides how its stdout is buffered).
 
     Parameters:
         body: the task text; ``"Hello..."`` is three units of work.
@@ -38,7 +40,9 @@ def work(body: str, dot_seconds: float = 1.0, slowdown: float = 1.0) -> float:
     Returns:
         The seconds slept.
     """
+    print(f" [x] Received {body}")
     seconds = work_seconds(body, dot_seconds, slowdown)
     if seconds > 0:
         time.sleep(seconds)
+    print(" [x] Done")
     return seconds

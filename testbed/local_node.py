@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from shared.errors import BrokerUnavailable
@@ -104,6 +105,10 @@ class LocalNode(Node):
             one: joining a cluster replaces a node's users with the cluster's); default: a
             random one.
         extra_config: further ``rabbitmq.conf`` lines.
+        rabbit_env: extra settings of the ``rabbit`` application, written into
+            ``advanced.config`` as Erlang terms (e.g. ``{"consumer_timeout": 2000,
+            "channel_tick_interval": 250}``: values are written as they are, so strings must be
+            valid Erlang).
 
     Raises:
         BrokerUnavailable: no ``rabbitmq-server`` binary is installed.
@@ -114,6 +119,7 @@ class LocalNode(Node):
 
     def __init__(
         self,
+        rabbit_env: Mapping[str, int | str] | None = None,
         *,
         name: str | None = None,
         cookie: str | None = None,
@@ -155,8 +161,10 @@ class LocalNode(Node):
         (self.dir / "rabbitmq.conf").chmod(0o600)
         # The management agent aggregates samples at the granularity of its retention policies
         # (default: every 5 s), which would make figures seconds old; sample every second.
+        rabbit = ", ".join(f"{{{key}, {value}}}" for key, value in (rabbit_env or {}).items())
         (self.dir / "advanced.config").write_text(
-            "[{rabbitmq_management_agent, [{sample_retention_policies, ["
+            f"[{{rabbit, [{rabbit}]}}, "
+            "{rabbitmq_management_agent, [{sample_retention_policies, ["
             "{global, [{605, 1}]}, {basic, [{605, 1}]}, {detailed, [{10, 1}]}]}]}].\n"
         )
         self._proc: GroupProcess | None = None

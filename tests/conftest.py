@@ -196,9 +196,10 @@ StartWorker = Callable[..., GroupProcess]
 
 @pytest.fixture
 def start_worker(broker: Node, journal_path: str, tmp_path: Path) -> Iterator[StartWorker]:
-    """Factory: ``start_worker(impl, name="w1", prefetch=1, slowdown=1.0, early_ack=False,
-    env=None, wait=True)`` starts a worker process and (with ``wait``) returns once its consumer
-    is registered on the work queue. Every worker is SIGKILLed (whole group) at teardown.
+    """Factory: ``start_worker(impl, name="w1", prefetch=1, concurrency=1, slowdown=1.0,
+    early_ack=False, env=None, wait=True, amqp_url=None)`` starts a worker process and (with
+    ``wait``) returns once its consumer is registered on the work queue. Every worker is
+    SIGKILLed (whole group) at teardown.
     """
     started: list[GroupProcess] = []
 
@@ -207,17 +208,20 @@ def start_worker(broker: Node, journal_path: str, tmp_path: Path) -> Iterator[St
         name: str = "w1",
         *,
         prefetch: int = 1,
+        concurrency: int = 1,
         slowdown: float = 1.0,
         early_ack: bool = False,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        amqp_url: str | None = None,
     ) -> GroupProcess:
         spec = WorkerSpec(
             name=name,
             prefetch=prefetch,
+            concurrency=concurrency,
             slowdown=slowdown,
             journal=journal_path,
-            amqp_url=broker.failover_url,
+            amqp_url=amqp_url or broker.failover_url,
             dot_seconds=DOT_SECONDS,
             early_ack=early_ack,
             env=env or {},

@@ -1,0 +1,344 @@
+"""The machinery under ``raw_pika/worker.py`` that a tutorial reader need not see.
+
+* **Slots.** The work runs on ``concurrency`` slot threads (a ``ThreadPoolExecutor``), never on
+  the connection's thread, which keeps calling ``process_data_events`` and so keeps sending
+  heartbeats however long a task takes. A slot acknowledges through
+  ``connection.add_callback_threadsafe``, so ``basic_ack`` runs on the connection's thread, the
+  only one that may use the connection (pika docs, FAQ "Is Pika thread safe?" and "Requesting
+  message acknowledgements from another thread"; pika ``examples/basic_consumer_threaded.py``).
+  Work inside pika's callback would block heartbeats: past the heartbeat timeout RabbitMQ drops
+  the connection, the ack is lost and the message runs again (pika issues #418, #930).
+* **Warm shutdown.** SIGTERM or Ctrl+C: no new message is started, the slots finish and ack the
+  ones in hand, then the connection closes; messages prefetched but not started go back to the
+  queue.
+* **Reconnect.** A lost connection (the broker restarted) is opened again for up to
+  ``MQLAB_RECONNECT_SECONDS`` (pika leaves that to the application: pika docs, "Connection
+  recovery"). A message in hand at that moment cannot be acked any more; RabbitMQ redelivers it.
+* **Consumer cancel.** RabbitMQ cancels the consumer when the queue is deleted (RabbitMQ docs,
+  "Consumer Cancel Notification"): the worker declares the queue again and goes on.
+* **Delivery acknowledgement timeout.** RabbitMQ closes the channel with ``406
+  PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out`` when a message stays
+  unacked longer than ``consumer_timeout`` (RabbitMQ docs, "Consumer Acknowledgements":
+  delivery acknowledgement timeout): one line, a new channel, go on; the message is redelivered
+  (at-least-once). RabbitMQ 3.10 checks it on each channel's tick (``channel_tick_interval``,
+  60 s by default), so a delivery may stay unacked up to a minute longer.
+* **Cannot go on.** Any other channel error (e.g. 403 after permissions were revoked), or
+  reconnecting in vain, ends the worker with one line and a non-zero exit code
+  (:class:`~shared.errors.WorkerCannotGoOn`, :class:`~shared.errors.AccessRefused`...), so a
+  supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from queue import SimpleQueue
+from types import FrameType
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
+
+from shared import pika_errors
+from shared.errors import BrokerUnreachable, WorkerCannotGoOn
+from shared.pika_errors import root_cause
+
+
+def is_ack_timeout(error: pika.exceptions.ChannelClosedByBroker) -> bool:
+    """Whether RabbitMQ closed the channel because ``consumer_timeout`` expired: ``406
+    PRECONDITION_FAILED - delivery acknowledgement on channel N timed out. Timeout value used:
+    ... ms`` (RabbitMQ 3.10, ``rabbit_channel:evaluate_consumer_timeout``; other versions say
+    "delivery acknowledgement timed out")."""
+    text = error.reply_text or ""
+    return error.reply_code == 406 and "delivery acknowledgement" in text and "timed out" in text
+
+
+FLUSH_SECONDS = 0.2
+"""How often the connection thread flushes the (buffered) task output."""
+
+
+@dataclass
+class Delivery:
+    """One message handed to a slot: its body, its AMQP method and properties, and the means to
+    acknowledge it from the slot's thread.
+
+    Attributes:
+        body: the message body, bytes as delivered.
+        method: pika's ``Basic.Deliver`` (``delivery_tag``, ``redelivered``).
+        props: the message properties (``message_id``, ``headers``, ``timestamp``).
+    """
+
+    body: bytes
+    method: Basic.Deliver
+    props: BasicProperties
+    _settlements: Settlements
+    _auto_ack: bool
+
+    def channel_is_open(self) -> bool:
+        """Whether the channel it came on is still open (else its ack cannot be sent)."""
+        return bool(self._settlements.channel.is_open)
+
+    def ack(self) -> None:
+        """``basic.ack`` this delivery, on the connection's thread (no-op under auto-ack)."""
+        if not self._auto_ack:
+            channel = self._settlements.channel
+            self._settlements.add(functools.partial(channel.basic_ack, self.method.delivery_tag))
+
+    def reject(self, requeue: bool = False) -> None:
+        """``basic.reject`` this delivery (dead-lettered if the queue has a dead-letter
+        exchange, else dropped; ``requeue=True`` puts it back), on the connection's thread."""
+        if not self._auto_ack:
+            channel, tag = self._settlements.channel, self.method.delivery_tag
+            self._settlements.add(functools.partial(channel.basic_reject, tag, requeue=requeue))
+
+
+class Settlements:
+    """The acks and rejects the slots asked for on one channel, sent by the connection's thread.
+
+    A slot queues its ack here; the first one queued wakes the connection's thread with
+    ``connection.add_callback_threadsafe``, which then sends every ack queued meanwhile, so
+    a busy worker pays one wake-up per batch, not one per message.
+
+    Parameters:
+        connection: the channel's connection.
+        channel: the channel the deliveries came on (acks are only valid there).
+    """
+
+    def __init__(self, connection: pika.BlockingConnection, channel: BlockingChannel) -> None:
+        self.connection, self.channel = connection, channel
+        self._pending: list[functools.partial[None]] = []
+        self._lock = threading.Lock()
+
+    def add(self, settle: functools.partial[None]) -> None:
+        """Queue ``settle`` (a ``basic_ack``/``basic_reject`` call) for the connection's thread."""
+        with self._lock:
+            self._pending.append(settle)
+            wake = len(self._pending) == 1
+        if wake:
+            try:
+                self.connection.add_callback_threadsafe(self._send)
+            except pika.exceptions.AMQPError:  # the connection is gone (broker restart)
+                lost_ack(settle.args[0], "its connection was lost")
+
+    def _send(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        for settle in batch:
+            if self.channel.is_open:
+                settle()
+            else:
+                lost_ack(settle.args[0], "its channel was closed")
+
+
+def say(line: str) -> None:
+    """Print a status line now (stdout is block-buffered for the task lines)."""
+    print(line, flush=True)
+
+
+def lost_ack(tag: int, why: str) -> None:
+    """Say that delivery ``tag`` could not be acknowledged; RabbitMQ delivers it again."""
+    print(
+        f" [!] could not ack delivery {tag}: {why}; RabbitMQ delivers it again",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+Handler = Callable[[Delivery], None]
+"""Runs one delivery on a slot thread and acks or rejects it (``raw_pika.worker``'s callback)."""
+Setup = Callable[[BlockingChannel], None]
+"""Declares the queue and sets ``basic.qos`` on a new channel (``raw_pika.worker``)."""
+
+
+class Consumer:
+    """Consume ``queue`` with ``slots`` slot threads until SIGTERM/SIGINT.
+
+    Parameters:
+        connect: opens a connection (``raw_pika.settings.connect``).
+        setup: prepares each new channel: declare the queue, ``basic_qos``.
+        handle: runs one delivery on a slot thread and acks or rejects it.
+        queue: the queue to consume.
+        slots: how many deliveries run at the same time (``--concurrency``).
+        auto_ack: consume with ``auto_ack`` (tutorial 1's mode: no acks at all).
+        name: the worker's name, for its status lines.
+        reconnect_seconds: how long to try to reconnect after the connection dropped.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], pika.BlockingConnection],
+        setup: Setup,
+        handle: Handler,
+        *,
+        queue: str,
+        slots: int,
+        auto_ack: bool,
+        name: str,
+        reconnect_seconds: float,
+    ) -> None:
+        self.connect, self.setup, self.handle = connect, setup, handle
+        self.queue, self.auto_ack, self.name = queue, auto_ack, name
+        self.reconnect_seconds = reconnect_seconds
+        self.stopping = threading.Event()
+        self.waiting: SimpleQueue[Delivery | None] = SimpleQueue()
+        self.in_hand = 0  # handed to the slots and not finished; changed under self.lock
+        self.lock = threading.Lock()
+        self.failure: BaseException | None = None
+        self.slots = [
+            threading.Thread(target=self._slot, name=f"{name}-slot-{i}", daemon=True)
+            for i in range(slots)
+        ]
+        for thread in self.slots:
+            thread.start()
+
+    def _slot(self) -> None:
+        """A slot thread: run the deliveries handed to it, one at a time."""
+        while (delivery := self.waiting.get()) is not None:
+            try:
+                # Not started when stopping, or when its channel is gone (consumer timeout,
+                # lost connection): RabbitMQ requeues it with the channel, so skip it here.
+                if not self.stopping.is_set() and delivery.channel_is_open():
+                    self.handle(delivery)
+            except BaseException as e:  # noqa: BLE001  (reported on the connection's thread)
+                self.failure = e
+            finally:
+                with self.lock:
+                    self.in_hand -= 1
+
+    def run(self, connection: pika.BlockingConnection) -> int:
+        """Consume on ``connection`` until asked to stop; return the exit code (0).
+
+        Raises:
+            WorkerCannotGoOn: RabbitMQ closed the channel for a reason other than the delivery
+                acknowledgement timeout.
+            Exception: whatever a slot's ``handle`` raised (the worker stops; the message in
+                hand goes back to the queue with the connection).
+            BrokerUnreachable, AccessRefused: reconnecting failed.
+        """
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while True:
+                try:
+                    if self._consume(connection):
+                        break
+                    say(f" [!] {self.name}: consumer cancelled (queue deleted?); declaring again")
+                except pika.exceptions.AMQPConnectionError as e:  # broker restarted, network
+                    if self.stopping.is_set():
+                        break
+                    say(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
+                    connection = self._reconnect()
+                except pika.exceptions.ChannelClosedByBroker as e:
+                    if is_ack_timeout(e):
+                        say(
+                            f" [!] {self.name}: RabbitMQ closed the channel ({e.reply_code} "
+                            f"{e.reply_text}); the unacked messages go back to the queue; "
+                            "opening a new channel"
+                        )
+                        continue
+                    if e.reply_code != 406:  # 403 ACCESS_REFUSED: no read permission; 404...
+                        params = connection._impl.params
+                        raise pika_errors.translate(e, params, self.queue, "consume") from e
+                    raise WorkerCannotGoOn(
+                        f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text})"
+                    ) from e
+        finally:
+            self.stopping.set()
+            for _ in self.slots:
+                self.waiting.put(None)
+            sys.stdout.flush()
+        if connection.is_open:
+            connection.close()
+        print(f" [*] {self.name} stopped", flush=True)
+        return 0
+
+    def _consume(self, connection: pika.BlockingConnection) -> bool:
+        """Consume on a new channel until asked to stop (True) or cancelled by RabbitMQ (False)."""
+        cancelled = False
+
+        def on_cancel(method: object) -> None:
+            nonlocal cancelled
+            cancelled = True
+
+        channel = connection.channel()
+        settlements = Settlements(connection, channel)
+
+        def on_message(
+            ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
+        ) -> None:
+            if self.stopping.is_set():
+                return  # not started: closing the channel requeues it
+            with self.lock:
+                self.in_hand += 1
+            self.waiting.put(Delivery(body, method, props, settlements, self.auto_ack))
+
+        self.setup(channel)
+        channel.add_on_cancel_callback(on_cancel)
+        channel.basic_consume(self.queue, on_message, auto_ack=self.auto_ack)
+        print(
+            f" [*] {self.name} waiting for messages on '{self.queue}'. To exit press CTRL+C",
+            flush=True,
+        )
+
+        def tick() -> None:  # on the connection's thread, every FLUSH_SECONDS
+            if not channel.is_open:
+                return
+            self._flush()
+            if self.stopping.is_set() or self.failure is not None:
+                channel.stop_consuming()  # cancel the consumer: no new deliveries
+            else:
+                connection.call_later(FLUSH_SECONDS, tick)
+
+        connection.call_later(FLUSH_SECONDS, tick)
+        # Returns after stop_consuming or a consumer cancel by RabbitMQ; raises
+        # ChannelClosedByBroker when RabbitMQ closes the channel, AMQPConnectionError when the
+        # connection drops (pika docs, BlockingChannel.start_consuming).
+        channel.start_consuming()
+        if self.failure is not None:
+            raise self.failure
+        if cancelled and not self.stopping.is_set():
+            channel.close()
+            return False
+        # Warm shutdown: let the slots finish what they started; their acks go out from here.
+        while self.in_hand:
+            connection.process_data_events(time_limit=0.05)
+            self._flush()
+            if self.failure is not None:
+                raise self.failure
+        connection.process_data_events(time_limit=0)  # acks queued by the last slot
+        return True
+
+    def _flush(self) -> None:
+        """Write out the buffered task output."""
+        sys.stdout.flush()
+
+    def _reconnect(self) -> pika.BlockingConnection:
+        """Try to connect every half second for ``reconnect_seconds``.
+
+        Raises:
+            BrokerUnreachable: still no connection at the deadline.
+            AccessRefused: the broker now refuses the credentials (lost permissions).
+            KeyboardInterrupt: asked to stop meanwhile.
+        """
+        deadline = time.monotonic() + self.reconnect_seconds
+        while True:
+            try:
+                return self.connect()
+            except BrokerUnreachable as e:
+                if time.monotonic() > deadline:
+                    raise BrokerUnreachable(
+                        f"{e} (gave up reconnecting after {self.reconnect_seconds:g} s)"
+                    ) from e
+            if self.stopping.is_set():
+                raise KeyboardInterrupt
+            time.sleep(0.5)
