@@ -222,7 +222,16 @@ class Producer:
         mode = PERSISTENT if self.durable else TRANSIENT
         timeout = self.confirm_timeout
         for attempt in (1, 2):
-            producer = self._ready()
+            try:
+                producer = self._ready()
+            except CONNECTION_LOST as e:  # the new connection died while declaring
+                self._drop()
+                if attempt == 2:
+                    raise BrokerUnreachable(
+                        f"lost the connection to RabbitMQ twice while publishing "
+                        f"({str(e) or type(e).__name__}); the message was not sent"
+                    ) from e
+                continue
             try:
                 publish_confirmed(self.task, producer, self.queue, (body,), envelope, mode, timeout)
                 return envelope

@@ -121,6 +121,20 @@ class Producer:
         with contextlib.suppress(Exception):
             del self.broker.connection
 
+    def _forget(self) -> None:
+        """Forget this thread's connection and channel without closing them (Dramatiq's own
+        deleters would try a close handshake on a dropped stream, and log it)."""
+        self._connection = None
+        self._blocked = None
+        for attr, pool in (
+            ("channel", self.broker.channels),
+            ("connection", self.broker.connections),
+        ):
+            held = getattr(self.broker.state, attr, None)
+            if held is not None:
+                delattr(self.broker.state, attr)
+                pool.discard(held)
+
     def _ready(self) -> pika.BlockingConnection:
         """A live connection (a new one if pika no longer hears from the broker), not blocked
         (else :class:`~shared.errors.PublisherBlocked` after the bound), queue declared."""
@@ -171,8 +185,9 @@ class Producer:
                 self.broker.emit_after("enqueue", message, None)
                 return message
             except pika_errors.ConfirmTimeout as e:
-                # confirm_deadline dropped the connection (no close handshake to wait on).
-                self._drop()
+                # confirm_deadline dropped the TCP stream: forget the connection without a
+                # close handshake (it would wait on the queue, and the stream is gone).
+                self._forget()
                 raise unconfirmed(self.settings.confirm_timeout, 0, 1) from e
             except pika.exceptions.UnroutableError as e:
                 if self.declare and attempt == 1:

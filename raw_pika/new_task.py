@@ -23,7 +23,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from raw_pika.settings import connect, declare_task_queue, task_queue
+from raw_pika.settings import connect, declare_hello_queue, declare_task_queue, task_queue
 from shared import cli, pika_errors, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, TRANSIENT, Envelope
 from shared.errors import (
@@ -168,7 +168,7 @@ class Producer:
                 if self.durable:
                     declare_task_queue(channel, self.queue)
                 else:
-                    channel.queue_declare(queue=self.queue)
+                    declare_hello_queue(channel, self.queue)  # of MQLAB_QUEUE_TYPE
         except pika.exceptions.ChannelClosedByBroker as e:
             raise pika_errors.translate(e, connection._impl.params, self.queue, "declare") from e
         self._channel = channel
@@ -224,8 +224,10 @@ class Producer:
                 self._drop()
                 raise blocked(reason, self.settings.blocked_timeout, sent=True) from e
             except pika_errors.ConfirmTimeout as e:
-                # confirm_deadline dropped the connection (no close handshake to wait on).
-                self._drop()
+                # confirm_deadline dropped the TCP stream: forget the connection without a
+                # close handshake (it would wait on the queue, and the stream is gone).
+                self._connection = self._channel = None
+                self._blocked = None
                 raise unconfirmed(self.settings.confirm_timeout, 0, 1) from e
             except pika.exceptions.ChannelClosedByBroker as e:
                 self._drop()
