@@ -1,29 +1,53 @@
-"""Celery's worker consumer: per-consumer prefetch (``basic.qos`` with ``global=false``), and a
-non-zero exit when the broker refuses the worker.
+"""Celery's worker consumer: per-consumer prefetch, every processing fault parked, a non-zero
+exit when the broker refuses the worker, and no ETA message holding the only slot.
 
-Against RabbitMQ 3.3+, Celery applies its prefetch count with ``global=true``
-(``Tasks.qos_global``: ``not connection.qos_semantics_matches_spec``), which RabbitMQ reads as
-a limit shared by every consumer on the channel; the consumer itself then shows prefetch 0
-(unlimited) in the management API. Celery already switches to ``global=false`` for quorum
-queues (``worker_detect_quorum_queues``). Each mqlab worker consumes exactly one queue on its
-channel, so both give the same limit; per-consumer is what the tutorial's
-``basic_qos(prefetch_count=1)`` does, and what the management API reports per consumer (RabbitMQ
-docs, "Consumer Prefetch"). Plugged in with Celery's documented ``worker_consumer`` setting.
+**Per-consumer prefetch** (``basic.qos`` with ``global=false``). Against RabbitMQ 3.3+, Celery
+applies its prefetch count with ``global=true`` (``Tasks.qos_global``:
+``not connection.qos_semantics_matches_spec``), which RabbitMQ reads as a limit shared by every
+consumer on the channel; the consumer itself then shows prefetch 0 (unlimited) in the
+management API. Celery already switches to ``global=false`` for quorum queues
+(``worker_detect_quorum_queues``). Each mqlab worker consumes exactly one queue on its channel,
+so both give the same limit; per-consumer is what the tutorial's ``basic_qos(prefetch_count=1)``
+does, and what the management API reports per consumer (RabbitMQ docs, "Consumer Prefetch").
+Plugged in with Celery's documented ``worker_consumer`` setting.
 
 As with quorum queues, the prefetch count is then static: RabbitMQ applies a later ``basic.qos``
 only to consumers created afterwards, so ``worker_enable_prefetch_count_reduction`` is off and
 ETA/countdown tasks (which raise the prefetch count) are not used here.
+
+**Processing faults park the message** (:mod:`shared.poison`). Celery's consumer already rejects
+(without requeue, so RabbitMQ dead-letters them to ``<queue>.dead``) a message of an unknown
+format (``on_unknown_message``), of an unknown task (``on_unknown_task``) or an invalid one
+(``on_invalid_task``); here they say so in our one line instead of a multi-line log that calls
+the message "discarded". Two gaps are closed:
+
+* ``on_decode_error`` *acks* a body that does not decode ("so it doesn't enter a loop"): the
+  message is gone. Here it is rejected, so it is parked.
+* Any other exception in the task message handler (``create_task_handler``: a body ``[1]``,
+  protocol headers without ``id``, a ``timelimit`` header ``"abc"``) propagates into the
+  consumer's event loop, which stops the worker with "Unrecoverable error" and exit code 0 while
+  the message goes back first in line. Here the body's shape is checked first
+  (:func:`protocol_fault`), anything else raised is caught, and the message is parked with one
+  line while the worker goes on.
+
+A message cannot set its own time limits: its ``timelimit`` header is ignored (mqlab sets none;
+a hard limit's ``TimeLimitExceeded`` would requeue the message, ``task_acks_on_failure_or_timeout``
+being off).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import amqp.exceptions
 from celery.worker.consumer import Consumer as CeleryConsumer
+from kombu.exceptions import DecodeError
+from kombu.message import Message
 
-from celery_impl.settings import refused_by_broker
+from celery_impl.settings import refused_by_broker, task_queue
+from shared import poison, queues
 from shared.errors import MqlabError
 
 logger = logging.getLogger(__name__)
@@ -35,15 +59,108 @@ REFUSALS = (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed, amqp.exce
 """403, 530 and 404: the broker refuses the worker; retrying cannot help."""
 
 
+def dead_letter_queue(queue: str | None) -> str | None:
+    """The dead-letter queue of ``queue`` if it is the work queue (the hello queue has none:
+    tutorial 1 keeps nothing aside), else ``None``."""
+    return queues.dead_letter_queue(queue) if queue and queue == task_queue() else None
+
+
+def park(message: Message, why: str) -> None:
+    """Reject ``message`` without requeue (RabbitMQ dead-letters it) and say so in one line;
+    nothing if it was already acknowledged or rejected."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    message_id = message.properties.get("message_id") or headers.get("id")
+    poison.report(message_id, dead_letter_queue(message.delivery_info.get("routing_key")), why)
+    if not message.acknowledged:
+        message.reject(requeue=False)
+
+
+CANVAS = ("callbacks", "errbacks", "chain", "chord")
+"""Embedded options of a protocol-2 body that make a worker publish further tasks; mqlab's
+producers always send them empty."""
+
+
+def protocol_fault(message: Message) -> str | None:
+    """What is wrong with a protocol-2 task message's body, or ``None``.
+
+    The body must be ``[args, kwargs, embed]`` (Celery docs, "Message Protocol: Version 2").
+    Celery unpacks it in places where a wrong shape raises outside any handler: a body ``[1]``
+    in the consumer, an ``embed`` that is not a mapping in the pool's failure callback (the
+    message then stays unacked, holding its prefetch slot). A canvas (callbacks, a chain) is
+    refused: this worker runs the tutorial's tasks, nothing that publishes further tasks.
+    The decoded body is cached on the message (kombu ``Message.payload``), which Celery's
+    ``Request`` reads too, so this costs no second decode.
+
+    Raises:
+        kombu.exceptions.DecodeError: the body does not decode.
+    """
+    body = message.payload
+    if not (isinstance(body, (list, tuple)) and len(body) == 3):
+        return "the body is not [args, kwargs, embed]"
+    args, kwargs, embed = body
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        return "args must be a list and kwargs a mapping"
+    if embed is not None and not isinstance(embed, dict):
+        return "embed must be a mapping"
+    if any((embed or {}).get(key) for key in CANVAS):
+        return "a canvas (callbacks, errbacks, chain or chord) this worker does not run"
+    return None
+
+
 class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's consumer, whose broker connection asks for per-consumer ``basic.qos``, and which
-    stops the worker with a non-zero exit code when the broker refuses it."""
+    """Celery's consumer, whose broker connection asks for per-consumer ``basic.qos``, which
+    parks what it cannot process, and which stops the worker with a non-zero exit code when the
+    broker refuses it."""
 
     def connect(self) -> Any:
         """Celery's connection for consuming, declared to follow the spec's qos semantics."""
         conn = super().connect()
         conn.transport.qos_semantics_matches_spec = lambda connection: True
         return conn
+
+    def on_unknown_message(self, body: Any, message: Message) -> None:
+        """Not a Celery task message (no task name): park it (Celery rejects it too, with a
+        warning that says it was discarded)."""
+        park(message, "not a Celery task message (no task name)")
+
+    def on_unknown_task(self, body: Any, message: Message, exc: Exception) -> None:
+        """A task this worker does not know: park it (Celery rejects it too, logging that it
+        was "ignored and discarded", which the dead-letter exchange makes untrue)."""
+        park(message, f"unknown task {exc}")
+
+    def on_invalid_task(self, body: Any, message: Message, exc: Exception) -> None:
+        """A task message Celery finds invalid (``InvalidTaskError``): park it."""
+        park(message, f"invalid task message ({poison.describe(exc)})")
+
+    def on_decode_error(self, message: Message, exc: Exception) -> None:
+        """A body that does not decode: park it (Celery acks it, losing it)."""
+        park(message, f"the body does not decode ({poison.describe(exc)})")
+
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Message], None]:
+        """Celery's handler for each task message, wrapped so that no message ends the worker.
+
+        Celery's own handling stays first (unknown format, unknown task, invalid task: rejected
+        and so parked); whatever it raises besides is parked here.
+        """
+        handle: Callable[[Message], None] = super().create_task_handler(*args, **kwargs)
+
+        def on_task_received(message: Message) -> None:
+            try:
+                if isinstance(message.headers, dict) and "task" in message.headers:
+                    try:
+                        fault = protocol_fault(message)
+                    except DecodeError as e:
+                        self.on_decode_error(message, e)
+                        return
+                    if fault:
+                        park(message, f"not a valid Celery task message ({fault})")
+                        return
+                    message.headers["timelimit"] = (None, None)  # no message sets its own
+                handle(message)
+            except Exception as e:  # a protocol error of this one message
+                park(message, f"not a valid Celery task message ({poison.describe(e)})")
+
+        return on_task_received
 
     def on_connection_error_before_connected(self, exc: BaseException) -> None:
         """Celery's handler for a recoverable error, except that a refusal is not one.

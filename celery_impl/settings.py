@@ -101,9 +101,11 @@ def make_app() -> Celery:
         # message, losing it. True: it rejects with requeue, so RabbitMQ redelivers it
         # (Celery docs, "Configuration: task_reject_on_worker_lost").
         task_reject_on_worker_lost=_flag(REJECT_ON_WORKER_LOST_ENV, True),
-        # Default True, kept: a task that *raises* is acked (not redelivered forever); the
-        # journal records the error. Only a lost worker means redelivery.
-        task_acks_on_failure_or_timeout=True,
+        # Default True: a task that *raises* is acked, its message gone (only a log line
+        # left). False: it is rejected without requeue, so RabbitMQ dead-letters it to
+        # <queue>.dead (shared.poison). The task itself runs MAX_ATTEMPTS times before it
+        # raises (celery_impl.tasks.ParkingTask). Only a lost worker means redelivery.
+        task_acks_on_failure_or_timeout=False,
         # Default False (True from Celery 6): on a lost broker connection, cancel the tasks
         # in hand, whose late ack can no longer reach the broker; RabbitMQ redelivers them.
         worker_cancel_long_running_tasks_on_connection_loss=True,

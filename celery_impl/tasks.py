@@ -5,18 +5,28 @@ message_id (the Celery task id), the AMQP ``redelivered`` flag, which Celery pas
 ``request.delivery_info["redelivered"]``, and the precise publish time from the contract header
 (:data:`shared.contract.PUBLISHED_AT_HEADER`), which Celery hands to the task as part of the
 request's message headers.
+
+Every task is a :class:`ParkingTask`: arguments that do not fit are parked without an attempt,
+and a task that keeps raising runs :data:`shared.poison.MAX_ATTEMPTS` times in the pool process
+(each execution journaled), then its message is rejected without requeue and so parked in
+``<queue>.dead`` (``task_acks_on_failure_or_timeout=False``, :mod:`celery_impl.settings`).
+Celery's own ``retry`` is not used: it publishes a new message whose ``retries`` header the
+message itself carries (so a message could raise its own bound), and its countdown makes an
+ETA message that holds a prefetch slot.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import Task
 
+from celery_impl import consumer
 from celery_impl.settings import app
-from shared import settings
+from shared import poison, settings
 from shared import tasks as catalogue
 from shared.contract import PUBLISHED_AT_HEADER, published_at_from
 from shared.errors import MqlabError
@@ -81,13 +91,42 @@ def _delivery(task: Task) -> dict[str, Any]:
     }
 
 
-@app.task(bind=True, name="celery_impl.hello")
+class ParkingTask(Task):  # type: ignore[misc]
+    """A Celery task whose message is parked, with one line, when it cannot be processed.
+
+    Celery's tracer calls a task's own ``__call__`` (``celery.app.trace.build_tracer``). The
+    exceptions it raises are in ``throws``, so Celery logs them as one INFO line without a
+    traceback (Celery docs, ``Task.throws``), and the failure rejects the message
+    (``task_acks_on_failure_or_timeout=False``).
+    """
+
+    throws = (poison.Unprocessable, poison.GaveUp)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            inspect.signature(self.run).bind(*args, **kwargs)
+        except TypeError as e:
+            error = poison.Unprocessable(f"arguments do not fit {self.name}: {e}")
+            raise self._parked(error) from e
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as e:
+            raise self._parked(poison.GaveUp(poison.describe(e))) from e
+
+    def _parked(self, error: Exception) -> Exception:
+        info = self.request.delivery_info or {}
+        parked_in = consumer.dead_letter_queue(info.get("routing_key"))
+        poison.report(self.request.id, parked_in, poison.describe(error))
+        return error
+
+
+@app.task(bind=True, base=ParkingTask, name="celery_impl.hello")
 def hello(self: Task, text: str) -> str:
     """Tutorial 1: print `` [x] Received <text>`` (:func:`shared.tasks.hello`)."""
     return catalogue.hello(text)
 
 
-class WorkTask(Task):  # type: ignore[misc]
+class WorkTask(ParkingTask):
     """The work task's class: it refuses ``eta``/``countdown`` at the producer, and its worker
     strategy (:func:`celery_impl.consumer.refuse_eta`) dead-letters an ETA message that arrives
     anyway, so no ETA message takes a prefetch-1 worker's only slot."""
@@ -115,5 +154,9 @@ def work(self: Task, body: str) -> float:
 
     Work time is ``MQLAB_DOT_SECONDS`` per dot times this worker's ``MQLAB_SLOWDOWN``.
     """
-    with journal().run(task="work", **_delivery(self)):
-        return catalogue.work(body, options.dot_seconds, options.slowdown)
+
+    def once() -> float:
+        with journal().run(task="work", **_delivery(self)):
+            return catalogue.work(body, options.dot_seconds, options.slowdown)
+
+    return poison.run_attempts(once)  # a task that raises: MAX_ATTEMPTS executions

@@ -18,6 +18,8 @@ It is the native worker, run in this process, equivalent to::
 * ``worker_prefetch_multiplier`` (``--prefetch``, per slot) × concurrency (``-c``, pool
   processes or threads) is the ``basic.qos`` prefetch count; ``--prefetch 0`` sets the
   multiplier to 0, which Celery takes as "no limit".
+* A message it cannot process is parked in ``celery.task_queue.dead`` with one line, and the
+  worker goes on (:mod:`celery_impl.consumer`, :class:`celery_impl.tasks.ParkingTask`).
 * SIGTERM or Ctrl+C: a warm shutdown, the task in hand is finished and acked; messages
   prefetched but not started go back to the queue when the connection closes.
 

@@ -15,6 +15,7 @@ import dramatiq
 from dramatiq_impl.settings import hello_queue, make_broker, task_queue
 from shared import cli, settings, tasks
 
+cli.tolerant_output()  # a body stdout cannot encode is escaped, not an error (shared.cli)
 with cli.one_line_errors():  # a bad AMQP_URL or setting: one line, before Dramatiq starts
     broker = make_broker()
     _settings = settings.load()

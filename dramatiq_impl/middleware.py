@@ -8,10 +8,13 @@
   native ``dramatiq dramatiq_impl.actors -p 1 -t 1`` gives RabbitMQ's fair dispatch (prefetch 1)
   instead of Dramatiq's default of 2 x threads.
 * :class:`ShutdownOnce` keeps a group-wide SIGTERM a warm shutdown (see its docstring).
+* :class:`ParkPoison` parks what can never run and keeps every retry bound ours
+  (:mod:`shared.poison`).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import threading
@@ -21,8 +24,12 @@ from typing import Any
 
 from dramatiq import Broker, Middleware, Worker
 from dramatiq.broker import MessageProxy
+from dramatiq.common import q_name, xq_name
+from dramatiq.errors import ActorNotFound
+from dramatiq.middleware import SkipMessage
 
-from shared import settings
+from shared import poison, settings
+from shared.contract import published_at_from_millis
 from shared.journal import JournalWriter
 
 IMPL = "dramatiq"
@@ -51,7 +58,9 @@ class JournalMiddleware(Middleware):
             task=message.actor_name,
             # Set by dramatiq.brokers.rabbitmq._RabbitmqConsumer from method.redelivered.
             redelivered=bool(getattr(message, "redelivered", False)),
-            published_at=message.message_timestamp / 1000,
+            # Any JSON value in a foreign message: never raises (a NaN or a string is recorded
+            # as 0.0, "unknown"), so the row is written and the task still runs.
+            published_at=published_at_from_millis(message.message_timestamp),
         )
         run.__enter__()
         self._local.run = run
@@ -119,3 +128,49 @@ class ShutdownOnce(Middleware):
             original(signum, frame)
 
         signal.signal(signal.SIGTERM, handler)
+
+
+MESSAGE_OPTIONS_WE_OWN = ("max_retries", "min_backoff", "max_backoff", "retry_when", "throws",
+                          "on_retry_exhausted", "time_limit", "max_age")  # fmt: skip
+"""Options Dramatiq reads from the message before the actor's (``Retries``, ``TimeLimit``,
+``AgeLimit``, the worker's ``throws``): a message carrying them could raise its own retry bound
+or trigger another actor. They are dropped; the actor's and our middleware's settings apply."""
+
+
+class ParkPoison(Middleware):
+    """Park a message that can never run, and keep every bound in our hands.
+
+    Dramatiq already dead-letters to ``.XQ`` a body that does not decode, a message for an
+    unknown actor, and one whose retries are exhausted (``message.fail()`` -> ``basic_nack``
+    without requeue). This middleware adds, before the actor runs:
+
+    * arguments that do not fit the actor's signature: failed at once (no attempt, no retry),
+      where Dramatiq would retry the ``TypeError`` ``max_retries`` times;
+    * options a message must not set (:data:`MESSAGE_OPTIONS_WE_OWN`) are dropped, and its
+      ``retries`` count is made a non-negative integer (a message with ``max_retries: 15`` ran
+      15 times; one with ``retries: "x"`` made ``Retries`` raise, and the message was acked);
+    * one line on stderr for every message parked (``after_nack``).
+
+    It must come before :class:`JournalMiddleware` in the stack: a skipped message is not run,
+    so it gets no journal row.
+    """
+
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        options = message.options
+        for key in MESSAGE_OPTIONS_WE_OWN:
+            options.pop(key, None)
+        retries = options.get("retries", 0)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            options["retries"] = 0
+        try:
+            actor = broker.get_actor(message.actor_name)
+            inspect.signature(actor.fn).bind(*message.args, **message.kwargs)
+        except (ActorNotFound, TypeError) as e:
+            message.stuff_exception(poison.Unprocessable(poison.describe(e)))
+            message.fail()
+            raise SkipMessage(f"cannot run: {poison.describe(e)}") from e
+
+    def after_nack(self, broker: Broker, message: MessageProxy) -> None:
+        error = message._exception  # set by the worker for the exception it caught
+        why = poison.describe(error) if error is not None else "failed"
+        poison.report(message.message_id, xq_name(q_name(message.queue_name)), why)

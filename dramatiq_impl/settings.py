@@ -37,21 +37,28 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
-from dramatiq_impl.consumer import ExitWhenRefused
-from dramatiq_impl.middleware import JournalMiddleware, PrefetchPerThread, ShutdownOnce
-from shared import pika_errors, settings
+from dramatiq_impl.consumer import ExitWhenRefused, GuardedConsumer
+from dramatiq_impl.middleware import (
+    JournalMiddleware,
+    ParkPoison,
+    PrefetchPerThread,
+    ShutdownOnce,
+)
+from shared import pika_errors, poison, settings
 from shared.errors import MqlabError
 
 HELLO_QUEUE = "dramatiq.hello"
 TASK_QUEUE = "dramatiq.task_queue"
 
-MAX_RETRIES = 2
-"""Retries after a failed execution, so a message runs at most 3 times (Dramatiq default: 20)."""
+MAX_RETRIES = poison.MAX_ATTEMPTS - 1
+"""Retries after a failed execution, so a message runs at most ``MAX_ATTEMPTS`` (3) times, as in
+the other implementations (Dramatiq default: 20). A message cannot change it
+(:class:`~dramatiq_impl.middleware.ParkPoison`)."""
 MIN_BACKOFF_MS = 100
 """First retry after 100-200 ms (Dramatiq default ``min_backoff``: 15 000 ms)."""
 MAX_BACKOFF_MS = 1000
@@ -94,7 +101,7 @@ def middleware() -> list[Middleware]:
             )
         else:
             stack.append(cls())
-    return [*stack, PrefetchPerThread(), ShutdownOnce(), JournalMiddleware()]
+    return [*stack, PrefetchPerThread(), ShutdownOnce(), ParkPoison(), JournalMiddleware()]
 
 
 def _give_up_on_refusal(error: BrokerConnectionError, broker: RabbitmqBroker, queue: str) -> None:
@@ -107,9 +114,10 @@ def _give_up_on_refusal(error: BrokerConnectionError, broker: RabbitmqBroker, qu
         os._exit(refusal.exit_code)
 
 
-class _Consumer(_RabbitmqConsumer):
+class _Consumer(GuardedConsumer):
     """Dramatiq's RabbitMQ consumer (``basic.consume`` happens on the first ``next``), which
-    gives up on a refusal (:func:`_give_up_on_refusal`)."""
+    gives up on a refusal (:func:`_give_up_on_refusal`) and parks a poison envelope
+    (:class:`~dramatiq_impl.consumer.GuardedConsumer`)."""
 
     def __next__(self) -> Any:
         try:
@@ -132,7 +140,7 @@ class Broker(ExitWhenRefused):
     """
 
     @property
-    def consumer_class(self) -> type[_RabbitmqConsumer]:
+    def consumer_class(self) -> type[GuardedConsumer]:
         """The consumer Dramatiq's ``consume`` builds: :class:`_Consumer`."""
         return _Consumer
 

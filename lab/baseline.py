@@ -4,7 +4,8 @@ The same work as an implementation's producer and worker, without the implementa
 blocking pika connection publishing persistent messages one at a time under publisher confirms
 (RabbitMQ docs, "Publishers": confirms), and one consumer process acknowledging each delivery at
 the given prefetch (``basic.qos``), with no journal, no logging and no task call. Whatever an
-implementation costs above this loop is its own overhead (or the lab's, which must stay small).
+implementation costs above this loop is its own overhead. Its drain is timed from the queue like
+every other (:mod:`lab.drain`); the consumer's own clock is kept as a third view.
 
 The consumer runs as its own process, like a worker::
 
@@ -23,11 +24,10 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from lab.harness import BASELINE_QUEUE, Lab, ScenarioFailed
-from shared import cli
+from lab.harness import BASELINE_QUEUE
+from shared import cli, queues, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, Envelope
 from shared.impl import Command
-from testbed.process import GroupProcess
 
 
 def _connect(amqp_url: str) -> pika.BlockingConnection:
@@ -44,7 +44,9 @@ def publish(amqp_url: str, count: int, queue: str = BASELINE_QUEUE) -> float:
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        channel.queue_declare(queue=queue, durable=True)
+        # the queue type of the run (MQLAB_QUEUE_TYPE), as the implementations declare theirs
+        queue_type = settings.load().queue_type
+        channel.queue_declare(queue=queue, durable=True, arguments=queues.arguments(queue_type))
         started = time.perf_counter()
         for _ in range(count):
             envelope = Envelope()
@@ -97,24 +99,19 @@ def consume(amqp_url: str, queue: str, count: int, prefetch: int) -> tuple[float
     return first, last
 
 
-def run_consumer(lab: Lab, count: int, prefetch: int, timeout: float) -> tuple[float, float]:
-    """Run :func:`consume` as a separate process (like a worker) and return its two times.
-
-    Raises:
-        ScenarioFailed: the consumer failed or did not finish within ``timeout`` seconds.
-    """
-    out = lab.workdir / "logs" / f"baseline-p{prefetch}-{time.time_ns()}.json"
-    argv = [
-        sys.executable, "-m", "lab.baseline", "--amqp-url", lab.amqp_url, "--queue", BASELINE_QUEUE,
+def consumer_command(amqp_url: str, count: int, prefetch: int, out: Path) -> Command:
+    """The command that runs :func:`consume` as a separate process (like a worker), writing
+    its own first-delivery and last-ack times to ``out``."""
+    return Command([
+        sys.executable, "-m", "lab.baseline", "--amqp-url", amqp_url, "--queue", BASELINE_QUEUE,
         "--count", str(count), "--prefetch", str(prefetch), "--out", str(out),
-    ]  # fmt: skip
-    with GroupProcess(Command(argv), log_path=out.with_suffix(".log")) as proc:
-        code = proc.wait(timeout)
-        if code != 0:
-            raise ScenarioFailed(
-                f"baseline consumer {'timed out' if code is None else f'exited {code}'}: "
-                f"{proc.output()[-300:]}"
-            )
+    ])  # fmt: skip
+
+
+def read_timings(out: Path) -> tuple[float, float]:
+    """(first delivery, last ack) as the consumer process wrote them; ``(0, 0)`` if it did not."""
+    if not out.exists():
+        return 0.0, 0.0
     times = json.loads(out.read_text())
     return float(times["first"]), float(times["last"])
 

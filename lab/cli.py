@@ -1,6 +1,7 @@
 """``mqlab``: the comparison lab and a few handy commands around it.
 
     mqlab compare [--impl pika,celery] [--scenario throughput] [--repeat 3] [--quick] [--out DIR]
+                  [--queue-type classic,quorum] [--topology single,cluster]
     mqlab broker up [--cluster] [--detach] | down | status | purge [--impl pika,celery]
     mqlab worker --impl pika [--concurrency 1] [--prefetch 1] [--name w1]
     mqlab send --impl pika "A task..." [--count 10]
@@ -73,7 +74,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--quick",
         action="store_true",
-        help="small N: 1.5-2 min for three implementations on 2 cores",
+        help="small N, concurrency 1 and 4: about 2 min for three implementations on 2 cores",
+    )
+    c.add_argument(
+        "--queue-type", action="append", help="classic, quorum or both (comma-separated)"
+    )
+    c.add_argument(
+        "--topology",
+        action="append",
+        help="single (one node), cluster (three nodes, for node loss) or both",
     )
     c.add_argument("--out", help="output directory (default reports/<UTC timestamp>)")
     c.add_argument("--amqp-url", help="use this broker instead of a private node")

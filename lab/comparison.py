@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,29 @@ from rich.table import Table as RichTable
 
 from lab import charts, report
 from lab.common import UsageError, console, select_implementations, select_scenarios, split
-from lab.harness import Config, Lab
+from lab.config import Config
+from lab.harness import Lab
 from lab.nodes import lab_node
-from lab.runner import Results, RunRecord, compare
+from lab.runner import (
+    Results,
+    RunRecord,
+    broker_facts,
+    estimate,
+    finish,
+    new_results,
+    plan,
+    run_setup,
+    skip_all,
+)
+from lab.scenarios import ALL
+from shared.errors import MqlabError
+from shared.queues import QUEUE_TYPES
+from testbed.node import Node
+from testbed.provider import provision
+
+TOPOLOGIES = ("single", "cluster")
+BOOT_SECONDS = {"cluster": 60.0}
+"""Rough seconds to boot and form a topology's nodes, for the estimate."""
 
 
 def render(table: report.Table) -> RichTable:
@@ -30,49 +52,98 @@ def render(table: report.Table) -> RichTable:
     return out
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    impls, missing = select_implementations(split(args.impl))
-    scenarios = select_scenarios(split(args.scenario))
+def config_from(args: argparse.Namespace) -> Config:
+    """The run's settings from the ``compare`` arguments.
+
+    Raises:
+        UsageError: a bad count, queue type or topology.
+    """
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
-    if args.management_url and not args.amqp_url:
-        raise UsageError("--management-url goes with --amqp-url (a private node has its own)")
-    config = Config.preset(args.quick, args.repeat)
+    queue_types = tuple(split(args.queue_type)) or ("classic",)
+    bad = [q for q in queue_types if q not in QUEUE_TYPES]
+    if bad:
+        raise UsageError(f"unknown queue type {', '.join(bad)}; known: {', '.join(QUEUE_TYPES)}")
+    topologies = tuple(split(args.topology)) or ("single",)
+    bad = [t for t in topologies if t not in TOPOLOGIES]
+    if bad:
+        raise UsageError(f"unknown topology {', '.join(bad)}; known: {', '.join(TOPOLOGIES)}")
+    if "cluster" in topologies and args.amqp_url:
+        raise UsageError("--topology cluster provisions its own nodes; drop --amqp-url")
+    overrides: dict[str, Any] = {"queue_types": queue_types, "topologies": topologies}
     if args.throughput_n is not None:
         if args.throughput_n < 1:
             raise UsageError("--throughput-n must be at least 1")
-        config = Config(**{**config.__dict__, "throughput_n": args.throughput_n})
+        overrides["throughput_n"] = args.throughput_n
+    return Config.preset(args.quick, args.repeat, **overrides)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    impls, missing = select_implementations(split(args.impl))
+    scenarios = select_scenarios(split(args.scenario))
+    if args.management_url and not args.amqp_url:
+        raise UsageError("--management-url goes with --amqp-url (a private node has its own)")
+    config = config_from(args)
+    runnable = [n for n in scenarios if set(ALL[n].topologies) & set(config.topologies)]
+    if split(args.scenario) and runnable != scenarios:
+        name = next(n for n in scenarios if n not in runnable)
+        raise UsageError(f"scenario {name} runs on --topology {','.join(ALL[name].topologies)}")
+    scenarios = runnable
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.out) if args.out else Path("reports") / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, reason in missing.items():
         console.print(f"[yellow]missing[/]: {name} ({reason})")
+    plans = {t: plan(scenarios, impls, config, t) for t in config.topologies}
+    runs = sum(len(p) for p in plans.values()) * len(config.queue_types)
+    seconds = sum(estimate(p, config.quick) for p in plans.values()) * len(config.queue_types)
+    seconds += BOOT_SECONDS["cluster"] if "cluster" in config.topologies else 0
+    console.print(
+        f"{runs} runs over {', '.join(config.setups())}: estimated {seconds / 60:.0f} min "
+        "on this 2-core machine (more when it is busy)"
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("estimated {task.fields[eta]}"),
+        console=console,
+    )
+    results = new_results(config, impls, scenarios, missing)
+    with tempfile.TemporaryDirectory(prefix="mqlab-lab-") as scratch, progress:
+        bar = progress.add_task("starting", total=runs, eta=f"{seconds / 60:.0f} min")
 
-    with (
-        tempfile.TemporaryDirectory(prefix="mqlab-lab-") as scratch,
-        lab_node(args.amqp_url, args.management_url) as broker,
-    ):
-        console.print(broker.describe())
-        lab = Lab(broker, Path(scratch), config)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        with progress:
-            bar = progress.add_task("running", total=None)
+        def on_run(record: RunRecord) -> None:
+            status = (
+                "[red]failed[/]"
+                if record.error
+                else "[yellow]skipped[/]"
+                if record.skipped
+                else "[green]ok[/]"
+            )
+            reason = record.error or record.skipped
+            progress.console.print(
+                f"{status} {record.setup} {record.scenario} / {record.impl} #{record.repeat} "
+                f"({record.seconds:.1f} s)" + (f": {reason}" if reason else "")
+            )
+            progress.update(bar, advance=1, description=f"{record.setup} {record.scenario}")
 
-            def on_run(record: RunRecord, index: int, total: int) -> None:
-                status = "[red]failed[/]" if record.error else "[green]ok[/]"
-                progress.console.print(
-                    f"{status} {record.scenario} / {record.impl} #{record.repeat} "
-                    f"({record.seconds:.1f} s)" + (f": {record.error}" if record.error else "")
-                )
-                progress.update(bar, total=total, completed=index, description=record.scenario)
-
-            results = compare(lab, impls, scenarios, missing, on_run)
+        for topology in config.topologies:
+            with topology_node(topology, args) as (broker, unavailable):
+                if broker is not None:
+                    progress.console.print(broker.describe())
+                    if results.meta["broker"]["provider"] == "none":
+                        results.meta["broker"] = broker_facts(broker)
+                for queue_type in config.queue_types:
+                    setup = f"{queue_type}/{topology}"
+                    if broker is None:
+                        skip_all(results, plans[topology], setup, unavailable, on_run)
+                        continue
+                    lab = Lab(broker, Path(scratch), config, setup)
+                    with lab.environment({"MQLAB_QUEUE_TYPE": queue_type}):
+                        run_setup(lab, impls, plans[topology], results, on_run)
+        finish(results)
         if args.keep_journals:
             shutil.copytree(Path(scratch) / "journals", out_dir / "journals", dirs_exist_ok=True)
             shutil.copytree(Path(scratch) / "logs", out_dir / "logs", dirs_exist_ok=True)
@@ -85,6 +156,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         console.print(f"- {line}")
     console.print(f"report: {path}  ({results.meta['seconds']:.0f} s)")
     return 0
+
+
+@contextlib.contextmanager
+def topology_node(topology: str, args: argparse.Namespace) -> Iterator[tuple[Node | None, str]]:
+    """The broker of ``topology`` for the block, or ``(None, why)`` when a cluster cannot be
+    provisioned here (a single node that cannot be provisioned is an error, as before)."""
+    if topology == "single":
+        with lab_node(args.amqp_url, args.management_url) as broker:
+            yield broker, ""
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            broker = stack.enter_context(provision("cluster"))
+        except (MqlabError, ValueError, RuntimeError, TimeoutError) as e:
+            yield None, f"no cluster on this machine ({e})"
+            return
+        yield broker, ""
 
 
 def relocate(results: Results, scratch: Path, kept: bool) -> None:

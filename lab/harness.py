@@ -9,96 +9,31 @@ broker's management API. Nothing here knows which framework a worker runs.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from shared.impl import Implementation, WorkerSpec
+from lab.config import Config
+from lab.outcome import Outcome, ScenarioFailed, ScenarioSkipped
+from lab.publisher import Publisher
+from lab.targets import Target
+from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Execution, Journal
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
 
+__all__ = ["Config", "Lab", "Outcome", "ScenarioFailed", "ScenarioSkipped", "Target", "Worker"]
+
+SETTLE_SECONDS = 1.5
+"""No task finished for this long and the queue is empty: the rest is lost (see
+:meth:`Lab.wait_finished`)."""
 BASELINE_QUEUE = "mqlab_lab_baseline"
 """The queue the bare pika baseline publishes to and consumes from."""
-
-
-class ScenarioFailed(Exception):
-    """A scenario could not produce its figures for one implementation; ``str()`` says why.
-
-    The runner records it as that run's result and goes on with the next run.
-    """
-
-
-class ScenarioSkipped(Exception):
-    """A scenario cannot run on this lab at all (say, it must kill a broker the lab does not
-    own); ``str()`` says why. The runner records the run as skipped, not failed."""
-
-
-@dataclass(frozen=True)
-class Config:
-    """The settings of one ``mqlab compare`` run (all counts are messages, times seconds).
-
-    Attributes:
-        quick: the small-N preset (``--quick``).
-        repeat: how many times each scenario runs per implementation (``--repeat``).
-        throughput_n: zero-work tasks per throughput run.
-        throughput_prefetch: the prefetch counts the throughput worker drains at.
-        latency_n: messages sent one at a time in the latency scenario.
-        fairness_tasks: tasks in the fairness scenario.
-        fairness_dot_seconds: seconds per unit of work there (the slow worker takes 4x).
-        fairness_slowdown: the slow worker's slowdown factor.
-        crash_tasks: tasks in the crash scenario.
-        crash_kills: how many times the victim worker is SIGKILLed mid-task.
-        crash_dot_seconds: seconds per unit of work in the crash scenario.
-        restart_messages: confirmed messages published before the broker is killed.
-        restart_dot_seconds: seconds per unit of work in the restart scenario.
-        resume_deadline: how long a worker has to resume after the broker is back.
-        drain_timeout: deadline for draining any queue.
-    """
-
-    quick: bool = False
-    repeat: int = 1
-    throughput_n: int = 5000
-    throughput_prefetch: tuple[int, ...] = (1, 100)
-    latency_n: int = 200
-    fairness_tasks: int = 40
-    fairness_dot_seconds: float = 0.05
-    fairness_slowdown: float = 4.0
-    crash_tasks: int = 200
-    crash_kills: int = 5
-    crash_dot_seconds: float = 0.05
-    restart_messages: int = 1000
-    restart_dot_seconds: float = 0.005
-    resume_deadline: float = 30.0
-    drain_timeout: float = 180.0
-
-    @staticmethod
-    def preset(quick: bool, repeat: int = 1) -> Config:
-        """The default settings, or the ``--quick`` ones (small N, shorter tasks and deadlines:
-        85-100 s of runs for all three implementations on 2 cores, plus ~15 s to boot the lab's
-        node, import and draw; most of it is worker start-ups and the three broker restarts)."""
-        if not quick:
-            return Config(repeat=repeat)
-        return Config(
-            quick=True,
-            repeat=repeat,
-            throughput_n=500,
-            latency_n=50,
-            fairness_dot_seconds=0.025,
-            crash_tasks=100,
-            crash_kills=3,
-            restart_messages=200,
-            resume_deadline=15.0,
-            drain_timeout=60.0,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """The settings as plain JSON-able values."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -145,10 +80,15 @@ class Lab:
         config: the run's settings.
     """
 
-    def __init__(self, broker: Node, workdir: Path, config: Config) -> None:
+    def __init__(
+        self, broker: Node, workdir: Path, config: Config, setup: str = "classic/single"
+    ) -> None:
         self.broker = broker
         self.workdir = workdir
         self.config = config
+        self.setup = setup
+        self.env: dict[str, str] = {}
+        """Environment for every worker and separate producer of this setup (queue type)."""
         self.workers: list[Worker] = []
         self._serial = 0
         (workdir / "journals").mkdir(parents=True, exist_ok=True)
@@ -156,12 +96,37 @@ class Lab:
 
     @property
     def amqp_url(self) -> str:
-        """The broker's AMQP URI."""
+        """The AMQP URI the implementations get: every node's, ``;``-separated, on a cluster
+        (the clients fail over), else the broker's."""
+        return str(getattr(self.broker, "failover_url", self.broker.amqp_url))
+
+    @property
+    def node_url(self) -> str:
+        """One node's AMQP URI, for the lab's own pika connections (queue polling, baseline)."""
         return self.broker.amqp_url
 
-    def _next(self) -> int:
+    @contextlib.contextmanager
+    def environment(self, env: dict[str, str]) -> Iterator[None]:
+        """Run the block with ``env`` for every worker, every producer (the lab's own, in this
+        process, reads settings at each publish) and every separate process it starts."""
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        self.env = dict(env)
+        try:
+            yield
+        finally:
+            self.env = {}
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def _next(self) -> str:
+        """A unique file-name prefix: the setup and a serial (``quorum-single-007``), so two
+        setups sharing one scratch directory never share a journal."""
         self._serial += 1
-        return self._serial
+        return f"{self.setup.replace('/', '-')}-{self._serial:03d}"
 
     # -- queues and journals ----------------------------------------------------------------
 
@@ -174,37 +139,112 @@ class Lab:
 
     def journal(self, label: str) -> str:
         """Path of a new, empty journal file for one run labelled ``label``."""
-        path = self.workdir / "journals" / f"{self._next():03d}-{label}.db"
+        path = self.workdir / "journals" / f"{self._next()}-{label}.db"
         Journal(path).close()  # create the file and its table before any worker opens it
         return str(path)
 
     # -- workers ------------------------------------------------------------------------------
 
-    def start_worker(
+    def worker_spec(
         self,
-        impl: Implementation,
+        target: Target,
         name: str,
-        journal: str,
+        journal: str | None,
         *,
         prefetch: int = 1,
         slowdown: float = 1.0,
         dot_seconds: float = 0.0,
-    ) -> Worker:
-        """Start one worker of ``impl`` as its own process group (does not wait for it)."""
-        spec = WorkerSpec(
+        concurrency: int = 1,
+    ) -> WorkerSpec:
+        """How to start one worker of ``target``.
+
+        The target's own settings win over the scenario's: a defaults row keeps its
+        framework-default prefetch and early ack. ``journal=None`` records nothing (rate runs).
+
+        ``concurrency`` is the worker's task slots; ``prefetch`` is per slot.
+        """
+        return WorkerSpec(
             name=name,
-            prefetch=prefetch,
+            prefetch=target.prefetch if target.prefetch is not None else prefetch,
             slowdown=slowdown,
             journal=journal,
             amqp_url=self.amqp_url,
             dot_seconds=dot_seconds,
+            early_ack=target.early_ack,
+            env={**self.env, **target.worker_env},
+            concurrency=concurrency,
         )
-        log = self.workdir / "logs" / f"{self._next():03d}-{impl.name}-{name}.log"
+
+    def start_worker(
+        self,
+        target: Target,
+        name: str,
+        journal: str | None,
+        *,
+        prefetch: int = 1,
+        slowdown: float = 1.0,
+        dot_seconds: float = 0.0,
+        concurrency: int = 1,
+    ) -> Worker:
+        """Start one worker of ``target`` (:meth:`worker_spec`) as its own process group; does
+        not wait for it."""
+        spec = self.worker_spec(
+            target,
+            name,
+            journal,
+            prefetch=prefetch,
+            slowdown=slowdown,
+            dot_seconds=dot_seconds,
+            concurrency=concurrency,
+        )
+        log = self.workdir / "logs" / f"{self._next()}-{target.name}-{name}.log"
         spawned_at = time.time()
-        worker = Worker(name, GroupProcess(impl.worker_command(spec), log_path=log), spawned_at,
-                        impl, spec)  # fmt: skip
+        command = self.worker_command(target, spec)
+        worker = Worker(name, GroupProcess(command, log_path=log), spawned_at, target.impl, spec)
         self.workers.append(worker)
         return worker
+
+    @staticmethod
+    def worker_command(target: Target, spec: WorkerSpec) -> Command:
+        """``target``'s worker command for ``spec``, with the target's own arguments."""
+        command = target.impl.worker_command(spec)
+        return Command([*command.argv, *target.worker_args], command.env)
+
+    def publish(self, target: Target, bodies: list[str]) -> list[str]:
+        """Publish ``bodies`` through ``target``'s producer; return the message_ids.
+
+        In this process, or through :mod:`lab.publisher` when the target's producer needs an
+        environment of its own (no publisher confirms).
+
+        Raises:
+            ScenarioFailed: the separate producer failed.
+        """
+        if not target.producer_env:
+            return target.impl.publish_work(bodies, amqp_url=self.amqp_url)
+        if len(set(bodies)) != 1:
+            raise ScenarioFailed("a separate producer publishes copies of one body")
+        return list(self.publisher(target, body=bodies[0], count=len(bodies)).result()["ids"])
+
+    def publisher(self, target: Target, **options: object) -> Publisher:
+        """Start :mod:`lab.publisher` for ``target`` with ``options`` (``count=N`` or ``rate=R,
+        seconds=S, chunk=C``); ``.result()`` waits for it."""
+        out = self.workdir / "logs" / f"{self._next()}-{target.name}-publisher.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "lab.publisher",
+            "--impl",
+            target.impl.name,
+            "--amqp-url",
+            self.amqp_url,
+            "--out",
+            str(out),
+        ]
+        for key, value in options.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        env = {**self.env, **target.producer_env}
+        process = GroupProcess(Command(argv, env), log_path=out.with_suffix(".log"))
+        return Publisher(process, out, self.config.drain_timeout)
 
     def wait_consuming(
         self, impl: Implementation, workers: list[Worker], timeout: float = 60.0
@@ -252,6 +292,14 @@ class Lab:
 
     # -- waiting on the journal ---------------------------------------------------------------
 
+    def drained(self, queue: str, since: float) -> bool:
+        """Whether ``queue`` holds nothing, ready or unacknowledged, in figures the management
+        API collected after ``since`` (epoch seconds): nothing is left for any worker."""
+        stats = self.broker.management.queue(queue)
+        if stats is None:
+            return True
+        return stats.sampled_after >= since and stats.ready == 0 and stats.unacked == 0
+
     def wait_finished(
         self,
         journal: str,
@@ -260,24 +308,32 @@ class Lab:
         *,
         workers: list[Worker] | None = None,
         interval: float = 0.1,
+        settle: str | None = None,
     ) -> list[Execution]:
         """Poll ``journal`` until ``count`` distinct message_ids have finished; return its rows.
 
         Polls :meth:`shared.journal.Journal.finished_count` (one aggregate query) so the wait
         costs the workers being measured almost no CPU; the rows are read once, at the end.
+        With ``settle`` (a queue name) the wait also ends, without an error, once no task has
+        finished for :data:`SETTLE_SECONDS` and that queue is empty (:meth:`drained`): the
+        messages still missing are lost, and waiting longer would not bring them back.
 
         Raises:
             ScenarioFailed: the deadline passed, or every one of ``workers`` exited (the message
                 gives how many finished and the last log lines).
         """
         with contextlib.closing(Journal(journal)) as j:
-            finished = 0
+            finished, progress_at = -1, time.time()
 
             def done() -> bool:
-                nonlocal finished
-                finished = j.finished_count()
+                nonlocal finished, progress_at
+                now_finished = j.finished_count()
+                if now_finished != finished:
+                    finished, progress_at = now_finished, time.time()
                 if finished >= count:
                     return True
+                if settle and time.time() - progress_at > SETTLE_SECONDS:
+                    return self.drained(settle, progress_at)
                 if workers and not any(w.process.alive() for w in workers):
                     raise ScenarioFailed(
                         f"every worker exited with {finished}/{count} tasks finished: "
@@ -292,19 +348,3 @@ class Lab:
                     f"only {finished}/{count} tasks finished within {timeout:.0f} s"
                 ) from None
             return j.executions()
-
-
-@dataclass
-class Outcome:
-    """What one scenario run for one implementation measured.
-
-    Attributes:
-        metrics: named figures (units in the name: ``_per_s``, ``_ms``, ``_s``, ``_mb``,
-            ``_pct``); ``None`` where the figure does not exist (a worker that never resumed).
-        samples: the raw samples the metrics were computed from (written to results.json).
-        notes: short remarks for the report (a worker that did not resume, and why).
-    """
-
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    samples: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)

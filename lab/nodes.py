@@ -25,6 +25,7 @@ from rich.table import Table as RichTable
 from lab.common import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
 from shared.errors import BrokerUnavailable, MqlabError
+from testbed import registry
 from testbed.cluster import Cluster
 from testbed.management import Management
 from testbed.node import ExternalNode, Node, mask_password
@@ -119,6 +120,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
         if q is not None:
             table.add_row(name, str(q.ready), str(q.unacked), str(q.consumers))
     console.print(table)
+    console.print(dead_letter_table(broker))
     return 0
 
 
@@ -152,6 +154,22 @@ def cluster_status(state: dict[str, Any]) -> int:
         )
     console.print(table)
     return 0
+
+
+def dead_letter_table(broker: Node) -> RichTable:
+    """Each implementation's dead-letter queue and how many messages are parked in it
+    (``<queue>.dead``; Dramatiq's ``.XQ``): what a worker could not process, or what exceeded
+    the quorum delivery limit (:mod:`shared.poison`). "-" where the queue does not exist yet.
+
+    Raises:
+        requests.RequestException: the management API does not answer.
+    """
+    table = RichTable("implementation", "dead-letter queue", "parked", title="dead letters")
+    for impl in registry.available().values():
+        name = impl.dead_letter_queue()
+        stats = broker.management.queue(name)
+        table.add_row(impl.name, name, "-" if stats is None else str(stats.ready + stats.unacked))
+    return table
 
 
 def broker_up(detach: bool, cluster: bool = False) -> int:

@@ -1,164 +1,25 @@
 """Turns :class:`lab.runner.Results` into tables, a short reading, ``report.md`` and results.json.
 
-Every figure shown is the median over the repeats of a run (with the min-max range when there
-was more than one), computed here from the raw metrics in results.json; the end-to-end test
-recomputes them from that file and from the journals to check this module.
+Nothing here knows a scenario by name: each scenario module declares its columns, its reading
+and its charts (:class:`lab.scenarios.base.Scenario`); the decision table comes from
+:mod:`lab.decision`. Every figure shown is the median over the repeats of a run (with the
+min-max range when there was more than one), computed by :mod:`lab.view` from the raw metrics
+in results.json; the end-to-end test recomputes them from that file and the journals.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lab.runner import BASELINE, Results, RunRecord
+from lab import decision
+from lab.runner import Results
 from lab.scenarios import ALL
-from lab.stats import Summary, summarize
+from lab.view import View, cell, run_status
 
-Format = Callable[[float], str]
-
-PIKA_BAR = 0.8
-"""The lab's own cost check: the pika worker (journal included) should consume at least this
-fraction of the bare pika loop's rate at prefetch 1, or the lab's overhead distorts the
-comparison."""
-
-
-def _rate(v: float) -> str:
-    return f"{v:,.0f}/s"
-
-
-def _ms(v: float) -> str:
-    return f"{v:.1f}"
-
-
-def _s(v: float) -> str:
-    return f"{v:.2f} s"
-
-
-def _pct(v: float) -> str:
-    return f"{v:.1f}%"
-
-
-def _count(v: float) -> str:
-    return f"{v:.0f}"
-
-
-def _mb(v: float) -> str:
-    return f"{v:.1f} MB"
-
-
-def _ratio(v: float) -> str:
-    return f"{v:.2f}x"
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a scenario table: a metric key, its header and how to format it."""
-
-    metric: str
-    header: str
-    fmt: Format
-    scenario: str | None = None
-    """Take the metric from this scenario instead of the table's own (footprint's RSS after)."""
-
-
-def columns(scenario: str, config: dict[str, Any]) -> list[Column]:
-    """The columns of ``scenario``'s table, given the run's settings."""
-    if scenario == "throughput":
-        cols = [Column("publish_per_s", "publish", _rate)]
-        cols += [
-            Column(f"consume_p{p}_per_s", f"consume, prefetch {p}", _rate)
-            for p in config["throughput_prefetch"]
-        ]
-        return cols
-    if scenario == "latency":
-        return [
-            Column(f"{kind}_p{p}_ms", f"{label} p{p} ms", _ms)
-            for kind, label in (("start", "publish->start"), ("finish", "publish->finish"))
-            for p in (50, 95, 99)
-        ]
-    if scenario == "fairness":
-        return [
-            Column("fast_share_p1_pct", "fast share, prefetch 1", _pct),
-            Column("makespan_vs_ideal_p1", "makespan/ideal, prefetch 1", _ratio),
-            Column("fast_share_unlimited_pct", "fast share, unlimited", _pct),
-            Column("makespan_vs_ideal_unlimited", "makespan/ideal, unlimited", _ratio),
-            Column("ideal_fast_share_pct", "ideal fast share", _pct),
-        ]
-    if scenario == "crash":
-        return [
-            Column("completed_pct", "completed", _pct),
-            Column("lost", "lost", _count),
-            Column("duplicate_executions", "duplicate executions", _count),
-            Column("kills_mid_task", "kills mid-task", _count),
-            Column("recover_mean_s", "recover mean", _s),
-            Column("recover_max_s", "recover max", _s),
-        ]
-    if scenario == "restart":
-        return [
-            Column("survived_pct", "survived", _pct),
-            Column("lost", "lost", _count),
-            Column("duplicate_executions", "duplicate executions", _count),
-            Column("workers_resumed", "workers resumed (of 2)", _count),
-            Column("broker_down_to_ready_s", "broker down->ready", _s),
-            Column("first_task_after_ready_max_s", "first task after broker ready", _s),
-        ]
-    if scenario == "footprint":
-        last_p = config["throughput_prefetch"][-1]
-        return [
-            Column("startup_to_first_task_s", "start-up to first task", _s),
-            Column("rss_idle_mb", "RSS idle", _mb),
-            Column(f"rss_after_p{last_p}_mb", "RSS after throughput", _mb, "throughput"),
-            Column("lines_of_code", "lines of code", _count),
-        ]
-    raise KeyError(scenario)
-
-
-def runs_of(results: Results, scenario: str, impl: str) -> list[RunRecord]:
-    """The runs of ``scenario`` for ``impl``, in repeat order."""
-    return [r for r in results.runs if r.scenario == scenario and r.impl == impl]
-
-
-def metric_summary(results: Results, scenario: str, impl: str, metric: str) -> Summary | None:
-    """Median/min/max of ``metric`` over the successful runs that have it."""
-    values = [
-        v
-        for r in runs_of(results, scenario, impl)
-        if r.error is None and (v := r.metrics.get(metric)) is not None
-    ]
-    return summarize(values)
-
-
-def baseline_ratio(results: Results, impl: str, metric: str) -> Summary | None:
-    """``impl``'s throughput ``metric`` over the baseline's, per repeat, summarised.
-
-    Each ratio pairs runs of the same repeat, so the implementation and the bare loop are
-    compared in the same stretch of this run.
-    """
-    base = {r.repeat: r.metrics.get(metric) for r in runs_of(results, "throughput", BASELINE)}
-    ratios = []
-    for r in runs_of(results, "throughput", impl):
-        b, v = base.get(r.repeat), r.metrics.get(metric)
-        if r.error is None and b and v is not None:
-            ratios.append(v / b)
-    return summarize(ratios)
-
-
-def cell(s: Summary | None, fmt: Format) -> str:
-    """``median`` or ``median (min-max)``; ``-`` when there is no value.
-
-    The range is shown only when the repeats differ as printed (a constant, such as the ideal
-    fast share or 0 lost, is printed alone).
-    """
-    if s is None:
-        return "-"
-    low, high = fmt(s.low), fmt(s.high)
-    if s.spread() and low != high:
-        return f"{fmt(s.median)} ({low}-{high})"
-    return fmt(s.median)
+__all__ = ["Table", "cell", "markdown", "notes", "reading", "run_status", "tables", "write"]
 
 
 @dataclass
@@ -171,44 +32,27 @@ class Table:
     rows: list[list[str]]
 
 
-def run_status(runs: int, failed: int, skipped: int) -> str:
-    """The ``runs`` column: ``ok``, ``skipped``, or how many of the runs failed / were skipped."""
-    if runs and skipped == runs:
-        return "skipped"
-    parts = [f"{failed}/{runs} failed"] if failed else []
-    parts += [f"{skipped}/{runs} skipped"] if skipped else []
-    return ", ".join(parts) or "ok"
-
-
-def impl_rows(results: Results, scenario: str) -> list[str]:
-    """Row ids of ``scenario``'s table: the baseline first (throughput), then each impl."""
-    return ([BASELINE] if scenario == "throughput" else []) + results.implementations
-
-
 def tables(results: Results) -> list[Table]:
     """One table per scenario that ran."""
+    view = View(results)
     out = []
-    for scenario in results.scenarios:
-        module = ALL[scenario]
-        cols = columns(scenario, results.config)
+    for name in results.scenarios:
+        scenario = ALL[name]
+        cols = scenario.columns(results.config)
         rows = []
-        for impl in impl_rows(results, scenario):
-            runs = runs_of(results, scenario, impl)
-            failed = [r for r in runs if r.error is not None]
-            skipped = [r for r in runs if r.skipped is not None]
-            row = [impl]
+        for row in view.rows(name):
+            cells = [view.label(row)]
             for c in cols:
-                s = metric_summary(results, c.scenario or scenario, impl, c.metric)
-                text = cell(s, c.fmt)
-                if scenario == "throughput" and impl != BASELINE and s is not None:
-                    text += f" ({cell(baseline_ratio(results, impl, c.metric), _ratio)} bare)"
-                row.append(text)
-            status = run_status(len(runs), len(failed), len(skipped))
-            rows.append([*row, status])
-        for name in results.missing:
-            rows.append([name, *["-"] * len(cols), "missing"])
-        headers = ["implementation", *[c.header for c in cols], "runs"]
-        out.append(Table(module.TITLE, module.DESCRIPTION, headers, rows))
+                text = scenario.cell(view, row, c.metric)
+                if text is None:
+                    text = cell(view.summary(c.scenario or name, row, c.metric), c.fmt)
+                cells.append(text)
+            rows.append([*cells, view.status(name, row)])
+        if not rows:
+            continue
+        rows += [[n, *["-"] * len(cols), "missing"] for n in results.missing]
+        headers = ["row", *[c.header for c in cols], "runs"]
+        out.append(Table(scenario.title, scenario.description, headers, rows))
     return out
 
 
@@ -221,136 +65,64 @@ def notes(results: Results) -> list[str]:
             + ([f"skipped: {r.skipped}"] if r.skipped else [])
             + r.notes
         )
+        where = f" ({r.setup})" if len(results.setups) > 1 else ""
         for line in lines:
-            text = f"{r.scenario} / {r.impl}: {line}"
+            text = f"{r.scenario} / {r.impl}{where}: {line}"
             if text not in seen:
                 seen.append(text)
     return seen
 
 
-def _median(results: Results, scenario: str, impl: str, metric: str) -> float | None:
-    s = metric_summary(results, scenario, impl, metric)
-    return None if s is None else s.median
-
-
 def reading(results: Results) -> list[str]:
-    """A few sentences saying what the numbers say, generated from the medians."""
-    out: list[str] = []
-    impls = results.implementations
-    if "throughput" in results.scenarios:
-        for p in results.config["throughput_prefetch"]:
-            metric = f"consume_p{p}_per_s"
-            ranked = sorted(
-                ((v, i) for i in impls if (v := _median(results, "throughput", i, metric))),
-                reverse=True,
-            )
-            if ranked:
-                listing = ", ".join(f"{i} {v:,.0f}/s" for v, i in ranked)
-                out.append(f"Consume rate at prefetch {p}, fastest first: {listing}.")
-        if "pika" in impls:
-            ratio = baseline_ratio(results, "pika", "consume_p1_per_s")
-            if ratio is not None:
-                verdict = "meets" if ratio.median >= PIKA_BAR else "misses"
-                out.append(
-                    f"The lab's own cost check: the pika worker, journal included, should drain "
-                    f"at least {PIKA_BAR:.0%} as fast as the bare pika loop at prefetch 1, so "
-                    "that the lab's overhead does not distort the comparison; here it drains at "
-                    f"{ratio.median:.0%}, so it {verdict} that bar"
-                    + (
-                        " (read small differences between implementations with care)."
-                        if verdict == "misses"
-                        else "."
-                    )
-                )
-    if "latency" in results.scenarios:
-        ranked_l = sorted(
-            (v, i) for i in impls if (v := _median(results, "latency", i, "start_p50_ms"))
-        )
-        if ranked_l:
-            listing = ", ".join(f"{i} {v:.1f} ms" for v, i in ranked_l)
-            out.append(f"Median publish->start latency on an idle worker: {listing}.")
-    if "fairness" in results.scenarios:
-        parts = []
-        for i in impls:
-            a = _median(results, "fairness", i, "fast_share_p1_pct")
-            b = _median(results, "fairness", i, "fast_share_unlimited_pct")
-            if a is not None and b is not None:
-                parts.append(f"{i} {a:.0f}% at prefetch 1 vs {b:.0f}% unlimited")
-        if parts:
-            ideal = _median(results, "fairness", impls[0], "ideal_fast_share_pct") or 80.0
-            out.append(
-                f"Fast worker's share (ideal {ideal:.0f}%): {'; '.join(parts)}. Prefetch 1 is "
-                "what makes dispatch fair; unlimited prefetch splits the work round-robin."
-            )
-    if "crash" in results.scenarios:
-        parts = []
-        for i in impls:
-            c = _median(results, "crash", i, "completed_pct")
-            d = _median(results, "crash", i, "duplicate_executions")
-            if c is not None and d is not None:
-                parts.append(f"{i} {c:.1f}% completed with {d:.0f} duplicate execution(s)")
-        if parts:
-            out.append(
-                f"Worker SIGKILLed mid-task: {'; '.join(parts)} (a duplicate is the message "
-                "in hand at each kill, redelivered: at-least-once delivery)."
-            )
-    if "restart" in results.scenarios:
-        parts = []
-        for i in impls:
-            sv = _median(results, "restart", i, "survived_pct")
-            wr = _median(results, "restart", i, "workers_resumed")
-            ft = _median(results, "restart", i, "first_task_after_ready_max_s")
-            if sv is not None and wr is not None:
-                parts.append(
-                    f"{i} {sv:.1f}% survived, {wr:.0f}/2 workers resumed by themselves"
-                    + (
-                        f" (both within {ft:.2f} s of the broker being ready)"
-                        if ft is not None and wr == 2
-                        else ""
-                    )
-                )
-        if parts:
-            out.append(f"Node SIGKILLed and restarted: {'; '.join(parts)}.")
-        skipped = [r.skipped for r in results.runs if r.scenario == "restart" and r.skipped]
-        if skipped and not parts:
-            out.append(f"Node restart not measured: {skipped[0]}.")
-    if "footprint" in results.scenarios:
-        parts = []
-        for i in impls:
-            st = _median(results, "footprint", i, "startup_to_first_task_s")
-            rss = _median(results, "footprint", i, "rss_idle_mb")
-            if st is not None and rss is not None:
-                parts.append(f"{i} {st:.2f} s to the first task, {rss:.0f} MB idle")
-        if parts:
-            out.append(f"Footprint: {'; '.join(parts)}.")
-    return out
+    """A few sentences saying what the numbers say, one or more per scenario."""
+    view = View(results)
+    return [line for name in results.scenarios for line in ALL[name].reading(view)]
 
 
-def _md_table(t: Table) -> str:
-    lines = [
-        "| " + " | ".join(t.headers) + " |",
-        "|" + "|".join("---" for _ in t.headers) + "|",
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def settings_lines(results: Results) -> list[str]:
+    """The run's settings, one bullet each."""
+    cfg = results.config
+    return [
+        f"- Repeats: {cfg['repeat']} (figures are medians; with more than one repeat the "
+        "min-max range follows in brackets)" + ("; quick preset" if cfg["quick"] else ""),
+        f"- Setups (queue type/topology): {', '.join(results.setups)}",
+        f"- Throughput: {cfg['throughput_n']:,} zero-work tasks per drain, prefetch "
+        f"{', '.join(str(p) for p in cfg['throughput_prefetch'])}, no journal; queue polled "
+        f"every {cfg['drain_poll'] * 1000:.0f} ms",
+        f"- Latency: {cfg['latency_n']} tasks one at a time; under load: "
+        f"{cfg['loaded_fraction']:.0%} of capacity for {cfg['loaded_seconds']:g} s",
+        f"- Scaling: concurrency {', '.join(str(c) for c in cfg['scaling_levels'])}, tasks of "
+        f"{cfg['scaling_task_seconds'] * 1000:.0f} ms, {cfg['scaling_tasks_per_slot']} per slot",
+        f"- Fairness: {cfg['fairness_tasks']} tasks of {cfg['fairness_dot_seconds'] * 1000:.0f}"
+        f" ms, slow worker x{cfg['fairness_slowdown']:g}",
+        f"- Crash: {cfg['crash_tasks']} tasks of {cfg['crash_dot_seconds'] * 1000:.0f} ms, "
+        f"{cfg['crash_kills']} SIGKILLs of one of two workers",
+        f"- Restart: {cfg['restart_messages']:,} tasks of {cfg['restart_dot_seconds'] * 1000:.0f}"
+        f" ms, resume deadline {cfg['resume_deadline']:.0f} s",
+        f"- Node loss: {cfg['nodeloss_rate']:g} tasks/s for {cfg['nodeloss_seconds']:g} s",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in t.rows]
-    return "\n".join(lines)
 
 
 def markdown(results: Results, charts: list[Path]) -> str:
-    """The whole report.md text."""
-    meta, cfg = results.meta, results.config
+    """The whole report.md text: decision table first, then machine, settings and tables."""
+    meta = results.meta
     when = dt.datetime.fromtimestamp(meta["started_at"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     libs = ", ".join(f"{k} {v}" for k, v in meta["libraries"].items())
+    missing = "; ".join(f"{k} ({v})" for k, v in results.missing.items())
     out = [
         f"# mqlab comparison, {when}",
         "",
         f"Implementations measured: {', '.join(results.implementations) or 'none'}."
-        + (
-            " Missing (not measured): "
-            + "; ".join(f"{k} ({v})" for k, v in results.missing.items())
-            + "."
-            if results.missing
-            else ""
-        ),
+        + (f" Missing (not measured): {missing}." if missing else ""),
+        "",
+        "## Which approach for which need",
+        "",
+        _md_table(decision.HEADERS, decision.rows(View(results))),
         "",
         "## Machine and versions",
         "",
@@ -363,19 +135,7 @@ def markdown(results: Results, charts: list[Path]) -> str:
         "",
         "## Settings",
         "",
-        f"- Repeats: {cfg['repeat']} (figures are medians; with more than one repeat the "
-        "min-max range follows in brackets)" + ("; quick preset" if cfg["quick"] else ""),
-        f"- Throughput: {cfg['throughput_n']:,} zero-work tasks per drain, prefetch "
-        f"{', '.join(str(p) for p in cfg['throughput_prefetch'])}; 'x bare' is the ratio to "
-        "the bare pika loop in the same repeat",
-        f"- Latency: {cfg['latency_n']} tasks, one at a time",
-        f"- Fairness: {cfg['fairness_tasks']} tasks of {cfg['fairness_dot_seconds'] * 1000:.0f}"
-        f" ms, slow worker x{cfg['fairness_slowdown']:g}",
-        f"- Crash: {cfg['crash_tasks']} tasks of {cfg['crash_dot_seconds'] * 1000:.0f} ms, "
-        f"{cfg['crash_kills']} SIGKILLs of one of two workers",
-        f"- Restart: {cfg['restart_messages']:,} confirmed tasks of "
-        f"{cfg['restart_dot_seconds'] * 1000:.0f} ms, resume deadline "
-        f"{cfg['resume_deadline']:.0f} s",
+        *settings_lines(results),
         "",
         "## What the numbers say",
         "",
@@ -383,14 +143,12 @@ def markdown(results: Results, charts: list[Path]) -> str:
         "",
     ]
     for t in tables(results):
-        out += [f"## {t.title}", "", t.description, "", _md_table(t), ""]
+        out += [f"## {t.title}", "", t.description, "", _md_table(t.headers, t.rows), ""]
     found = notes(results)
     if found:
         out += ["## Failures and remarks", "", *[f"- {n}" for n in found], ""]
     if charts:
-        out += ["## Charts", ""]
-        out += [f"![{c.stem}]({c.name})" for c in charts]
-        out.append("")
+        out += ["## Charts", "", *[f"![{c.stem}]({c.name})" for c in charts], ""]
     if meta.get("journals_kept"):
         where = (
             "the journals and worker logs are kept next to this report, in `journals/` and "

@@ -1,8 +1,9 @@
 """Runs the selected scenarios for the selected implementations and collects every sample.
 
-Order: scenario by scenario; within a scenario, repeat by repeat; within a repeat, the bare
-pika baseline (throughput only) and then each implementation, so slow drift of the machine
-spreads over all of them. Every queue of every implementation is deleted before each run. A
+Order: setup by setup (queue type and topology); within a setup scenario by scenario; within a
+scenario, repeat by repeat; within a repeat, the bare pika baseline (throughput only) and then
+each implementation followed by its variants, so slow drift of the machine spreads over all of
+them. Every queue of every implementation is deleted before each run. A
 run that raises :class:`~lab.harness.ScenarioFailed` (or any other error) is recorded with its
 reason and the next run starts; one that raises :class:`~lab.harness.ScenarioSkipped` (it
 cannot run on this lab, e.g. it must kill a broker the lab does not own) is recorded as skipped.
@@ -21,12 +22,18 @@ from typing import Any
 
 import psutil
 
+from lab.config import Config
 from lab.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
 from lab.scenarios import ALL, throughput
+from lab.targets import Target, targets
+from lab.view import BASELINE
 from shared.impl import Implementation
+from testbed.node import Node
 
-BASELINE = "baseline"
-"""The implementation id under which the bare pika loop's runs are recorded."""
+__all__ = [
+    "BASELINE", "Results", "RunRecord", "broker_facts", "estimate", "finish", "new_results",
+    "plan", "run_setup", "skip_all",
+]  # fmt: skip
 
 LIBRARIES = ("pika", "celery", "kombu", "dramatiq", "requests", "matplotlib", "rich", "psutil")
 
@@ -37,8 +44,9 @@ class RunRecord:
 
     Attributes:
         scenario: scenario name.
-        impl: implementation id, or ``"baseline"``.
+        impl: the row: implementation id, variant (``celery-defaults``) or ``"baseline"``.
         repeat: 1-based repeat number.
+        setup: ``<queue type>/<topology>``.
         seconds: wall time of the run.
         metrics: the figures (see :class:`lab.harness.Outcome`).
         samples: raw samples.
@@ -50,6 +58,7 @@ class RunRecord:
     scenario: str
     impl: str
     repeat: int
+    setup: str = "classic/single"
     seconds: float = 0.0
     metrics: dict[str, float | None] = field(default_factory=dict)
     samples: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +77,7 @@ class Results:
         implementations: ids of the implementations measured.
         missing: implementations not available, with the reason.
         scenarios: scenario names run.
+        setups: ``<queue type>/<topology>`` pairs run, in order.
         runs: every run, in order.
     """
 
@@ -76,6 +86,7 @@ class Results:
     implementations: list[str]
     missing: dict[str, str]
     scenarios: list[str]
+    setups: list[str] = field(default_factory=lambda: ["classic/single"])
     runs: list[RunRecord] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,8 +94,13 @@ class Results:
         return asdict(self)
 
 
-def machine(lab: Lab) -> dict[str, Any]:
-    """Versions and machine facts for the report (RabbitMQ/Erlang from the management API)."""
+def broker_facts(broker: Node) -> dict[str, str]:
+    """RabbitMQ and Erlang versions (management API) and the provider of ``broker``."""
+    return {**broker.management.versions(), "provider": broker.provider}
+
+
+def machine() -> dict[str, Any]:
+    """Versions and machine facts for the report (the broker's come from :func:`broker_facts`)."""
     versions = {}
     for lib in LIBRARIES:
         try:
@@ -99,7 +115,7 @@ def machine(lab: Lab) -> dict[str, Any]:
                     cpu_model = line.split(":", 1)[1].strip()
                     break
     return {
-        "broker": {**lab.broker.management.versions(), "provider": lab.broker.provider},
+        "broker": {"rabbitmq": "?", "erlang": "?", "provider": "none"},
         "python": platform.python_version(),
         "libraries": versions,
         "cpu_count": os.cpu_count(),
@@ -111,60 +127,87 @@ def machine(lab: Lab) -> dict[str, Any]:
 
 
 def plan(
-    scenarios: list[str], impls: list[Implementation], repeat: int
-) -> list[tuple[str, str, int]]:
-    """The runs, in order: ``(scenario, impl id or "baseline", repeat)``."""
-    out: list[tuple[str, str, int]] = []
+    scenarios: list[str], impls: list[Implementation], config: Config, topology: str
+) -> list[tuple[str, Target | None, int]]:
+    """The runs of one setup, in order: ``(scenario, target or None for the baseline, repeat)``.
+
+    A scenario runs on ``topology`` only if it declares it; its variants (defaults rows) follow
+    each implementation.
+    """
+    out: list[tuple[str, Target | None, int]] = []
     for name in scenarios:
-        for r in range(1, repeat + 1):
-            ids = ([BASELINE] if name == throughput.NAME else []) + [i.name for i in impls]
-            out.extend((name, impl, r) for impl in ids)
+        scenario = ALL[name]
+        if topology not in scenario.topologies:
+            continue
+        wanted = tuple(v for v in scenario.variants if v in config.variants)
+        if config.quick and not scenario.quick_variants:
+            wanted = ()
+        rows: list[Target | None] = [None] if scenario.baseline else []
+        rows += targets(impls, wanted)
+        for r in range(1, config.repeat + 1):
+            out.extend((name, t, r) for t in rows)
     return out
 
 
-def run_one(lab: Lab, impls: list[Implementation], scenario: str, impl: str) -> Outcome:
-    """Run one scenario for one implementation on clean queues; raises what the scenario does."""
+def estimate(todo: list[tuple[str, Target | None, int]], quick: bool) -> float:
+    """Rough seconds for ``todo`` from each scenario's declared run time on this machine."""
+    return sum(ALL[name].seconds[0 if quick else 1] for name, _t, _r in todo)
+
+
+def run_one(lab: Lab, impls: list[Implementation], scenario: str, target: Target | None) -> Outcome:
+    """Run one scenario for one target on clean queues; raises what the scenario does."""
     lab.reset(impls)
     try:
-        if impl == BASELINE:
+        if target is None:
             return throughput.run_baseline(lab)
-        target = next(i for i in impls if i.name == impl)
-        outcome: Outcome = ALL[scenario].run(lab, target)
-        return outcome
+        return ALL[scenario].run(lab, target)
     finally:
         lab.stop_all()
 
 
-def compare(
-    lab: Lab,
-    impls: list[Implementation],
-    scenarios: list[str],
-    missing: dict[str, str],
-    on_run: Callable[[RunRecord, int, int], None] | None = None,
+def new_results(
+    config: Config, impls: list[Implementation], scenarios: list[str], missing: dict[str, str]
 ) -> Results:
-    """Run every planned run and return the results (never raises for a failed run).
-
-    Parameters:
-        lab: the lab (broker, scratch directory, settings).
-        impls: the implementations to measure.
-        scenarios: scenario names, in :data:`lab.scenarios.ALL` order.
-        missing: implementations asked for (or known) but not available, with the reason.
-        on_run: called after each run with the record, its index (1-based) and the total.
-    """
-    started = time.time()
-    results = Results(
-        meta={"started_at": started, **machine(lab)},
-        config=lab.config.as_dict(),
+    """Empty results with the run's metadata (the broker's facts are added by the caller)."""
+    return Results(
+        meta={"started_at": time.time(), **machine()},
+        config=config.as_dict(),
         implementations=[i.name for i in impls],
         missing=missing,
         scenarios=scenarios,
+        setups=config.setups(),
     )
-    todo = plan(scenarios, impls, lab.config.repeat)
-    for index, (scenario, impl, repeat) in enumerate(todo, 1):
-        record = RunRecord(scenario, impl, repeat)
+
+
+def skip_all(
+    results: Results,
+    todo: list[tuple[str, Target | None, int]],
+    setup: str,
+    why: str,
+    on_run: Callable[[RunRecord], None] | None = None,
+) -> None:
+    """Record every run of ``todo`` on ``setup`` as skipped for ``why``."""
+    for scenario, target, repeat in todo:
+        record = RunRecord(scenario, target.name if target else BASELINE, repeat, setup)
+        record.skipped = why
+        results.runs.append(record)
+        if on_run:
+            on_run(record)
+
+
+def run_setup(
+    lab: Lab,
+    impls: list[Implementation],
+    todo: list[tuple[str, Target | None, int]],
+    results: Results,
+    on_run: Callable[[RunRecord], None] | None = None,
+) -> None:
+    """Run ``todo`` on ``lab`` (one setup) into ``results`` (never raises for a failed run)."""
+    for scenario, target, repeat in todo:
+        record = RunRecord(scenario, target.name if target else BASELINE, repeat, lab.setup)
         t0 = time.perf_counter()
         try:
-            outcome = run_one(lab, impls, scenario, impl)
+            outcome = run_one(lab, impls, scenario, target)
             record.metrics, record.samples, record.notes = (
                 outcome.metrics,
                 outcome.samples,
@@ -182,7 +225,10 @@ def compare(
         record.seconds = time.perf_counter() - t0
         results.runs.append(record)
         if on_run:
-            on_run(record, index, len(todo))
+            on_run(record)
+
+
+def finish(results: Results) -> None:
+    """Stamp the end time."""
     results.meta["finished_at"] = time.time()
-    results.meta["seconds"] = results.meta["finished_at"] - started
-    return results
+    results.meta["seconds"] = results.meta["finished_at"] - results.meta["started_at"]

@@ -18,17 +18,19 @@ callback, consume.
   ``connection.add_callback_threadsafe`` (:mod:`raw_pika.consumer`, which also holds the warm
   shutdown on SIGTERM, the reconnect after a broker restart, the consumer-cancel and the
   ``consumer_timeout`` handling).
+* A message it cannot process (a body that is not UTF-8; a task that raised on each of its
+  ``MAX_ATTEMPTS`` runs) is rejected without requeue, so RabbitMQ parks it in
+  ``task_queue.dead``, and the worker goes on (:mod:`shared.poison`): no exception of a message
+  ends the worker.
 """
 
 from __future__ import annotations
-
-import sys
 
 from pika.adapters.blocking_connection import BlockingChannel
 
 from raw_pika.consumer import Consumer, Delivery
 from raw_pika.settings import connect, declare_task_queue, task_queue
-from shared import cli, settings, tasks
+from shared import cli, poison, queues, settings, tasks
 from shared.contract import published_at_from
 from shared.journal import JournalWriter
 
@@ -56,26 +58,35 @@ def main() -> int:
 
     def callback(delivery: Delivery) -> None:
         """Run one message's task on a slot thread, then ack it: the one place a message meets
-        its task."""
+        its task. A processing fault parks the message; it never ends the worker."""
+        try:
+            process(delivery)
+        except Exception as e:
+            why = poison.describe(e)
+            parked_in = None if args.auto_ack else queues.dead_letter_queue(queue)
+            poison.report(delivery.props.message_id, parked_in, why)
+            delivery.reject(requeue=False)  # dead-lettered to <queue>.dead
+            return
+        delivery.ack()
+
+    def process(delivery: Delivery) -> None:
+        """Run one message's task; raise whatever should park it (:mod:`shared.poison`)."""
         props = delivery.props
         try:
             text = delivery.body.decode("utf-8")
-        except UnicodeDecodeError:
-            print(
-                f" [!] Rejected a body that is not UTF-8 text ({props.message_id})",
-                file=sys.stderr,
-                flush=True,
-            )
-            delivery.reject(requeue=False)
-            return
-        with journal.run(
-            message_id=props.message_id or "",
-            task="work",
-            redelivered=bool(delivery.method.redelivered),
-            published_at=published_at_from(props.headers, props.timestamp),
-        ):
-            tasks.work(text, s.dot_seconds, args.slowdown)
-        delivery.ack()
+        except UnicodeDecodeError as e:
+            raise poison.Unprocessable("the body is not UTF-8 text") from e
+
+        def once() -> None:
+            with journal.run(
+                message_id=props.message_id or "",
+                task="work",
+                redelivered=bool(delivery.method.redelivered),
+                published_at=published_at_from(props.headers, props.timestamp),
+            ):
+                tasks.work(text, s.dot_seconds, args.slowdown)
+
+        poison.run_attempts(once)  # a task that raises: MAX_ATTEMPTS executions, then parked
 
     consumer = Consumer(
         connect,

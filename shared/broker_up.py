@@ -59,8 +59,11 @@ def state_file() -> Path:
 
 
 def log_file() -> Path:
-    """Where ``mqlab broker up --detach`` sends the background process's output."""
-    return state_file().with_name("broker.log")
+    """Where ``mqlab broker up --detach`` sends the background process's output (its
+    directory is created: the first ``--detach`` of a checkout failed without it)."""
+    path = state_file().with_name("broker.log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def check_private(path: Path) -> None:

@@ -20,11 +20,24 @@ def run(main: Callable[[], int | None]) -> None:
     """Run ``main`` and exit with its code.
 
     A :class:`~shared.errors.MqlabError` becomes ``error: <message>`` on stderr and its
-    ``exit_code``; Ctrl+C exits with 130 without a traceback.
+    ``exit_code``; Ctrl+C exits with 130 without a traceback. Output that the terminal's
+    encoding cannot show is escaped, never an error (:func:`tolerant_output`).
     """
+    tolerant_output()
     with one_line_errors():
         code = main()
     sys.exit(code or 0)
+
+
+def tolerant_output() -> None:
+    """Escape what stdout and stderr cannot encode (``errors="backslashreplace"``) instead of
+    raising ``UnicodeEncodeError``: a message body a worker prints (`` [x] Received ...``)
+    must not end the worker, or fail its task, when stdout is not UTF-8 (``LANG=C``, a pipe
+    with ``PYTHONIOENCODING=ascii``). A forked child (Celery's pool) inherits the streams."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 @contextmanager

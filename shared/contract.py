@@ -16,6 +16,7 @@ because AMQP tables have no float type that every client encodes: pika refuses P
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -51,22 +52,41 @@ class Envelope:
         return {PUBLISHED_AT_HEADER: repr(self.published_at)}
 
 
-def published_at_from(headers: dict[str, object] | None, timestamp: int | None = None) -> float:
-    """Recover the precise publish time from a message's headers.
+def published_at_from(headers: dict[str, object] | None, timestamp: object = None) -> float:
+    """Recover the precise publish time from a message's headers; never raises.
 
     Falls back to the whole-second AMQP ``timestamp`` and then to 0.0 when the message did not
-    come from an mqlab producer.
+    come from an mqlab producer, or when the header is not a finite number (bytes that are not
+    UTF-8, ``"nan"``, ``"inf"``, another type): a bad header is recorded as an unknown publish
+    time and never costs the message its work.
     """
     if headers:
         value = headers.get(PUBLISHED_AT_HEADER)
         if isinstance(value, bytes):
-            value = value.decode()
-        if isinstance(value, (str, int, float)):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    return float(timestamp) if timestamp else 0.0
+            value = value.decode("utf-8", errors="replace")
+        parsed = _finite(value)
+        if parsed is not None:
+            return parsed
+    return _finite(timestamp) or 0.0
+
+
+def published_at_from_millis(millis: object) -> float:
+    """Seconds since the epoch from a millisecond timestamp (Dramatiq's ``message_timestamp``);
+    0.0 when it is not a finite number. Never raises."""
+    parsed = _finite(millis)
+    return parsed / 1000 if parsed is not None else 0.0
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float, or ``None`` (booleans, NaN, infinities, text that is not
+    a number, other types)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 class Published(Protocol):

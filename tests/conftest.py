@@ -164,6 +164,13 @@ def impl(request: pytest.FixtureRequest) -> Implementation:
 
 
 @pytest.fixture
+def queue_type() -> str:
+    """The queue type a test declares its queues with (``MQLAB_QUEUE_TYPE``): ``classic``
+    unless the test parametrises ``queue_type`` itself (a topology fixture may provide it)."""
+    return os.environ.get("MQLAB_QUEUE_TYPE") or "classic"
+
+
+@pytest.fixture
 def killable_broker(broker: Node) -> Node:
     """The test's broker, if this provider can SIGKILL and restart it; otherwise skip."""
     if not broker.can_kill:

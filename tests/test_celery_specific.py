@@ -125,8 +125,10 @@ def test_pool_child_killed_task_requeued_with_reject_on_worker_lost(
 def test_pool_child_killed_task_lost_without_reject_on_worker_lost(
     broker: Node, celery: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
-    """Negative control: task_reject_on_worker_lost off, acks_late on: the message is acked as
-    failed (WorkerLostError) and never runs again, though the worker goes on working."""
+    """Negative control: task_reject_on_worker_lost off, acks_late on: the message fails with
+    WorkerLostError and never runs again, though the worker goes on working (Celery's default
+    acks it, losing it; with ``task_acks_on_failure_or_timeout=False`` it is rejected without
+    requeue and so parked in the dead-letter queue)."""
     env = {celery_settings.REJECT_ON_WORKER_LOST_ENV: "0"}
     ids, victim, _ = _kill_pool_child(celery, start_worker, journal_path, env=env)
 
@@ -137,6 +139,7 @@ def test_pool_child_killed_task_lost_without_reject_on_worker_lost(
     )
     runs = [e for e in journal_rows(journal_path) if e.message_id == victim.message_id]
     assert len(runs) == 1 and not runs[0].finished
+    broker.management.wait_for_queue(celery.dead_letter_queue(), 30, ready=1)
 
 
 def _long_then_short(
@@ -244,12 +247,14 @@ def test_unknown_task_and_invalid_bodies_are_logged_and_do_not_wedge_the_worker(
     def logged() -> bool:
         out = worker.output()
         return (
-            "unregistered task of type 'no.such.task'" in out
-            and "Can't decode message body" in out
-            and "TypeError" in out
+            "unknown task 'no.such.task'" in out
+            and "the body does not decode" in out
+            and "arguments do not fit" in out
         )
 
     wait_until(logged, 10, what="the worker to log all three errors")
+    # Each one parked in the dead-letter queue (tests/test_poison.py checks bodies and headers).
+    broker.management.wait_for_queue(celery.dead_letter_queue(), 30, ready=3)
 
     # Still working after all that.
     late = celery.publish_work(["good 5."])

@@ -24,4 +24,5 @@ def test_malformed_body_is_rejected_and_the_worker_goes_on(
 
     wait_for_finished(journal_path, ids, timeout=30)
     assert worker.alive()
-    assert "Rejected a body that is not UTF-8" in worker.output()
+    assert "the body is not UTF-8 text" in worker.output()
+    broker.management.wait_for_queue(impl.dead_letter_queue(), 30, ready=1)  # parked, not dropped

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
+from typing import Any
 
-from lab.harness import Lab, Outcome, ScenarioFailed, Worker
-from shared.impl import Implementation
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+from lab import plot
+from lab.harness import Lab, Outcome, ScenarioFailed, Target, Worker
+from lab.scenarios.base import Checker, Scenario
+from lab.view import Column, View, count, pct, secs
 from shared.journal import Execution, Journal, by_message
 from testbed.process import wait_until
 
 NAME = "crash"
-TITLE = "Worker crash"
-DESCRIPTION = (
-    "Short tasks over two workers; one is SIGKILLed mid-task several times and restarted: "
-    "% of message_ids completed, duplicate executions, time to recover."
-)
 BODY = "task."
 
 
@@ -36,20 +38,21 @@ def _in_hand(j: Journal, victim: Worker) -> Execution | None:
     return None
 
 
-def run(lab: Lab, impl: Implementation) -> Outcome:
+def run(lab: Lab, target: Target) -> Outcome:
     """Kill the victim ``lab.config.crash_kills`` times mid-task; read the journal after."""
     cfg = lab.config
-    journal = lab.journal(f"crash-{impl.name}")
+    impl = target.impl
+    journal = lab.journal(f"crash-{target.name}")
     out = Outcome()
     kills: list[dict[str, object]] = []
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
 
         def start(name: str) -> Worker:
-            return lab.start_worker(impl, name, journal, dot_seconds=cfg.crash_dot_seconds)
+            return lab.start_worker(target, name, journal, dot_seconds=cfg.crash_dot_seconds)
 
         steady, victim = start("steady"), start("victim")
         lab.wait_consuming(impl, [steady, victim])
-        ids = impl.publish_work([BODY] * cfg.crash_tasks, amqp_url=lab.amqp_url)
+        ids = lab.publish(target, [BODY] * cfg.crash_tasks)
         for _ in range(cfg.crash_kills):
             found: list[Execution | None] = [None]
 
@@ -73,18 +76,25 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
             lab.stop(victim)
             mid_task = next(e for e in j.executions() if e.id == hit.id).finished_at is None
             victim = start("victim")
-            kills.append({
-                "killed_at": killed_at,
-                "message_id": hit.message_id,
-                "mid_task": mid_task,
-                "restarted_at": victim.spawned_at,
-            })  # fmt: skip
+            kills.append(
+                {
+                    "killed_at": killed_at,
+                    "message_id": hit.message_id,
+                    "mid_task": mid_task,
+                    "restarted_at": victim.spawned_at,
+                }
+            )
         try:
             lab.wait_finished(
-                journal, len(ids), min(cfg.drain_timeout, 60), workers=[steady, victim]
+                journal,
+                len(ids),
+                min(cfg.drain_timeout, 60),
+                workers=[steady, victim],
+                settle=impl.task_queue(),
             )
         except ScenarioFailed as e:
             out.notes.append(f"not every message finished: {e}")
+        lab.stop_all()  # no late duplicate can then start after the journal is read
         rows = j.executions()
 
     runs = by_message([e for e in rows if e.message_id in set(ids)])
@@ -112,3 +122,112 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
         "journal": journal,
     }
     return out
+
+
+def columns(config: dict[str, Any]) -> list[Column]:
+    """Completed, lost, duplicates, kills and recovery times."""
+    return [
+        Column("completed_pct", "completed", pct),
+        Column("lost", "lost", count),
+        Column("duplicate_executions", "duplicate executions", count),
+        Column("kills_mid_task", "kills mid-task", count),
+        Column("recover_mean_s", "recover mean", secs),
+        Column("recover_max_s", "recover max", secs),
+    ]
+
+
+def reading(view: View) -> list[str]:
+    """Completed and duplicates per row."""
+    parts = []
+    for r in view.rows(NAME):
+        c = view.median(NAME, r, "completed_pct")
+        d = view.median(NAME, r, "duplicate_executions")
+        if c is not None and d is not None:
+            parts.append(f"{view.label(r)} {c:.1f}% completed with {d:.0f} duplicate(s)")
+    if not parts:
+        return []
+    return [
+        f"Worker SIGKILLed mid-task: {'; '.join(parts)} (a duplicate is the message in hand at "
+        "each kill, redelivered: at-least-once delivery; a row that acks on receipt loses it)."
+    ]
+
+
+def outcome_chart(
+    view: View,
+    out_dir: Path,
+    scenario: str,
+    kept: tuple[str, str],
+    counts: list[tuple[str, str]],
+    title: str,
+    of: str = "messages published",
+) -> list[Path]:
+    """Two panels: % of messages kept (``of`` what), and counts (lost, duplicates...)."""
+    if not plot.has_data(view, scenario, kept[0]):
+        return []
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [1, 2.2]}
+    )
+    rows = view.rows(scenario)
+    plot.bars(left, view, rows, [(scenario, kept[0], kept[1])])
+    left.set_ylim(0, 105)
+    left.set_ylabel(f"% of {of}")
+    plot.bars(right, view, rows, [(scenario, m, label) for m, label in counts])
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_ylabel("count")
+    plot.legend_outside(right)
+    fig.suptitle(title)
+    return [plot.save(out_dir, f"{scenario}.png", top=0.93)]
+
+
+def charts(view: View, out_dir: Path) -> list[Path]:
+    """Completed %, lost and duplicates per row."""
+    return outcome_chart(
+        view,
+        out_dir,
+        NAME,
+        ("completed_pct", "completed"),
+        [
+            ("lost", "lost"),
+            ("duplicate_executions", "duplicates"),
+            ("kills_mid_task", "kills mid-task"),
+        ],
+        "Worker SIGKILLed mid-task",
+    )
+
+
+def check_outcome(c: Checker, run: dict[str, Any], key: str) -> None:
+    """``key`` (% finished), lost and duplicates recomputed from the journal."""
+    where = f"{run['scenario']}/{run['impl']}"
+    m, s = run["metrics"], run["samples"]
+    rows = c.rows(s)
+    runs = by_message(rows)
+    finished = {k for k, v in runs.items() if any(e.finished for e in v)}
+    share = 100 * len(finished) / s["published"]
+    c.close(m[key], share, f"{where} {key}")
+    c.close(m["lost"], s["published"] - len(finished), f"{where} lost")
+    c.close(m["duplicate_executions"], len(rows) - len(runs), f"{where} duplicates")
+    if s["executions"] != len(rows):
+        c.problems.append(f"{where}: {s['executions']} executions, journal has {len(rows)}")
+    c.shown(f"{share:.1f}%", where)
+
+
+def check(c: Checker, run: dict[str, Any]) -> None:
+    """Completed, lost and duplicates from the journal."""
+    check_outcome(c, run, "completed_pct")
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Worker crash",
+    description=(
+        "Short tasks over two workers; one is SIGKILLed mid-task several times and restarted: "
+        "% of message_ids completed, duplicate executions, time to recover."
+    ),
+    run=run,
+    columns=columns,
+    reading=reading,
+    charts=charts,
+    check=check,
+    variants=("defaults",),
+    seconds=(3.5, 8.0),
+)

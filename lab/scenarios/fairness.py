@@ -10,16 +10,18 @@ between the two speeds; makespan is the first start to the last finish in the jo
 
 from __future__ import annotations
 
-from lab.harness import Lab, Outcome, ScenarioFailed
-from shared.impl import Implementation
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from lab import plot
+from lab.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.scenarios.base import Checker, Scenario
+from lab.view import Column, View, pct, ratio
 from shared.tasks import work_seconds
 
 NAME = "fairness"
-TITLE = "Fair dispatch"
-DESCRIPTION = (
-    "Two workers, one 4x slower, share 40 tasks: the fast worker's share and the makespan "
-    "against the ideal, at prefetch 1 and at unlimited prefetch."
-)
 BODY = "task."
 """One unit of work (``lab.config.fairness_dot_seconds``) for the fast worker."""
 
@@ -38,7 +40,7 @@ def ideal_makespan(tasks: int, fast: float, slow: float) -> tuple[float, int]:
     return min((max(k * fast, (tasks - k) * slow), k) for k in range(tasks + 1))
 
 
-def run(lab: Lab, impl: Implementation) -> Outcome:
+def run(lab: Lab, target: Target) -> Outcome:
     """Run the batch at prefetch 1 and at unlimited prefetch; shares come from the journal."""
     cfg = lab.config
     fast = work_seconds(BODY, cfg.fairness_dot_seconds)
@@ -48,19 +50,20 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
     out.samples["ideal"] = {"makespan_s": ideal, "fast_tasks": ideal_fast}
     out.metrics["ideal_makespan_s"] = ideal
     out.metrics["ideal_fast_share_pct"] = 100 * ideal_fast / cfg.fairness_tasks
+    impl = target.impl
     for label, prefetch in (("p1", 1), ("unlimited", impl.unlimited_prefetch)):
         lab.reset([impl])
-        journal = lab.journal(f"fairness-{impl.name}-{label}")
+        journal = lab.journal(f"fairness-{target.name}-{label}")
         with lab.workers_scope():
             workers = [
-                lab.start_worker(impl, "fast", journal, prefetch=prefetch,
+                lab.start_worker(target, "fast", journal, prefetch=prefetch,
                                  dot_seconds=cfg.fairness_dot_seconds),
-                lab.start_worker(impl, "slow", journal, prefetch=prefetch,
+                lab.start_worker(target, "slow", journal, prefetch=prefetch,
                                  slowdown=cfg.fairness_slowdown,
                                  dot_seconds=cfg.fairness_dot_seconds),
             ]  # fmt: skip
             lab.wait_consuming(impl, workers)
-            ids = impl.publish_work([BODY] * cfg.fairness_tasks, amqp_url=lab.amqp_url)
+            ids = lab.publish(target, [BODY] * cfg.fairness_tasks)
             rows = lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=workers)
         done = [e for e in rows if e.finished_at is not None]
         per_worker = {w: sum(1 for e in done if e.worker == w) for w in ("fast", "slow")}
@@ -80,3 +83,88 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
             "journal": journal,
         }
     return out
+
+
+def columns(config: dict[str, Any]) -> list[Column]:
+    """Fast share and makespan over ideal at both prefetch settings."""
+    return [
+        Column("fast_share_p1_pct", "fast share, prefetch 1", pct),
+        Column("makespan_vs_ideal_p1", "makespan/ideal, prefetch 1", ratio),
+        Column("fast_share_unlimited_pct", "fast share, unlimited", pct),
+        Column("makespan_vs_ideal_unlimited", "makespan/ideal, unlimited", ratio),
+        Column("ideal_fast_share_pct", "ideal fast share", pct),
+    ]
+
+
+def reading(view: View) -> list[str]:
+    """The fast worker's share at prefetch 1 against unlimited."""
+    parts, ideal = [], None
+    for r in view.rows(NAME):
+        a = view.median(NAME, r, "fast_share_p1_pct")
+        b = view.median(NAME, r, "fast_share_unlimited_pct")
+        ideal = ideal or view.median(NAME, r, "ideal_fast_share_pct")
+        if a is not None and b is not None:
+            parts.append(f"{view.label(r)} {a:.0f}% at prefetch 1 vs {b:.0f}% unlimited")
+    if not parts:
+        return []
+    return [
+        f"Fast worker's share (ideal {ideal or 80:.0f}%): {'; '.join(parts)}. Prefetch 1 is "
+        "what makes dispatch fair; unlimited prefetch splits the work round-robin."
+    ]
+
+
+def charts(view: View, out_dir: Path) -> list[Path]:
+    """The fast worker's share at both prefetch settings, with the ideal and round-robin."""
+    if not plot.has_data(view, NAME, "fast_share_p1_pct"):
+        return []
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    groups = [
+        (NAME, "fast_share_p1_pct", "prefetch 1"),
+        (NAME, "fast_share_unlimited_pct", "unlimited prefetch"),
+    ]
+    plot.bars(ax, view, view.rows(NAME), groups)
+    ideal = next(
+        (
+            v
+            for r in view.rows(NAME)
+            if (v := view.median(NAME, r, "ideal_fast_share_pct")) is not None
+        ),
+        None,
+    )
+    if ideal is not None:
+        ax.axhline(ideal, color="black", linestyle="--", label="ideal")
+    ax.axhline(50, color="grey", linestyle=":", label="round-robin")
+    plot.legend_outside(ax)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("% of tasks done by the fast worker")
+    ax.set_title("Fair dispatch: fast worker's share (slow worker 4x slower)")
+    return [plot.save(out_dir, "fairness.png")]
+
+
+def check(c: Checker, run: dict[str, Any]) -> None:
+    """Shares recomputed from the journals; every task finished."""
+    where = f"{NAME}/{run['impl']}"
+    for label in ("p1", "unlimited"):
+        s = run["samples"][label]
+        rows = [e for e in c.rows(s) if e.finished_at is not None]
+        if len(rows) != s["tasks"]:
+            c.problems.append(f"{where} {label}: {len(rows)} finished of {s['tasks']}")
+        share = 100 * sum(1 for e in rows if e.worker == "fast") / max(len(rows), 1)
+        c.close(run["metrics"][f"fast_share_{label}_pct"], share, f"{where} {label} share")
+        c.shown(f"{share:.1f}%", where)
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Fair dispatch",
+    description=(
+        "Two workers, one 4x slower, share a batch of tasks: the fast worker's share and the "
+        "makespan against the ideal, at prefetch 1 and at unlimited prefetch."
+    ),
+    run=run,
+    columns=columns,
+    reading=reading,
+    charts=charts,
+    check=check,
+    seconds=(3.5, 8.0),
+)

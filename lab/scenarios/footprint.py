@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
-from lab.harness import Lab, Outcome
-from shared.impl import Implementation
+import matplotlib.pyplot as plt
+
+from lab import plot
+from lab.harness import Lab, Outcome, Target
+from lab.scenarios.base import Checker, Scenario
+from lab.view import Column, View, count, mb, secs
 
 NAME = "footprint"
-TITLE = "Footprint"
-DESCRIPTION = (
-    "Worker start-up time to the first task, RSS idle and after the throughput run (MB), and "
-    "lines of code of each implementation package."
-)
 
 
 def lines_of_code(package: str) -> dict[str, int]:
@@ -42,14 +42,27 @@ def lines_of_code(package: str) -> dict[str, int]:
     return {"files": files, "lines": lines, "code": code}
 
 
-def run(lab: Lab, impl: Implementation) -> Outcome:
+def broker_memory_mb(lab: Lab) -> float | None:
+    """Memory the broker's running nodes use, MiB (management API ``/api/nodes`` ``mem_used``,
+    summed over a cluster's nodes); ``None`` if the API does not say."""
+    try:
+        nodes = lab.broker.management.api("nodes")
+    except Exception:  # the figure is optional; the API's absence is reported elsewhere
+        return None
+    used = [n["mem_used"] for n in nodes if n.get("running") and "mem_used" in n]
+    return sum(used) / 2**20 if used else None
+
+
+def run(lab: Lab, target: Target) -> Outcome:
     """Time one worker's start-up to its first task and read its idle RSS."""
-    journal = lab.journal(f"footprint-{impl.name}")
-    impl.publish_work(["task"], amqp_url=lab.amqp_url)
+    impl = target.impl
+    journal = lab.journal(f"footprint-{target.name}")
+    lab.publish(target, ["task"])
     with lab.workers_scope():
-        worker = lab.start_worker(impl, "footprint", journal)
+        worker = lab.start_worker(target, "footprint", journal)
         rows = lab.wait_finished(journal, 1, 60, workers=[worker], interval=0.01)
         rss_idle = worker.rss_mb()
+        broker_mb = broker_memory_mb(lab)
         processes = len(worker.process.pids())
     loc = lines_of_code(impl.package)
     first = min(e.started_at for e in rows)
@@ -58,6 +71,86 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
             "startup_to_first_task_s": first - worker.spawned_at,
             "rss_idle_mb": rss_idle,
             "lines_of_code": float(loc["code"]),
+            "broker_mem_mb": broker_mb,
         },
-        samples={"processes": processes, "loc": loc, "journal": journal},
+        samples={
+            "processes": processes,
+            "loc": loc,
+            "journal": journal,
+            "spawned_at": worker.spawned_at,
+        },
     )
+
+
+def columns(config: dict[str, Any]) -> list[Column]:
+    """Start-up, RSS idle and after throughput, lines of code."""
+    last_p = config["throughput_prefetch"][-1]
+    return [
+        Column("startup_to_first_task_s", "start-up to first task", secs),
+        Column("rss_idle_mb", "RSS idle", mb),
+        Column(f"rss_after_p{last_p}_mb", "RSS after throughput", mb, "throughput"),
+        Column("lines_of_code", "lines of code", count),
+        Column("broker_mem_mb", "broker memory", mb),
+    ]
+
+
+def reading(view: View) -> list[str]:
+    """Start-up and idle memory per row."""
+    parts = []
+    for r in view.rows(NAME):
+        st = view.median(NAME, r, "startup_to_first_task_s")
+        rss = view.median(NAME, r, "rss_idle_mb")
+        loc = view.median(NAME, r, "lines_of_code")
+        if st is not None and rss is not None:
+            parts.append(
+                f"{view.label(r)} {st:.2f} s to the first task, {rss:.0f} MB idle, "
+                f"{loc or 0:.0f} lines"
+            )
+    return [f"Footprint: {'; '.join(parts)}."] if parts else []
+
+
+def charts(view: View, out_dir: Path) -> list[Path]:
+    """Start-up time, idle memory and lines of code, one panel each."""
+    if not plot.has_data(view, NAME, "rss_idle_mb"):
+        return []
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    panels = (
+        ("startup_to_first_task_s", "seconds", "Start-up to first task"),
+        ("rss_idle_mb", "MiB", "RSS idle"),
+        ("lines_of_code", "lines", "Lines of code"),
+    )
+    for ax, (metric, unit, title) in zip(axes, panels, strict=True):
+        plot.bars(ax, view, view.rows(NAME), [(NAME, metric, "")])
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+    plot.legend_outside(axes[-1])
+    return [plot.save(out_dir, "footprint.png")]
+
+
+def check(c: Checker, run: dict[str, Any]) -> None:
+    """The start-up figure is spawn -> the journal's first ``started_at``."""
+    rows = c.rows(run["samples"])
+    if not rows or run["metrics"]["startup_to_first_task_s"] <= 0:
+        c.problems.append(f"{NAME}/{run['impl']}: no first task behind the start-up figure")
+        return
+    spawned = run["samples"].get("spawned_at")
+    if spawned is not None:
+        first = min(e.started_at for e in rows)
+        c.close(run["metrics"]["startup_to_first_task_s"], first - spawned, f"{NAME} start-up")
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Footprint",
+    description=(
+        "Worker start-up time to the first task, RSS idle and after the throughput run (MB), "
+        "lines of code of each implementation package, and the memory the broker's nodes use "
+        "with that worker idle (management API mem_used)."
+    ),
+    run=run,
+    columns=columns,
+    reading=reading,
+    charts=charts,
+    check=check,
+    seconds=(0.5, 1.0),
+)

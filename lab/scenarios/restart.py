@@ -25,23 +25,18 @@ import contextlib
 import socket
 import threading
 import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from lab.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
-from shared.impl import Implementation
+from lab.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped, Target
+from lab.scenarios.base import Checker, Scenario
+from lab.scenarios.crash import check_outcome, outcome_chart
+from lab.view import Column, View, count, pct, secs
 from shared.journal import Journal, by_message
 from testbed.process import wait_until
 
 NAME = "restart"
-TITLE = "Node restart"
-DESCRIPTION = (
-    "Confirmed messages under load, then the broker is SIGKILLed and started again with the "
-    "workers still running: % survived, whether each worker resumed by itself and how fast. "
-    "*broker down->ready* runs from the SIGKILL to the moment the node's AMQP port accepts "
-    "connections again (polled by the lab every 20 ms); *first task after broker ready* from "
-    "that moment to the first task a worker started (journal `started_at`), for the slower of "
-    "the two workers."
-)
 BODY = "task."
 PORT_POLL_S = 0.02
 """How often the lab tries the AMQP port while the node boots, seconds."""
@@ -81,32 +76,34 @@ class PortWatch:
         self._thread.join()
 
 
-def run(lab: Lab, impl: Implementation) -> Outcome:
+def run(lab: Lab, target: Target) -> Outcome:
     """Publish, kill and restart the broker, then read per-worker resumption from the journal."""
     cfg = lab.config
+    impl = target.impl
     if not lab.broker.can_kill:
         raise ScenarioSkipped(f"an {lab.broker.provider} broker cannot be killed by the lab")
-    journal = lab.journal(f"restart-{impl.name}")
+    journal = lab.journal(f"restart-{target.name}")
     out = Outcome()
     resumed: dict[str, dict[str, object]] = {}
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
         workers = [
-            lab.start_worker(impl, name, journal, dot_seconds=cfg.restart_dot_seconds)
+            lab.start_worker(target, name, journal, dot_seconds=cfg.restart_dot_seconds)
             for name in ("w1", "w2")
         ]
         lab.wait_consuming(impl, workers)
-        ids = impl.publish_work([BODY] * cfg.restart_messages, amqp_url=lab.amqp_url)
+        ids = lab.publish(target, [BODY] * cfg.restart_messages)
         done_before = j.finished_count()
         lab.broker.kill()
         killed_at = time.time()
-        watch = PortWatch(lab.amqp_url)
+        watch = PortWatch(lab.node_url)
         try:
             lab.broker.start()
         finally:
             watch.stop()
         back_at = time.time()
         ready_at = watch.ready_at if watch.ready_at is not None else back_at
-        stats = lab.broker.management.queue(impl.task_queue())
+        queue = impl.task_queue()
+        stats = lab.broker.management.queue(queue)
 
         def settled() -> bool:
             rows = j.executions()
@@ -123,29 +120,37 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
                         "resumed": False,
                         "reason": f"exited with code {w.process.popen.returncode}: {w.log_tail(2)}",
                     }
-            return len(resumed) == len(workers) or j.finished_count() >= len(ids)
+            if len(resumed) == len(workers) or j.finished_count() >= len(ids):
+                return True
+            return lab.drained(queue, ready_at)  # nothing survived that is still to do
 
         with contextlib.suppress(TimeoutError):
             wait_until(settled, cfg.resume_deadline, interval=0.1, what="the workers to resume")
+        empty = j.finished_count() >= len(ids) or lab.drained(queue, ready_at)
         for w in workers:
             resumed.setdefault(
                 w.name,
                 {
                     "resumed": False,
-                    "reason": f"no execution within {cfg.resume_deadline:.0f} s of the restart"
-                    if j.finished_count() < len(ids)
-                    else "nothing was left to do",
+                    "reason": "nothing was left to do"
+                    if empty
+                    else f"no execution within {cfg.resume_deadline:.0f} s of the restart",
                 },
             )
-        live = [w for w in workers if resumed[w.name]["resumed"]]
-        if not live:
+        live = [w for w in workers if resumed[w.name]["resumed"]] or workers
+        if not empty and not any(resumed[w.name]["resumed"] for w in workers):
             out.notes.append("no worker resumed: a fresh worker drained the queue")
-            live = [lab.start_worker(impl, "fresh", journal, dot_seconds=cfg.restart_dot_seconds)]
+            live = [lab.start_worker(target, "fresh", journal, dot_seconds=cfg.restart_dot_seconds)]
         try:
-            lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=live)
+            lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=live, settle=queue)
         except ScenarioFailed as e:
             out.notes.append(f"not every message finished: {e}")
+        lab.stop_all()  # no late duplicate can then start after the journal is read
         rows = j.executions()
+    for w in workers:  # the final journal decides, as the checks read it
+        after = [e.started_at for e in rows if e.worker == w.name and e.started_at >= ready_at]
+        if after:
+            resumed[w.name] = {"resumed": True, "after_s": min(after) - ready_at}
 
     runs = by_message([e for e in rows if e.message_id in set(ids)])
     survived = [m for m in ids if any(e.finished for e in runs.get(m, []))]
@@ -173,3 +178,90 @@ def run(lab: Lab, impl: Implementation) -> Outcome:
         "journal": journal,
     }
     return out
+
+
+def columns(config: dict[str, Any]) -> list[Column]:
+    """Survived, lost, duplicates, resumption."""
+    return [
+        Column("survived_pct", "survived", pct),
+        Column("lost", "lost", count),
+        Column("duplicate_executions", "duplicate executions", count),
+        Column("workers_resumed", "workers resumed (of 2)", count),
+        Column("broker_down_to_ready_s", "broker down->ready", secs),
+        Column("first_task_after_ready_max_s", "first task after broker ready", secs),
+    ]
+
+
+def reading(view: View) -> list[str]:
+    """Survival and resumption per row."""
+    parts = []
+    for r in view.rows(NAME):
+        sv = view.median(NAME, r, "survived_pct")
+        wr = view.median(NAME, r, "workers_resumed")
+        ft = view.median(NAME, r, "first_task_after_ready_max_s")
+        if sv is not None and wr is not None:
+            both = f" (both within {ft:.2f} s of the broker being ready)" if ft and wr == 2 else ""
+            parts.append(f"{view.label(r)} {sv:.1f}% survived, {wr:.0f}/2 workers resumed{both}")
+    if parts:
+        return [f"Node SIGKILLed and restarted: {'; '.join(parts)}."]
+    skipped = view.skipped(NAME)
+    return [f"Node restart not measured: {skipped[0]}."] if skipped else []
+
+
+def charts(view: View, out_dir: Path) -> list[Path]:
+    """Survived %, lost, duplicates and workers resumed per row."""
+    return outcome_chart(
+        view,
+        out_dir,
+        NAME,
+        ("survived_pct", "survived"),
+        [
+            ("lost", "lost"),
+            ("duplicate_executions", "duplicates"),
+            ("workers_resumed", "workers resumed (of 2)"),
+        ],
+        "Broker SIGKILLed and restarted under load",
+    )
+
+
+def check(c: Checker, run: dict[str, Any]) -> None:
+    """Survival from the journal; resumption against the moment the AMQP port was back."""
+    check_outcome(c, run, "survived_pct")
+    where = f"{NAME}/{run['impl']}"
+    m, s = run["metrics"], run["samples"]
+    rows = c.rows(s)
+    ready, killed = s["amqp_port_ready_at"], s["killed_at"]
+    c.close(m["broker_down_to_ready_s"], ready - killed, f"{where} down->ready")
+    firsts = [
+        min(e.started_at for e in rows if e.worker == w and e.started_at >= ready)
+        for w in ("w1", "w2")
+        if any(e.worker == w and e.started_at >= ready for e in rows)
+    ]
+    c.close(m["workers_resumed"], len(firsts), f"{where} workers resumed")
+    if firsts:
+        after = max(firsts) - ready
+        c.close(m["first_task_after_ready_max_s"], after, f"{where} resume")
+        c.shown(f"{after:.2f} s", where)
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Node restart",
+    description=(
+        "Messages published under load, then the broker is SIGKILLed and started again with "
+        "the workers still running: % survived, whether each worker resumed by itself and how "
+        "fast. *broker down->ready* runs from the SIGKILL to the moment the node's AMQP port "
+        "accepts connections again (polled by the lab every 20 ms); *first task after broker "
+        "ready* from that moment to the first task a worker started (journal `started_at`), for "
+        "the slower of the two workers."
+    ),
+    run=run,
+    columns=columns,
+    reading=reading,
+    charts=charts,
+    check=check,
+    variants=("defaults",),
+    quick_variants=False,
+    topologies=("single",),
+    seconds=(8.0, 15.0),
+)

@@ -1,93 +1,265 @@
-"""Throughput: publish N zero-work tasks, then drain them with one worker process.
+"""Throughput: publish N zero-work tasks, then drain them with one worker that keeps no journal.
 
-The implementation's own producer (:meth:`~shared.impl.Implementation.publish_work`, persistent
-and confirmed) publishes N tasks into an empty queue; the publish rate is N over the wall time
-of that call. Then one worker drains the full queue at prefetch 1 and again (after a fresh
-publish) at prefetch 100; the consume rate is N over the time from the first execution's start
-to the last one's finish, both read from the journal. The bare pika loop
-(:mod:`lab.baseline`) is measured the same way, so each figure also reads as a ratio to it.
+The target's own producer (persistent, confirmed unless it is a defaults row) publishes N tasks
+into an empty queue; the publish rate is N over the producer's wall time. Then one worker with
+no journal drains the full queue at prefetch 1 and again (after a fresh publish) at prefetch
+100 (a defaults row drains once, at its framework's default prefetch). The consume rate is
+timed from the queue itself (:mod:`lab.drain`) by the lab and, independently, by an observer
+process started before the producer, which also times the queue filling up; the table prints
+each figure's ratio to the observer's, publish and consume (the cross-check: it must stay
+within 10%), and the broker's ack count for the queue must equal N. The bare pika loop
+(:mod:`lab.baseline`) is measured the same way; "x bare" is each figure's ratio to it.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
-from lab import baseline
-from lab.harness import Lab, Outcome, ScenarioFailed
-from shared.impl import Implementation
-from shared.journal import Execution
+import matplotlib.pyplot as plt
+
+from lab import baseline, plot
+from lab.drain import drain_rate
+from lab.harness import BASELINE_QUEUE, Lab, Outcome, ScenarioFailed, Target
+from lab.rates import Observer, drain, observed_publish_rate, publish_rate
+from lab.scenarios.base import Checker, Scenario
+from lab.view import BASELINE, Column, Row, View, cell, rate, ratio
 
 NAME = "throughput"
-TITLE = "Throughput"
-DESCRIPTION = (
-    "N zero-work tasks published through the implementation's producer (persistent, "
-    "confirmed), then drained by one worker at prefetch 1 and at prefetch 100."
-)
 BODY = "task"
 """A work body without dots: zero seconds of work (tutorial 2's convention)."""
+TOLERANCE = 0.10
+"""How far a figure may be from the independent observer's timing of the same drain."""
+PIKA_BAR = 0.8
+"""The pika worker should drain at least this fraction of the bare loop's rate."""
 
 
-def consume_window(rows: list[Execution]) -> tuple[float, float]:
-    """(first start, last finish) over the finished executions in ``rows``, epoch seconds."""
-    done = [e for e in rows if e.finished_at is not None]
-    if not done:
-        raise ScenarioFailed("no finished execution in the journal")
-    return min(e.started_at for e in done), max(e.finished_at or 0.0 for e in done)
+def _labels(target: Target | None, config_prefetch: tuple[int, ...]) -> list[tuple[str, int]]:
+    if target is not None and target.prefetch is not None:
+        return [("default", target.prefetch)]
+    return [(f"p{p}", p) for p in config_prefetch]
 
 
-def run(lab: Lab, impl: Implementation) -> Outcome:
-    """Publish and drain ``lab.config.throughput_n`` tasks at each configured prefetch."""
+def _record(out: Outcome, label: str, published: float, result: dict[str, Any]) -> None:
+    ours, theirs = drain_rate(result["lab"]), drain_rate(result["observer"])
+    out.metrics[f"consume_{label}_per_s"] = ours
+    out.metrics[f"check_{label}"] = ours / theirs
+    out.metrics[f"rss_after_{label}_mb"] = result["rss_after_mb"]
+    out.samples[label] = {**result, "published": published}
+
+
+def run(lab: Lab, target: Target) -> Outcome:
+    """Publish and drain ``lab.config.throughput_n`` tasks at each prefetch of the target."""
     n = lab.config.throughput_n
     out = Outcome()
-    publish_seconds: list[float] = []
-    for prefetch in lab.config.throughput_prefetch:
-        lab.reset([impl])
-        journal = lab.journal(f"throughput-{impl.name}-p{prefetch}")
-        started = time.perf_counter()
-        ids = impl.publish_work([BODY] * n, amqp_url=lab.amqp_url)
-        publish_seconds.append(time.perf_counter() - started)
-        if len(ids) != n:
-            raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
-        with lab.workers_scope():
-            worker = lab.start_worker(impl, f"drain-p{prefetch}", journal, prefetch=prefetch)
-            rows = lab.wait_finished(
-                journal, n, lab.config.drain_timeout, workers=[worker], interval=0.25
-            )
-            rss = worker.rss_mb()
-        first, last = consume_window(rows)
-        finished = {e.message_id for e in rows if e.finished}
-        out.metrics[f"consume_p{prefetch}_per_s"] = n / (last - first)
-        out.samples[f"p{prefetch}"] = {
-            "published": n,
-            "publish_seconds": publish_seconds[-1],
-            "executions": len(rows),
-            "finished_message_ids": len(finished),
-            "unknown_message_ids": len(finished - set(ids)),
-            "first_started_at": first,
-            "last_finished_at": last,
-            "rss_after_mb": rss,
-            "journal": journal,
-        }
-        out.metrics[f"rss_after_p{prefetch}_mb"] = rss
-    out.metrics["publish_per_s"] = n * len(publish_seconds) / sum(publish_seconds)
+    seconds = []
+    for label, prefetch in _labels(target, lab.config.throughput_prefetch):
+        lab.reset([target.impl])
+        observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
+        with observer.killed_on_error():
+            if target.producer_env:
+                published = lab.publisher(target, body=BODY, count=n).result()
+                ids, took = published["ids"], float(published["seconds"])
+            else:
+                started = time.perf_counter()
+                ids = lab.publish(target, [BODY] * n)
+                took = time.perf_counter() - started
+            if len(ids) != n:
+                raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
+        seconds.append(took)
+        spec = lab.worker_spec(target, f"drain-{label}", None, prefetch=prefetch)
+        command = lab.worker_command(target, spec)
+        result = drain(lab, target.queue(), n, command, f"{target.name}-{label}", observer)
+        _record(out, label, n, result)
+        out.samples[label]["publish_seconds"] = took
+    _publish(out, n, seconds)
     return out
+
+
+def _publish(out: Outcome, n: int, seconds: list[float]) -> None:
+    """The publish rate, and its check against the observer's timing of the same fills."""
+    mine = publish_rate(n, seconds)
+    out.metrics["publish_per_s"] = mine
+    theirs = observed_publish_rate(n, [s["observer"] for s in out.samples.values()])
+    if theirs is not None:
+        out.metrics["check_publish"] = mine / theirs
 
 
 def run_baseline(lab: Lab) -> Outcome:
     """The same measurements for the bare pika loop of :mod:`lab.baseline`."""
     n = lab.config.throughput_n
     out = Outcome()
-    publish_seconds: list[float] = []
-    for prefetch in lab.config.throughput_prefetch:
+    seconds = []
+    for label, prefetch in _labels(None, lab.config.throughput_prefetch):
         lab.reset([])
-        publish_seconds.append(baseline.publish(lab.amqp_url, n))
-        first, last = baseline.run_consumer(lab, n, prefetch, lab.config.drain_timeout)
-        out.metrics[f"consume_p{prefetch}_per_s"] = n / (last - first)
-        out.samples[f"p{prefetch}"] = {
-            "published": n,
-            "publish_seconds": publish_seconds[-1],
-            "first_delivery_at": first,
-            "last_ack_at": last,
-        }
-    out.metrics["publish_per_s"] = n * len(publish_seconds) / sum(publish_seconds)
+        observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
+        with observer.killed_on_error():
+            seconds.append(baseline.publish(lab.node_url, n))
+        timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
+        command = baseline.consumer_command(lab.node_url, n, prefetch, timings)
+        result = drain(lab, BASELINE_QUEUE, n, command, f"baseline-{label}", observer)
+        _record(out, label, n, result)
+        own = baseline.read_timings(timings)
+        out.samples[label].update(own_first_delivery_at=own[0], own_last_ack_at=own[1])
+        out.samples[label]["publish_seconds"] = seconds[-1]
+    _publish(out, n, seconds)
     return out
+
+
+def columns(config: dict[str, Any]) -> list[Column]:
+    """Publish rate, consume rates per prefetch, and each one's cross-check ratio."""
+    labels = [(f"p{p}", f"prefetch {p}") for p in config["throughput_prefetch"]]
+    if "defaults" in config.get("variants", []):
+        labels.append(("default", "default prefetch"))
+    cols = [Column("publish_per_s", "publish", rate)]
+    cols.append(Column("check_publish", "publish lab/observer", ratio))
+    cols += [Column(f"consume_{k}_per_s", f"consume, {h}", rate) for k, h in labels]
+    cols += [Column(f"check_{k}", f"lab/observer, {h}", ratio) for k, h in labels]
+    return cols
+
+
+def cell_text(view: View, row: Row, metric: str) -> str | None:
+    """A consume cell with its ratio to the bare loop of the same repeat (``(0.85x bare)``)."""
+    if row.target == BASELINE or not metric.startswith("consume_") or "default" in metric:
+        return None
+    s = view.summary(NAME, row, metric)
+    if s is None:
+        return None
+    bare = view.pair_ratio(NAME, row, Row(BASELINE, row.setup), metric)
+    return cell(s, rate) + (f" ({cell(bare, ratio)} bare)" if bare else "")
+
+
+def reading(view: View) -> list[str]:
+    """Fastest first per prefetch; the cross-check; the pika worker against the bare loop."""
+    out = []
+    for p in view.config["throughput_prefetch"]:
+        metric = f"consume_p{p}_per_s"
+        ranked = sorted(
+            (
+                (v, r)
+                for r in view.rows(NAME)
+                if r.target != BASELINE
+                if (v := view.median(NAME, r, metric)) is not None
+            ),
+            key=lambda x: -x[0],
+        )
+        if ranked:
+            listing = ", ".join(f"{view.label(r)} {v:,.0f}/s" for v, r in ranked)
+            out.append(f"Consume rate at prefetch {p} (no journal), fastest first: {listing}.")
+    for kind, keys in (("consume", "check_p"), ("publish", "check_publish")):
+        checks = [
+            v for r in view.results.runs if r.scenario == NAME and r.error is None
+            for k, v in r.metrics.items()
+            if k.startswith(keys) or (kind == "consume" and k == "check_default")
+            if v is not None
+        ]  # fmt: skip
+        if not checks:
+            continue
+        worst = max(checks, key=lambda v: abs(v - 1))
+        verdict = "all within" if abs(worst - 1) <= TOLERANCE else "NOT all within"
+        out.append(
+            f"Cross-check of every {kind} figure against an independent observer's timing of "
+            f"the same {'drain' if kind == 'consume' else 'fill, from the queue'}: {verdict} "
+            f"{TOLERANCE:.0%} (worst {worst:.2f}x over {len(checks)} figures)."
+            + (
+                " A producer without publisher confirms returns before the broker holds its "
+                "messages, so its own rate reads high."
+                if kind == "publish" and verdict.startswith("NOT")
+                else ""
+            )
+        )
+    for row in view.rows(NAME):
+        if not row.target.endswith("-defaults"):
+            continue
+        hard = Row(row.impl(), row.setup)
+        d_pub, h_pub = (view.median(NAME, r, "publish_per_s") for r in (row, hard))
+        d_con = view.median(NAME, row, "consume_default_per_s")
+        h_con = view.median(NAME, hard, "consume_p1_per_s")
+        if None not in (d_pub, h_pub, d_con, h_con):
+            out.append(
+                f"{view.label(row)} against {view.label(hard)}: publish {d_pub:,.0f}/s without "
+                f"confirms vs {h_pub:,.0f}/s confirmed; consume {d_con:,.0f}/s at the default "
+                f"prefetch vs {h_con:,.0f}/s at prefetch 1 (what the guarantees cost; the crash "
+                "and restart tables show what the defaults lose)."
+            )
+    for setup in view.setups:
+        parts = []
+        for p in view.config["throughput_prefetch"]:
+            s = view.pair_ratio(
+                NAME, Row("pika", setup), Row(BASELINE, setup), f"consume_p{p}_per_s"
+            )
+            if s is not None:
+                verdict = "meets" if s.median >= PIKA_BAR else "misses"
+                parts.append(f"{s.median:.0%} at prefetch {p} ({verdict})")
+        if parts:
+            where = f" on {setup}" if len(view.setups) > 1 else ""
+            out.append(
+                f"The pika worker's own speed against the bare pika loop{where} (target at least "
+                f"{PIKA_BAR:.0%}): {', '.join(parts)}."
+            )
+    return out
+
+
+def charts(view: View, out_dir: Path) -> list[Path]:
+    """Bars of the publish and consume rates per row."""
+    if not plot.has_data(view, NAME, "publish_per_s"):
+        return []
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    labels = [
+        (f"consume_p{p}_per_s", f"consume,\nprefetch {p}")
+        for p in view.config["throughput_prefetch"]
+    ]
+    if "defaults" in view.config.get("variants", []):
+        labels.append(("consume_default_per_s", "consume,\nframework default"))
+    groups = [(NAME, "publish_per_s", "publish")] + [(NAME, m, h) for m, h in labels]
+    plot.bars(ax, view, view.rows(NAME), groups)
+    plot.legend_outside(ax)
+    ax.set_ylabel("messages per second")
+    ax.set_title(f"Throughput ({view.config['throughput_n']:,} zero-work tasks, no journal)")
+    return [plot.save(out_dir, "throughput.png")]
+
+
+def check(c: Checker, run: dict[str, Any]) -> None:
+    """Each rate and cross-check ratio recomputed from the raw drain windows."""
+    where = f"{NAME}/{run['impl']}"
+    drains = [v for v in run["samples"].values() if isinstance(v, dict) and "lab" in v]
+    n = c.results["config"]["throughput_n"]
+    mine = publish_rate(n, [d["publish_seconds"] for d in drains])
+    c.close(run["metrics"]["publish_per_s"], mine, f"{where} publish rate")
+    theirs = observed_publish_rate(n, [d["observer"] for d in drains])
+    if theirs is not None:
+        c.close(run["metrics"]["check_publish"], mine / theirs, f"{where} publish cross-check")
+    for key, value in run["metrics"].items():
+        if not key.startswith("consume_"):
+            continue
+        label = key.removeprefix("consume_").removesuffix("_per_s")
+        s = run["samples"][label]
+        ours, theirs = drain_rate(s["lab"]), drain_rate(s["observer"])
+        c.close(value, ours, f"{where} {label} rate")
+        c.close(run["metrics"][f"check_{label}"], ours / theirs, f"{where} {label} cross-check")
+        if s["acks"] != s["published"]:
+            c.problems.append(f"{where} {label}: {s['acks']} acks for {s['published']}")
+        c.shown(f"{value:,.0f}/s", where)
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Throughput",
+    description=(
+        "N zero-work tasks published through the target's producer, then drained by one "
+        "worker with no journal at prefetch 1 and 100 (defaults rows: once, at the framework's "
+        "default prefetch). Consume rates are timed from the queue's ready count on the lab's "
+        "own connection; *lab/observer* is each figure over an independent observer process's "
+        "timing of the same drain; *x bare* is the ratio to the bare pika loop."
+    ),
+    run=run,
+    columns=columns,
+    cell=cell_text,
+    reading=reading,
+    charts=charts,
+    check=check,
+    baseline=True,
+    variants=("defaults",),
+    seconds=(5.0, 25.0),
+)

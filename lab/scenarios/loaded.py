@@ -1,0 +1,170 @@
+"""Latency under load: a steady offered rate at a fraction of the worker's measured capacity.
+
+One worker (prefetch 1, journal on) first drains a probe batch: its capacity is the probe's
+rate from the journal (first start to last finish). Then a separate producer process
+(:mod:`lab.publisher`) publishes through the target's own producer at ``loaded_fraction`` of
+that capacity for ``loaded_seconds``, each message handed to the producer at its scheduled
+time, as the public queue benchmarks do (a fixed offered rate, latency percentiles). The
+worker's publish->start latencies come from the journal, next to the idle ones of the
+latency scenario. The producer may not reach the offered rate (a confirmed publish costs a
+round trip): the achieved rate is reported too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from lab import plot
+from lab.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.scenarios import latency
+from lab.scenarios.base import Checker, Scenario
+from lab.stats import percentile
+from lab.view import Column, View, ms, rate
+from shared.journal import Execution, Journal
+
+NAME = "loaded"
+PROBE = 300
+"""Tasks in the capacity probe (the ``--quick`` preset uses half)."""
+PERCENTILES = (50, 95, 99)
+
+
+def _since(rows: list[Execution], since: float) -> list[Execution]:
+    return [e for e in rows if e.finished_at is not None and e.published_at >= since]
+
+
+def run(lab: Lab, target: Target) -> Outcome:
+    """Probe the capacity, then publish at a fraction of it and read the latencies."""
+    cfg = lab.config
+    probe = PROBE // 2 if cfg.quick else PROBE
+    journal = lab.journal(f"loaded-{target.name}")
+    out = Outcome(samples={"journal": journal})
+    with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
+        worker = lab.start_worker(target, "loaded", journal, prefetch=1)
+        lab.wait_consuming(target.impl, [worker])
+        lab.publish(target, ["task"] * probe)
+        rows = lab.wait_finished(journal, probe, cfg.drain_timeout, workers=[worker])
+        done = [e for e in rows if e.finished_at is not None]
+        span = max(e.finished_at or 0.0 for e in done) - min(e.started_at for e in done)
+        capacity = len(done) / span
+        offered = cfg.loaded_fraction * capacity
+        producer = lab.publisher(
+            target,
+            body="task",
+            rate=f"{offered:.1f}",
+            seconds=cfg.loaded_seconds,
+            chunk=max(50, int(offered)),
+        )
+        result = producer.result(cfg.loaded_seconds * 4 + 60)
+        if result["errors"]:
+            raise ScenarioFailed(f"the producer failed: {result['errors'][0]['error']}")
+        ids = result["ids"]
+        lab.wait_finished(journal, probe + len(ids), cfg.drain_timeout, workers=[worker])
+        loaded = _since(j.executions(), float(result["started_at"]))
+    if {e.message_id for e in loaded} != set(ids):
+        raise ScenarioFailed("the journal's loaded message_ids differ from those published")
+    start_ms = [round((e.started_at - e.published_at) * 1000, 3) for e in loaded]
+    out.metrics["capacity_per_s"] = capacity
+    out.metrics["offered_per_s"] = offered
+    out.metrics["achieved_per_s"] = len(ids) / float(result["seconds"])
+    for p in PERCENTILES:
+        out.metrics[f"start_p{p}_ms"] = percentile(start_ms, p)
+    out.samples.update(
+        probe=probe,
+        published=len(ids),
+        started_at=result["started_at"],
+        seconds=result["seconds"],
+        start_ms=start_ms,
+    )
+    return out
+
+
+def columns(config: dict[str, Any]) -> list[Column]:
+    """Capacity, offered and achieved rates, loaded percentiles next to the idle ones."""
+    return [
+        Column("capacity_per_s", "capacity (journal on)", rate),
+        Column("offered_per_s", "offered", rate),
+        Column("achieved_per_s", "achieved", rate),
+        *[Column(f"start_p{p}_ms", f"loaded p{p} ms", ms) for p in PERCENTILES],
+        *[Column(f"start_p{p}_ms", f"idle p{p} ms", ms, latency.NAME) for p in PERCENTILES],
+    ]
+
+
+def reading(view: View) -> list[str]:
+    """Loaded p99 against idle p99 per row."""
+    parts = []
+    for r in view.rows(NAME):
+        loaded = view.median(NAME, r, "start_p99_ms")
+        achieved = view.median(NAME, r, "achieved_per_s")
+        idle = view.median(latency.NAME, r, "start_p99_ms")
+        if loaded is not None and achieved is not None:
+            parts.append(
+                f"{view.label(r)} p99 {loaded:.1f} ms at {achieved:,.0f}/s"
+                + (f" (idle {idle:.1f} ms)" if idle is not None else "")
+            )
+    if not parts:
+        return []
+    frac = view.config["loaded_fraction"]
+    return [f"publish->start under a steady load of {frac:.0%} of capacity: {'; '.join(parts)}."]
+
+
+def charts(view: View, out_dir: Path) -> list[Path]:
+    """CDF of publish->start per row: under load (solid) and idle (dotted)."""
+    rows = view.rows(NAME)
+    if not any(latency.samples_ms(view, NAME, r) for r in rows):
+        return []
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for row in rows:
+        colour = plot.colour(row.target)
+        latency.cdf(
+            ax,
+            latency.samples_ms(view, NAME, row),
+            color=colour,
+            label=f"{view.label(row)}, loaded",
+        )
+        latency.cdf(
+            ax,
+            latency.samples_ms(view, latency.NAME, row),
+            color=colour,
+            linestyle=":",
+            label=f"{view.label(row)}, idle",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("publish -> start, ms (log scale)")
+    ax.set_ylabel("fraction of tasks")
+    ax.set_title(f"Latency distribution, idle and at {view.config['loaded_fraction']:.0%} load")
+    ax.grid(alpha=0.3)
+    plot.legend_outside(ax)
+    return [plot.save(out_dir, "latency_cdf.png")]
+
+
+def check(c: Checker, run: dict[str, Any]) -> None:
+    """Percentiles and the achieved rate recomputed from the journal."""
+    where = f"{NAME}/{run['impl']}"
+    s, m = run["samples"], run["metrics"]
+    loaded = _since(c.rows(s), float(s["started_at"]))
+    if len(loaded) != s["published"]:
+        c.problems.append(f"{where}: {len(loaded)} loaded executions of {s['published']}")
+    start_ms = [round((e.started_at - e.published_at) * 1000, 3) for e in loaded]
+    for p in PERCENTILES:
+        c.close(m[f"start_p{p}_ms"], percentile(start_ms, p), f"{where} p{p}")
+    c.close(m["achieved_per_s"], s["published"] / s["seconds"], f"{where} achieved")
+
+
+SCENARIO = Scenario(
+    name=NAME,
+    title="Latency under load",
+    description=(
+        "One worker (prefetch 1) at a steady offered rate, a fraction of its capacity measured "
+        "just before: publish->start percentiles from the journal, next to the idle ones."
+    ),
+    run=run,
+    columns=columns,
+    reading=reading,
+    charts=charts,
+    check=check,
+    seconds=(3.0, 9.0),
+)

@@ -1,0 +1,99 @@
+"""What the lab measures: an implementation with mqlab's hardened settings, or a variant of it.
+
+A *variant* is a row of its own beside the implementation:
+
+- ``<impl>-defaults`` (Celery, Dramatiq): the framework's own defaults instead of the hardened
+  settings mqlab uses. Celery: ``task_acks_late=False`` (ack on receipt),
+  ``worker_prefetch_multiplier=4`` (prefetch 4 at concurrency 1) and no publisher confirms
+  (py-amqp ``confirm_publish=False``); Celery docs, "Configuration and defaults". Dramatiq:
+  ``dramatiq_queue_prefetch`` unset (2 x threads = 2) and ``confirm_delivery=False``;
+  Dramatiq docs, "RabbitmqBroker". What the guarantees cost in tasks/s and what the defaults
+  lose when a worker or the broker is killed is then measured, not argued.
+- ``celery-threads``: Celery's ``threads`` pool instead of prefork (scaling scenario only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.impl import Implementation
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the lab: an implementation and the settings it runs with.
+
+    Attributes:
+        name: the row id (``pika``, ``celery-defaults``).
+        impl: the implementation.
+        early_ack: acknowledge on receipt (:attr:`shared.impl.WorkerSpec.early_ack`).
+        prefetch: a fixed prefetch that overrides the scenario's, or ``None``.
+        producer_env: environment for the producer (published from a separate process,
+            :mod:`lab.publisher`, when not empty).
+        worker_env: further environment for the workers.
+        worker_args: further worker command-line arguments (``--pool threads``).
+        settings: the settings in words, for the report.
+    """
+
+    name: str
+    impl: Implementation
+    early_ack: bool = False
+    prefetch: int | None = None
+    producer_env: dict[str, str] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict)
+    worker_args: tuple[str, ...] = ()
+    settings: str = "mqlab's hardened settings"
+
+    def queue(self) -> str:
+        """The implementation's work queue."""
+        return self.impl.task_queue()
+
+
+NO_CONFIRMS = {"MQLAB_CONFIRMS": "0"}
+
+VARIANTS: dict[str, dict[str, dict[str, object]]] = {
+    "defaults": {
+        "celery": {
+            "early_ack": True,
+            "prefetch": 4,
+            "producer_env": NO_CONFIRMS,
+            "settings": "Celery defaults: ack on receipt (task_acks_late=False), "
+            "worker_prefetch_multiplier=4, no publisher confirms",
+        },
+        "dramatiq": {
+            "prefetch": 2,
+            "producer_env": NO_CONFIRMS,
+            "settings": "Dramatiq defaults: prefetch 2 x threads (dramatiq_queue_prefetch "
+            "unset), no publisher confirms (confirm_delivery=False)",
+        },
+    },
+    "threads": {
+        "celery": {
+            "worker_args": ("--pool", "threads"),
+            "settings": "Celery threads pool (--pool threads -c N)",
+        },
+    },
+}
+"""Variant -> implementation id -> :class:`Target` fields."""
+
+
+def plain(impl: Implementation) -> Target:
+    """``impl`` with mqlab's hardened settings."""
+    return Target(impl.name, impl)
+
+
+def variant(impl: Implementation, name: str) -> Target | None:
+    """``impl``'s variant ``name``, or ``None`` where it has none."""
+    fields = VARIANTS.get(name, {}).get(impl.name)
+    if fields is None:
+        return None
+    return Target(f"{impl.name}-{name}", impl, **fields)  # type: ignore[arg-type]
+
+
+def targets(impls: list[Implementation], variants: tuple[str, ...]) -> list[Target]:
+    """Each implementation, followed by its variants among ``variants``."""
+    out: list[Target] = []
+    for impl in impls:
+        out.append(plain(impl))
+        out += [t for v in variants if (t := variant(impl, v)) is not None]
+    return out
