@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard */__init__.py)
 demo: $(STAMP)
 	$(BIN)/python -m lab.demo $(ARGS)
 
+# Two pytest-xdist processes; every test on the 3-node cluster is in one group (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

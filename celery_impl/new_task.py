@@ -35,7 +35,14 @@ from celery_impl.settings import (
 )
 from shared import cli, settings
 from shared.contract import PERSISTENT, TRANSIENT, Envelope
-from shared.errors import BrokerUnreachable, PublishRefused, Unroutable, blocked
+from shared.errors import (
+    BrokerUnreachable,
+    PublishRefused,
+    PublishUnconfirmed,
+    Unroutable,
+    blocked,
+    unconfirmed,
+)
 
 CONNECTION_LOST = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError)
 """What py-amqp and kombu raise when the connection drops mid-publish."""
@@ -75,6 +82,7 @@ def publish_confirmed(
             message_id=envelope.message_id,
             timestamp=envelope.timestamp,
             mandatory=True,
+            # py-amqp waits for the confirm without a deadline otherwise; TimeoutError after it.
             confirm_timeout=confirm_timeout,
         )
     except amqp.exceptions.MessageNacked as e:
@@ -111,9 +119,14 @@ class Producer:
       publish waits at most ``MQLAB_BLOCKED_TIMEOUT`` seconds (py-amqp's ``confirm_timeout``,
       and a socket timeout on close), then raises :class:`~shared.errors.PublisherBlocked`
       naming the alarm. Celery itself would wait forever.
+    * A confirm that does not arrive in time (a quorum queue without a majority) drops the
+      connection and raises :class:`~shared.errors.PublishUnconfirmed`; it is not published
+      again. py-amqp has one ``confirm_timeout`` for both waits: the smaller of
+      ``MQLAB_CONFIRM_TIMEOUT`` and ``MQLAB_BLOCKED_TIMEOUT``.
 
     Parameters:
-        amqp_url: broker URI; default ``AMQP_URL``.
+        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (kombu's failover list);
+            default ``AMQP_URL``.
         queue: target queue; default the work queue.
         declare: declare the queue on every (re)connection (as the tutorial does).
         durable: persistent messages (tutorial 2); ``False`` for tutorial 1's transient ones.
@@ -121,7 +134,8 @@ class Producer:
 
     Raises:
         shared.errors.MqlabError: from :meth:`publish`: unreachable broker, refused
-            credentials or permissions, 406 on declare, unroutable, nacked or blocked publish.
+            credentials or permissions, 406 on declare, unroutable, nacked, unconfirmed or
+            blocked publish.
     """
 
     def __init__(
@@ -139,6 +153,9 @@ class Producer:
         self.declare = declare
         self.durable = durable
         self.task = task or tasks.work
+        # py-amqp has one wait for a confirm, ``confirm_timeout``: it bounds both an
+        # unconfirmed publish (MQLAB_CONFIRM_TIMEOUT) and a blocked one (MQLAB_BLOCKED_TIMEOUT).
+        self.confirm_timeout = min(self.settings.confirm_timeout, self.settings.blocked_timeout)
         self._conn: Connection | None = None
         self._producer: KombuProducer | None = None
         self._blocked: str | None = None
@@ -203,9 +220,18 @@ class Producer:
         """
         envelope = Envelope()
         mode = PERSISTENT if self.durable else TRANSIENT
-        timeout = self.settings.blocked_timeout
+        timeout = self.confirm_timeout
         for attempt in (1, 2):
-            producer = self._ready()
+            try:
+                producer = self._ready()
+            except CONNECTION_LOST as e:  # the new connection died while declaring
+                self._drop()
+                if attempt == 2:
+                    raise BrokerUnreachable(
+                        f"lost the connection to RabbitMQ twice while publishing "
+                        f"({str(e) or type(e).__name__}); the message was not sent"
+                    ) from e
+                continue
             try:
                 publish_confirmed(self.task, producer, self.queue, (body,), envelope, mode, timeout)
                 return envelope
@@ -214,10 +240,9 @@ class Producer:
                 self._drop()
                 if reason is not None:
                     raise blocked(reason, timeout, sent=True) from e
-                raise BrokerUnreachable(
-                    f"RabbitMQ did not confirm the message within {timeout:g} s "
-                    "(MQLAB_BLOCKED_TIMEOUT); it may still arrive"
-                ) from e
+                # Not blocked: a quorum queue without a majority, say; the socket is dropped
+                # (no close handshake that would wait on the queue), the message not sent.
+                raise unconfirmed(timeout, 0, 1) from e
             except amqp.exceptions.AccessRefused as e:
                 assert self._conn is not None
                 error = refused_by_broker(e, self._conn, "publish")
@@ -226,8 +251,10 @@ class Producer:
             except CONNECTION_LOST as e:
                 reason = self._blocked
                 self._drop()
-                if reason is not None or _timed_out(e):  # kombu wraps the confirm timeout
-                    raise blocked(reason or "", timeout, sent=True) from e
+                if reason is not None:
+                    raise blocked(reason, timeout, sent=True) from e
+                if _timed_out(e):  # kombu wraps the confirm timeout
+                    raise unconfirmed(timeout, 0, 1) from e
                 if attempt == 2:
                     raise BrokerUnreachable(
                         f"lost the connection to RabbitMQ twice while publishing "
@@ -286,6 +313,9 @@ def publish(
         for body in bodies:
             try:
                 envelopes.append(producer.publish(body))
+            except PublishUnconfirmed as e:
+                # A quorum queue without a majority: the message is not counted as sent.
+                raise unconfirmed(producer.confirm_timeout, len(envelopes), len(bodies)) from e
             except BrokerUnreachable as e:
                 if not envelopes:
                     raise

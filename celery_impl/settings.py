@@ -143,7 +143,10 @@ def make_app() -> Celery:
         # The worker checks the broker first (worker.py); after startup it does reconnect, so a
         # broker restart does not end it.
         broker_connection_retry_on_startup=False,
-        broker_connection_max_retries=10,
+        # kombu counts every node tried as one retry and waits longer only after a full round
+        # of the failover list, so with N nodes the budget is 10 rounds, not 10 attempts: a
+        # restart of the whole cluster must not use it up in seconds.
+        broker_connection_max_retries=10 * len(s.amqp_urls),
         # Default False: a channel error in the consumer (RabbitMQ closing the channel with
         # "406 PRECONDITION_FAILED - delivery acknowledgement ... timed out" past
         # consumer_timeout) is an "Unrecoverable error" that stops the worker. True: Celery
@@ -151,6 +154,10 @@ def make_app() -> Celery:
         # redelivered (Celery docs, "Configuration: broker_channel_error_retry").
         broker_channel_error_retry=True,
         broker_connection_timeout=s.connect_timeout,
+        # Several nodes in AMQP_URL ("url1;url2;url3", kombu's failover list): on a lost or
+        # refused connection kombu moves to the next node, in order (the default strategy,
+        # spelt out; Celery docs, "broker_failover_strategy").
+        broker_failover_strategy="round-robin",
         broker_heartbeat=s.heartbeat,
         # -- keeping the worker to the point ------------------------------------------------
         result_backend=None,  # no result backend: the journal records outcomes
@@ -177,20 +184,26 @@ def connect(amqp_url: str | None = None) -> Connection:
     """Open a connection to the broker with one attempt, failing fast with a clear error.
 
     Parameters:
-        amqp_url: broker URI; default ``AMQP_URL``.
+        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (connects to the first
+            that answers); default ``AMQP_URL``.
 
     Raises:
-        BrokerUnreachable: refused, timed out or not an AMQP server
-            (``MQLAB_CONNECT_TIMEOUT`` seconds).
+        BrokerUnreachable: refused, timed out or not an AMQP server (one attempt per node,
+            ``MQLAB_CONNECT_TIMEOUT`` seconds each).
         AccessRefused: wrong user name or password, or no access to the vhost.
     """
     s = settings.load()
-    url = amqp_url or s.amqp_url
-    conn = app.connection_for_write(url, heartbeat=s.heartbeat)
+    urls = settings.amqp_urls(amqp_url or s.amqp_url)
+    # kombu: failover over the ";" list
+    conn = app.connection_for_write(";".join(urls), heartbeat=s.heartbeat)
     conn.connect_timeout = s.connect_timeout
-    where = f"{conn.hostname}:{conn.port or 5672}"
+    where = ", ".join(f"{Connection(u).hostname}:{Connection(u).port or 5672}" for u in urls)
     try:
-        conn.ensure_connection(max_retries=0, timeout=s.connect_timeout)  # one attempt
+        # One attempt per node: kombu switches to the next node after each failure, without
+        # sleeping within the first round (kombu ``Connection.ensure_connection``).
+        conn.ensure_connection(
+            max_retries=len(urls) - 1, timeout=s.connect_timeout * len(urls), interval_start=0
+        )
     except (amqp.exceptions.AMQPError, kombu.exceptions.OperationalError) as e:
         conn.release()
         cause = e.__cause__ or e.__context__ or e

@@ -25,7 +25,14 @@ from dramatiq import Actor, Message
 from dramatiq_impl import actors
 from dramatiq_impl.settings import connect, make_broker, task_queue
 from shared import cli, pika_errors, settings
-from shared.errors import BrokerUnreachable, PublishRefused, Unroutable, blocked
+from shared.errors import (
+    BrokerUnreachable,
+    PublishRefused,
+    PublishUnconfirmed,
+    Unroutable,
+    blocked,
+    unconfirmed,
+)
 
 LOST = (
     pika.exceptions.AMQPConnectionError,  # StreamLostError, ConnectionClosedByBroker, ...
@@ -53,20 +60,24 @@ class Producer:
       publish waits at most ``MQLAB_BLOCKED_TIMEOUT`` seconds (pika's
       ``blocked_connection_timeout``), then raises :class:`~shared.errors.PublisherBlocked`
       naming the alarm.
+    * A confirm that does not arrive within ``MQLAB_CONFIRM_TIMEOUT`` seconds (a quorum queue
+      without a majority) drops the connection and raises
+      :class:`~shared.errors.PublishUnconfirmed`; it is not published again.
 
     With ``declare`` the queue and its ``.DQ``/``.XQ`` siblings are declared once per
     connection (``declare_queue(ensure=True)``); without it a missing queue is
     :class:`~shared.errors.Unroutable`, not silently re-created.
 
     Parameters:
-        amqp_url: broker URI; default ``AMQP_URL``.
+        amqp_url: broker URI, or several nodes' URIs joined by ``;``; default ``AMQP_URL``.
         queue: target queue; default the work queue.
         declare: declare the queue (with its siblings) on every (re)connection.
         actor: the actor the messages are for (default ``work``).
 
     Raises:
         shared.errors.MqlabError: from :meth:`publish`: unreachable broker, refused
-            credentials or permissions, 406 on declare, unroutable, nacked or blocked publish.
+            credentials or permissions, 406 on declare, unroutable, nacked, unconfirmed or
+            blocked publish.
     """
 
     def __init__(
@@ -110,6 +121,20 @@ class Producer:
         with contextlib.suppress(Exception):
             del self.broker.connection
 
+    def _forget(self) -> None:
+        """Forget this thread's connection and channel without closing them (Dramatiq's own
+        deleters would try a close handshake on a dropped stream, and log it)."""
+        self._connection = None
+        self._blocked = None
+        for attr, pool in (
+            ("channel", self.broker.channels),
+            ("connection", self.broker.connections),
+        ):
+            held = getattr(self.broker.state, attr, None)
+            if held is not None:
+                delattr(self.broker.state, attr)
+                pool.discard(held)
+
     def _ready(self) -> pika.BlockingConnection:
         """A live connection (a new one if pika no longer hears from the broker), not blocked
         (else :class:`~shared.errors.PublisherBlocked` after the bound), queue declared."""
@@ -145,18 +170,25 @@ class Producer:
         """
         message = self.actor.message(body).copy(queue_name=self.queue)
         for attempt in (1, 2):
-            self._ready()
+            connection = self._ready()
             try:
                 self.broker.emit_before("enqueue", message, None)
-                self.broker.channel.basic_publish(
-                    exchange="",
-                    routing_key=self.queue,
-                    body=message.encode(),
-                    properties=pika.BasicProperties(delivery_mode=2),
-                    mandatory=self.broker.confirm_delivery,
-                )
+                # Dramatiq waits for the confirm without a deadline; MQLAB_CONFIRM_TIMEOUT.
+                with pika_errors.confirm_deadline(connection, self.settings.confirm_timeout):
+                    self.broker.channel.basic_publish(
+                        exchange="",
+                        routing_key=self.queue,
+                        body=message.encode(),
+                        properties=pika.BasicProperties(delivery_mode=2),
+                        mandatory=self.broker.confirm_delivery,
+                    )
                 self.broker.emit_after("enqueue", message, None)
                 return message
+            except pika_errors.ConfirmTimeout as e:
+                # confirm_deadline dropped the TCP stream: forget the connection without a
+                # close handshake (it would wait on the queue, and the stream is gone).
+                self._forget()
+                raise unconfirmed(self.settings.confirm_timeout, 0, 1) from e
             except pika.exceptions.UnroutableError as e:
                 if self.declare and attempt == 1:
                     # The queue was deleted meanwhile: declare it again and republish, as
@@ -229,6 +261,10 @@ def publish(
         for body in bodies:
             try:
                 messages.append(producer.publish(body))
+            except PublishUnconfirmed as e:
+                # A quorum queue without a majority: the message is not counted as sent.
+                timeout = producer.settings.confirm_timeout
+                raise unconfirmed(timeout, len(messages), len(bodies)) from e
             except BrokerUnreachable as e:
                 if not messages:
                     raise

@@ -146,28 +146,33 @@ class Broker(ExitWhenRefused):
 
 
 def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
-    """The ``RabbitmqBroker`` for ``amqp_url`` (default ``AMQP_URL``), set up as the table above
-    says. No connection is opened yet.
+    """The ``RabbitmqBroker`` for ``amqp_url`` (default ``AMQP_URL``; several nodes joined by
+    ``;`` become Dramatiq's list of URLs), set up as the table above says. No connection is
+    opened yet.
 
     Raises:
         ValueError: the URL does not parse.
     """
     s = settings.load()
-    broker = Broker(
-        url=amqp_url or s.amqp_url,
+    urls = settings.amqp_urls(amqp_url or s.amqp_url)
+    broker = Broker(  # RabbitmqBroker + MQLAB_QUEUE_TYPE, giving up on refusals (above)
+        # Several nodes: a list, one pika URLParameters per node; pika's BlockingConnection
+        # connects to the first that answers, and so does every reconnect of the consumer.
+        url=urls if len(urls) > 1 else urls[0],
         # Default False: enqueue would neither wait for the broker's ack nor set `mandatory`,
         # so a publish the broker refused or could not route would go unnoticed.
         confirm_delivery=s.confirms,
         middleware=middleware(),
     )
-    params: pika.URLParameters = broker.parameters  # one url given: one URLParameters
     # pika defaults: socket_timeout 10 s, stack_timeout 15 s; fail within MQLAB_CONNECT_TIMEOUT.
-    params.connection_attempts = 1
-    params.socket_timeout = s.connect_timeout
-    params.stack_timeout = s.connect_timeout
-    params.heartbeat = s.heartbeat
-    # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
-    params.blocked_connection_timeout = s.blocked_timeout
+    nodes = broker.parameters if isinstance(broker.parameters, list) else [broker.parameters]
+    for params in nodes:
+        params.connection_attempts = 1
+        params.socket_timeout = s.connect_timeout
+        params.stack_timeout = s.connect_timeout
+        params.heartbeat = s.heartbeat
+        # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
+        params.blocked_connection_timeout = s.blocked_timeout
     return broker
 
 

@@ -2,7 +2,7 @@
 
     mqlab compare [--impl pika,celery] [--scenario throughput] [--repeat 3] [--quick] [--out DIR]
                   [--queue-type classic,quorum] [--topology single,cluster]
-    mqlab broker up [--detach] | down | status | purge [--impl pika,celery]
+    mqlab broker up [--cluster] [--detach] | down | status | purge [--impl pika,celery]
     mqlab worker --impl pika [--concurrency 1] [--prefetch 1] [--name w1]
     mqlab send --impl pika "A task..." [--count 10]
 
@@ -100,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("broker", help="a private RabbitMQ node to play with")
     b.add_argument("action", choices=["up", "down", "status", "purge"])
     b.add_argument("--detach", action="store_true", help="up: run in the background")
+    b.add_argument(
+        "--cluster",
+        action="store_true",
+        help="up: three clustered nodes on loopback (for MQLAB_QUEUE_TYPE=quorum)",
+    )
     b.add_argument("--impl", action="append", help="purge: implementation(s) (default: all)")
     b.add_argument(
         "--amqp-url", help="purge: this broker (default AMQP_URL, else the 'broker up' node)"

@@ -1,7 +1,8 @@
 """``mqlab broker up|down|status|purge``, and the node a comparison runs on.
 
-``broker up`` starts a private node and keeps it until Ctrl+C, SIGTERM or ``broker down``; its
-record (:mod:`shared.broker_up`) lets every program find it without ``AMQP_URL``.
+``broker up`` starts a private node (``--cluster``: three clustered nodes) and keeps it until
+Ctrl+C, SIGTERM or ``broker down``; its record (:mod:`shared.broker_up`) lets every program
+find it without ``AMQP_URL``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
+from urllib.parse import urlparse
 
 import requests
 from rich.table import Table as RichTable
@@ -23,6 +26,8 @@ from lab.common import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
 from shared.errors import BrokerUnavailable, MqlabError
 from testbed import registry
+from testbed.cluster import Cluster
+from testbed.management import Management
 from testbed.node import ExternalNode, Node, mask_password
 from testbed.process import wait_until
 from testbed.provider import private_kind, provision
@@ -73,7 +78,7 @@ def lab_node(amqp_url: str | None, management_url: str | None = None) -> Iterato
 def cmd_broker(args: argparse.Namespace) -> int:
     """``mqlab broker ACTION``: dispatch to up, down, status or purge."""
     if args.action == "up":
-        return broker_up(args.detach)
+        return broker_up(args.detach, cluster=getattr(args, "cluster", False))
     if args.action == "purge":
         return broker_purge(args)
     if args.action == "down":
@@ -101,6 +106,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     if state is None:
         console.print("no broker started by 'mqlab broker up' is running")
         return 1
+    if state.get("nodes"):
+        return cluster_status(state)
     broker = ExternalNode(state["amqp_url"], state["management_url"])
     versions = broker.management.versions()
     console.print(
@@ -114,6 +121,38 @@ def cmd_broker(args: argparse.Namespace) -> int:
             table.add_row(name, str(q.ready), str(q.unacked), str(q.consumers))
     console.print(table)
     console.print(dead_letter_table(broker))
+    return 0
+
+
+def cluster_status(state: dict[str, Any]) -> int:
+    """``mqlab broker status`` of a cluster: per node, up or down and the quorum queues it
+    leads (management API ``leader`` field, asked of any live node)."""
+    nodes: list[dict[str, str]] = state["nodes"]
+    management = Management(
+        nodes[0]["management_url"],
+        state["amqp_url"],
+        fallbacks=[n["management_url"] for n in nodes[1:]],
+    )
+    leads: dict[str, list[str]] = {}
+    with contextlib.suppress(requests.RequestException):
+        for q in management.queues():
+            if q.get("type") == "quorum" and q.get("leader"):
+                leads.setdefault(str(q["leader"]), []).append(str(q["name"]))
+    console.print(
+        f"RabbitMQ cluster of {len(nodes)} nodes, pid {state['pid']}\n"
+        f"  AMQP_URL={mask_password(state['amqp_url'])}"
+    )
+    table = RichTable("node", "state", "AMQP", "management", "leads (quorum queues)")
+    for n in nodes:
+        up = Management(n["management_url"], state["amqp_url"]).answers()
+        table.add_row(
+            n["name"].removesuffix("@localhost"),
+            "up" if up else "DOWN",
+            str(urlparse(n["amqp_url"]).netloc.split("@")[-1]),
+            n["management_url"].removeprefix("http://"),
+            ", ".join(sorted(leads.get(n["name"], []))) or "-",
+        )
+    console.print(table)
     return 0
 
 
@@ -133,8 +172,9 @@ def dead_letter_table(broker: Node) -> RichTable:
     return table
 
 
-def broker_up(detach: bool) -> int:
-    """Start a private node and keep it until Ctrl+C / SIGTERM / ``mqlab broker down``.
+def broker_up(detach: bool, cluster: bool = False) -> int:
+    """Start a private node (``cluster``: three clustered nodes, :mod:`testbed.cluster`) and
+    keep it until Ctrl+C / SIGTERM / ``mqlab broker down``.
 
     With ``detach``, run this same command in the background and return once it is ready.
     """
@@ -145,9 +185,11 @@ def broker_up(detach: bool) -> int:
     if detach:
         up_record.private_dir(create=True)  # 0700, checked, before the log goes in it
         log = up_record.log_file()
+        log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             subprocess.Popen(
-                [sys.executable, "-m", "lab.cli", "broker", "up"],
+                [sys.executable, "-m", "lab.cli", "broker", "up"]
+                + (["--cluster"] if cluster else []),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -163,7 +205,13 @@ def broker_up(detach: bool) -> int:
             f"RabbitMQ at {mask_password(state['amqp_url'])}; every mqlab program uses it "
             "while AMQP_URL is unset\n"
             f"management UI {state['management_url']}\n"
-            "(stop it with: mqlab broker down)"
+            + "".join(
+                f"  node {n['name']}: AMQP {mask_password(n['amqp_url'])}  "
+                f"management UI {n['management_url']}\n"
+                for n in state.get("nodes", [])
+            )
+            + ("(quorum queues: export MQLAB_QUEUE_TYPE=quorum)\n" if cluster else "")
+            + "(stop it with: mqlab broker down)"
         )
         return 0
     stop = threading.Event()
@@ -173,12 +221,25 @@ def broker_up(detach: bool) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with provision(private_kind()) as node, up_record.recorded(node.amqp_url, node.management_url):
+    with (
+        provision("cluster" if cluster else private_kind()) as node,
+        up_record.recorded(node.failover_url, node.management_url, nodes=_nodes(node)),
+    ):
         print(node.describe(), flush=True)
         print("every mqlab program uses it while AMQP_URL is unset (Ctrl+C to stop)", flush=True)
         while not stop.wait(1.0):
             pass
     return 0
+
+
+def _nodes(node: Node) -> list[dict[str, str]]:
+    """Each node of a cluster (name and URLs) for the record; ``[]`` for a single node."""
+    if not isinstance(node, Cluster):
+        return []
+    return [
+        {"name": n.node, "amqp_url": n.amqp_url, "management_url": n.management_url}
+        for n in node.nodes
+    ]
 
 
 def broker_purge(args: argparse.Namespace) -> int:

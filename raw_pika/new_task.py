@@ -23,10 +23,17 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from raw_pika.settings import connect, declare_task_queue, task_queue
+from raw_pika.settings import connect, declare_hello_queue, declare_task_queue, task_queue
 from shared import cli, pika_errors, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, TRANSIENT, Envelope
-from shared.errors import BrokerUnreachable, PublishRefused, Unroutable, blocked
+from shared.errors import (
+    BrokerUnreachable,
+    PublishRefused,
+    PublishUnconfirmed,
+    Unroutable,
+    blocked,
+    unconfirmed,
+)
 
 LOST = (
     pika.exceptions.AMQPConnectionError,  # StreamLostError, ConnectionClosedByBroker, ...
@@ -53,16 +60,19 @@ def publish_confirmed(
     """Publish ``body`` to ``queue`` through the default exchange with ``mandatory=True``.
 
     With confirms on (``channel.confirm_delivery()``), pika's blocking channel waits for the
-    broker's ack and raises if the message came back or was nacked.
+    broker's ack (at most ``MQLAB_CONFIRM_TIMEOUT`` seconds) and raises if the message came
+    back or was nacked.
 
     Raises:
         Unroutable: no queue named ``queue`` (the broker returned the message).
         PublishRefused: the broker nacked the message.
+        pika_errors.ConfirmTimeout: no confirm in time (the caller reports it).
     """
     try:
-        channel.basic_publish(
-            exchange="", routing_key=queue, body=body.encode(), properties=props, mandatory=True
-        )
+        with pika_errors.confirm_deadline(channel.connection, settings.load().confirm_timeout):
+            channel.basic_publish(
+                exchange="", routing_key=queue, body=body.encode(), properties=props, mandatory=True
+            )
     except pika.exceptions.UnroutableError as e:
         raise Unroutable(f"message returned unroutable: no queue named '{queue}'") from e
     except pika.exceptions.NackError as e:
@@ -84,9 +94,13 @@ class Producer:
       docs, "Blocked Connection Notifications") a publish waits at most
       ``MQLAB_BLOCKED_TIMEOUT`` seconds (pika's ``blocked_connection_timeout``), then raises
       :class:`~shared.errors.PublisherBlocked` naming the alarm.
+    * A confirm that does not arrive within ``MQLAB_CONFIRM_TIMEOUT`` seconds (a quorum queue
+      without a majority) drops the connection and raises
+      :class:`~shared.errors.PublishUnconfirmed`; it is not published again.
 
     Parameters:
-        amqp_url: broker URI; default ``AMQP_URL``.
+        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (each connection goes to
+            the first that answers); default ``AMQP_URL``.
         queue: target queue; default the work queue.
         declare: declare the queue on every (re)connection (as the tutorial does).
         durable: declare it durable and publish persistent messages (tutorial 2); ``False``
@@ -94,7 +108,8 @@ class Producer:
 
     Raises:
         shared.errors.MqlabError: from :meth:`publish`: unreachable broker, refused
-            credentials or permissions, 406 on declare, unroutable, nacked or blocked publish.
+            credentials or permissions, 406 on declare, unroutable, nacked, unconfirmed or
+            blocked publish.
     """
 
     def __init__(
@@ -125,6 +140,14 @@ class Producer:
     ) -> None:
         self.close()
 
+    def _params(self) -> list[pika.URLParameters]:
+        """Every node's connection parameters (for error messages)."""
+        return pika_errors.node_parameters(
+            settings.amqp_urls(self.amqp_url or self.settings.amqp_url),
+            timeout=self.settings.connect_timeout,
+            heartbeat=self.settings.heartbeat,
+        )
+
     def _on_blocked(self, connection: pika.BlockingConnection, frame: object) -> None:
         self._blocked = str(getattr(getattr(frame, "method", None), "reason", "") or "")
 
@@ -145,7 +168,7 @@ class Producer:
                 if self.durable:
                     declare_task_queue(channel, self.queue)
                 else:
-                    channel.queue_declare(queue=self.queue)
+                    declare_hello_queue(channel, self.queue)  # of MQLAB_QUEUE_TYPE
         except pika.exceptions.ChannelClosedByBroker as e:
             raise pika_errors.translate(e, connection._impl.params, self.queue, "declare") from e
         self._channel = channel
@@ -192,7 +215,7 @@ class Producer:
             try:
                 channel = self._ready()
             except LOST as e:  # the new connection died at once
-                raise pika_errors.translate(e, pika.URLParameters(self.settings.amqp_url)) from e
+                raise pika_errors.translate(e, self._params()) from e
             try:
                 publish_confirmed(channel, self.queue, body, props)
                 return envelope
@@ -200,10 +223,15 @@ class Producer:
                 reason = self._blocked or ""
                 self._drop()
                 raise blocked(reason, self.settings.blocked_timeout, sent=True) from e
+            except pika_errors.ConfirmTimeout as e:
+                # confirm_deadline dropped the TCP stream: forget the connection without a
+                # close handshake (it would wait on the queue, and the stream is gone).
+                self._connection = self._channel = None
+                self._blocked = None
+                raise unconfirmed(self.settings.confirm_timeout, 0, 1) from e
             except pika.exceptions.ChannelClosedByBroker as e:
-                params = pika.URLParameters(self.amqp_url or self.settings.amqp_url)
                 self._drop()
-                raise pika_errors.translate(e, params, self.queue, "publish") from e
+                raise pika_errors.translate(e, self._params(), self.queue, "publish") from e
             except LOST as e:
                 self._drop()
                 if attempt == 2:
@@ -259,6 +287,11 @@ def publish(
         for body in bodies:
             try:
                 envelopes.append(producer.publish(body))
+            except PublishUnconfirmed as e:
+                # A quorum queue without a majority: the message may yet be stored, but is
+                # not counted as sent.
+                timeout = producer.settings.confirm_timeout
+                raise unconfirmed(timeout, len(envelopes), len(bodies)) from e
             except BrokerUnreachable as e:
                 if not envelopes:
                     raise

@@ -13,7 +13,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from shared import pika_errors, queues, settings
-from shared.errors import MqlabError, QueueMismatch, queue_mismatch_message
+from shared.errors import QueueMismatch, queue_mismatch_message
 
 HELLO_QUEUE = "hello"
 TASK_QUEUE = "task_queue"
@@ -33,27 +33,22 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
     """Open a blocking connection, failing fast with a clear error.
 
     Parameters:
-        amqp_url: broker URI; default ``AMQP_URL``.
+        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (connects to the first
+            that answers); default ``AMQP_URL``.
 
     Raises:
-        BrokerUnreachable: refused, timed out or not an AMQP server (one attempt,
-            ``MQLAB_CONNECT_TIMEOUT`` seconds).
+        BrokerUnreachable: refused, timed out or not an AMQP server (one attempt per node,
+            ``MQLAB_CONNECT_TIMEOUT`` seconds each).
         AccessRefused: wrong user name or password, or no access to the vhost.
     """
     s = settings.load()
-    url = amqp_url or s.amqp_url
-    try:
-        params = pika.URLParameters(url)
-    except (ValueError, IndexError) as e:
-        raise MqlabError(
-            f"AMQP_URL is not a valid AMQP URI like amqp://user:password@host:5672/vhost ({e})"
-        ) from e
-    params.connection_attempts = 1
-    params.socket_timeout = s.connect_timeout
-    params.stack_timeout = s.connect_timeout
-    # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
-    params.blocked_connection_timeout = s.blocked_timeout
-    params.heartbeat = s.heartbeat
+    # Several nodes (AMQP_URL="url1;url2;url3"): pika tries each in turn, once.
+    params = pika_errors.node_parameters(
+        settings.amqp_urls(amqp_url or s.amqp_url),
+        timeout=s.connect_timeout,
+        heartbeat=s.heartbeat,
+        blocked_timeout=s.blocked_timeout,
+    )
     try:
         return pika.BlockingConnection(params)
     except pika_errors.CONNECT_ERRORS as e:

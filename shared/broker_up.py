@@ -133,9 +133,10 @@ def _ours(state: dict[str, Any]) -> bool:
 
 
 @contextmanager
-def recorded(amqp_url: str, management_url: str) -> Iterator[Path]:
-    """Write the record for this process's node (readable by this user only) for the duration
-    of a ``with`` block.
+def recorded(amqp_url: str, management_url: str, **extra: Any) -> Iterator[Path]:
+    """Write the record for this process's node (or cluster: ``amqp_url`` lists every node,
+    ``extra`` holds ``nodes``), readable by this user only, for the duration of a ``with``
+    block.
 
     Raises:
         RecordUnsafe: the record's directory is not this user's private directory.
@@ -152,6 +153,7 @@ def recorded(amqp_url: str, management_url: str) -> Iterator[Path]:
                 "checkout": str(CHECKOUT),
                 "amqp_url": amqp_url,
                 "management_url": management_url,
+                **extra,
             },
             out,
         )

@@ -46,6 +46,23 @@ class PublishRefused(MqlabError):
     exit_code = 5
 
 
+class PublishUnconfirmed(MqlabError):
+    """No publisher confirm arrived within ``MQLAB_CONFIRM_TIMEOUT``: the message may or may not
+    be stored (a quorum queue without a majority of its nodes neither confirms nor refuses)."""
+
+    exit_code = 5
+
+
+def unconfirmed(seconds: float, confirmed: int, total: int) -> PublishUnconfirmed:
+    """The error for a publish the broker did not confirm within ``seconds``, after
+    ``confirmed`` of ``total`` messages were."""
+    return PublishUnconfirmed(
+        f"RabbitMQ did not confirm message {confirmed + 1} of {total} within {seconds:g} s "
+        f"(a quorum queue without a majority of its nodes?); {confirmed} were confirmed, the "
+        "rest are not counted as sent"
+    )
+
+
 class BadSetting(MqlabError):
     """An environment variable or option has a value mqlab cannot use (``MQLAB_PREFETCH=abc``,
     an ``AMQP_URL`` that is not an AMQP URI)."""

@@ -4,6 +4,9 @@ pika (``raw_pika`` directly, ``dramatiq_impl`` through Dramatiq's ``RabbitmqBrok
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+
 import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
@@ -32,36 +35,109 @@ the peer never answers the handshake, ``ssl.SSLError`` for TLS against a plain p
 ``socket.gaierror`` for a host name that does not resolve."""
 
 
+def node_parameters(
+    urls: Sequence[str], *, timeout: float, heartbeat: int, blocked_timeout: float = 60
+) -> list[pika.URLParameters]:
+    """One ``URLParameters`` per node URI, each tried once with ``timeout`` seconds for the TCP
+    connect and the handshake; ``pika.BlockingConnection`` takes the list and connects to the
+    first node that answers (pika docs, "Connection Parameters": a sequence of parameters).
+
+    Raises:
+        MqlabError: a URI pika cannot parse.
+    """
+    out = []
+    for url in urls:
+        try:
+            params = pika.URLParameters(url)
+        except (ValueError, IndexError) as e:
+            raise MqlabError(
+                f"AMQP_URL is not a valid AMQP URI like amqp://user:password@host:5672/vhost ({e})"
+            ) from e
+        params.connection_attempts = 1
+        params.socket_timeout = timeout
+        params.stack_timeout = timeout
+        # pika closes a connection RabbitMQ blocked (memory/disk alarm) for this long.
+        params.blocked_connection_timeout = blocked_timeout
+        params.heartbeat = heartbeat
+        out.append(params)
+    return out
+
+
+class ConfirmTimeout(Exception):
+    """Raised out of a blocking publish whose confirm did not arrive in time."""
+
+
+@contextmanager
+def confirm_deadline(connection: pika.BlockingConnection, seconds: float) -> Iterator[None]:
+    """Make a blocking ``basic_publish`` inside the block raise :class:`ConfirmTimeout` when
+    its publisher confirm has not arrived within ``seconds``.
+
+    pika's ``BlockingChannel.basic_publish`` waits for the confirm without a deadline, and its
+    public ``call_later`` timers only run in ``process_data_events``; a timer on the
+    connection's I/O loop (``_impl._adapter_call_later``) runs while the publish waits.
+    On the timeout the TCP connection is dropped without the AMQP close handshake (RabbitMQ
+    would answer ``channel.close`` only once the queue settles the publish), so the caller's
+    ``close()`` of the connection or channel does not hang: it finds them closed.
+    """
+
+    def expire() -> None:
+        raise ConfirmTimeout(f"no publisher confirm within {seconds:g} s")
+
+    impl = connection._impl
+    timer = impl._adapter_call_later(seconds, expire)
+    try:
+        yield
+    except ConfirmTimeout:
+        abort(connection)
+        raise
+    finally:
+        impl._adapter_remove_timeout(timer)
+
+
+def abort(connection: pika.BlockingConnection) -> None:
+    """Drop ``connection``'s TCP stream without the close handshake, and let pika see it."""
+    with suppress(Exception):
+        connection._impl._adapter_disconnect_stream()
+    with suppress(Exception):
+        connection.process_data_events(time_limit=0)
+
+
 def translate(
-    error: BaseException, params: pika.ConnectionParameters, queue: str = "?", doing: str = "?"
+    error: BaseException,
+    params: pika.ConnectionParameters | Sequence[pika.ConnectionParameters],
+    queue: str = "?",
+    doing: str = "?",
 ) -> MqlabError:
     """The :class:`~shared.errors.MqlabError` that tells the user what ``error`` means.
 
     Parameters:
         error: a pika exception (``AMQPConnectionError`` and subclasses, ``ChannelClosedByBroker``,
             ``UnroutableError``, ``NackError``); anything else counts as an unreachable broker.
-        params: the connection's parameters (host, port, user, vhost for the message).
+        params: the connection's parameters (host, port, user, vhost for the message), or one
+            per node of a cluster.
         queue: the queue concerned, for 406, unroutable and nack messages.
         doing: ``declare``, ``publish`` or ``consume``: names the permission a 403 lacks.
     """
-    where = f"{params.host}:{params.port}"
+    nodes = list(params) if isinstance(params, Sequence) else [params]
+    where = ", ".join(f"{p.host}:{p.port}" for p in nodes)
+    first = nodes[0]
     if isinstance(
         error, (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError)
     ):
-        user = getattr(params.credentials, "username", "?")
+        user = getattr(first.credentials, "username", "?")
         return AccessRefused(
             f"broker at {where} refused user '{user}': wrong user name or password "
             f"({error.__class__.__name__})"
         )
-    user = str(getattr(params.credentials, "username", "?"))
+    user = str(getattr(first.credentials, "username", "?"))
     if isinstance(error, pika.exceptions.ProbableAccessDeniedError):
-        return AccessRefused(vhost_refused(user, params.virtual_host, f"broker at {where}"))
+        return AccessRefused(vhost_refused(user, first.virtual_host, f"broker at {where}"))
     if isinstance(error, pika.exceptions.ChannelClosedByBroker) and error.reply_code == 406:
         return QueueMismatch(queue_mismatch_message(queue, error.reply_text))
     if isinstance(
         error, (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker)
     ) and error.reply_code in (402, 403, 404, 530):
-        return refused(error.reply_code, error.reply_text, user, params.virtual_host, doing)
+        return refused(error.reply_code, error.reply_text, user, first.virtual_host, doing)
     if isinstance(error, pika.exceptions.UnroutableError):
         return Unroutable(f"message returned unroutable: no queue named '{queue}'")
     if isinstance(error, pika.exceptions.NackError):

@@ -7,12 +7,15 @@ implementations the same way.
 ==========================  ==========================================  =====================
 variable                    meaning                                     default
 ==========================  ==========================================  =====================
-``AMQP_URL``                the broker (RabbitMQ URI spec)              the ``mqlab broker up``
+``AMQP_URL``                the broker (RabbitMQ URI spec); several     the ``mqlab broker up``
+                            nodes of one cluster as ``url1;url2;url3``
                                                                         node if one runs, else
                                                                         ``amqp://guest:guest@localhost:5672/%2F``
 ``MQLAB_PREFETCH``          consumer prefetch count per worker slot,    ``1``
                             0 = unlimited
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
+``MQLAB_CONFIRM_TIMEOUT``   seconds a producer waits for one publisher  ``30``
+                            confirm before it reports the message unsent
 ``MQLAB_HEARTBEAT``         AMQP heartbeat timeout, seconds             ``60``
 ``MQLAB_CONNECT_TIMEOUT``   TCP connect / handshake timeout, seconds    ``5``
 ``MQLAB_RECONNECT_SECONDS`` how long a worker tries to reconnect after  ``60``
@@ -73,10 +76,14 @@ class Settings:
     """A snapshot of mqlab's settings.
 
     Attributes:
-        amqp_url: AMQP 0-9-1 URI of the broker.
+        amqp_url: AMQP 0-9-1 URI of the broker, or several nodes' URIs joined by ``;`` (a
+            cluster: clients connect to the first that answers, and fail over to the others).
         prefetch: consumer prefetch count (``basic.qos``) per worker slot; ``0`` means
             unlimited.
         confirms: whether producers wait for publisher confirms.
+        confirm_timeout: seconds a producer waits for the broker to confirm one publish; a
+            quorum queue that lost its majority neither confirms nor nacks for a long time
+            (RabbitMQ 3.10 nacks after about 60 s).
         heartbeat: AMQP heartbeat timeout in seconds (0 disables heartbeats).
         connect_timeout: seconds to wait for the TCP connection and AMQP handshake.
         reconnect_seconds: how long a worker keeps trying to reconnect after its connection
@@ -96,6 +103,7 @@ class Settings:
     amqp_url: str
     prefetch: int
     confirms: bool
+    confirm_timeout: float
     heartbeat: int
     connect_timeout: float
     reconnect_seconds: float
@@ -108,6 +116,11 @@ class Settings:
     queue_type: str = "classic"
     delivery_limit: int = 5
     concurrency: int = 1
+
+    @property
+    def amqp_urls(self) -> list[str]:
+        """Every node URI in :attr:`amqp_url`, in order (one for a single broker)."""
+        return amqp_urls(self.amqp_url)
 
     def queue(self, name: str) -> str:
         """Return the queue name ``name`` with this run's prefix applied."""
@@ -126,12 +139,13 @@ def load() -> Settings:
     """
     env = os.environ
     amqp_url = env.get("AMQP_URL") or broker_up.amqp_url() or DEFAULT_AMQP_URL
-    check_amqp_url(amqp_url)
+    amqp_urls(amqp_url)  # validates every node's URI
     return Settings(
         amqp_url=amqp_url,
         # basic.qos prefetch-count is a 16-bit field (AMQP 0-9-1); 0 means no limit.
         prefetch=int(_number("MQLAB_PREFETCH", "1", int, 0, 65535)),
         confirms=_flag(env.get("MQLAB_CONFIRMS", "1")),
+        confirm_timeout=_number("MQLAB_CONFIRM_TIMEOUT", "30", float, 0.001, 86400),
         heartbeat=int(_number("MQLAB_HEARTBEAT", "60", int, 0, 65535)),
         connect_timeout=_number("MQLAB_CONNECT_TIMEOUT", "5", float, 0.001, 3600),
         reconnect_seconds=_number("MQLAB_RECONNECT_SECONDS", "60", float, 0, 86400),
@@ -169,9 +183,33 @@ def _number(
     return value
 
 
+def amqp_urls(url: str) -> list[str]:
+    """Split an ``AMQP_URL`` holding one URI or several nodes' URIs joined by ``;`` (the list
+    form kombu reads for failover, Celery docs "broker_url") and check each.
+
+    Parameters:
+        url: ``amqp://...`` or ``amqp://a;amqp://b;amqp://c``.
+
+    Returns:
+        The node URIs in order; the first is where clients try first.
+
+    Raises:
+        BadSetting: empty, or a part is not an AMQP URI (the message shows it without password).
+    """
+    parts = [part.strip() for part in url.split(";") if part.strip()]
+    if not parts:
+        raise BadSetting(f"AMQP_URL={url!r} holds no AMQP URI")
+    for part in parts:
+        check_amqp_url(part)
+    return parts
+
+
 def broker_address(amqp_url: str) -> str:
     """``host:port`` of ``amqp_url``, never its user or password (the port defaults to 5672, or
-    5671 for ``amqps://``), for the first line every worker and producer prints."""
+    5671 for ``amqps://``), for the first line every worker and producer prints; for several
+    nodes (``url1;url2``) each node's, joined by ``", "``."""
+    if ";" in amqp_url:
+        return ", ".join(broker_address(url) for url in amqp_urls(amqp_url))
     parsed = urlparse(amqp_url)
     host = parsed.hostname or "localhost"
     if ":" in host:

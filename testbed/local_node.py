@@ -9,8 +9,10 @@ granularity, so management figures sampled during a test are at most about a sec
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -47,10 +49,40 @@ def local_binary_available() -> bool:
     return _find("rabbitmq-server") is not None and _find("rabbitmqctl") is not None
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _listen_port() -> int:
+    """A free loopback port *below* the ephemeral range, for the node to listen on.
+
+    A port from the ephemeral range (what binding port 0 gives) is free again while the node is
+    down, and a client's outgoing connection can take it as its own local port; the node then
+    cannot listen there when it starts again (``eaddrinuse``). Below the range only a program
+    that binds it on purpose can. Clear of the CLI tools' 35672-35682 as well.
+    """
+    low = _ephemeral_range()[0]
+    for _ in range(1000):
+        port = random.randint(20000, max(20001, low - 20))
+        if 35672 <= port <= 35682 + 10:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()  # no luck below the range: fall back to an ephemeral one
+
+
 def _dist_port() -> int:
     # CLI tools use 35672-35682 (distribution port + 10000 .. + 10010): stay clear of both.
     while True:
-        port = free_port()
+        port = _listen_port()
         if not 35672 <= port <= 35682 and port + 10010 < 65535:
             return port
 
@@ -65,6 +97,14 @@ class LocalNode(Node):
     the directory), so it never clashes with a system broker on 5672.
 
     Parameters:
+        name: the node name's first part (default ``mqlab-<hex>``); the host is ``localhost``.
+        cookie: the Erlang cookie to share with other nodes (the nodes of a cluster must have
+            one cookie: RabbitMQ docs, "Clustering Guide: Erlang cookie"); default: the node
+            makes its own.
+        password: the password of its administrator ``mqlab`` (the nodes of a cluster share
+            one: joining a cluster replaces a node's users with the cluster's); default: a
+            random one.
+        extra_config: further ``rabbitmq.conf`` lines.
         rabbit_env: extra settings of the ``rabbit`` application, written into
             ``advanced.config`` as Erlang terms (e.g. ``{"consumer_timeout": 2000,
             "channel_tick_interval": 250}``: values are written as they are, so strings must be
@@ -77,23 +117,35 @@ class LocalNode(Node):
     provider = "local"
     can_kill = True
 
-    def __init__(self, rabbit_env: Mapping[str, int | str] | None = None) -> None:
+    def __init__(
+        self,
+        rabbit_env: Mapping[str, int | str] | None = None,
+        *,
+        name: str | None = None,
+        cookie: str | None = None,
+        password: str | None = None,
+        extra_config: str = "",
+    ) -> None:
         server, ctl = _find("rabbitmq-server"), _find("rabbitmqctl")
         if server is None or ctl is None:
             raise BrokerUnavailable(HOW_TO_GET_RABBITMQ)
-        self.server, self.ctl = server, ctl
+        self.server, self.ctl_path = server, ctl
         self.dir = Path(tempfile.mkdtemp(prefix="mqlab-broker-"))
         reaper.register_dir(str(self.dir))
-        self.node = f"mqlab-{uuid.uuid4().hex[:8]}@localhost"
-        self.amqp_port, self.management_port = free_port(), free_port()
+        self.node = f"{name or 'mqlab-' + uuid.uuid4().hex[:8]}@localhost"
+        self.amqp_port, self.management_port = _listen_port(), _listen_port()
         self.dist_port = _dist_port()
         # Its own administrator with a random password instead of guest/guest (which any local
         # user could use): RabbitMQ creates default_user on first boot and no guest then
         # (RabbitMQ docs, "Access Control": default user). Printed URLs mask it (mask_password).
-        self.user, self.password = "mqlab", secrets.token_urlsafe(18)
+        self.user, self.password = "mqlab", password or secrets.token_urlsafe(18)
         self.amqp_url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}/%2F"
         self.management_url = f"http://127.0.0.1:{self.management_port}"
         (self.dir / "home").mkdir()
+        if cookie is not None:
+            cookie_file = self.dir / "home" / ".erlang.cookie"
+            cookie_file.write_text(cookie)
+            cookie_file.chmod(0o400)  # Erlang refuses a cookie file others can read
         (self.dir / "rabbitmq-env.conf").write_text("")
         (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
         (self.dir / "rabbitmq.conf").write_text(
@@ -104,7 +156,7 @@ class LocalNode(Node):
             "log.console = false\n"
             f"default_user = {self.user}\n"
             f"default_pass = {self.password}\n"
-            "default_user_tags.administrator = true\n"
+            "default_user_tags.administrator = true\n" + extra_config
         )
         (self.dir / "rabbitmq.conf").chmod(0o600)
         # The management agent aggregates samples at the granularity of its retention policies
@@ -151,11 +203,35 @@ class LocalNode(Node):
             RuntimeError: the node exited during boot (the message quotes its log).
             TimeoutError: it did not become ready in 90 s.
         """
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server process (first time, or again after :meth:`kill`), without waiting;
+        a no-op while it runs."""
         if self._proc is not None and self._proc.alive():
             return
         self.pid_file.unlink(missing_ok=True)
         self._proc = GroupProcess(Command([self.server], self._env()), log_path=self.log_file)
-        self.wait_ready()
+
+    def alive(self) -> bool:
+        """Whether the node's process is running (it may still be booting)."""
+        return self._proc is not None and self._proc.alive()
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run ``rabbitmqctl -n <this node> ARGS`` with this node's cookie; never raises on a
+        non-zero exit (check ``returncode``).
+
+        Raises:
+            subprocess.TimeoutExpired: it ran longer than ``timeout`` seconds.
+        """
+        return subprocess.run(
+            [self.ctl_path, "-n", self.node, *args],
+            env={**os.environ, **self._env()},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """``rabbitmqctl wait <pidfile>`` (RabbitMQ's own readiness check), then the ports.
@@ -171,7 +247,7 @@ class LocalNode(Node):
             what="the node's pid file",
         )
         result = subprocess.run(
-            [self.ctl, "wait", "--timeout", str(int(timeout)), str(self.pid_file)],
+            [self.ctl_path, "wait", "--timeout", str(int(timeout)), str(self.pid_file)],
             env=env,
             capture_output=True,
             text=True,
@@ -193,7 +269,7 @@ class LocalNode(Node):
             RuntimeError: it failed (the message quotes its stderr).
         """
         result = subprocess.run(
-            [self.ctl, "-n", self.node, "-q", *args],
+            [self.ctl_path, "-n", self.node, "-q", *args],
             env={**os.environ, **self._env()},
             capture_output=True,
             text=True,
@@ -202,6 +278,15 @@ class LocalNode(Node):
         if result.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
+
+    def sync_metadata(self) -> None:
+        """``rabbitmqctl eval 'mnesia:sync_log().'``: fsync Mnesia's log (queue definitions)
+        now; see :meth:`Node.sync_metadata`.
+
+        Raises:
+            RuntimeError: rabbitmqctl failed (the message quotes its stderr).
+        """
+        self.rabbitmqctl("eval", "mnesia:sync_log().")
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (beam.smp and its helpers)."""

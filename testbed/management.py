@@ -60,6 +60,7 @@ class ConsumerStats:
         channel_prefetch: the channel-wide (global) prefetch, 0 = none.
         peer_port: the client's TCP port of the consumer's connection (to tell which OS
             process owns the consumer).
+        node: the node the consumer's connection is on (in a cluster).
     """
 
     queue: str
@@ -69,6 +70,7 @@ class ConsumerStats:
     unacked: int
     channel_prefetch: int
     peer_port: int = 0
+    node: str = ""
 
 
 class Management:
@@ -77,11 +79,15 @@ class Management:
     Parameters:
         management_url: base URL of the API and UI, e.g. ``http://127.0.0.1:15672``.
         amqp_url: the AMQP URI whose user, password and vhost to use.
+        fallbacks: management URLs of further nodes of the same cluster; a request that
+            cannot reach the current node is sent to the next one that answers, so the client
+            keeps working while any node is down (any node answers for every queue).
     """
 
-    def __init__(self, management_url: str, amqp_url: str) -> None:
-        self.url = management_url.rstrip("/")
-        parsed = urlparse(amqp_url)
+    def __init__(self, management_url: str, amqp_url: str, fallbacks: Iterable[str] = ()) -> None:
+        self.urls = [u.rstrip("/") for u in (management_url, *fallbacks)]
+        self.url = self.urls[0]
+        parsed = urlparse(amqp_url.split(";")[0])
         self.session = requests.Session()
         self.session.auth = (
             unquote(parsed.username or "guest"),
@@ -92,13 +98,31 @@ class Management:
     def _url(self, path: str) -> str:
         return f"{self.url}/api/{path}"
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """``method`` ``/api/<path>`` on the current node, else on the next one that answers.
+
+        Raises:
+            requests.RequestException: no node answered.
+        """
+        kwargs.setdefault("timeout", 10)
+        error: requests.RequestException | None = None
+        for _ in range(len(self.urls)):
+            try:
+                return self.session.request(method, self._url(path), **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as e:
+                error = e
+                # this node is down: try the next one from now on
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+        assert error is not None
+        raise error
+
     def _queue_path(self, name: str) -> str:
         return f"queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}"
 
     def answers(self) -> bool:
         """Whether ``/api/overview`` answers with success now."""
         try:
-            return self.session.get(self._url("overview"), timeout=2).ok
+            return self._request("GET", "overview", timeout=2).ok
         except requests.RequestException:
             return False
 
@@ -109,16 +133,14 @@ class Management:
             requests.HTTPError: the API answered with an error status.
             requests.RequestException: it did not answer.
         """
-        response = self.session.get(self._url(path), timeout=10)
+        response = self._request("GET", path)
         response.raise_for_status()
         return response.json()
 
     def queue(self, name: str) -> QueueStats | None:
         """Stats of queue ``name`` in :attr:`vhost`, or ``None`` if it does not exist."""
-        response = self.session.get(
-            self._url(self._queue_path(name)),
-            params={"lengths_age": 5, "lengths_incr": 1},
-            timeout=10,
+        response = self._request(
+            "GET", self._queue_path(name), params={"lengths_age": 5, "lengths_incr": 1}
         )
         if response.status_code == 404:
             return None
@@ -170,6 +192,7 @@ class Management:
                     unacked=int(channel.get("messages_unacknowledged", 0)),
                     channel_prefetch=int(channel.get("global_prefetch_count", 0) or 0),
                     peer_port=int(details.get("peer_port") or 0),
+                    node=str(details.get("node") or channel.get("node") or ""),
                 )
             )
         return out
@@ -194,7 +217,7 @@ class Management:
         Raises:
             requests.HTTPError: the API refused.
         """
-        response = self.session.delete(self._url(self._queue_path(name)), timeout=10)
+        response = self._request("DELETE", self._queue_path(name))
         if response.status_code not in (204, 404):
             response.raise_for_status()
 
@@ -205,7 +228,7 @@ class Management:
             requests.HTTPError: the API refused.
             requests.RequestException: it did not answer.
         """
-        response = self.session.delete(self._url(self._queue_path(name) + "/contents"), timeout=10)
+        response = self._request("DELETE", self._queue_path(name) + "/contents")
         if response.status_code not in (204, 404):
             response.raise_for_status()
 

@@ -4,6 +4,8 @@
 
 * ``local`` — a private node from the installed binary (:mod:`testbed.local_node`);
 * ``docker`` — a container, when an engine answers (:mod:`testbed.docker_node`);
+* ``cluster`` — three private nodes clustered on loopback (:mod:`testbed.cluster`), for
+  quorum queues and node-loss tests; its :attr:`~testbed.node.Node.failover_url` lists them all;
 * ``external`` — the broker at ``AMQP_URL`` (or the given URL); never killed or purged wholesale;
 * ``auto`` (default) — external if an AMQP URL is given or ``AMQP_URL`` is set, else a private
   node (local binary, else Docker), else :class:`~shared.errors.BrokerUnavailable` saying how
@@ -17,11 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from shared.errors import BrokerUnavailable
+from testbed.cluster import Cluster
 from testbed.docker_node import DockerNode, docker_engine_available
 from testbed.local_node import HOW_TO_GET_RABBITMQ, LocalNode, local_binary_available
 from testbed.node import ExternalNode, Node
 
-KINDS = ("auto", "local", "docker", "external")
+KINDS = ("auto", "local", "docker", "cluster", "external")
 
 
 def make_node(
@@ -40,7 +43,9 @@ def make_node(
     """
     kind = (kind or os.environ.get("MQLAB_BROKER") or "auto").lower()
     if kind not in KINDS:
-        raise ValueError(f"MQLAB_BROKER must be auto, local, docker or external, not {kind!r}")
+        raise ValueError(
+            f"MQLAB_BROKER must be auto, local, docker, cluster or external, not {kind!r}"
+        )
     if kind == "auto":
         if amqp_url or os.environ.get("AMQP_URL"):
             kind = "external"
@@ -54,6 +59,10 @@ def make_node(
         return ExternalNode(amqp_url, management_url)
     if kind == "local":
         return LocalNode()
+    if kind == "cluster":
+        if not local_binary_available():
+            raise BrokerUnavailable(f"the cluster provider runs local nodes: {HOW_TO_GET_RABBITMQ}")
+        return Cluster()
     return DockerNode()
 
 

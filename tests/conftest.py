@@ -1,7 +1,23 @@
 """Fixtures: the only seam between the conformance suite and the broker.
 
-* ``broker`` — one private RabbitMQ node for the session (``MQLAB_BROKER``, default ``auto``).
-* ``impl`` — every available implementation; test ids ``pika``, ``celery``, ``dramatiq``.
+Every conformance test runs for each implementation on two **topologies**, named in its id
+(``test_delivery[pika-classic]``, ``test_delivery[pika-quorum]``):
+
+* ``classic`` — one private node, classic durable queues (the seed tutorials);
+* ``quorum`` — a private 3-node cluster (:mod:`testbed.cluster`), quorum queues, and clients
+  given every node's URL (``AMQP_URL="url1;url2;url3"``), so they fail over.
+
+One node and one cluster per test process, each started lazily by the first test that needs it
+and shared by the rest. ``make test`` runs two pytest-xdist processes with ``--dist loadgroup``:
+every test on the cluster is in one group (:func:`pytest_collection_modifyitems`), so one
+process owns the cluster and runs them one after another (some kill its nodes), while the
+other tests spread over both processes, each with its own single node.
+``make test ARGS="-k classic"`` runs the classic suite alone.
+
+* ``broker`` — the Node of the test's topology; it sets ``AMQP_URL`` (every node's URL) and
+  ``MQLAB_QUEUE_TYPE`` for the test and the programs it starts.
+* ``impl`` — every available implementation on both topologies.
+* ``cluster`` — the 3-node :class:`~testbed.cluster.Cluster` itself, whole (for node-loss tests).
 * ``start_worker`` — starts worker processes in their own process groups, killed at teardown.
 * autouse: every implementation's queues are deleted before each test, so each starts empty.
 """
@@ -17,6 +33,7 @@ import pytest
 
 from shared.impl import Implementation, WorkerSpec
 from testbed import registry
+from testbed.cluster import Cluster
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
 from testbed.provider import provision
@@ -29,37 +46,121 @@ WORKER_READY_TIMEOUT = 30.0
 
 IMPLEMENTATIONS = registry.available()
 
+TOPOLOGIES = ("classic", "quorum")
+"""``classic``: one node, classic queues; ``quorum``: the 3-node cluster, quorum queues."""
 
-@pytest.fixture(scope="session")
-def broker() -> Iterator[Node]:
-    """A RabbitMQ node for the whole session; private (killable) unless AMQP_URL is set."""
-    external = bool(os.environ.get("AMQP_URL")) and os.environ.get("MQLAB_BROKER") in (
+CLUSTER_GROUP = "cluster"
+"""The pytest-xdist group of every test that runs on the cluster."""
+
+
+def _external() -> bool:
+    """Whether the run uses somebody else's broker (``AMQP_URL`` set, provider auto/external)."""
+    return bool(os.environ.get("AMQP_URL")) and os.environ.get("MQLAB_BROKER") in (
         None,
         "",
         "auto",
         "external",
     )
-    saved = {k: os.environ.get(k) for k in ("AMQP_URL", "MQLAB_QUEUE_PREFIX")}
+
+
+def impl_params(*topologies: str) -> list[pytest.param]:  # type: ignore[valid-type]
+    """``impl`` parameters: each implementation on each of ``topologies``, ids ``pika-quorum``."""
+    return [
+        pytest.param((name, topology), id=f"{name}-{topology}")
+        for name in IMPLEMENTATIONS
+        for topology in topologies
+    ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every test that uses the cluster into one xdist group (one process owns it)."""
+    for item in items:
+        if _topology_of(item) == "quorum" or "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
+
+
+def _topology_of(item: pytest.Item | pytest.FixtureRequest) -> str:
+    node = item.node if isinstance(item, pytest.FixtureRequest) else item
+    callspec = getattr(node, "callspec", None)
+    param = callspec.params.get("impl") if callspec is not None else None
+    return str(param[1]) if isinstance(param, tuple) else "classic"
+
+
+def _restoring_env(values: dict[str, str]) -> Callable[[], None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+
+    def restore() -> None:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    return restore
+
+
+@pytest.fixture(scope="session")
+def single_node() -> Iterator[Node]:
+    """One node for the session: private (killable) unless ``AMQP_URL`` names a broker."""
+    prefix = {"MQLAB_QUEUE_PREFIX": f"mqlabtest-{uuid.uuid4().hex[:8]}."} if _external() else {}
     with provision() as b:
         print(f"\n{b.describe()}")
-        os.environ["AMQP_URL"] = b.amqp_url
-        if external:
-            # Somebody else's broker: keep to our own queue names.
-            os.environ["MQLAB_QUEUE_PREFIX"] = f"mqlabtest-{uuid.uuid4().hex[:8]}."
+        restore = _restoring_env(prefix)  # somebody else's broker: keep to our own queue names
         try:
             yield b
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            restore()
 
 
-@pytest.fixture(params=list(IMPLEMENTATIONS), ids=list(IMPLEMENTATIONS))
+@pytest.fixture(scope="session")
+def _cluster_node(request: pytest.FixtureRequest) -> Iterator[Node]:
+    """The 3-node cluster for the session (the broker of the ``quorum`` topology); on somebody
+    else's broker, that broker (quorum queues, no node loss)."""
+    if _external():
+        yield request.getfixturevalue("single_node")
+        return
+    with provision("cluster") as c:
+        print(f"\n{c.describe()}")
+        yield c
+
+
+@pytest.fixture
+def topology(request: pytest.FixtureRequest) -> str:
+    """``classic`` or ``quorum``: the topology of this test (from its ``impl`` parameter)."""
+    return _topology_of(request)
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest, topology: str) -> Iterator[Node]:
+    """The node (or cluster) of this test's topology, whole, with ``AMQP_URL`` (every node) and
+    ``MQLAB_QUEUE_TYPE`` set for the test."""
+    node: Node = request.getfixturevalue("_cluster_node" if topology == "quorum" else "single_node")
+    if isinstance(node, Cluster) and not all(n.alive() for n in node.nodes):
+        node.start()  # a test before this one left a node down
+    restore = _restoring_env({"AMQP_URL": node.failover_url, "MQLAB_QUEUE_TYPE": topology})
+    try:
+        yield node
+    finally:
+        restore()
+
+
+@pytest.fixture
+def cluster(broker: Node) -> Cluster:
+    """The private 3-node cluster (for tests that kill its nodes); skipped on an external
+    broker."""
+    if not isinstance(broker, Cluster):
+        pytest.skip(
+            "needs the private 3-node cluster; an external broker cannot be (unset AMQP_URL)"
+        )
+    return broker
+
+
+@pytest.fixture(params=impl_params(*TOPOLOGIES))
 def impl(request: pytest.FixtureRequest) -> Implementation:
-    """Each available implementation in turn."""
-    return IMPLEMENTATIONS[request.param]
+    """Each available implementation on each topology (the topology goes to ``broker``)."""
+    name, _topology = request.param
+    return IMPLEMENTATIONS[name]
 
 
 @pytest.fixture
@@ -71,7 +172,7 @@ def queue_type() -> str:
 
 @pytest.fixture
 def killable_broker(broker: Node) -> Node:
-    """The session broker, if this provider can SIGKILL and restart it; otherwise skip."""
+    """The test's broker, if this provider can SIGKILL and restart it; otherwise skip."""
     if not broker.can_kill:
         pytest.skip(
             f"needs a broker mqlab can kill and restart; the {broker.provider} provider cannot "
@@ -127,7 +228,7 @@ def start_worker(broker: Node, journal_path: str, tmp_path: Path) -> Iterator[St
             concurrency=concurrency,
             slowdown=slowdown,
             journal=journal_path,
-            amqp_url=amqp_url or broker.amqp_url,
+            amqp_url=amqp_url or broker.failover_url,
             dot_seconds=DOT_SECONDS,
             early_ack=early_ack,
             env=env or {},

@@ -250,8 +250,11 @@ def stderr_lines(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def corpus_users(broker: Node) -> Iterator[None]:
-    """Users without some permission on the broker's vhost (management API); removed after."""
+def corpus_users(single_node: Node) -> Iterator[None]:
+    """Users without some permission on the broker's vhost (management API); removed after.
+    The corpus runs on the classic topology's node (``broker`` is per test: it follows the
+    topology), which is the session's ``single_node``."""
+    broker = single_node
     try:
         for user, perms in USERS.items():
             broker.management.add_user(user, PASSWORD)

@@ -34,6 +34,18 @@ OWNER = textwrap.dedent(
 )
 
 
+CLUSTER_OWNER = textwrap.dedent(
+    """
+    import json, sys
+    from testbed.provider import provision
+    with provision("cluster") as cluster:
+        pids = [int(n.pid_file.read_text()) for n in cluster.nodes]
+        print(json.dumps({"pids": pids, "dirs": [str(n.dir) for n in cluster.nodes]}), flush=True)
+        sys.stdin.read()
+    """
+)
+
+
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -61,3 +73,28 @@ def test_owner_death_leaves_no_node_or_worker(sig: int) -> None:
     owner.wait(timeout=30)
     wait_until(lambda: all(_gone(p) for p in pids), 30, what="node and worker to be gone")
     wait_until(lambda: not os.path.exists(started["dir"]), 30, what="the data dir to be removed")
+
+
+@pytest.mark.skipif(not local_binary_available(), reason="needs the rabbitmq-server binary")
+@pytest.mark.timeout(240)
+def test_owner_death_leaves_no_cluster_node() -> None:
+    """SIGKILL of the program that owns a 3-node cluster leaves none of its nodes or data."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER_OWNER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    started = json.loads(owner.stdout.readline())
+    pids: list[int] = started["pids"]
+    assert len(pids) == 3 and not any(_gone(p) for p in pids)  # they were running
+
+    owner.send_signal(signal.SIGKILL)
+    owner.wait(timeout=30)
+    wait_until(lambda: all(_gone(p) for p in pids), 30, what="every node to be gone")
+    wait_until(
+        lambda: not any(os.path.exists(d) for d in started["dirs"]),
+        30,
+        what="the data dirs to be removed",
+    )

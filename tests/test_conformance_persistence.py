@@ -51,6 +51,9 @@ def test_persistence_across_broker_restart(
     broker.management.wait_for_queue(CONTROL_QUEUE, 30, ready=10, fresh_after=published)
     broker.management.wait_for_queue(CONTROL_DURABLE_QUEUE, 30, ready=10, fresh_after=published)
 
+    # The queues were declared a moment ago: make sure their definitions are on disk (RabbitMQ
+    # does not fsync its metadata per declare; this test is about the messages).
+    broker.sync_metadata()
     broker.kill()
     broker.start()
     restarted = time.time()

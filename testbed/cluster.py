@@ -1,0 +1,335 @@
+"""A private three-node RabbitMQ cluster on loopback, for quorum queues and node-loss tests.
+
+Use it like a single node (``MQLAB_BROKER=cluster`` through :func:`testbed.provider.provision`,
+or directly)::
+
+    with Cluster.started() as cluster:
+        print(cluster.failover_url)            # "amqp://...:p1/%2F;amqp://...:p2/%2F;..."
+        leader = cluster.leader_of("task_queue")
+        cluster.kill_node(leader)               # SIGKILL one node
+        cluster.start_node(leader)              # it rejoins (its data dir is kept)
+        cluster.kill()                          # every node
+        cluster.start()                         # all three again, together
+
+Each node is a :class:`~testbed.local_node.LocalNode` (own name, ports, data directory) with
+one shared Erlang cookie. The cluster is formed the documented manual way: nodes 2 and 3
+``stop_app``, ``join_cluster`` node 1, ``start_app`` (RabbitMQ docs, "Clustering Guide:
+Creating a Cluster"), then ``rabbitmqctl await_online_nodes 3``. Every process and directory
+is registered with :mod:`testbed.reaper`, so a Ctrl+C or SIGKILL of the owner leaves nothing.
+
+A restarted former member waits for its peers before it boots: it retries loading its tables
+from them ``mnesia_table_loading_retry_limit`` times, ``mnesia_table_loading_retry_timeout``
+each (RabbitMQ docs, "Clustering Guide: Restarting Cluster Nodes"; defaults 10 x 30 s). So
+:meth:`Cluster.start` launches every stopped node before waiting for any, and the limits are
+set so a node whose peers never come back fails in about a minute, not five.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import requests
+
+from testbed.local_node import LocalNode
+from testbed.management import Management
+from testbed.node import Node, mask_password
+from testbed.process import wait_until
+
+SIZE = 3
+"""Nodes in the cluster: the smallest that survives the loss of one (a quorum of 2)."""
+
+PEER_WAIT_CONFIG = (
+    "mnesia_table_loading_retry_timeout = 6000\nmnesia_table_loading_retry_limit = 10\n"
+)
+"""``rabbitmq.conf`` lines: a restarted former member waits up to 10 x 6 s for its peers."""
+
+BOOT_TIMEOUT = 120.0
+"""Seconds a node (or the whole cluster) may take to boot on this slow, shared machine."""
+
+
+class Cluster(Node):
+    """Three private RabbitMQ nodes clustered on loopback; see the module docstring.
+
+    Attributes:
+        nodes: the three :class:`LocalNode` objects, node 1 (the seed) first.
+        amqp_url: node 1's AMQP URI (one URL, for code that takes exactly one).
+        amqp_urls: every node's AMQP URI.
+        management_url: node 1's management API; :attr:`management` falls back to the others.
+
+    Raises:
+        BrokerUnavailable: no ``rabbitmq-server`` binary is installed.
+    """
+
+    provider = "cluster"
+    can_kill = True
+
+    def __init__(self, size: int = SIZE) -> None:
+        cookie = secrets.token_hex(16).upper()
+        # One administrator password for all nodes: each node's rabbitmq.conf creates user
+        # mqlab with it on first boot, and a node that joins takes the cluster's users, so
+        # every node's URI holds the same account.
+        password = secrets.token_urlsafe(18)
+        base = f"mqlab-{uuid.uuid4().hex[:6]}"
+        self.nodes = [
+            LocalNode(
+                name=f"{base}-{i}", cookie=cookie, password=password, extra_config=PEER_WAIT_CONFIG
+            )
+            for i in range(1, size + 1)
+        ]
+        self.amqp_url = self.nodes[0].amqp_url
+        self.management_url = self.nodes[0].management_url
+        self._formed = False
+
+    @classmethod
+    @contextmanager
+    def started(cls, size: int = SIZE) -> Iterator[Cluster]:
+        """A formed cluster for the duration of a ``with`` block, removed after.
+
+        Raises:
+            BrokerUnavailable: no ``rabbitmq-server`` binary.
+            RuntimeError, TimeoutError: a node did not boot or join.
+        """
+        cluster = cls(size)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.close()
+
+    @property
+    def management(self) -> Management:
+        """A management API client that asks the next live node when one is down."""
+        if self._management is None:
+            self._management = Management(
+                self.management_url,
+                self.amqp_url,
+                fallbacks=[n.management_url for n in self.nodes[1:]],
+            )
+        return self._management
+
+    @property
+    def amqp_urls(self) -> list[str]:
+        """Every node's AMQP URI, node 1 first."""
+        return [n.amqp_url for n in self.nodes]
+
+    @property
+    def failover_url(self) -> str:
+        """Every node's AMQP URI joined by ``;``: the ``AMQP_URL`` of a client that fails over
+        (:func:`shared.settings.amqp_urls`)."""
+        return ";".join(self.amqp_urls)
+
+    def start(self) -> None:
+        """Form the cluster (first call), or start every stopped node again and wait until all
+        are members and running (``await_online_nodes``).
+
+        Raises:
+            RuntimeError: a node exited during boot, or a join failed (the message says why).
+            TimeoutError: not formed within :data:`BOOT_TIMEOUT` seconds.
+        """
+        stopped = [n for n in self.nodes if not n.alive()]
+        for node in stopped:
+            node.launch()  # all at once: restarted members wait for each other
+        self._wait_all(stopped)
+        if not self._formed:
+            seed = self.nodes[0]
+            for node in self.nodes[1:]:
+                self._join(node, seed)
+            self._formed = True
+        self.await_online()
+        self.await_quorum_queues()
+
+    def _wait_all(self, nodes: list[LocalNode]) -> None:
+        errors: list[BaseException] = []
+
+        def wait(node: LocalNode) -> None:
+            try:
+                node.wait_ready(BOOT_TIMEOUT)
+            except BaseException as e:  # reported below, in the caller's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    @staticmethod
+    def _join(node: LocalNode, seed: LocalNode) -> None:
+        for step in (["stop_app"], ["join_cluster", seed.node], ["start_app"]):
+            result = node.ctl(*step, timeout=BOOT_TIMEOUT)
+            if result.returncode != 0:
+                raise RuntimeError(
+                    f"rabbitmqctl -n {node.node} {' '.join(step)} failed: "
+                    f"{(result.stderr or result.stdout).strip()}"
+                )
+
+    def await_online(self, count: int | None = None) -> None:
+        """``rabbitmqctl await_online_nodes N`` on a live node, then every live node's ports.
+
+        Parameters:
+            count: nodes to wait for; default every node whose process runs.
+
+        Raises:
+            RuntimeError: the command failed.
+            TimeoutError: not within :data:`BOOT_TIMEOUT` seconds.
+        """
+        live = [n for n in self.nodes if n.alive()]
+        if not live:
+            raise RuntimeError("no node of the cluster is running")
+        count = len(live) if count is None else count
+        result = live[0].ctl(
+            "await_online_nodes", str(count), "--timeout", str(int(BOOT_TIMEOUT)),
+            timeout=BOOT_TIMEOUT + 10,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"cluster did not reach {count} online nodes: {result.stderr.strip()}"
+            )
+        for node in live:
+            Node.wait_ready(node, BOOT_TIMEOUT)
+
+    def await_quorum_queues(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Wait until every quorum queue has a leader on a running node and every running
+        member node is back in its ``online`` list (management API ``leader``, ``members``,
+        ``online``): until then a restarted queue may not confirm publishes yet.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds (the message names a queue).
+        """
+        live = {n.node for n in self.nodes if n.alive()}
+        pending: list[str] = []
+
+        def settled() -> bool:
+            pending.clear()
+            try:
+                queues = self.management.queues()
+            except requests.RequestException:  # no node answers yet: not settled
+                pending.append("(management API)")
+                return False
+            for q in queues:
+                if q.get("type") != "quorum":
+                    continue
+                online = set(q.get("online") or [])
+                members = set(q.get("members") or [])
+                if q.get("leader") not in live or not (members & live) <= online:
+                    pending.append(f"{q.get('name')} (leader {q.get('leader')}, online {online})")
+            return not pending
+
+        try:
+            wait_until(settled, timeout, interval=0.2, what="every quorum queue to have a leader")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: not yet {pending[:3]}") from None
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Wait until every live node accepts AMQP connections and the management API answers.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds.
+        """
+        for node in self.nodes:
+            if node.alive():
+                Node.wait_ready(node, timeout)
+
+    def node(self, name: str) -> LocalNode:
+        """The node called ``name`` (``mqlab-xxxxxx-2@localhost``).
+
+        Raises:
+            KeyError: no such node in this cluster.
+        """
+        for node in self.nodes:
+            if node.node == name:
+                return node
+        raise KeyError(name)
+
+    def leader_of(self, queue: str, timeout: float = 30.0) -> LocalNode:
+        """The node that leads quorum queue ``queue`` now (management API ``leader`` field).
+
+        Raises:
+            TimeoutError: the queue has no leader on a live node within ``timeout`` seconds
+                (it does not exist, or has no quorum).
+        """
+        found: list[LocalNode] = []
+
+        def has_leader() -> bool:
+            stats = self.management.queue(queue)
+            if stats is None or not stats.node:
+                return False
+            try:
+                node = self.node(stats.node)
+            except KeyError:
+                return False
+            if not node.alive():
+                return False
+            found.append(node)
+            return True
+
+        wait_until(has_leader, timeout, interval=0.1, what=f"a leader of {queue}")
+        return found[-1]
+
+    def kill_node(self, node: LocalNode) -> None:
+        """SIGKILL one node (no clean shutdown, as in a crash); its data is kept."""
+        node.kill()
+        self._management = None  # a fresh client starts with a live node
+
+    def start_node(self, node: LocalNode, timeout: float = BOOT_TIMEOUT) -> float:
+        """Start a killed node again and wait until it has rejoined; seconds it took.
+
+        Raises:
+            RuntimeError: it exited during boot.
+            TimeoutError: it did not rejoin within ``timeout`` seconds.
+        """
+        began = time.monotonic()
+        node.launch()
+        node.wait_ready(timeout)
+        self.await_online()
+        self.await_quorum_queues(timeout)
+        return time.monotonic() - began
+
+    def sync_metadata(self) -> None:
+        """Fsync Mnesia's log on every running node (:meth:`LocalNode.sync_metadata`; see
+        :meth:`Node.sync_metadata`).
+
+        Raises:
+            RuntimeError: rabbitmqctl failed on a running node.
+        """
+        for node in self.nodes:
+            if node.alive():
+                node.sync_metadata()
+
+    def kill(self) -> None:
+        """SIGKILL every node (a whole-cluster crash)."""
+        for node in self.nodes:
+            node.kill()
+        self._management = None
+
+    def close(self) -> None:
+        """Kill every node and delete every data directory."""
+        for node in self.nodes:
+            node.close()
+
+    def status(self) -> list[tuple[LocalNode, bool, list[str]]]:
+        """Per node: the node, whether its process runs, and the quorum queues it leads."""
+        leads: dict[str, list[str]] = {}
+        try:
+            for q in self.management.queues():
+                if q.get("type") == "quorum" and q.get("leader"):
+                    leads.setdefault(str(q["leader"]), []).append(str(q["name"]))
+        except requests.RequestException:  # no node answers: every node is shown down anyway
+            pass
+        return [(n, n.alive(), sorted(leads.get(n.node, []))) for n in self.nodes]
+
+    def describe(self) -> str:
+        """One line per node: its name, AMQP URI (password masked) and management UI."""
+        lines = [f"RabbitMQ cluster of {len(self.nodes)} nodes (local):"]
+        lines += [
+            f"  {n.node}  AMQP {mask_password(n.amqp_url)}  management UI {n.management_url}"
+            for n in self.nodes
+        ]
+        return "\n".join(lines)
