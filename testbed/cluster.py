@@ -27,6 +27,7 @@ set so a node whose peers never come back fails in about a minute, not five.
 from __future__ import annotations
 
 import secrets
+import shutil
 import threading
 import time
 import uuid
@@ -308,6 +309,20 @@ class Cluster(Node):
         for node in self.nodes:
             node.kill()
         self._management = None
+
+    def reset(self) -> None:
+        """Form the cluster anew, empty: SIGKILL every node, delete every node's data (queues,
+        messages, cluster membership), start and join them again (same names, ports, cookie and
+        password). For a test bed whose cluster a test left unable to serve.
+
+        Raises:
+            RuntimeError, TimeoutError: as :meth:`start`.
+        """
+        self.kill()
+        for node in self.nodes:
+            shutil.rmtree(node.dir / "mnesia", ignore_errors=True)
+        self._formed = False
+        self.start()
 
     def close(self) -> None:
         """Kill every node and delete every data directory."""
