@@ -32,8 +32,18 @@ PROBE = 300
 PERCENTILES = (50, 95, 99)
 
 
+TIMESTAMP_RESOLUTION_S = 0.001
+"""Dramatiq's ``message_timestamp`` is whole milliseconds, so a message published in the first
+millisecond after the producer started can carry a publish time just before it."""
+
+
 def _since(rows: list[Execution], since: float) -> list[Execution]:
-    return [e for e in rows if e.finished_at is not None and e.published_at >= since]
+    """Finished executions of messages published from ``since`` on (epoch seconds)."""
+    return [
+        e
+        for e in rows
+        if e.finished_at is not None and e.published_at >= since - TIMESTAMP_RESOLUTION_S
+    ]
 
 
 def run(lab: Lab, target: Target) -> Outcome:
