@@ -1,6 +1,6 @@
-"""Regressions found by adversarial testing (branch ``break``). Each failed before its fix.
+"""Regressions found by adversarial testing. Each failed before its fix.
 
-Standard under test (docs/common brief): bad input or a broken environment gives ONE line
+Standard under test: bad input or a broken environment gives ONE line
 ``error: ...`` on stderr, a non-zero exit, no traceback, and loses nothing already accepted.
 """
 
