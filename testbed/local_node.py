@@ -193,6 +193,7 @@ class LocalNode(Node):
             "RABBITMQ_PID_FILE": str(self.pid_file),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_CRASH_DUMP": str(d / "log" / "erl_crash.dump"),  # not the caller's cwd
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
 
