@@ -175,6 +175,11 @@ class LocalNode(Node):
         return self.dir / "rabbitmq.pid"
 
     @property
+    def broker_log(self) -> Path:
+        """RabbitMQ's own log of this node (``RABBITMQ_LOG_BASE/<node>.log``)."""
+        return self.dir / "log" / f"{self.node}.log"
+
+    @property
     def log_file(self) -> Path:
         """stdout/stderr of the server script."""
         return self.dir / "server.log"

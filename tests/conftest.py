@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,6 +78,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _topology_of(item) == "quorum" or "cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failed test that ran on private nodes, add each node's last warnings and errors
+    from its server log to the report (the nodes and their logs are gone after the session)."""
+    report = yield
+    if report.failed and call.when != "teardown":
+        node = getattr(item, "funcargs", {}).get("broker")
+        for local in getattr(node, "nodes", [node]):
+            log = getattr(local, "broker_log", None)
+            if log is None or not Path(log).exists():
+                continue
+            lines = Path(log).read_text(errors="replace").splitlines()
+            notable = [ln for ln in lines if "[error]" in ln or "[warning]" in ln][-40:]
+            report.sections.append((f"RabbitMQ log {local.node}", "\n".join(notable)))
+    return report
 
 
 def _topology_of(item: pytest.Item | pytest.FixtureRequest) -> str:
