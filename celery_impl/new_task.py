@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from types import TracebackType
 
 import amqp.exceptions
 import kombu.exceptions
@@ -35,14 +34,8 @@ from celery_impl.settings import (
 )
 from shared import cli, settings
 from shared.contract import PERSISTENT, TRANSIENT, Envelope
-from shared.errors import (
-    BrokerUnreachable,
-    PublishRefused,
-    PublishUnconfirmed,
-    Unroutable,
-    blocked,
-    unconfirmed,
-)
+from shared.errors import PublishRefused, Unroutable, blocked, unconfirmed
+from shared.producer import BaseProducer, lost_twice
 
 CONNECTION_LOST = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError)
 """What py-amqp and kombu raise when the connection drops mid-publish."""
@@ -103,7 +96,7 @@ def _timed_out(error: BaseException) -> bool:
     return False
 
 
-class Producer:
+class Producer(BaseProducer[Envelope]):
     """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
 
     * Each :meth:`publish` returns only once the broker confirmed the message
@@ -153,29 +146,15 @@ class Producer:
         self.declare = declare
         self.durable = durable
         self.task = task or tasks.work
-        # py-amqp has one wait for a confirm, ``confirm_timeout``: it bounds both an
-        # unconfirmed publish (MQLAB_CONFIRM_TIMEOUT) and a blocked one (MQLAB_BLOCKED_TIMEOUT).
-        self.confirm_timeout = min(self.settings.confirm_timeout, self.settings.blocked_timeout)
         self._conn: Connection | None = None
         self._producer: KombuProducer | None = None
-        self._blocked: str | None = None
 
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _on_blocked(self, reason: object = "") -> None:
-        self._blocked = str(reason or "")
-
-    def _on_unblocked(self) -> None:
-        self._blocked = None
+    @property
+    def confirm_timeout(self) -> float:
+        """py-amqp has one wait for a confirm, ``confirm_timeout``: it bounds both an
+        unconfirmed publish (``MQLAB_CONFIRM_TIMEOUT``) and a blocked one
+        (``MQLAB_BLOCKED_TIMEOUT``), so it is the smaller of the two (seconds)."""
+        return min(self.settings.confirm_timeout, self.settings.blocked_timeout)
 
     def _open(self) -> KombuProducer:
         self._drop()
@@ -227,10 +206,7 @@ class Producer:
             except CONNECTION_LOST as e:  # the new connection died while declaring
                 self._drop()
                 if attempt == 2:
-                    raise BrokerUnreachable(
-                        f"lost the connection to RabbitMQ twice while publishing "
-                        f"({str(e) or type(e).__name__}); the message was not sent"
-                    ) from e
+                    raise lost_twice(str(e) or type(e).__name__) from e
                 continue
             try:
                 publish_confirmed(self.task, producer, self.queue, (body,), envelope, mode, timeout)
@@ -256,10 +232,7 @@ class Producer:
                 if _timed_out(e):  # kombu wraps the confirm timeout
                     raise unconfirmed(timeout, 0, 1) from e
                 if attempt == 2:
-                    raise BrokerUnreachable(
-                        f"lost the connection to RabbitMQ twice while publishing "
-                        f"({str(e) or type(e).__name__}); the message was not confirmed"
-                    ) from e
+                    raise lost_twice(str(e) or type(e).__name__) from e
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -308,21 +281,8 @@ def publish(
             on declare, unroutable, nacked or blocked publish (the message says how many were
             confirmed before).
     """
-    envelopes: list[Envelope] = []
     with Producer(amqp_url, queue=queue, declare=declare) as producer:
-        for body in bodies:
-            try:
-                envelopes.append(producer.publish(body))
-            except PublishUnconfirmed as e:
-                # A quorum queue without a majority: the message is not counted as sent.
-                raise unconfirmed(producer.confirm_timeout, len(envelopes), len(bodies)) from e
-            except BrokerUnreachable as e:
-                if not envelopes:
-                    raise
-                raise BrokerUnreachable(
-                    f"{e} ({len(envelopes)} of {len(bodies)} messages were confirmed before)"
-                ) from e
-    return envelopes
+        return producer.publish_all(bodies)
 
 
 def main() -> int:

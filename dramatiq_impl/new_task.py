@@ -13,9 +13,7 @@ keeps open.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import pika
@@ -25,14 +23,8 @@ from dramatiq import Actor, Message
 from dramatiq_impl import actors
 from dramatiq_impl.settings import connect, make_broker, task_queue
 from shared import cli, pika_errors, settings
-from shared.errors import (
-    BrokerUnreachable,
-    PublishRefused,
-    PublishUnconfirmed,
-    Unroutable,
-    blocked,
-    unconfirmed,
-)
+from shared.errors import PublishRefused, Unroutable, blocked, unconfirmed
+from shared.producer import BaseProducer, lost_twice
 
 LOST = (
     pika.exceptions.AMQPConnectionError,  # StreamLostError, ConnectionClosedByBroker, ...
@@ -42,7 +34,7 @@ LOST = (
 """What pika raises on a connection that died under us (broker restart, missed heartbeats)."""
 
 
-class Producer:
+class Producer(BaseProducer[Message[Any]]):
     """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
 
     It publishes as ``RabbitmqBroker.enqueue`` does (the ``before_enqueue`` / ``after_enqueue``
@@ -95,24 +87,6 @@ class Producer:
         self.actor = actor or actors.work
         self.broker = make_broker(amqp_url)
         self._connection: pika.BlockingConnection | None = None
-        self._blocked: str | None = None
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _on_blocked(self, connection: pika.BlockingConnection, frame: object) -> None:
-        self._blocked = str(getattr(getattr(frame, "method", None), "reason", "") or "")
-
-    def _on_unblocked(self, connection: pika.BlockingConnection, frame: object) -> None:
-        self._blocked = None
 
     def _drop(self) -> None:
         """Forget this thread's connection (Dramatiq closes it, ignoring errors)."""
@@ -147,19 +121,12 @@ class Producer:
             self._drop()
             connect(self.broker, self.queue, declare=False)
             connection = self._connection = self.broker.connection
-            connection.add_on_connection_blocked_callback(self._on_blocked)
-            connection.add_on_connection_unblocked_callback(self._on_unblocked)
+            pika_errors.watch_blocked(connection, self._on_blocked, self._on_unblocked)
             if self.declare:
                 # A new connection: Dramatiq declares again what it declared on the old one.
                 self.broker.queues_pending.add(self.queue)
                 connect(self.broker, self.queue, declare=True)
-        deadline = time.monotonic() + self.settings.blocked_timeout
-        while self._blocked is not None:
-            if time.monotonic() > deadline:
-                reason = self._blocked
-                self._drop()
-                raise blocked(reason, self.settings.blocked_timeout, sent=False)
-            connection.process_data_events(time_limit=0.2)
+        self._wait_unblocked(lambda: connection.process_data_events(time_limit=0.2))
         return connection
 
     def publish(self, body: str) -> Message[Any]:
@@ -211,10 +178,7 @@ class Producer:
             except LOST as e:
                 self._drop()
                 if attempt == 2:
-                    raise BrokerUnreachable(
-                        f"lost the connection to RabbitMQ twice while publishing "
-                        f"({pika_errors.root_cause(e)}); the message was not confirmed"
-                    ) from e
+                    raise lost_twice(pika_errors.root_cause(e)) from e
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -256,22 +220,8 @@ def publish(
             on declare, unroutable, nacked or blocked publish (the message says how many were
             confirmed before).
     """
-    messages: list[Message[Any]] = []
     with Producer(amqp_url, queue=queue, declare=declare) as producer:
-        for body in bodies:
-            try:
-                messages.append(producer.publish(body))
-            except PublishUnconfirmed as e:
-                # A quorum queue without a majority: the message is not counted as sent.
-                timeout = producer.settings.confirm_timeout
-                raise unconfirmed(timeout, len(messages), len(bodies)) from e
-            except BrokerUnreachable as e:
-                if not messages:
-                    raise
-                raise BrokerUnreachable(
-                    f"{e} ({len(messages)} of {len(bodies)} messages were confirmed before)"
-                ) from e
-    return messages
+        return producer.publish_all(bodies)
 
 
 def main() -> int:

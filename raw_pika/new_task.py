@@ -15,9 +15,7 @@ restarts and resource alarms (its docstring says how).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Sequence
-from types import TracebackType
 
 import pika
 import pika.exceptions
@@ -26,14 +24,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from raw_pika.settings import connect, declare_hello_queue, declare_task_queue, task_queue
 from shared import cli, pika_errors, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, TRANSIENT, Envelope
-from shared.errors import (
-    BrokerUnreachable,
-    PublishRefused,
-    PublishUnconfirmed,
-    Unroutable,
-    blocked,
-    unconfirmed,
-)
+from shared.errors import PublishRefused, Unroutable, blocked, unconfirmed
+from shared.producer import BaseProducer, lost_twice
 
 LOST = (
     pika.exceptions.AMQPConnectionError,  # StreamLostError, ConnectionClosedByBroker, ...
@@ -79,7 +71,7 @@ def publish_confirmed(
         raise PublishRefused(f"broker refused (nacked) a message for '{queue}'") from e
 
 
-class Producer:
+class Producer(BaseProducer[Envelope]):
     """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
 
     * Each :meth:`publish` returns only once the broker confirmed the message (publisher
@@ -127,18 +119,6 @@ class Producer:
         self.durable = durable
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
-        self._blocked: str | None = None
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _params(self) -> list[pika.URLParameters]:
         """Every node's connection parameters (for error messages)."""
@@ -148,18 +128,11 @@ class Producer:
             heartbeat=self.settings.heartbeat,
         )
 
-    def _on_blocked(self, connection: pika.BlockingConnection, frame: object) -> None:
-        self._blocked = str(getattr(getattr(frame, "method", None), "reason", "") or "")
-
-    def _on_unblocked(self, connection: pika.BlockingConnection, frame: object) -> None:
-        self._blocked = None
-
     def _open(self) -> BlockingChannel:
         self._drop()
         connection = connect(self.amqp_url)
         self._connection = connection
-        connection.add_on_connection_blocked_callback(self._on_blocked)
-        connection.add_on_connection_unblocked_callback(self._on_unblocked)
+        pika_errors.watch_blocked(connection, self._on_blocked, self._on_unblocked)
         try:
             channel = connection.channel()
             if self.settings.confirms:
@@ -194,13 +167,7 @@ class Producer:
             channel = self._open()
             connection = self._connection
         assert connection is not None
-        deadline = time.monotonic() + self.settings.blocked_timeout
-        while self._blocked is not None:
-            if time.monotonic() > deadline:
-                reason = self._blocked
-                self._drop()
-                raise blocked(reason, self.settings.blocked_timeout, sent=False)
-            connection.process_data_events(time_limit=0.2)
+        self._wait_unblocked(lambda: connection.process_data_events(time_limit=0.2))
         return channel
 
     def publish(self, body: str) -> Envelope:
@@ -235,10 +202,7 @@ class Producer:
             except LOST as e:
                 self._drop()
                 if attempt == 2:
-                    raise BrokerUnreachable(
-                        f"lost the connection to RabbitMQ twice while publishing "
-                        f"({pika_errors.root_cause(e)}); the message was not confirmed"
-                    ) from e
+                    raise lost_twice(pika_errors.root_cause(e)) from e
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -282,23 +246,8 @@ def publish(
             on declare, unroutable, nacked or blocked publish (the message says how many were
             confirmed before).
     """
-    envelopes: list[Envelope] = []
     with Producer(amqp_url, queue=queue, declare=declare) as producer:
-        for body in bodies:
-            try:
-                envelopes.append(producer.publish(body))
-            except PublishUnconfirmed as e:
-                # A quorum queue without a majority: the message may yet be stored, but is
-                # not counted as sent.
-                timeout = producer.settings.confirm_timeout
-                raise unconfirmed(timeout, len(envelopes), len(bodies)) from e
-            except BrokerUnreachable as e:
-                if not envelopes:
-                    raise
-                raise BrokerUnreachable(
-                    f"{e} ({len(envelopes)} of {len(bodies)} messages were confirmed before)"
-                ) from e
-    return envelopes
+        return producer.publish_all(bodies)
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ pika (``raw_pika`` directly, ``dramatiq_impl`` through Dramatiq's ``RabbitmqBrok
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 import pika
@@ -61,6 +61,22 @@ def node_parameters(
         params.heartbeat = heartbeat
         out.append(params)
     return out
+
+
+def watch_blocked(
+    connection: pika.BlockingConnection,
+    on_blocked: Callable[[str], None],
+    on_unblocked: Callable[[], None],
+) -> None:
+    """Call ``on_blocked(reason)`` / ``on_unblocked()`` when RabbitMQ blocks or unblocks
+    ``connection`` (``connection.blocked``, RabbitMQ docs, "Blocked Connection
+    Notifications"); pika hands its callbacks the connection and the method frame."""
+
+    def blocked(_connection: object, frame: object) -> None:
+        on_blocked(str(getattr(getattr(frame, "method", None), "reason", "") or ""))
+
+    connection.add_on_connection_blocked_callback(blocked)
+    connection.add_on_connection_unblocked_callback(lambda _connection, _frame: on_unblocked())
 
 
 class ConfirmTimeout(Exception):

@@ -293,6 +293,16 @@ class Cluster(Node):
         self.await_quorum_queues(timeout)
         return time.monotonic() - began
 
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl ARGS`` on every running node (a per-node setting such as
+        ``set_vm_memory_high_watermark`` then holds cluster-wide); node 1's output.
+
+        Raises:
+            RuntimeError: it failed on a node (the message quotes its stderr).
+        """
+        outputs = [n.rabbitmqctl(*args, timeout=timeout) for n in self.nodes if n.alive()]
+        return outputs[0] if outputs else ""
+
     def sync_metadata(self) -> None:
         """Fsync Mnesia's log on every running node (:meth:`LocalNode.sync_metadata`; see
         :meth:`Node.sync_metadata`).

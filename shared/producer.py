@@ -1,0 +1,126 @@
+"""What the three ``Producer`` classes share: the ``with`` block, the ``connection.blocked``
+state, and publishing a batch whose error says how many were confirmed.
+
+RabbitMQ tells a client with ``connection.blocked`` (and a reason such as "low on memory")
+that it stops reading from publishing connections while a resource alarm lasts, and with
+``connection.unblocked`` that it reads again (RabbitMQ docs, "Blocked Connection
+Notifications"). Each implementation registers its client's callbacks to
+:meth:`BaseProducer._on_blocked` and :meth:`BaseProducer._on_unblocked`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+from shared.errors import BrokerUnreachable, PublishUnconfirmed, blocked, unconfirmed
+from shared.settings import Settings
+
+Sent = TypeVar("Sent")
+"""What one confirmed publish returns (an envelope, or Dramatiq's message)."""
+
+
+class BaseProducer(Generic[Sent]):
+    """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
+
+    Subclasses set :attr:`settings` and implement :meth:`publish`, :meth:`close` and
+    :meth:`_drop`.
+
+    Attributes:
+        settings: the loaded settings (``MQLAB_BLOCKED_TIMEOUT``, ``MQLAB_CONFIRM_TIMEOUT``).
+    """
+
+    settings: Settings
+    _blocked: str | None = None
+    """The broker's reason while it blocks this connection, else ``None``."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def confirm_timeout(self) -> float:
+        """Seconds a publish waits for its confirm (``MQLAB_CONFIRM_TIMEOUT``)."""
+        return self.settings.confirm_timeout
+
+    def publish(self, body: str) -> Sent:
+        """Publish one message; return once the broker confirmed it.
+
+        Raises:
+            shared.errors.MqlabError: the message was not confirmed (the subclass says why).
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection (waiting at most ``MQLAB_BLOCKED_TIMEOUT`` seconds).
+
+        Raises:
+            PublisherBlocked: the broker still blocked the connection.
+        """
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        """Forget the connection without waiting on it."""
+        raise NotImplementedError
+
+    def _on_blocked(self, reason: str = "") -> None:
+        self._blocked = reason
+
+    def _on_unblocked(self) -> None:
+        self._blocked = None
+
+    def _wait_unblocked(self, pump: Callable[[], None]) -> None:
+        """Call ``pump`` (which reads from the connection) while the broker blocks it, at
+        most ``MQLAB_BLOCKED_TIMEOUT`` seconds.
+
+        Raises:
+            PublisherBlocked: still blocked after that (nothing was sent).
+        """
+        deadline = time.monotonic() + self.settings.blocked_timeout
+        while self._blocked is not None:
+            if time.monotonic() > deadline:
+                reason = self._blocked
+                self._drop()
+                raise blocked(reason, self.settings.blocked_timeout, sent=False)
+            pump()
+
+    def publish_all(self, bodies: Sequence[str]) -> list[Sent]:
+        """Publish one message per body, each confirmed before the next; return what
+        :meth:`publish` returned.
+
+        Raises:
+            shared.errors.MqlabError: as :meth:`publish`; an unconfirmed publish or a lost
+                connection says how many messages were confirmed before.
+        """
+        sent: list[Sent] = []
+        for body in bodies:
+            try:
+                sent.append(self.publish(body))
+            except PublishUnconfirmed as e:
+                # A quorum queue without a majority: the message may yet be stored, but is
+                # not counted as sent.
+                raise unconfirmed(self.confirm_timeout, len(sent), len(bodies)) from e
+            except BrokerUnreachable as e:
+                if not sent:
+                    raise
+                raise BrokerUnreachable(
+                    f"{e} ({len(sent)} of {len(bodies)} messages were confirmed before)"
+                ) from e
+        return sent
+
+
+def lost_twice(cause: str) -> BrokerUnreachable:
+    """The error for a publish whose connection was lost, replaced, and lost again."""
+    return BrokerUnreachable(
+        f"lost the connection to RabbitMQ twice while publishing ({cause}); "
+        "the message was not confirmed"
+    )
