@@ -246,13 +246,15 @@ def declare(conn: Connection, queue: Queue) -> None:
         QueueMismatch: the queue exists with other arguments, e.g. non-durable
             (406 PRECONDITION_FAILED).
         AccessRefused: no configure permission on it (403).
+        MqlabError: any other close by the broker, e.g. 541 INTERNAL_ERROR for a new quorum
+            queue on a cluster without a majority of its nodes.
     """
     channel = conn.channel()
     try:
         queue(channel).declare()
     except amqp.exceptions.PreconditionFailed as e:
         raise QueueMismatch(queue_mismatch_message(queue.name, str(e.reply_text))) from e
-    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed) as e:
+    except amqp.exceptions.AMQPError as e:  # 403, 530; 541 a quorum queue without quorum
         raise refused_by_broker(e, conn, "declare") from e
     finally:
         if channel.is_open:

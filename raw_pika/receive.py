@@ -15,9 +15,12 @@ from shared import cli, pika_errors, settings, tasks
 
 def main() -> int:
     connection = connect()
-    channel = connection.channel()
     queue = hello_queue()
-    declare_hello_queue(channel, queue)
+    try:
+        channel = connection.channel()
+        declare_hello_queue(channel, queue)
+    except pika.exceptions.ConnectionClosedByBroker as e:  # 541: quorum queue without quorum
+        raise pika_errors.translate(e, connection._impl.params, queue, "declare") from e
 
     def callback(
         ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
@@ -30,7 +33,10 @@ def main() -> int:
         print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
         print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
         channel.start_consuming()
-    except pika.exceptions.ChannelClosedByBroker as e:  # 403: no read permission
+    except (
+        pika.exceptions.ChannelClosedByBroker,  # 403: no read permission
+        pika.exceptions.ConnectionClosedByBroker,  # 320: the node shut down
+    ) as e:
         raise pika_errors.translate(e, connection._impl.params, queue, "consume") from e
     return 0
 

@@ -35,6 +35,11 @@ the peer never answers the handshake, ``ssl.SSLError`` for TLS against a plain p
 ``socket.gaierror`` for a host name that does not resolve."""
 
 
+CONNECTION_LOST_CODES = (320,)
+"""Reply codes of a connection close that means the broker went away (320 CONNECTION_FORCED:
+the node shuts down, or an operator closed the connection), reported as an unreachable broker."""
+
+
 def node_parameters(
     urls: Sequence[str], *, timeout: float, heartbeat: int, blocked_timeout: float = 60
 ) -> list[pika.URLParameters]:
@@ -154,6 +159,16 @@ def translate(
         error, (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker)
     ) and error.reply_code in (402, 403, 404, 530):
         return refused(error.reply_code, error.reply_text, user, first.virtual_host, doing)
+    if (
+        isinstance(error, pika.exceptions.ConnectionClosedByBroker)
+        and error.reply_code not in CONNECTION_LOST_CODES
+    ):
+        # e.g. 541 INTERNAL_ERROR "Cannot declare quorum queue ... cluster_not_formed": the
+        # broker answered and said why, so the reason is its reply, not an unreachable broker.
+        while_doing = "" if doing == "?" else f" while trying to {doing}"
+        return MqlabError(
+            f"RabbitMQ closed the connection{while_doing} ({error.reply_code} {error.reply_text})"
+        )
     if isinstance(error, pika.exceptions.UnroutableError):
         return Unroutable(f"message returned unroutable: no queue named '{queue}'")
     if isinstance(error, pika.exceptions.NackError):
@@ -162,9 +177,12 @@ def translate(
 
 
 def root_cause(error: BaseException) -> str:
-    """The innermost reason inside pika's nested connection errors, e.g. "Connection refused"."""
+    """The innermost reason inside pika's nested connection errors, e.g. "Connection refused",
+    or the broker's reply when it closed the connection ("320 CONNECTION_FORCED - ...")."""
     seen: BaseException | None = error
     while seen is not None:
+        if isinstance(seen, pika.exceptions.ConnectionClosedByBroker):
+            return f"{seen.reply_code} {seen.reply_text}"  # the broker's own reason
         if isinstance(seen, OSError) and seen.strerror:
             return seen.strerror
         if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:

@@ -14,10 +14,15 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import amqp.exceptions
+import pika
+import pika.exceptions
 import pytest
 
-from shared import journal
+from shared import journal, pika_errors
+from shared.errors import BrokerUnreachable, MqlabError
 from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Journal
 from testbed import registry
@@ -285,3 +290,105 @@ def test_worker_whose_queue_is_deleted_does_not_hang(
         pytest.fail(f"worker alive without a consumer; output:\n{worker.output()}")
     if not worker.alive():
         _assert_one_line_error(worker.popen.returncode, worker.output())
+
+
+# A new quorum queue declared on a cluster without a majority of its nodes: RabbitMQ 3.10 waits
+# about 15 s, then closes the whole connection with 541 INTERNAL_ERROR. The programs said
+# "cannot connect to RabbitMQ ... is AMQP_URL right?" (pika, Dramatiq) or printed a traceback
+# (raw_pika.receive, the Celery worker and receiver). Reproduced by hand on `mqlab broker up
+# --cluster` with two nodes SIGKILLed and MQLAB_QUEUE_PREFIX=fresh.; these check the mapping
+# without a cluster.
+NO_QUORUM = (
+    "INTERNAL_ERROR - Cannot declare quorum queue 'fresh.hello' in vhost '/' on node "
+    "'mqlab-1@localhost' with leader on node 'mqlab-1@localhost': cluster_not_formed"
+)
+
+
+def _pika_params() -> pika.URLParameters:
+    return pika.URLParameters("amqp://u:p@127.0.0.1:1/%2F")
+
+
+@pytest.mark.timeout(10)
+def test_pika_connection_closed_with_a_reason_is_not_called_unreachable() -> None:
+    closed = pika.exceptions.ConnectionClosedByBroker(541, NO_QUORUM)
+    error = pika_errors.translate(closed, [_pika_params()], "fresh.hello", "declare")
+    assert not isinstance(error, BrokerUnreachable), str(error)
+    assert "541" in str(error) and "cluster_not_formed" in str(error), str(error)
+    assert "cannot connect" not in str(error)
+    # Negative control: a node that shuts down (320 CONNECTION_FORCED) is still a broker gone.
+    gone = pika.exceptions.ConnectionClosedByBroker(320, "CONNECTION_FORCED - shutdown")
+    lost = pika_errors.translate(gone, [_pika_params()], "fresh.hello", "declare")
+    assert isinstance(lost, BrokerUnreachable), str(lost)
+    assert "320 CONNECTION_FORCED" in str(lost)
+
+
+class _ClosingChannel:
+    """A pika channel whose queue.declare ends the way RabbitMQ's close does."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def queue_declare(self, **kwargs: object) -> None:
+        raise self.error
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (pika.exceptions.ConnectionClosedByBroker(541, NO_QUORUM), "541 INTERNAL_ERROR"),
+        # Negative control: the 406 path that worked before gives its own message.
+        (
+            pika.exceptions.ChannelClosedByBroker(406, "PRECONDITION_FAILED - inequivalent arg"),
+            "already exists with other arguments",
+        ),
+    ],
+    ids=["541", "406"],
+)
+def test_pika_receive_reports_a_refused_declare_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, expected: str
+) -> None:
+    import raw_pika.receive
+
+    connection = SimpleNamespace(
+        _impl=SimpleNamespace(params=_pika_params()), channel=lambda: _ClosingChannel(error)
+    )
+    monkeypatch.setattr(raw_pika.receive, "connect", lambda: connection)
+    with pytest.raises(MqlabError) as raised:
+        raw_pika.receive.main()
+    assert expected in str(raised.value)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (amqp.exceptions.InternalError(NO_QUORUM, reply_code=541), "541 INTERNAL_ERROR"),
+        # Negative control: the 406 path that worked before gives its own message.
+        (
+            amqp.exceptions.PreconditionFailed("PRECONDITION_FAILED", reply_code=406),
+            "already exists with other arguments",
+        ),
+    ],
+    ids=["541", "406"],
+)
+def test_celery_declare_reports_a_refused_declare_in_one_line(
+    error: Exception, expected: str
+) -> None:
+    from celery_impl import settings as celery_settings
+
+    class Queue:
+        name = "fresh.celery.hello"
+
+        def __call__(self, channel: object) -> Queue:
+            return self
+
+        def declare(self) -> None:
+            raise error
+
+    conn = SimpleNamespace(
+        channel=lambda: SimpleNamespace(is_open=False), userid="u", virtual_host="/"
+    )
+    with pytest.raises(MqlabError) as raised:
+        celery_settings.declare(conn, Queue())  # type: ignore[arg-type]
+    assert expected in str(raised.value)
