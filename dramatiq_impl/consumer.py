@@ -16,10 +16,12 @@ dead-lettered to ``.XQ``). A message that decodes but whose envelope does not fi
 anywhere: a ``queue_name`` other than the queue it came from makes the worker thread look up a
 consumer that does not exist (``Worker.process_message``: ``self.consumers[message.queue_name]``)
 and die with a KeyError, leaving the worker alive but serving nothing; ``options`` that are not a
-mapping break the middleware. :class:`GuardedConsumer` checks the envelope as it comes off the queue
-and nacks what does not fit (parked in ``.XQ``, one line, :mod:`shared.poison`). Plugged in through
-the broker's ``consumer_class`` property (:class:`ExitWhenRefused`, and the consumer of
-:class:`dramatiq_impl.settings.Broker` extends it).
+mapping break the middleware; an ``eta`` in the future on the work queue (another producer's
+delayed message, which Dramatiq itself sends to ``.DQ``) would be held unacked in a prefetch slot
+until its time, so a prefetch-1 worker serves nothing behind it. :class:`GuardedConsumer`
+checks the envelope as it comes off the queue and nacks what does not fit (parked in ``.XQ``,
+one line, :mod:`shared.poison`). Plugged in through the broker's ``consumer_class`` property
+(:class:`ExitWhenRefused`, and the consumer of :class:`dramatiq_impl.settings.Broker` extends it).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import _RabbitmqConsumer
-from dramatiq.common import xq_name
+from dramatiq.common import current_millis, q_name, xq_name
 
 from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import pika_errors, poison
@@ -72,6 +74,20 @@ def envelope_fault(message: Any, queue_name: str) -> str | None:
         return "options is not a mapping"
     if not isinstance(message.kwargs, dict):
         return "kwargs is not a mapping"
+    eta = message.options.get("eta")
+    if (
+        queue_name == q_name(queue_name)  # the work queue, not its .DQ
+        and isinstance(eta, (int, float))
+        and not isinstance(eta, bool)
+        and eta > current_millis()
+    ):
+        # Dramatiq holds such a message unacked in memory until its eta, in a prefetch slot
+        # of the work queue: a prefetch-1 worker would serve nothing behind it until then.
+        # Its own delayed messages wait in .DQ and reach the work queue without an eta.
+        return (
+            f"an eta {(eta - current_millis()) / 1000:.0f} s ahead on the work queue (delayed "
+            "messages belong in .DQ); the worker would hold it unacked until then"
+        )
     return None
 
 

@@ -104,3 +104,42 @@ def test_dramatiq_delayed_message_waits_in_dq_while_the_rest_run(
     assert all(by_id[i].started_at < delayed_row.started_at for i in ids)
     assert delayed_row.started_at >= sent_at + delay_ms / 1000 - 0.5
     assert len(journal_rows(journal_path)) == 4
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("eta", [True, False], ids=["eta", "control-past-eta"])
+def test_dramatiq_eta_on_the_work_queue_is_dead_lettered_and_the_rest_run(
+    broker: Node, start_worker: StartWorker, journal_path: str, eta: bool
+) -> None:
+    """Another producer puts a message with an ``eta`` an hour ahead straight onto the work
+    queue (Dramatiq's own delayed messages go to ``.DQ``). Dramatiq would hold it unacked in
+    memory until then, in the only prefetch slot: nothing behind it ran. It is parked in
+    ``.XQ`` and the rest run. Control: an eta already past runs like any message."""
+    if "dramatiq" not in registry.available():
+        pytest.skip("dramatiq_impl not importable")
+    from tests.poison_messages import _dramatiq, publish_raw
+
+    impl = registry.get("dramatiq")
+    queue = impl.task_queue()
+    worker = start_worker(impl, "w1", prefetch=1)
+    when = time.time() + (3600 if eta else -60)
+    held = _dramatiq(
+        queue, "eta", options={"eta": int(when * 1000)}, parked=eta, attempts=0 if eta else 1
+    )
+    publish_raw(broker.amqp_url, queue, [held])
+    ids = impl.publish_work(["."] * 3)
+
+    expected = ids if eta else [*ids, held.message_id]
+    rows = wait_for_finished(journal_path, expected, timeout=30)
+    if eta:
+        assert held.message_id not in {r.message_id for r in rows}
+        wait_until(
+            lambda: (
+                (q := broker.management.queue(impl.dead_letter_queue())) is not None
+                and q.ready == 1
+            ),
+            30,
+            what="the eta message in .XQ",
+        )
+        assert "an eta" in worker.output()
+    assert worker.alive()
