@@ -46,8 +46,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     impl = one_impl(args.impl)
-    if args.count < 1:
-        raise UsageError("--count must be at least 1")
+    if not 1 <= args.count <= shared_cli.MAX_COUNT:
+        raise UsageError(f"--count must be 1 to {shared_cli.MAX_COUNT} (run it again for more)")
     text = " ".join(args.body) or "Hello World!"
     ids = impl.publish_work([text] * args.count, amqp_url=amqp_url(args.amqp_url))
     for message_id in ids[:10]:

@@ -15,6 +15,10 @@ from shared import settings
 from shared.contract import Published
 from shared.errors import MqlabError
 
+MAX_COUNT = 1_000_000
+"""The most messages one ``--count`` publishes: each body and what was sent stay in memory
+until the end, so ``--count 1000000000`` (a typo) would exhaust memory before the first publish."""
+
 
 def run(main: Callable[[], int | None]) -> None:
     """Run ``main`` and exit with its code.
@@ -161,8 +165,8 @@ def new_task_main(
         "--count", type=int, default=1, help="send N numbered copies: '<body> #1' ..."
     )
     args = parser.parse_args()
-    if args.count < 0:
-        parser.error("--count must be 0 or more")
+    if not 0 <= args.count <= MAX_COUNT:
+        parser.error(f"--count must be 0 to {MAX_COUNT} (run the program again for more)")
     text = " ".join(args.body) or "Hello World!"
     try:
         text.encode()

@@ -392,3 +392,18 @@ def test_celery_declare_reports_a_refused_declare_in_one_line(
     with pytest.raises(MqlabError) as raised:
         celery_settings.declare(conn, Queue())  # type: ignore[arg-type]
     assert expected in str(raised.value)
+
+
+UNREACHABLE = {"AMQP_URL": "amqp://u:p@127.0.0.1:1/%2F", "MQLAB_CONNECT_TIMEOUT": "2"}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_new_task_refuses_a_count_it_cannot_hold(impl: Implementation) -> None:
+    """`new_task --count 10000000000` (a typo) built ten billion numbered bodies in memory
+    before the first publish: no output, memory growing until the OOM killer. Refused in one
+    line at once. Control: a small count gets past the check to the (unreachable) broker."""
+    code, stderr = _run(impl.new_task_command(["x"], count=10**10), UNREACHABLE, timeout=15)
+    assert "--count must be 0 to" in _assert_one_line_error(code, stderr)
+    code, stderr = _run(impl.new_task_command(["x"], count=2), UNREACHABLE, timeout=15)
+    assert "cannot connect" in _assert_one_line_error(code, stderr)
