@@ -177,9 +177,18 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
     keep it until Ctrl+C / SIGTERM / ``mqlab broker down``.
 
     With ``detach``, run this same command in the background and return once it is ready.
+
+    Raises:
+        UsageError: a node of the other kind (single node, cluster) is already running.
     """
     existing = up_record.read()
     if existing is not None:
+        running = "a cluster" if existing.get("nodes") else "a single node"
+        if bool(existing.get("nodes")) != cluster:  # not what was asked for
+            raise UsageError(
+                f"{running} is already running ({mask_password(existing['amqp_url'])}); "
+                "stop it first: mqlab broker down"
+            )
         console.print(f"already running: {mask_password(existing['amqp_url'])}")
         return 0
     if detach:

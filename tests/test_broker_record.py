@@ -192,3 +192,41 @@ def test_the_private_node_has_its_own_random_password(broker: Node) -> None:
     guest.credentials = pika.PlainCredentials("guest", "guest")
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         pika.BlockingConnection(guest)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cluster", [True, False], ids=["cluster-asked", "control-same-kind"])
+def test_broker_up_of_another_kind_is_refused(tmpdir_env: Path, cluster: bool) -> None:
+    """A single node is up; `mqlab broker up --cluster` said "already running" and exited 0,
+    leaving the user on one node with MQLAB_QUEUE_TYPE=quorum (no replication, no node to
+    lose). It is refused in one line, exit 2. Control: asking for the same kind again is the
+    usual "already running", exit 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "lab", "broker", "up"]
+    )
+    try:
+        fake = psutil.Process(proc.pid)
+        wait_until(lambda: "broker" in fake.cmdline(), 10, what="the fake broker up to start")
+        _record(
+            {
+                "pid": proc.pid,
+                "started": fake.create_time(),
+                "amqp_url": "amqp://x:secret@127.0.0.1:1/%2F",
+                "management_url": "http://127.0.0.1:1",
+                "nodes": [],
+            }
+        )
+        argv = [sys.executable, "-m", "lab.cli", "broker", "up", "--detach"]
+        result = run_to_end(Command([*argv, "--cluster"] if cluster else argv), {}, timeout=30)
+        if cluster:
+            assert result.returncode == 2, result.stdout + result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "a single node is already running" in lines[0], lines
+            assert "secret" not in result.stderr
+        else:
+            assert result.returncode == 0, result.stderr
+            assert "already running" in result.stdout
+        assert proc.poll() is None  # the running node is left alone
+    finally:
+        proc.kill()
+        proc.wait()
