@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from shared.errors import BrokerUnreachable, PublishUnconfirmed, blocked, unconfirmed
+from shared.errors import (
+    BrokerUnreachable,
+    MqlabError,
+    PublishUnconfirmed,
+    blocked,
+    unconfirmed,
+)
 from shared.settings import Settings
 
 Sent = TypeVar("Sent")
@@ -98,8 +104,9 @@ class BaseProducer(Generic[Sent]):
         :meth:`publish` returned.
 
         Raises:
-            shared.errors.MqlabError: as :meth:`publish`; an unconfirmed publish or a lost
-                connection says how many messages were confirmed before.
+            shared.errors.MqlabError: as :meth:`publish`; after the first message, the error
+                (an unconfirmed publish, a lost connection, a nack) says how many messages
+                were confirmed before.
         """
         sent: list[Sent] = []
         for body in bodies:
@@ -109,10 +116,10 @@ class BaseProducer(Generic[Sent]):
                 # A quorum queue without a majority: the message may yet be stored, but is
                 # not counted as sent.
                 raise unconfirmed(self.confirm_timeout, len(sent), len(bodies)) from e
-            except BrokerUnreachable as e:
+            except MqlabError as e:  # lost connection, nack (a quorum queue's leader lost)...
                 if not sent:
                     raise
-                raise BrokerUnreachable(
+                raise type(e)(
                     f"{e} ({len(sent)} of {len(bodies)} messages were confirmed before)"
                 ) from e
         return sent

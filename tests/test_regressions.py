@@ -22,9 +22,10 @@ import pika.exceptions
 import pytest
 
 from shared import journal, pika_errors
-from shared.errors import BrokerUnreachable, MqlabError
+from shared.errors import BrokerUnreachable, MqlabError, PublishRefused
 from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Journal
+from shared.producer import BaseProducer
 from testbed import registry
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
@@ -407,3 +408,29 @@ def test_new_task_refuses_a_count_it_cannot_hold(impl: Implementation) -> None:
     assert "--count must be 0 to" in _assert_one_line_error(code, stderr)
     code, stderr = _run(impl.new_task_command(["x"], count=2), UNREACHABLE, timeout=15)
     assert "cannot connect" in _assert_one_line_error(code, stderr)
+
+
+class _NackingProducer(BaseProducer[str]):
+    """Confirms ``ok`` messages, then the broker nacks one (as a quorum queue whose leader was
+    just killed does)."""
+
+    def __init__(self, ok: int) -> None:
+        self.ok = ok
+
+    def publish(self, body: str) -> str:
+        if self.ok == 0:
+            raise PublishRefused("broker refused (nacked) a message for 'task_queue'")
+        self.ok -= 1
+        return body
+
+
+@pytest.mark.timeout(10)
+def test_a_nack_mid_batch_says_how_many_were_confirmed() -> None:
+    """`new_task --count 3000` on a cluster whose queue leader was SIGKILLed mid-run: 690 were
+    confirmed, then one nack, and the one line said only "broker refused (nacked) a message":
+    the user could not tell what was sent. Control: a nack of the first message has no count."""
+    with pytest.raises(PublishRefused, match=r"\(2 of 5 messages were confirmed before\)"):
+        _NackingProducer(ok=2).publish_all(["m"] * 5)
+    with pytest.raises(PublishRefused) as first:
+        _NackingProducer(ok=0).publish_all(["m"] * 5)
+    assert "confirmed before" not in str(first.value)
