@@ -58,8 +58,9 @@ def unconfirmed(seconds: float, confirmed: int, total: int) -> PublishUnconfirme
     ``confirmed`` of ``total`` messages were."""
     return PublishUnconfirmed(
         f"RabbitMQ did not confirm message {confirmed + 1} of {total} within {seconds:g} s "
-        f"(a quorum queue without a majority of its nodes?); {confirmed} were confirmed, the "
-        "rest are not counted as sent"
+        f"(a quorum queue without a majority of its nodes?); {confirmed} were confirmed; message "
+        f"{confirmed + 1} may still be stored once the queue has a majority again (sending it "
+        "again may duplicate it), the rest were not sent"
     )
 
 

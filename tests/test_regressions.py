@@ -22,7 +22,7 @@ import pika.exceptions
 import pytest
 
 from shared import journal, pika_errors
-from shared.errors import BrokerUnreachable, MqlabError, PublishRefused
+from shared.errors import BrokerUnreachable, MqlabError, PublishRefused, unconfirmed
 from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Journal
 from shared.producer import BaseProducer
@@ -434,3 +434,13 @@ def test_a_nack_mid_batch_says_how_many_were_confirmed() -> None:
     with pytest.raises(PublishRefused) as first:
         _NackingProducer(ok=0).publish_all(["m"] * 5)
     assert "confirmed before" not in str(first.value)
+
+
+@pytest.mark.timeout(10)
+def test_an_unconfirmed_publish_says_it_may_still_arrive() -> None:
+    """Two of three nodes SIGKILLed: the producer's one line said the unconfirmed message was
+    "not counted as sent", yet once the nodes returned it was in the queue (3 -> 4 messages),
+    so a user who sent it again got it twice. The line now says it may still be stored."""
+    text = str(unconfirmed(5, 2, 10))
+    assert "did not confirm message 3 of 10" in text and "2 were confirmed" in text
+    assert "message 3 may still be stored" in text
