@@ -109,8 +109,26 @@ def protocol_fault(message: Message) -> str | None:
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]
     """Celery's consumer, whose broker connection asks for per-consumer ``basic.qos``, which
-    parks what it cannot process, and which stops the worker with a non-zero exit code when the
-    broker refuses it."""
+    parks what it cannot process, which stops the worker with a non-zero exit code when the
+    broker refuses it, and which starts no native delayed delivery."""
+
+    class Blueprint(CeleryConsumer.Blueprint):  # type: ignore[misc]
+        """Celery's consumer steps without ``DelayedDelivery``.
+
+        Celery 5.5+ starts native delayed delivery whenever one of the worker's queues is a
+        quorum queue (``DelayedDelivery.include_if``: ``detect_quorum_queues``, whatever
+        ``worker_detect_quorum_queues`` says): it declares 28 ``celery_delayed_*`` quorum
+        queues and their exchanges, which route a due task back through its queue's exchange.
+        Ours is the default exchange (tutorial routing), and ETA/countdown messages are refused
+        (:func:`refuse_eta`), so they would serve nothing, while each quorum queue is a Raft
+        group on every node that a cluster restart must recover.
+        """
+
+        default_steps = [
+            step
+            for step in CeleryConsumer.Blueprint.default_steps
+            if not step.endswith(":DelayedDelivery")
+        ]
 
     def connect(self) -> Any:
         """Celery's connection for consuming, declared to follow the spec's qos semantics."""

@@ -286,13 +286,14 @@ class LocalNode(Node):
         return result.stdout
 
     def sync_metadata(self) -> None:
-        """``rabbitmqctl eval 'mnesia:sync_log().'``: fsync Mnesia's log (queue definitions)
-        now; see :meth:`Node.sync_metadata`.
+        """Write Mnesia's log (queue definitions) and Ra's directory of quorum queue members
+        (``ra_directory_reverse``, auto-saved every 500 ms) to disk now, through
+        ``rabbitmqctl eval``; see :meth:`Node.sync_metadata`.
 
         Raises:
             RuntimeError: rabbitmqctl failed (the message quotes its stderr).
         """
-        self.rabbitmqctl("eval", "mnesia:sync_log().")
+        self.rabbitmqctl("eval", "mnesia:sync_log(), catch dets:sync(ra_directory_reverse), ok.")
 
     def kill(self) -> None:
         """SIGKILL the node's whole process group (beam.smp and its helpers)."""

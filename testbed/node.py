@@ -103,9 +103,11 @@ class Node(ABC):
         RabbitMQ 3.10 keeps queue definitions in Mnesia, which writes each transaction to its
         log but does not fsync it per transaction: a durable queue declared less than about a
         second before the node is SIGKILLed can be missing after the restart (reproduced here:
-        1 of 4 lost at 50 ms; none once ``mnesia:sync_log()`` ran before the kill). A test about
-        persistent messages in durable queues calls this right before a kill, so it checks the
-        messages, not that metadata window (README, "Limits worth knowing").
+        1 of 4 lost at 50 ms; none once ``mnesia:sync_log()`` ran before the kill). Likewise a
+        quorum queue whose members Ra has not yet saved in its directory (every 500 ms) has no
+        leader after a whole-cluster crash. A test that kills the broker calls this right
+        before, so it checks the messages and the clients, not that metadata window (README,
+        "Limits worth knowing").
         """
         return None  # external and Docker nodes: nothing mqlab can ask them to flush
 

@@ -277,3 +277,30 @@ def test_sigterm_is_a_warm_shutdown(
         celery.task_queue(), 30, ready=2, unacked=0, consumers=0, fresh_after=time.time()
     )
     assert stats.ready == len(ids) - 1
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "impl", [pytest.param(("celery", "quorum"), id="celery-quorum")], indirect=True
+)
+def test_no_native_delayed_delivery_queues_on_quorum_queues(
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    """A Celery worker on quorum queues declares no ``celery_delayed_*`` queues (mqlab's
+    consumer leaves out Celery's ``DelayedDelivery`` step; celery_impl.consumer)."""
+    from celery.utils.quorum_queues import detect_quorum_queues
+    from celery.worker.consumer import Consumer as CeleryConsumer
+
+    from celery_impl.consumer import Consumer
+    from celery_impl.settings import make_app
+
+    # Control: Celery's own rule would start native delayed delivery for these queues.
+    assert detect_quorum_queues(make_app(), "amqp")[0]
+    assert any(s.endswith(":DelayedDelivery") for s in CeleryConsumer.Blueprint.default_steps)
+    assert not any(s.endswith(":DelayedDelivery") for s in Consumer.Blueprint.default_steps)
+
+    start_worker(impl)
+    ids = impl.publish_work(["."])
+    wait_for_finished(journal_path, ids, timeout=30)  # the worker's steps have all started
+    delayed = [q for q in broker.management.queue_names() if q.startswith("celery_delayed")]
+    assert delayed == []

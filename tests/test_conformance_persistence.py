@@ -78,6 +78,7 @@ def test_worker_resumes_after_broker_restart(
     """A running worker outlives a broker crash: it reconnects by itself and takes new work."""
     broker = killable_broker
     worker = start_worker(impl, "survivor")
+    broker.sync_metadata()  # the queue the worker just declared is on disk (Node.sync_metadata)
     broker.kill()
     broker.start()
 

@@ -73,6 +73,7 @@ def test_publish_after_a_broker_restart_is_confirmed_or_raises(
     with impl.producer() as producer:
         producer.publish("before the restart")
         _ready(broker, queue, 1)
+        broker.sync_metadata()  # the queue just declared is on disk (Node.sync_metadata)
         broker.kill()
         broker.start()
         # Negative control: the old connection is gone (a restarted node has none), so the

@@ -204,6 +204,7 @@ def test_worker_survives_or_reports_a_broker_crash(
     StreamLostError traceback."""
     broker = killable_broker
     worker = start_worker(impl, "w1")
+    broker.sync_metadata()  # the queue the worker just declared is on disk (Node.sync_metadata)
     try:
         broker.kill()
         worker.wait(timeout=5)

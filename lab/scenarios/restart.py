@@ -93,6 +93,9 @@ def run(lab: Lab, target: Target) -> Outcome:
         lab.wait_consuming(impl, workers)
         ids = lab.publish(target, [BODY] * cfg.restart_messages)
         done_before = j.finished_count()
+        # The queues the workers declared are on disk (Node.sync_metadata): the scenario
+        # measures the messages and the workers, not RabbitMQ's metadata window.
+        lab.broker.sync_metadata()
         lab.broker.kill()
         killed_at = time.time()
         watch = PortWatch(lab.node_url)
