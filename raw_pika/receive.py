@@ -11,6 +11,7 @@ from pika.spec import Basic, BasicProperties
 
 from raw_pika.settings import connect, declare_hello_queue, hello_queue
 from shared import cli, pika_errors, settings, tasks
+from shared.errors import BrokerUnreachable
 
 
 def main() -> int:
@@ -33,11 +34,13 @@ def main() -> int:
         print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
         print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
         channel.start_consuming()
-    except (
-        pika.exceptions.ChannelClosedByBroker,  # 403: no read permission
-        pika.exceptions.ConnectionClosedByBroker,  # 320: the node shut down
-    ) as e:
+    except pika.exceptions.ChannelClosedByBroker as e:  # 403: no read permission
         raise pika_errors.translate(e, connection._impl.params, queue, "consume") from e
+    except pika.exceptions.AMQPConnectionError as e:  # the node stopped or crashed
+        raise BrokerUnreachable(
+            f"lost the connection to RabbitMQ ({pika_errors.root_cause(e)}); tutorial 1's "
+            "receiver does not reconnect: start it again"
+        ) from e
     return 0
 
 

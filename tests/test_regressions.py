@@ -445,3 +445,29 @@ def test_an_unconfirmed_publish_says_it_may_still_arrive() -> None:
     text = str(unconfirmed(5, 2, 10))
     assert "did not confirm message 3 of 10" in text and "2 were confirmed" in text
     assert "message 3 may still be stored" in text
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("impl", list(IMPLS.values()), ids=list(IMPLS))
+def test_receiver_survives_or_reports_a_broker_crash(
+    killable_broker: Node, impl: Implementation, tmp_path: Path
+) -> None:
+    """Tutorial 1's receiver when its broker is SIGKILLed: it keeps running (Celery and
+    Dramatiq retry) or exits non-zero with one error line. raw_pika.receive died with a
+    StreamLostError traceback."""
+    broker = killable_broker
+    with GroupProcess(impl.receive_command(), log_path=tmp_path / "receive.log") as receiver:
+        wait_until(
+            lambda: broker.management.consumers_of(impl.hello_queue(), receiver.pids()),
+            30,
+            what="the receiver to consume",
+        )
+        broker.sync_metadata()
+        try:
+            broker.kill()
+            code = receiver.wait(timeout=5)
+        finally:
+            broker.start()
+        if code is not None:
+            _assert_one_line_error(code, receiver.output())
