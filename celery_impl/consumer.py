@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import amqp.exceptions
+from celery.utils.time import maybe_iso8601
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.exceptions import DecodeError
 from kombu.message import Message
@@ -213,6 +215,20 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
             raise SystemExit(1) from None
 
 
+def expired(expires: object) -> bool:
+    """Whether a protocol-2 ``expires`` header (ISO 8601) names a time already past; ``False``
+    for none or one Celery cannot read (its own check then parks the message as invalid)."""
+    if not expires:
+        return False
+    try:
+        when = maybe_iso8601(expires)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    if when is None:
+        return False
+    return datetime.now(UTC if when.tzinfo else None) > when
+
+
 ETA_REFUSED = (
     "refused a message with an ETA/countdown on the work queue ({id}): the worker would hold it "
     "unacked until its time, in its only prefetch slot, and serve nothing behind it; "
@@ -230,6 +246,10 @@ def refuse_eta(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
     queues) RabbitMQ applies the higher count only to new consumers, so a prefetch-1 worker
     would serve nothing until the ETA (and past ``consumer_timeout`` lose its channel). Set as
     the work task's ``Strategy`` (:mod:`celery_impl.tasks`).
+
+    A message whose ``expires`` has passed (``apply_async(expires=...)`` from another producer)
+    is parked too: Celery would ack it away as revoked ("Discarding revoked task", INFO), where
+    RabbitMQ dead-letters a message whose own TTL ran out.
     """
     from celery.worker.strategy import default
 
@@ -239,6 +259,9 @@ def refuse_eta(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
         if (message.headers or {}).get("eta"):
             logger.error(ETA_REFUSED.format(id=(message.headers or {}).get("id")))
             message.reject(requeue=False)
+            return None
+        if expired((message.headers or {}).get("expires")):
+            park(message, "expired before it ran (its 'expires' header is past)")
             return None
         return handler(message, body, ack, reject, callbacks)
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -142,4 +143,43 @@ def test_dramatiq_eta_on_the_work_queue_is_dead_lettered_and_the_rest_run(
             what="the eta message in .XQ",
         )
         assert "an eta" in worker.output()
+    assert worker.alive()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("past", [True, False], ids=["expired", "control-future-expires"])
+def test_celery_expired_message_is_dead_lettered_not_dropped(
+    broker: Node, start_worker: StartWorker, journal_path: str, past: bool
+) -> None:
+    """Another producer's task whose ``expires`` has passed (``apply_async(expires=...)``, a
+    queue backed up): Celery acked it away ("Discarding revoked task", INFO): neither run nor
+    in the dead-letter queue. It is parked. Control: an ``expires`` still ahead runs."""
+    if "celery" not in registry.available():
+        pytest.skip("celery_impl not importable")
+    from tests.poison_messages import _celery, publish_raw
+
+    impl = registry.get("celery")
+    queue = impl.task_queue()
+    worker = start_worker(impl, "w1", prefetch=1)
+    when = datetime.now(UTC) + timedelta(hours=-1 if past else 1)
+
+    def expires(headers: dict[str, object]) -> None:
+        headers["expires"] = when.isoformat()
+
+    message = _celery("expires", edit=expires, parked=past, attempts=0 if past else 1)
+    publish_raw(broker.amqp_url, queue, [message])
+    ids = impl.publish_work(["."] * 2)
+
+    rows = wait_for_finished(journal_path, ids if past else [*ids, message.message_id], 30)
+    if past:
+        assert message.message_id not in {r.message_id for r in rows}
+        wait_until(
+            lambda: (
+                (q := broker.management.queue(impl.dead_letter_queue())) is not None
+                and q.ready == 1
+            ),
+            30,
+            what="the expired message in the dead-letter queue",
+        )
+        assert "expired before it ran" in worker.output()
     assert worker.alive()
