@@ -270,10 +270,10 @@ def check_amqp_url(url: str) -> None:
     Raises:
         BadSetting: it is not (the message shows the URL without its password).
     """
-    shown = url
+    # Masked without urlparse, which raises for a broken [IPv6] host before it finds the password.
+    shown = re.sub(r"^([^:/]*://[^:@/]*):[^@]*@", r"\1:**@", url)
     try:
         parsed = urlparse(url)  # raises ValueError for a broken [IPv6] host
-        shown = url.replace(f":{parsed.password}@", ":**@") if parsed.password else url
         parsed.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
         if parsed.scheme not in ("amqp", "amqps"):
             raise ValueError("the scheme must be amqp:// or amqps://")

@@ -471,3 +471,20 @@ def test_receiver_survives_or_reports_a_broker_crash(
             broker.start()
         if code is not None:
             _assert_one_line_error(code, receiver.output())
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "url",
+    ["amqp://u:secret@[::1:1/%2F", "amqp://u:secret@127.0.0.1:99999/%2F"],
+    ids=["broken-ipv6-host", "control-bad-port"],
+)
+def test_a_bad_amqp_url_is_shown_without_its_password(url: str) -> None:
+    """AMQP_URL='amqp://u:secret@[::1:1/%2F' (a broken IPv6 host): the one-line error
+    printed the password, since urlparse raised before the password was masked. Control: a
+    URL that parses (bad port) was already shown as u:**@."""
+    from shared import settings as shared_settings
+
+    with pytest.raises(MqlabError) as raised:
+        shared_settings.check_amqp_url(url)
+    assert "secret" not in str(raised.value) and "u:**@" in str(raised.value)
