@@ -237,7 +237,12 @@ class Consumer:
                     if self.stopping.is_set():
                         break
                     say(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
-                    connection = self._reconnect()
+                    try:
+                        connection = self._reconnect()
+                    except KeyboardInterrupt:  # Ctrl+C or SIGTERM while reconnecting
+                        if not self.stopping.is_set():
+                            raise
+                        break  # a clean stop: nothing in hand, exit 0 like any stop
                 except pika.exceptions.ChannelClosedByBroker as e:
                     if is_ack_timeout(e):
                         say(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.queues
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -488,3 +489,28 @@ def test_a_bad_amqp_url_is_shown_without_its_password(url: str) -> None:
     with pytest.raises(MqlabError) as raised:
         shared_settings.check_amqp_url(url)
     assert "secret" not in str(raised.value) and "u:**@" in str(raised.value)
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("broker_down", [True, False], ids=["reconnecting", "control-connected"])
+def test_pika_worker_stopped_while_reconnecting_exits_0(
+    killable_broker: Node, start_worker: StartWorker, broker_down: bool
+) -> None:
+    """SIGTERM (systemctl stop) to the pika worker while it retries a lost broker: it exited
+    130, as if interrupted, with no " stopped" line, where Celery and Dramatiq exit 0; a
+    supervisor counts that as a failure. Control: SIGTERM while connected exits 0."""
+    broker = killable_broker
+    worker = start_worker(registry.get("pika"), "w1")
+    broker.sync_metadata()
+    try:
+        if broker_down:
+            broker.kill()
+            wait_until(lambda: "reconnecting" in worker.output(), 30, what="the worker to retry")
+        os.killpg(worker.popen.pid, signal.SIGTERM)
+        code = worker.wait(timeout=15)
+    finally:
+        if broker_down:
+            broker.start()
+    assert code == 0, worker.output()
+    assert "w1 stopped" in worker.output()
