@@ -209,5 +209,7 @@ def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None
     if declare:
         try:
             broker.declare_queue(queue, ensure=True)
-        except BrokerConnectionError as e:
+        except (BrokerConnectionError, pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
+            # Dramatiq retries and wraps pika's AMQP errors only; a socket error of a node
+            # dying under the declare (ConnectionResetError) comes through bare.
             raise translate(e, broker, queue, "declare") from e

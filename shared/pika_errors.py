@@ -99,13 +99,20 @@ def confirm_deadline(connection: pika.BlockingConnection, seconds: float) -> Ite
     On the timeout the TCP connection is dropped without the AMQP close handshake (RabbitMQ
     would answer ``channel.close`` only once the queue settles the publish), so the caller's
     ``close()`` of the connection or channel does not hang: it finds them closed.
+
+    Raises:
+        ConfirmTimeout: no confirm in time (the TCP stream is then dropped).
+        pika.exceptions.ConnectionWrongStateError: the connection had already died.
     """
 
     def expire() -> None:
         raise ConfirmTimeout(f"no publisher confirm within {seconds:g} s")
 
     impl = connection._impl
-    timer = impl._adapter_call_later(seconds, expire)
+    try:
+        timer = impl._adapter_call_later(seconds, expire)
+    except ValueError as e:  # "Timeout closed before call": the connection died meanwhile
+        raise pika.exceptions.ConnectionWrongStateError(f"connection closed ({e})") from e
     try:
         yield
     except ConfirmTimeout:

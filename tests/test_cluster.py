@@ -50,8 +50,16 @@ class Producer(threading.Thread):
         self.confirmed: list[tuple[float, str]] = []  # (confirmed at, message_id)
         self.failures: list[str] = []
         self.stop = threading.Event()
+        self.crashed = ""  # the traceback of an exception that is not an MqlabError
 
     def run(self) -> None:
+        try:
+            self._publish_until_stopped()
+        except BaseException:  # a publish raised what no user should see: the test says what
+            self.crashed = traceback.format_exc()
+            raise
+
+    def _publish_until_stopped(self) -> None:
         n = 0
         while not self.stop.is_set():
             n += 1
@@ -73,10 +81,12 @@ class Producer(threading.Thread):
             AssertionError: not in time; says what the producer reported and where it is.
         """
         try:
-            wait_until(lambda: self.count() >= count, timeout, what=what)
+            wait_until(lambda: self.count() >= count or bool(self.crashed), timeout, what=what)
+            if self.crashed:
+                raise AssertionError(f"the producer raised, waiting for {what}:\n{self.crashed}")
         except TimeoutError as e:
             frame = sys._current_frames().get(self.ident or 0)
-            where = "".join(traceback.format_stack(frame)[-8:]) if frame else "(not running)"
+            where = "".join(traceback.format_stack(frame)[-8:]) if frame else self.crashed
             raise AssertionError(
                 f"{e}: {self.count()} confirmed; failures {self.failures[-5:]}; producer at\n"
                 f"{where}"

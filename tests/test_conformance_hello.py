@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from functools import partial
 from pathlib import Path
 
 from shared.impl import Implementation
@@ -31,8 +32,10 @@ def test_hello_roundtrip(broker: Node, impl: Implementation, tmp_path: Path) -> 
     with GroupProcess(impl.receive_command(), log_path=tmp_path / "receive.log") as receiver:
         wait_until(
             lambda: (
-                bool(q := broker.management.queue(impl.hello_queue()))
-                and q.consumers >= 1
+                (
+                    (q := broker.management.queue(impl.hello_queue())) is not None
+                    and q.consumers >= 1
+                )
                 or not receiver.alive()
             ),
             30,
@@ -51,4 +54,4 @@ def test_hello_roundtrip(broker: Node, impl: Implementation, tmp_path: Path) -> 
             return any(line.endswith(f" [x] Received {text}") for line in lines)
 
         for text in TEXTS:
-            wait_until(lambda t=text: received(t), 30, what=f"the receiver to print {text!r}")
+            wait_until(partial(received, text), 30, what=f"the receiver to print {text!r}")

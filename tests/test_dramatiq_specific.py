@@ -79,7 +79,8 @@ def test_failing_message_is_retried_a_bounded_number_of_times_then_dead_lettered
     queue = task_queue()
     producer = make_broker(broker.amqp_url)
     connect(producer, queue)
-    poison = producer.enqueue(actors.work.message(42).copy(queue_name=queue)).message_id
+    wrong = actors.work.message(42)  # type: ignore[arg-type]  # a wrong argument on purpose
+    poison = producer.enqueue(wrong.copy(queue_name=queue)).message_id
     producer.close()
     good = impl.publish_work(["ok."] * 5)
     start_worker(impl, "w1")

@@ -95,8 +95,9 @@ def test_every_processing_fault_parks_the_message(
     # after retries is that copy, found by the message_id inside it.
     republished = [r for r in must_park if impl.name == "dramatiq" and r.attempts]
     by_kind = Counter(p.headers.get(KIND_HEADER) for p in parked)
-    expected = {r.kind: 1 for r in must_park if r not in republished}
-    assert by_kind == Counter({**expected, None: 1 + len(republished)}), by_kind
+    expected: dict[str | None, int] = {r.kind: 1 for r in must_park if r not in republished}
+    expected[None] = 1 + len(republished)
+    assert by_kind == Counter(expected), by_kind
     for raw in must_park:
         if raw in republished:
             assert any(_dramatiq_id(p) == raw.message_id for p in parked), raw.kind

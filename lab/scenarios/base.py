@@ -21,6 +21,19 @@ if TYPE_CHECKING:
     from lab.view import Column, Row, View
 
 
+TIMESTAMP_RESOLUTION_S = 0.001
+"""Dramatiq's ``message_timestamp`` (a message's ``published_at``) is whole milliseconds, so a
+message published in the first millisecond after a mark (``time.time()``) can carry a publish
+time just before it."""
+
+
+def published_between(rows: list[Execution], since: float, until: float) -> list[Execution]:
+    """Finished executions of the messages published in ``[since, until)`` (epoch seconds),
+    both bounds moved back by :data:`TIMESTAMP_RESOLUTION_S`."""
+    low, high = since - TIMESTAMP_RESOLUTION_S, until - TIMESTAMP_RESOLUTION_S
+    return [e for e in rows if e.finished_at is not None and low <= e.published_at < high]
+
+
 @dataclass
 class Checker:
     """What a scenario's ``check`` gets: the output directory, results.json and report.md.

@@ -13,6 +13,7 @@ round trip): the achieved rate is reported too.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import matplotlib.pyplot as plt
 from lab import plot
 from lab.harness import Lab, Outcome, ScenarioFailed, Target
 from lab.scenarios import latency
-from lab.scenarios.base import Checker, Scenario
+from lab.scenarios.base import Checker, Scenario, published_between
 from lab.stats import percentile
 from lab.view import Column, View, ms, rate
 from shared.journal import Execution, Journal
@@ -32,18 +33,9 @@ PROBE = 300
 PERCENTILES = (50, 95, 99)
 
 
-TIMESTAMP_RESOLUTION_S = 0.001
-"""Dramatiq's ``message_timestamp`` is whole milliseconds, so a message published in the first
-millisecond after the producer started can carry a publish time just before it."""
-
-
 def _since(rows: list[Execution], since: float) -> list[Execution]:
     """Finished executions of messages published from ``since`` on (epoch seconds)."""
-    return [
-        e
-        for e in rows
-        if e.finished_at is not None and e.published_at >= since - TIMESTAMP_RESOLUTION_S
-    ]
+    return published_between(rows, since, math.inf)
 
 
 def run(lab: Lab, target: Target) -> Outcome:

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 
 from lab import plot
 from lab.harness import Lab, Outcome, ScenarioFailed, Target
-from lab.scenarios.base import Checker, Scenario
+from lab.scenarios.base import Checker, Scenario, published_between
 from lab.view import Column, Row, View, cell, pct, rate
 from shared import tasks
 from shared.journal import Execution, Journal
@@ -53,7 +53,7 @@ def cpu_unit_seconds() -> float:
 
 def batch_rate(rows: list[Execution], since: float, until: float) -> tuple[float, int]:
     """(tasks/s, tasks) of the finished executions published in ``[since, until)``."""
-    done = [e for e in rows if e.finished_at is not None and since <= e.published_at < until]
+    done = published_between(rows, since, until)
     if len(done) < 2:
         raise ValueError(f"{len(done)} finished tasks between {since} and {until}")
     span = max(e.finished_at or 0.0 for e in done) - min(e.started_at for e in done)
