@@ -172,6 +172,7 @@ def test_worker_connected_to_the_lost_node_fails_over(
     [consumer] = cluster.management.consumers_of(queue, worker.pids())
     assert consumer.node == lost.node
 
+    cluster.sync_metadata()  # the queue the worker just declared is on disk (Node.sync_metadata)
     cluster.kill_node(lost)
     wait_for_consumer(cluster, impl, worker)  # consuming again, same process
     [consumer] = cluster.management.consumers_of(queue, worker.pids())
@@ -195,6 +196,7 @@ def test_minority_left_refuses_publishes(
     assert ok.returncode == 0, ok.stderr
 
     survivor, *gone = cluster.nodes
+    cluster.sync_metadata()  # the queue just declared is on disk (Node.sync_metadata)
     for node in gone:
         cluster.kill_node(node)
     refused = run_to_end(impl.new_task_command(["no quorum."]), env, timeout=60)
