@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard */__init__.py)
 demo: $(STAMP)
 	$(BIN)/python -m lab.demo $(ARGS)
 
-# Two pytest-xdist processes; every test on the 3-node cluster is in one group (tests/conftest.py).
+# Two pytest-xdist processes, each with its own node and 3-node cluster (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(ARGS)
+	$(BIN)/python -m pytest -n 2 --dist load $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

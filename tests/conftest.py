@@ -8,11 +8,10 @@ Every conformance test runs for each implementation on two **topologies**, named
   given every node's URL (``AMQP_URL="url1;url2;url3"``), so they fail over.
 
 One node and one cluster per test process, each started lazily by the first test that needs it
-and shared by the rest. ``make test`` runs two pytest-xdist processes with ``--dist loadgroup``:
-every test on the cluster is in one group (:func:`pytest_collection_modifyitems`), so one
-process owns the cluster and runs them one after another (some kill its nodes), while the
-other tests spread over both processes, each with its own single node.
-``make test ARGS="-k classic"`` runs the classic suite alone.
+and shared by the tests after it in that process, which run one after another (some kill its
+nodes). ``make test`` runs two pytest-xdist processes (``-n 2 --dist load``), so a run has two
+single nodes and two clusters, each owned by one process. ``make test ARGS="-k classic"`` runs
+the classic suite alone.
 
 * ``broker`` — the Node of the test's topology; it sets ``AMQP_URL`` (every node's URL) and
   ``MQLAB_QUEUE_TYPE`` for the test and the programs it starts.
@@ -50,9 +49,6 @@ IMPLEMENTATIONS = registry.available()
 TOPOLOGIES = ("classic", "quorum")
 """``classic``: one node, classic queues; ``quorum``: the 3-node cluster, quorum queues."""
 
-CLUSTER_GROUP = "cluster"
-"""The pytest-xdist group of every test that runs on the cluster."""
-
 
 def _external() -> bool:
     """Whether the run uses somebody else's broker (``AMQP_URL`` set, provider auto/external)."""
@@ -71,13 +67,6 @@ def impl_params(*topologies: str) -> list[pytest.param]:  # type: ignore[valid-t
         for name in IMPLEMENTATIONS
         for topology in topologies
     ]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put every test that uses the cluster into one xdist group (one process owns it)."""
-    for item in items:
-        if _topology_of(item) == "quorum" or "cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(CLUSTER_GROUP))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -6,8 +6,10 @@ messages behind it served.
 RabbitMQ 3.10 checks the timeout on each channel's tick (``rabbit_channel``,
 ``evaluate_consumer_timeout`` on ``channel_tick_interval``, 60 s by default), not continuously;
 this private node ticks every 250 ms with a 2 s timeout, as RabbitMQ's own
-``consumer_timeout_SUITE`` does. The negative control runs the same task on the session broker
-(default timeout, 30 minutes): one execution, no channel closed.
+``consumer_timeout_SUITE`` does; its work queue is of the test's topology's queue type (on a
+quorum queue the long message is dead-lettered after ``MQLAB_DELIVERY_LIMIT`` deliveries; on a
+classic queue it comes back without bound). The negative control runs the same task on the
+session broker (default timeout, 30 minutes): one execution, no channel closed.
 """
 
 from __future__ import annotations
@@ -47,10 +49,12 @@ def timeout_node() -> Iterator[Node]:
 
 
 def start(impl: Implementation, node: Node, journal: str, log: Path) -> GroupProcess:
-    """A worker with two slots on ``node``, once its consumer is registered."""
+    """A worker with three slots on ``node``, once its consumer is registered: the long message
+    holds one slot, and after a channel close its old execution still runs in a second one
+    while the redelivered copy starts, so the messages behind it need a third."""
     spec = WorkerSpec(
         name="w1",
-        concurrency=2,
+        concurrency=3,
         journal=journal,
         amqp_url=node.amqp_url,
         dot_seconds=DOT_SECONDS,
@@ -67,8 +71,14 @@ def start(impl: Implementation, node: Node, journal: str, log: Path) -> GroupPro
 
 @pytest.mark.timeout(180)
 def test_worker_survives_the_delivery_acknowledgement_timeout(
-    timeout_node: Node, impl: Implementation, journal_path: str, tmp_path: Path
+    timeout_node: Node,
+    impl: Implementation,
+    topology: str,
+    journal_path: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("MQLAB_QUEUE_TYPE", topology)  # the worker inherits it
     for queue in impl.queues():
         timeout_node.management.delete_queue(queue)
     worker = start(impl, timeout_node, journal_path, tmp_path / "w1.log")
