@@ -18,8 +18,8 @@ variable                    meaning                                     default
                             confirm before it reports the message unsent
 ``MQLAB_HEARTBEAT``         AMQP heartbeat timeout, seconds             ``60``
 ``MQLAB_CONNECT_TIMEOUT``   TCP connect / handshake timeout, seconds    ``5``
-``MQLAB_RECONNECT_SECONDS`` how long a worker tries to reconnect after  ``60``
-                            losing its connection, seconds
+``MQLAB_RECONNECT_SECONDS`` how long the pika worker tries to          ``60``
+                            reconnect after losing its connection, s
 ``MQLAB_DOT_SECONDS``       seconds of work per ``.`` in a work body    ``1.0``
 ``MQLAB_SLOWDOWN``          factor applied to this worker's work time   ``1.0``
 ``MQLAB_WORKER_NAME``       name this worker writes to the journal      ``<host>-<pid>``
@@ -86,7 +86,7 @@ class Settings:
             (RabbitMQ 3.10 nacks after about 60 s).
         heartbeat: AMQP heartbeat timeout in seconds (0 disables heartbeats).
         connect_timeout: seconds to wait for the TCP connection and AMQP handshake.
-        reconnect_seconds: how long a worker keeps trying to reconnect after its connection
+        reconnect_seconds: how long the pika worker keeps trying to reconnect after its connection
             dropped (a broker restart) before it gives up with an error.
         dot_seconds: seconds of simulated work per ``.`` in a work body (tutorial 2).
         slowdown: factor this worker multiplies its work time by (fair-dispatch demos).
