@@ -16,7 +16,8 @@ the test suite declares all three queues on both types and would fail first.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, cast
 
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import xq_name
@@ -24,8 +25,27 @@ from dramatiq.common import xq_name
 from shared import queues, settings
 
 
+def _delete_channel(broker: RabbitmqBroker) -> None:
+    """Dramatiq's ``channel`` deleter, except that the channel may be missing from
+    ``broker.channels``: Dramatiq's getter stores a new channel for the thread *before*
+    ``confirm_delivery()`` and adds it to that set only after, so when the node dies during
+    ``confirm_delivery`` its deleter's ``channels.remove`` raised ``KeyError`` out of
+    ``declare_queue`` (seen when a cluster node was SIGKILLed under a reconnecting producer)."""
+    channel = getattr(broker.state, "channel", None)
+    if channel is None:
+        return
+    del broker.state.channel
+    broker.channels.discard(channel)
+    if channel.is_open:
+        with contextlib.suppress(Exception):
+            channel.close()
+
+
 class TypedQueuesBroker(RabbitmqBroker):
-    """``RabbitmqBroker`` whose queues are of type ``MQLAB_QUEUE_TYPE`` (classic or quorum)."""
+    """``RabbitmqBroker`` whose queues are of type ``MQLAB_QUEUE_TYPE`` (classic or quorum), and
+    whose ``channel`` deleter tolerates a channel that died while being set up."""
+
+    channel = cast(property, vars(RabbitmqBroker)["channel"]).deleter(_delete_channel)
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         s = settings.load()

@@ -75,7 +75,7 @@ class Config:
         base = Config(
             quick=True,
             repeat=repeat,
-            throughput_n=1000,
+            throughput_n=3000,  # a prefetch-100 drain must span several readings under load
             latency_n=30,
             loaded_seconds=2.0,
             scaling_levels=(1, 4),
