@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pika
@@ -139,10 +140,10 @@ def test_a_stale_record_never_signals_a_reused_pid(
     assert not path.exists()
 
 
-@pytest.mark.timeout(60)
-def test_a_genuine_record_is_trusted_and_stopped(tmpdir_env: Path) -> None:
-    """Negative control for the test above: a process whose command line is ``... lab broker
-    up`` with the recorded start time is trusted, and ``broker down`` stops it."""
+@contextmanager
+def _genuine_record(**extra: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A process whose command line is ``... lab broker up``, recorded (with its start time and
+    ``extra`` fields) as the running broker; killed afterwards."""
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)", "lab", "broker", "up"]
     )
@@ -155,16 +156,25 @@ def test_a_genuine_record_is_trusted_and_stopped(tmpdir_env: Path) -> None:
                 "started": fake.create_time(),
                 "amqp_url": "amqp://x:secret@127.0.0.1:1/%2F",
                 "management_url": "http://127.0.0.1:1",
+                **extra,
             }
         )
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.timeout(60)
+def test_a_genuine_record_is_trusted_and_stopped(tmpdir_env: Path) -> None:
+    """Negative control for the test above: a process whose command line is ``... lab broker
+    up`` with the recorded start time is trusted, and ``broker down`` stops it."""
+    with _genuine_record() as proc:
         assert broker_up.read() is not None
         result = _mqlab_down(tmpdir_env)
         assert result.returncode == 0, result.stderr
         assert "x:**@" in result.stdout and "secret" not in result.stdout
         wait_until(lambda: proc.poll() is not None, 10, what="the fake broker up to stop")
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_a_pid_we_may_not_inspect_is_not_trusted(
@@ -201,21 +211,7 @@ def test_broker_up_of_another_kind_is_refused(tmpdir_env: Path, cluster: bool) -
     leaving the user on one node with MQLAB_QUEUE_TYPE=quorum (no replication, no node to
     lose). It is refused in one line, exit 2. Control: asking for the same kind again is the
     usual "already running", exit 0."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(120)", "lab", "broker", "up"]
-    )
-    try:
-        fake = psutil.Process(proc.pid)
-        wait_until(lambda: "broker" in fake.cmdline(), 10, what="the fake broker up to start")
-        _record(
-            {
-                "pid": proc.pid,
-                "started": fake.create_time(),
-                "amqp_url": "amqp://x:secret@127.0.0.1:1/%2F",
-                "management_url": "http://127.0.0.1:1",
-                "nodes": [],
-            }
-        )
+    with _genuine_record(nodes=[]) as proc:
         argv = [sys.executable, "-m", "lab.cli", "broker", "up", "--detach"]
         result = run_to_end(Command([*argv, "--cluster"] if cluster else argv), {}, timeout=30)
         if cluster:
@@ -227,6 +223,3 @@ def test_broker_up_of_another_kind_is_refused(tmpdir_env: Path, cluster: bool) -
             assert result.returncode == 0, result.stderr
             assert "already running" in result.stdout
         assert proc.poll() is None  # the running node is left alone
-    finally:
-        proc.kill()
-        proc.wait()
