@@ -13,7 +13,10 @@
   queue.
 * **Reconnect.** A lost connection (the broker restarted) is opened again for up to
   ``MQLAB_RECONNECT_SECONDS`` (pika leaves that to the application: pika docs, "Connection
-  recovery"). A message in hand at that moment cannot be acked any more; RabbitMQ redelivers it.
+  recovery"), counted from the loss until the worker consumes again: a connection that opens
+  and is closed again before its consumer is registered (RabbitMQ's 541 for a new quorum queue
+  without a majority, after about 15 s) does not restart the count. A message in hand at that
+  moment cannot be acked any more; RabbitMQ redelivers it.
 * **Consumer cancel.** RabbitMQ cancels the consumer when the queue is deleted (RabbitMQ docs,
   "Consumer Cancel Notification"): the worker declares the queue again and goes on.
 * **Delivery acknowledgement timeout.** RabbitMQ closes the channel with ``406
@@ -190,6 +193,7 @@ class Consumer:
         self.in_hand = 0  # handed to the slots and not finished; changed under self.lock
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
+        self.consuming = False  # the current connection's consumer is registered
         self.slots = [
             threading.Thread(target=self._slot, name=f"{name}-slot-{i}", daemon=True)
             for i in range(slots)
@@ -227,6 +231,7 @@ class Consumer:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        lost_at = 0.0  # when the connection was lost with no consumer registered since
         try:
             while True:
                 try:
@@ -236,9 +241,19 @@ class Consumer:
                 except pika.exceptions.AMQPConnectionError as e:  # broker restarted, network
                     if self.stopping.is_set():
                         break
+                    if self.consuming or not lost_at:
+                        lost_at = time.monotonic()
+                    self.consuming = False
+                    deadline = lost_at + self.reconnect_seconds
+                    if time.monotonic() > deadline:
+                        error = pika_errors.translate(e, connection._impl.params, self.queue)
+                        raise type(error)(
+                            f"{error} (gave up after {self.reconnect_seconds:g} s of "
+                            "reconnecting without consuming)"
+                        ) from e
                     say(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
                     try:
-                        connection = self._reconnect()
+                        connection = self._reconnect(deadline)
                     except KeyboardInterrupt:  # Ctrl+C or SIGTERM while reconnecting
                         if not self.stopping.is_set():
                             raise
@@ -290,6 +305,7 @@ class Consumer:
         self.setup(channel)
         channel.add_on_cancel_callback(on_cancel)
         channel.basic_consume(self.queue, on_message, auto_ack=self.auto_ack)
+        self.consuming = True
         print(
             f" [*] {self.name} waiting for messages on '{self.queue}'. To exit press CTRL+C",
             flush=True,
@@ -327,15 +343,14 @@ class Consumer:
         """Write out the buffered task output."""
         sys.stdout.flush()
 
-    def _reconnect(self) -> pika.BlockingConnection:
-        """Try to connect every half second for ``reconnect_seconds``.
+    def _reconnect(self, deadline: float) -> pika.BlockingConnection:
+        """Try to connect every half second until ``deadline`` (``time.monotonic()``).
 
         Raises:
             BrokerUnreachable: still no connection at the deadline.
             AccessRefused: the broker now refuses the credentials (lost permissions).
             KeyboardInterrupt: asked to stop meanwhile.
         """
-        deadline = time.monotonic() + self.reconnect_seconds
         while True:
             try:
                 return self.connect()
