@@ -34,8 +34,8 @@ from celery_impl.settings import (
 )
 from shared import cli, settings
 from shared.contract import PERSISTENT, TRANSIENT, Envelope
-from shared.errors import PublishRefused, Unroutable, blocked, unconfirmed
-from shared.producer import BaseProducer, lost_twice
+from shared.errors import PublishRefused, Unroutable, blocked, lost_twice, unconfirmed
+from shared.producer import BaseProducer
 
 CONNECTION_LOST = (OSError, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError)
 """What py-amqp and kombu raise when the connection drops mid-publish."""

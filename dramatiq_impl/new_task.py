@@ -23,8 +23,8 @@ from dramatiq import Actor, Message
 from dramatiq_impl import actors
 from dramatiq_impl.settings import connect, make_broker, task_queue
 from shared import cli, pika_errors, settings
-from shared.errors import PublishRefused, Unroutable, blocked, unconfirmed
-from shared.producer import BaseProducer, lost_twice
+from shared.errors import PublishRefused, Unroutable, blocked, lost_twice, unconfirmed
+from shared.producer import BaseProducer
 
 LOST = (
     pika.exceptions.AMQPConnectionError,  # StreamLostError, ConnectionClosedByBroker, ...

@@ -104,11 +104,11 @@ def unreachable(where: str, reason: str) -> BrokerUnreachable:
     )
 
 
-def lost_mid_publish(reason: str, confirmed: int, total: int) -> BrokerUnreachable:
-    """The error for a producer whose connection dropped after ``confirmed`` of ``total``."""
+def lost_twice(cause: str) -> BrokerUnreachable:
+    """The error for a publish whose connection was lost, replaced, and lost again."""
     return BrokerUnreachable(
-        f"lost the connection to RabbitMQ ({reason}) after {confirmed} of {total} messages were "
-        "confirmed; the rest were not sent"
+        f"lost the connection to RabbitMQ twice while publishing ({cause}); "
+        "the message was not confirmed"
     )
 
 

@@ -13,36 +13,11 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Protocol
+from typing import Any
 
 from shared import queues
 from shared.contract import Published
-
-
-class Producer(Protocol):
-    """What every implementation's ``new_task.Producer`` offers: a producer an application
-    keeps open (a context manager). Each :meth:`publish` returns only for a message the broker
-    confirmed (publisher confirms), reconnecting after an idle period or a broker restart, and
-    raises :class:`~shared.errors.MqlabError` otherwise (``PublisherBlocked`` after
-    ``MQLAB_BLOCKED_TIMEOUT`` under a resource alarm)."""
-
-    def __enter__(self) -> Producer: ...
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def publish(self, body: str) -> Published:
-        """Publish one work message; return it once confirmed."""
-        ...
-
-    def close(self) -> None:
-        """Close the connection."""
-        ...
+from shared.producer import BaseProducer
 
 
 @dataclass(frozen=True)
@@ -122,7 +97,7 @@ class Implementation(ABC):
     publish: Callable[..., Sequence[Published]]
     """The implementation's producer function, ``<package>.new_task.publish(bodies, *,
     amqp_url, queue, declare)``, set in each subclass as ``staticmethod(new_task.publish)``."""
-    producer_class: Callable[..., Producer]
+    producer_class: Callable[..., BaseProducer[Any]]
     """The implementation's ``<package>.new_task.Producer(amqp_url, *, queue, declare)``."""
     early_ack_flag: str | None = None
     unlimited_prefetch: int = 0
@@ -150,8 +125,9 @@ class Implementation(ABC):
 
     def producer(
         self, *, amqp_url: str | None = None, queue: str | None = None, declare: bool = True
-    ) -> Producer:
-        """A :class:`Producer` to keep open (``with impl.producer() as p: p.publish(...)``).
+    ) -> BaseProducer[Any]:
+        """The implementation's producer to keep open (:class:`~shared.producer.BaseProducer`:
+        ``with impl.producer() as p: p.publish(...)``).
 
         Parameters:
             amqp_url: broker URI; default ``AMQP_URL``.
@@ -168,7 +144,7 @@ class Implementation(ABC):
         queue: str | None = None,
         declare: bool = True,
     ) -> list[str]:
-        """Publish one work message per body through the implementation's :class:`Producer`
+        """Publish one work message per body through the implementation's producer
         (:meth:`producer`, the one its ``new_task`` program uses).
 
         Messages are persistent, published with ``mandatory`` and confirmed (publisher

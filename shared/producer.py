@@ -11,28 +11,27 @@ Notifications"). Each implementation registers its client's callbacks to
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from shared.errors import (
-    BrokerUnreachable,
-    MqlabError,
-    PublishUnconfirmed,
-    blocked,
-    unconfirmed,
-)
+from shared.errors import MqlabError, PublishUnconfirmed, blocked, unconfirmed
 from shared.settings import Settings
 
 Sent = TypeVar("Sent")
 """What one confirmed publish returns (an envelope, or Dramatiq's message)."""
 
 
-class BaseProducer(Generic[Sent]):
-    """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
+class BaseProducer(ABC, Generic[Sent]):
+    """A producer to keep open: ``with Producer() as p: p.publish("task...")``. Each
+    :meth:`publish` returns only for a message the broker confirmed (publisher confirms),
+    reconnecting after an idle period or a broker restart, and raises
+    :class:`~shared.errors.MqlabError` otherwise (``PublisherBlocked`` after
+    ``MQLAB_BLOCKED_TIMEOUT`` under a resource alarm).
 
-    Subclasses set :attr:`settings` and implement :meth:`publish`, :meth:`close` and
-    :meth:`_drop`.
+    Subclasses (each implementation's ``new_task.Producer``) set :attr:`settings` and
+    implement :meth:`publish`, :meth:`close` and :meth:`_drop`.
 
     Attributes:
         settings: the loaded settings (``MQLAB_BLOCKED_TIMEOUT``, ``MQLAB_CONFIRM_TIMEOUT``).
@@ -58,25 +57,28 @@ class BaseProducer(Generic[Sent]):
         """Seconds a publish waits for its confirm (``MQLAB_CONFIRM_TIMEOUT``)."""
         return self.settings.confirm_timeout
 
+    @abstractmethod
     def publish(self, body: str) -> Sent:
         """Publish one message; return once the broker confirmed it.
 
         Raises:
             shared.errors.MqlabError: the message was not confirmed (the subclass says why).
         """
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def close(self) -> None:
         """Close the connection (waiting at most ``MQLAB_BLOCKED_TIMEOUT`` seconds).
 
         Raises:
             PublisherBlocked: the broker still blocked the connection.
         """
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _drop(self) -> None:
         """Forget the connection without waiting on it."""
-        raise NotImplementedError
+        ...
 
     def _on_blocked(self, reason: str = "") -> None:
         self._blocked = reason
@@ -123,11 +125,3 @@ class BaseProducer(Generic[Sent]):
                     f"{e} ({len(sent)} of {len(bodies)} messages were confirmed before)"
                 ) from e
         return sent
-
-
-def lost_twice(cause: str) -> BrokerUnreachable:
-    """The error for a publish whose connection was lost, replaced, and lost again."""
-    return BrokerUnreachable(
-        f"lost the connection to RabbitMQ twice while publishing ({cause}); "
-        "the message was not confirmed"
-    )

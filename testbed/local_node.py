@@ -288,7 +288,8 @@ class LocalNode(Node):
     def sync_metadata(self) -> None:
         """Write Mnesia's log (queue definitions) and Ra's directory of quorum queue members
         (``ra_directory_reverse``, auto-saved every 500 ms) to disk now, through
-        ``rabbitmqctl eval``; see :meth:`Node.sync_metadata`.
+        ``rabbitmqctl eval`` (about a second: longer than that auto-save interval anyway);
+        see :meth:`Node.sync_metadata`.
 
         Raises:
             RuntimeError: rabbitmqctl failed (the message quotes its stderr).

@@ -424,6 +424,12 @@ class _NackingProducer(BaseProducer[str]):
         self.ok -= 1
         return body
 
+    def close(self) -> None:
+        pass
+
+    def _drop(self) -> None:
+        pass
+
 
 @pytest.mark.timeout(10)
 def test_a_nack_mid_batch_says_how_many_were_confirmed() -> None:
