@@ -134,14 +134,7 @@ def test_dramatiq_eta_on_the_work_queue_is_dead_lettered_and_the_rest_run(
     rows = wait_for_finished(journal_path, expected, timeout=30)
     if eta:
         assert held.message_id not in {r.message_id for r in rows}
-        wait_until(
-            lambda: (
-                (q := broker.management.queue(impl.dead_letter_queue())) is not None
-                and q.ready == 1
-            ),
-            30,
-            what="the eta message in .XQ",
-        )
+        broker.management.wait_for_queue(impl.dead_letter_queue(), 30, ready=1)  # parked
         assert "an eta" in worker.output()
     assert worker.alive()
 
@@ -173,13 +166,6 @@ def test_celery_expired_message_is_dead_lettered_not_dropped(
     rows = wait_for_finished(journal_path, ids if past else [*ids, message.message_id], 30)
     if past:
         assert message.message_id not in {r.message_id for r in rows}
-        wait_until(
-            lambda: (
-                (q := broker.management.queue(impl.dead_letter_queue())) is not None
-                and q.ready == 1
-            ),
-            30,
-            what="the expired message in the dead-letter queue",
-        )
+        broker.management.wait_for_queue(impl.dead_letter_queue(), 30, ready=1)  # parked
         assert "expired before it ran" in worker.output()
     assert worker.alive()
