@@ -126,6 +126,20 @@ class Management:
         except requests.RequestException:
             return False
 
+    def agent_failed(self) -> bool:
+        """Whether this node's management agent is down: ``/api/overview`` answers with a
+        server error (5xx). A node that does not answer (or slowly) is not counted as failed.
+
+        On RabbitMQ 3.10.8 the agent's node-stats collector crashes when two of the node's TCP
+        sockets share a peer address (rabbitmq-server #6097, fixed by PR #6127 in later 3.10
+        releases); it crashes again on every restart, its supervisors give up and the node
+        serves AMQP without statistics: its connections and consumers vanish from the API.
+        """
+        try:
+            return self._request("GET", "overview", timeout=10).status_code >= 500
+        except requests.RequestException:
+            return False
+
     def api(self, path: str) -> Any:
         """GET ``/api/<path>`` and return the decoded JSON.
 

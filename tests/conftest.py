@@ -34,6 +34,7 @@ import requests
 from shared.impl import Implementation, WorkerSpec
 from testbed import registry
 from testbed.cluster import Cluster
+from testbed.local_node import LocalNode
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
 from testbed.provider import provision
@@ -147,6 +148,7 @@ def broker(request: pytest.FixtureRequest, topology: str) -> Iterator[Node]:
     node: Node = request.getfixturevalue("_cluster_node" if topology == "quorum" else "single_node")
     if isinstance(node, Cluster):
         _heal(node)
+    restart_nodes_without_statistics(node)
     restore = _restoring_env({"AMQP_URL": node.failover_url, "MQLAB_QUEUE_TYPE": topology})
     try:
         yield node
@@ -165,6 +167,27 @@ def _heal(cluster: Cluster) -> None:
     except (TimeoutError, RuntimeError) as e:
         print(f"\ncluster did not settle ({e}); forming it anew")
         cluster.reset()
+
+
+def restart_nodes_without_statistics(node: Node) -> list[str]:
+    """Restart (SIGKILL, start; data kept) each private node whose management agent is down
+    (:meth:`~testbed.management.Management.agent_failed`): the tests read consumers and queue
+    figures from it. Returns the names of the nodes restarted."""
+    members = node.nodes if isinstance(node, Cluster) else [node]
+    restarted = []
+    for member in members:
+        if not isinstance(member, LocalNode) or not member.alive():
+            continue
+        if member.management.agent_failed():
+            print(f"\nthe management agent of {member.node} is down; restarting the node")
+            if isinstance(node, Cluster):
+                node.kill_node(member)
+                node.start_node(member)
+            else:
+                member.kill()
+                member.start()
+            restarted.append(member.node)
+    return restarted
 
 
 @pytest.fixture

@@ -8,7 +8,10 @@ import pytest
 from shared.errors import BrokerUnavailable
 from testbed import provider
 from testbed.docker_node import DockerNode, docker_engine_available
+from testbed.local_node import LocalNode
 from testbed.node import ExternalNode, Node
+from testbed.process import wait_until
+from tests.conftest import restart_nodes_without_statistics
 
 
 def test_auto_takes_an_explicit_amqp_url_as_external(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,3 +59,19 @@ def test_docker_provider_kill_and_start() -> None:
         b.start()
         assert b.amqp_url == url
         assert b.management.versions()["rabbitmq"]
+
+
+@pytest.mark.destructive
+@pytest.mark.timeout(120)
+def test_a_node_whose_management_agent_died_is_restarted(killable_broker: Node) -> None:
+    """The broker fixture's repair for RabbitMQ 3.10.8's management agent crash: the agent
+    stopped as the bug leaves it (its top supervisor gone), the node is restarted and serves
+    statistics again."""
+    node = killable_broker
+    if not isinstance(node, LocalNode):
+        pytest.skip(f"needs a local node; this one is {node.provider}")
+    assert restart_nodes_without_statistics(node) == []  # negative control: healthy, left alone
+    node.rabbitmqctl("eval", "exit(whereis(rabbit_mgmt_agent_sup_sup), kill).")
+    wait_until(node.management.agent_failed, 30, what="the management agent to be down")
+    assert restart_nodes_without_statistics(node) == [node.node]
+    assert not node.management.agent_failed()
