@@ -12,10 +12,13 @@ or directly)::
         cluster.start()                         # all three again, together
 
 Each node is a :class:`~testbed.local_node.LocalNode` (own name, ports, data directory) with
-one shared Erlang cookie. The cluster is formed the documented manual way: nodes 2 and 3
-``stop_app``, ``join_cluster`` node 1, ``start_app`` (RabbitMQ docs, "Clustering Guide:
-Creating a Cluster"), then ``rabbitmqctl await_online_nodes 3``. Every process and directory
-is registered with :mod:`testbed.reaper`, so a Ctrl+C or SIGKILL of the owner leaves nothing.
+one shared Erlang cookie. The cluster forms by classic config peer discovery (RabbitMQ docs,
+"Cluster Formation and Peer Discovery: Config File Peer Discovery Backend"): node 1, the seed,
+boots first on its own; nodes 2 and 3, whose ``rabbitmq.conf`` names node 1 as their peer,
+then boot together, find it running and join it as they boot (no ``stop_app``/
+``join_cluster``/``start_app`` round trip), then ``rabbitmqctl await_online_nodes 3``.
+Every process and directory is registered with :mod:`testbed.reaper`, so a Ctrl+C or SIGKILL
+of the owner leaves nothing.
 
 A restarted former member waits for its peers before it boots: it retries loading its tables
 from them ``mnesia_table_loading_retry_limit`` times, ``mnesia_table_loading_retry_timeout``
@@ -76,9 +79,18 @@ class Cluster(Node):
         # every node's URI holds the same account.
         password = secrets.token_urlsafe(18)
         base = f"mqlab-{uuid.uuid4().hex[:6]}"
+        seed = f"{base}-1"
+        # The seed boots on its own; every other node names it as its peer.
+        join_seed = (
+            "cluster_formation.peer_discovery_backend = classic_config\n"
+            f"cluster_formation.classic_config.nodes.1 = {seed}@localhost\n"
+        )
         self.nodes = [
             LocalNode(
-                name=f"{base}-{i}", cookie=cookie, password=password, extra_config=PEER_WAIT_CONFIG
+                name=f"{base}-{i}",
+                cookie=cookie,
+                password=password,
+                extra_config=PEER_WAIT_CONFIG + ("" if i == 1 else join_seed),
             )
             for i in range(1, size + 1)
         ]
@@ -132,15 +144,17 @@ class Cluster(Node):
             RuntimeError: a node exited during boot, or a join failed (the message says why).
             TimeoutError: not formed within :data:`BOOT_TIMEOUT` seconds.
         """
+        if not self._formed:
+            # The seed first: a blank node that finds no peer running boots on its own; the
+            # others then find it and join it as they boot.
+            seed = self.nodes[0]
+            seed.launch()
+            seed.wait_ready(BOOT_TIMEOUT)
+            self._formed = True
         stopped = [n for n in self.nodes if not n.alive()]
         for node in stopped:
             node.launch()  # all at once: restarted members wait for each other
         self._wait_all(stopped)
-        if not self._formed:
-            seed = self.nodes[0]
-            for node in self.nodes[1:]:
-                self._join(node, seed)
-            self._formed = True
         self.await_online()
         self.await_quorum_queues()
 
@@ -160,16 +174,6 @@ class Cluster(Node):
             t.join()
         if errors:
             raise errors[0]
-
-    @staticmethod
-    def _join(node: LocalNode, seed: LocalNode) -> None:
-        for step in (["stop_app"], ["join_cluster", seed.node], ["start_app"]):
-            result = node.ctl(*step, timeout=BOOT_TIMEOUT)
-            if result.returncode != 0:
-                raise RuntimeError(
-                    f"rabbitmqctl -n {node.node} {' '.join(step)} failed: "
-                    f"{(result.stderr or result.stdout).strip()}"
-                )
 
     def await_online(self, count: int | None = None) -> None:
         """``rabbitmqctl await_online_nodes N`` on a live node, then every live node's ports.
