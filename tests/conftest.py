@@ -9,8 +9,8 @@ Every conformance test runs for each implementation on two **topologies**, named
 
 One node and one cluster per test process, each started lazily by the first test that needs it
 and shared by the tests after it in that process, which run one after another (some kill its
-nodes). ``make test`` runs two pytest-xdist processes (``-n 2 --dist load``), so a run has two
-single nodes and two clusters, each owned by one process. ``make test ARGS="-k classic"`` runs
+nodes). ``make test`` runs three pytest-xdist processes (``-n 3 --dist load``), so a run has
+three single nodes and three clusters, each owned by one process. ``make test ARGS="-k classic"`` runs
 the classic suite alone.
 
 * ``broker`` — the Node of the test's topology; it sets ``AMQP_URL`` (every node's URL) and
