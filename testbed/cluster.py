@@ -141,7 +141,8 @@ class Cluster(Node):
         are members and running (``await_online_nodes``).
 
         Raises:
-            RuntimeError: a node exited during boot, or a join failed (the message says why).
+            RuntimeError: a node exited during boot (the message quotes its log), or the nodes
+                did not all join (``await_online_nodes`` timed out: a node booted alone).
             TimeoutError: not formed within :data:`BOOT_TIMEOUT` seconds.
         """
         if not self._formed:

@@ -133,7 +133,7 @@ class Management:
         On RabbitMQ 3.10.8 the agent's node-stats collector crashes when two of the node's TCP
         sockets share a peer address (rabbitmq-server #6097, fixed by PR #6127 in later 3.10
         releases); it crashes again on every restart, its supervisors give up and the node
-        serves AMQP without statistics: its connections and consumers vanish from the API.
+        serves AMQP while this answers 500 and ``/api/consumers`` lists no consumer.
         """
         try:
             return self._request("GET", "overview", timeout=10).status_code >= 500

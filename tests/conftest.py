@@ -10,8 +10,8 @@ Every conformance test runs for each implementation on two **topologies**, named
 One node and one cluster per test process, each started lazily by the first test that needs it
 and shared by the tests after it in that process, which run one after another (some kill its
 nodes). ``make test`` runs three pytest-xdist processes (``-n 3 --dist load``), so a run has
-three single nodes and three clusters, each owned by one process. ``make test ARGS="-k classic"`` runs
-the classic suite alone.
+three single nodes and three clusters, each owned by one process. ``make test ARGS="-k
+classic"`` runs the classic suite alone.
 
 * ``broker`` — the Node of the test's topology; it sets ``AMQP_URL`` (every node's URL) and
   ``MQLAB_QUEUE_TYPE`` for the test and the programs it starts.
