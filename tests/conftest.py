@@ -61,11 +61,15 @@ def _external() -> bool:
     )
 
 
-def impl_params(*topologies: str) -> list[pytest.param]:  # type: ignore[valid-type]
-    """``impl`` parameters: each implementation on each of ``topologies``, ids ``pika-quorum``."""
+def impl_params(
+    *topologies: str, where: Callable[[Implementation], bool] = lambda _impl: True
+) -> list[pytest.param]:  # type: ignore[valid-type]
+    """``impl`` parameters: each implementation (for which ``where`` holds) on each of
+    ``topologies``, ids ``pika-quorum``."""
     return [
         pytest.param((name, topology), id=f"{name}-{topology}")
-        for name in IMPLEMENTATIONS
+        for name, implementation in IMPLEMENTATIONS.items()
+        if where(implementation)
         for topology in topologies
     ]
 

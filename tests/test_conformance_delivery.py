@@ -9,7 +9,7 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
+from tests.conftest import TOPOLOGIES, StartWorker, impl_params
 from tests.helpers import (
     executions_per_message,
     finished_by_worker,
@@ -98,14 +98,18 @@ def test_redelivery_after_worker_crash(
     )
 
 
+EARLY_ACK = impl_params(*TOPOLOGIES, where=lambda implementation: implementation.supports_early_ack)
+"""pika and Celery: Dramatiq has no early-ack mode (it acks after the actor returns; see
+``test_dramatiq_has_no_early_ack_mode``)."""
+
+
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("impl", EARLY_ACK, indirect=True)
 def test_early_ack_loses_the_message_in_hand(
     broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     """Negative control: acknowledging on receipt (tutorial 1's auto_ack, Celery's default
     early ack) loses what the worker held when it died, and the crash check above sees it."""
-    if not impl.supports_early_ack:
-        pytest.skip(f"{impl.name} has no early-ack mode to compare against")
     ids, victim = _crash_mid_task(impl, start_worker, journal_path, early_ack=True)
 
     broker.management.wait_for_queue(

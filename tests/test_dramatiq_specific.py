@@ -11,7 +11,7 @@ import pytest
 
 from dramatiq_impl import actors
 from dramatiq_impl.settings import MAX_RETRIES, connect, make_broker, task_queue
-from shared.impl import Implementation
+from shared.impl import Implementation, WorkerSpec
 from testbed import registry
 from testbed.node import Node
 from testbed.process import wait_until
@@ -175,3 +175,12 @@ def test_sigterm_finishes_and_acks_the_task_in_hand(
     rows = wait_for_finished(journal_path, ids, timeout=30)
     assert executions_per_message(rows) == {i: 1 for i in ids}
     assert {e.worker for e in rows if e.message_id != victim} == {"second"}
+
+
+def test_dramatiq_has_no_early_ack_mode(impl: Implementation) -> None:
+    """Dramatiq acks a message only after its actor returns (or it is dead-lettered); no
+    setting acks on receipt, so the early-ack negative control is not generated for it and a
+    worker asked for one is refused."""
+    assert not impl.supports_early_ack
+    with pytest.raises(ValueError, match="no early-ack mode"):
+        impl.worker_command(WorkerSpec(name="w1", early_ack=True))
