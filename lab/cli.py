@@ -107,11 +107,9 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--impl", action="append", help="purge: implementation(s) (default: all)")
     b.add_argument(
-        "--amqp-url", help="purge: this broker (default AMQP_URL, else the 'broker up' node)"
-    )
-    b.add_argument(
-        "--management-url",
-        help="purge: its management API (default MQLAB_MANAGEMENT_URL, else port 15672)",
+        "--amqp-url",
+        help="purge: this broker, or several nodes' URIs joined by ';' (default AMQP_URL, else "
+        "the 'broker up' node)",
     )
     b.set_defaults(func=cmd_broker)
 

@@ -19,12 +19,16 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlparse
 
+import pika
+import pika.exceptions
 import requests
 from rich.table import Table as RichTable
 
 from lab.common import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
+from shared import pika_errors
 from shared.errors import BrokerUnavailable, MqlabError
+from shared.settings import amqp_urls
 from testbed import registry
 from testbed.cluster import Cluster
 from testbed.management import Management
@@ -254,34 +258,38 @@ def _nodes(node: Node) -> list[dict[str, str]]:
 def broker_purge(args: argparse.Namespace) -> int:
     """Purge every queue of the chosen implementations on the broker ``worker``/``send`` use.
 
-    Purging goes through the management API (``DELETE /api/queues/<vhost>/<name>/contents``,
-    RabbitMQ management HTTP API reference); only ready messages are removed, and the count
-    printed is the queue's ``messages_ready`` as the API reported it just before the purge.
+    Purging is AMQP ``queue.purge`` (RabbitMQ docs, "Queues: Purging"): only ready messages are
+    removed, and the count printed is the one ``queue.purge-ok`` returns. Given several nodes'
+    URIs (a cluster), pika connects to the first that answers.
 
     Raises:
         UsageError: an unknown implementation, or no broker to use.
-        BrokerUnavailable: the broker or its management API does not answer.
+        MqlabError: the broker does not answer or refuses (the one-line reason, the AMQP URL
+            with its password masked).
     """
     impls, _missing = select_implementations(split(args.impl))
     url = amqp_url(args.amqp_url)
     if url is None:
         raise UsageError("no broker: pass --amqp-url, set AMQP_URL, or run 'mqlab broker up'")
-    management = args.management_url
-    state = up_record.read()
-    if management is None and state is not None and state["amqp_url"] == url:
-        management = state["management_url"]
-    broker = external_node(url, management)
-    for impl in impls:
-        for name in impl.queues():
-            stats = broker.management.queue(name)
-            if stats is None:
-                console.print(f"{impl.name}: {name}: no such queue")
-                continue
-            try:
-                broker.management.purge_queue(name)
-            except requests.RequestException as e:
-                raise BrokerUnavailable(f"purging {name} failed: {e}") from None
-            console.print(f"{impl.name}: {name}: purged {stats.ready} ready message(s)")
+    params = pika_errors.node_parameters(amqp_urls(url), timeout=10, heartbeat=0)
+    try:
+        connection = pika.BlockingConnection(params)
+    except (pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
+        error = pika_errors.translate(e, params, doing="purge")
+        raise type(error)(f"{error} (AMQP_URL {mask_password(url)})") from None
+    with contextlib.closing(connection):
+        for impl in impls:
+            for name in impl.queues():
+                channel = connection.channel()
+                try:
+                    purged = channel.queue_purge(name).method.message_count
+                except pika.exceptions.ChannelClosedByBroker as e:
+                    if e.reply_code != 404:
+                        raise pika_errors.translate(e, params, name, "purge") from None
+                    console.print(f"{impl.name}: {name}: no such queue")
+                    continue
+                channel.close()
+                console.print(f"{impl.name}: {name}: purged {purged} ready message(s)")
     return 0
 
 

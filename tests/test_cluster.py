@@ -12,6 +12,7 @@ confirms nor serves.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -211,3 +212,28 @@ def test_minority_left_refuses_publishes(
     start_worker(impl, "w1")
     wait_for_finished(journal_path, ids, timeout=90)
     cluster.start_node(gone[1])
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    "impl", impl_params("quorum", where=lambda i: i.name == "pika"), indirect=True
+)
+def test_broker_purge_works_with_the_first_node_down(
+    cluster: Cluster, impl: Implementation
+) -> None:
+    """``mqlab broker purge`` given every node's URI purges through a surviving node, and
+    prints the count RabbitMQ returns."""
+    impl.publish_work(["purge me."] * 3)
+    first = cluster.nodes[0]
+    cluster.sync_metadata()  # the queue just declared is on disk (Node.sync_metadata)
+    cluster.kill_node(first)
+    try:
+        command = [sys.executable, "-m", "lab.cli", "broker", "purge", "--impl", "pika",
+                   "--amqp-url", cluster.failover_url]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert f"pika: {impl.task_queue()}: purged 3 ready message(s)" in result.stdout
+        # And the queue really is empty now (asked of a surviving node).
+        cluster.management.wait_for_queue(impl.task_queue(), 30, ready=0, fresh_after=time.time())
+    finally:
+        cluster.start_node(first)
