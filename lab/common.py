@@ -10,7 +10,7 @@ from shared.errors import MqlabError
 from shared.impl import Implementation
 from testbed import registry
 
-console = Console()
+console = Console(soft_wrap=True)  # a long line (a ;-joined AMQP_URL) stays one copyable line
 
 
 class UsageError(MqlabError):
