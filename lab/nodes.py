@@ -118,13 +118,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
         f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']}), pid {state['pid']}\n"
         f"  AMQP_URL={mask_password(state['amqp_url'])}\n  management UI {state['management_url']}"
     )
-    table = RichTable("queue", "ready", "unacked", "consumers")
-    for name in broker.management.queue_names():
-        q = broker.management.queue(name)
-        if q is not None:
-            table.add_row(name, str(q.ready), str(q.unacked), str(q.consumers))
-    console.print(table)
-    console.print(dead_letter_table(broker))
+    console.print(queue_table(broker.management))
+    console.print(dead_letter_table(broker.management))
     return 0
 
 
@@ -157,10 +152,27 @@ def cluster_status(state: dict[str, Any]) -> int:
             ", ".join(sorted(leads.get(n["name"], []))) or "-",
         )
     console.print(table)
+    with contextlib.suppress(requests.RequestException):  # no node answers: the table says DOWN
+        console.print(queue_table(management))
+        console.print(dead_letter_table(management))
     return 0
 
 
-def dead_letter_table(broker: Node) -> RichTable:
+def queue_table(management: Management) -> RichTable:
+    """Every queue with its ready, unacked and consumer counts (management API).
+
+    Raises:
+        requests.RequestException: the management API does not answer.
+    """
+    table = RichTable("queue", "ready", "unacked", "consumers")
+    for name in management.queue_names():
+        q = management.queue(name)
+        if q is not None:
+            table.add_row(name, str(q.ready), str(q.unacked), str(q.consumers))
+    return table
+
+
+def dead_letter_table(management: Management) -> RichTable:
     """Each implementation's dead-letter queue and how many messages are parked in it
     (``<queue>.dead``; Dramatiq's ``.XQ``): what a worker could not process, or what exceeded
     the quorum delivery limit (:mod:`shared.poison`). "-" where the queue does not exist yet.
@@ -171,7 +183,7 @@ def dead_letter_table(broker: Node) -> RichTable:
     table = RichTable("implementation", "dead-letter queue", "parked", title="dead letters")
     for impl in registry.available().values():
         name = impl.dead_letter_queue()
-        stats = broker.management.queue(name)
+        stats = management.queue(name)
         table.add_row(impl.name, name, "-" if stats is None else str(stats.ready + stats.unacked))
     return table
 

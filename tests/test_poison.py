@@ -233,7 +233,7 @@ def test_broker_status_counts_dead_letters(broker: Node, impl: Implementation) -
 
     def row() -> list[str]:
         console = Console(record=True, width=200)
-        console.print(dead_letter_table(broker))
+        console.print(dead_letter_table(broker.management))
         line = next(x for x in console.export_text().splitlines() if impl.dead_letter_queue() in x)
         return [cell.strip() for cell in line.split("\u2502") if cell.strip()]
 
