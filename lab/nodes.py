@@ -285,10 +285,9 @@ def broker_purge(args: argparse.Namespace) -> int:
         raise UsageError("no broker: pass --amqp-url, set AMQP_URL, or run 'mqlab broker up'")
     params = pika_errors.node_parameters(amqp_urls(url), timeout=10, heartbeat=0)
     try:
-        connection = pika.BlockingConnection(params)
-    except (pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
-        error = pika_errors.translate(e, params, doing="purge")
-        raise type(error)(f"{error} (AMQP_URL {mask_password(url)})") from None
+        connection = pika_errors.connect(params)
+    except MqlabError as e:
+        raise type(e)(f"{e} (AMQP_URL {mask_password(url)})") from None
     with contextlib.closing(connection):
         for impl in impls:
             for name in impl.queues():

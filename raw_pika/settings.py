@@ -49,10 +49,7 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
         heartbeat=s.heartbeat,
         blocked_timeout=s.blocked_timeout,
     )
-    try:
-        return pika.BlockingConnection(params)
-    except pika_errors.CONNECT_ERRORS as e:
-        raise pika_errors.translate(e, params) from e
+    return pika_errors.connect(params)
 
 
 def declare_queue(

@@ -68,6 +68,19 @@ def node_parameters(
     return out
 
 
+def connect(params: Sequence[pika.ConnectionParameters]) -> pika.BlockingConnection:
+    """A blocking connection to the first node of ``params`` that answers
+    (:func:`node_parameters`).
+
+    Raises:
+        MqlabError: :func:`translate`'s one-line reason (unreachable, refused login, ...).
+    """
+    try:
+        return pika.BlockingConnection(params)
+    except CONNECT_ERRORS as e:
+        raise translate(e, params) from e
+
+
 def watch_blocked(
     connection: pika.BlockingConnection,
     on_blocked: Callable[[str], None],

@@ -235,17 +235,6 @@ class Management:
         if response.status_code not in (204, 404):
             response.raise_for_status()
 
-    def purge_queue(self, name: str) -> None:
-        """Remove ``name``'s ready messages: ``DELETE /api/queues/<vhost>/<name>/contents``.
-
-        Raises:
-            requests.HTTPError: the API refused.
-            requests.RequestException: it did not answer.
-        """
-        response = self._request("DELETE", self._queue_path(name) + "/contents")
-        if response.status_code not in (204, 404):
-            response.raise_for_status()
-
     def versions(self) -> dict[str, str]:
         """``{"rabbitmq": ..., "erlang": ...}`` versions reported by the node."""
         overview = self.api("overview")

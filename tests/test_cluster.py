@@ -12,7 +12,6 @@ confirms nor serves.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ from collections import Counter
 import pytest
 
 from shared.errors import MqlabError
-from shared.impl import Implementation
+from shared.impl import Command, Implementation
 from testbed.cluster import Cluster
 from testbed.local_node import LocalNode
 from testbed.process import wait_until
@@ -228,9 +227,9 @@ def test_broker_purge_works_with_the_first_node_down(
     cluster.sync_metadata()  # the queue just declared is on disk (Node.sync_metadata)
     cluster.kill_node(first)
     try:
-        command = [sys.executable, "-m", "lab.cli", "broker", "purge", "--impl", "pika",
-                   "--amqp-url", cluster.failover_url]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        command = Command([sys.executable, "-m", "lab.cli", "broker", "purge", "--impl", "pika",
+                           "--amqp-url", cluster.failover_url])  # fmt: skip
+        result = run_to_end(command, {}, timeout=60)
         assert result.returncode == 0, result.stderr
         assert f"pika: {impl.task_queue()}: purged 3 ready message(s)" in result.stdout
         # And the queue really is empty now (asked of a surviving node).
