@@ -184,3 +184,9 @@ def test_dramatiq_has_no_early_ack_mode(impl: Implementation) -> None:
     assert not impl.supports_early_ack
     with pytest.raises(ValueError, match="no early-ack mode"):
         impl.worker_command(WorkerSpec(name="w1", early_ack=True))
+    # Negative control: pika has the mode, and the same spec gives it the flag.
+    pika_impl = registry.get("pika")
+    assert (
+        pika_impl.early_ack_flag
+        in pika_impl.worker_command(WorkerSpec(name="w1", early_ack=True)).argv
+    )
