@@ -227,6 +227,7 @@ def test_broker_purge_works_with_the_first_node_down(
     cluster.sync_metadata()  # the queue just declared is on disk (Node.sync_metadata)
     cluster.kill_node(first)
     try:
+        cluster.leader_of(impl.task_queue())  # served again (this test is about the CLI)
         command = Command([sys.executable, "-m", "lab.cli", "broker", "purge", "--impl", "pika",
                            "--amqp-url", cluster.failover_url])  # fmt: skip
         result = run_to_end(command, {}, timeout=60)
