@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from lab import report
-from lab.checks import check
-from lab.config import Config
-from lab.drain import Readings, drain_rate
-from lab.runner import finish, new_results, plan, skip_all
+from lab.report import markdown
+from lab.report.checks import check
+from lab.report.stats import Summary
+from lab.report.view import cell, run_status
+from lab.run.config import Config
+from lab.run.drain import Readings, drain_rate
+from lab.run.runner import finish, new_results, plan, skip_all
 from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
-from lab.stats import Summary
-from lab.view import cell, run_status
 from shared.journal import Execution
 from testbed import registry
 from testbed.node import Node
@@ -203,7 +203,7 @@ def test_node_loss_pause_is_the_longest_gap_after_the_kill() -> None:
 
 
 def test_cluster_scenarios_skip_with_the_reason_when_no_cluster_runs(tmp_path: Path) -> None:
-    config = Config.preset(True, 1, topologies=("single", "cluster"))
+    config = Config.preset(True, ALL.values(), 1, topologies=("single", "cluster"))
     impls = [registry.get("pika")]
     assert "nodeloss" not in {s for s, _t, _r in plan(list(ALL), impls, config, "single")}
     todo = plan(["throughput", "nodeloss"], impls, config, "cluster")
@@ -211,7 +211,7 @@ def test_cluster_scenarios_skip_with_the_reason_when_no_cluster_runs(tmp_path: P
     results = new_results(config, impls, ["throughput", "nodeloss"], {})
     skip_all(results, todo, "classic/cluster", "no cluster on this machine (why)")
     finish(results)
-    text = report.markdown(results, [])
+    text = markdown.markdown(results, [])
     assert "Node loss not measured: no cluster on this machine (why)." in text
     assert "| survive a node loss | - | not measured in this run" in text
     assert "| pika (classic/cluster) | - | - | - | - | - | - | skipped |" in text

@@ -29,7 +29,7 @@ class Target:
         early_ack: acknowledge on receipt (:attr:`shared.impl.WorkerSpec.early_ack`).
         prefetch: a fixed prefetch that overrides the scenario's, or ``None``.
         producer_env: environment for the producer (published from a separate process,
-            :mod:`lab.publisher`, when not empty).
+            :mod:`lab.run.publisher`, when not empty).
         worker_env: further environment for the workers.
         worker_args: further worker command-line arguments (``--pool threads``).
         settings: the settings in words, for the report.
