@@ -1,9 +1,10 @@
 """Drawing helpers the scenario modules share (matplotlib, Agg backend: no display needed).
 
-One colour per implementation in every chart (:func:`colour`): a variant of an implementation
-(``celery-defaults``, ``celery-threads``) keeps its colour with a hatch or a dashed line, and a
-second setup (quorum, cluster) is drawn lighter. Bars are medians over the repeats; with more
-than one repeat, error bars span min to max. Every value axis names its unit.
+One colour per implementation in every chart (:func:`colour`, set in :mod:`lab.run.targets`): a
+variant of an implementation (``celery-defaults``, ``celery-threads``) keeps its colour with a
+hatch or a dashed line, and a second setup (quorum, cluster) is drawn lighter. Bars are medians
+over the repeats; with more than one repeat, error bars span min to max. Every value axis
+names its unit.
 """
 
 from __future__ import annotations
@@ -21,24 +22,19 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lab.report.view import BASELINE, Row, View  # noqa: E402
+from lab.run import targets  # noqa: E402
 
 if TYPE_CHECKING:
     from lab.run.runner import Results
 
-COLOURS = {
-    BASELINE: "#7f7f7f",
-    "pika": "#1f77b4",
-    "celery": "#2ca02c",
-    "dramatiq": "#d62728",
-}
-"""Implementation id -> colour, the same in every chart."""
+BASELINE_COLOUR = "#7f7f7f"
 HATCHES = {"defaults": "//", "threads": ".."}
 """Variant suffix -> bar hatch."""
 
 
 def colour(target: str) -> str:
-    """The colour of ``target``'s implementation."""
-    return COLOURS.get(target.split("-", 1)[0], "#9467bd")
+    """The colour of ``target``'s implementation (:data:`lab.run.targets.IMPLEMENTATIONS`)."""
+    return BASELINE_COLOUR if target == BASELINE else targets.colour(target)
 
 
 def variant(target: str) -> str:

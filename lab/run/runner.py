@@ -25,7 +25,7 @@ import psutil
 from lab.report.view import BASELINE
 from lab.run.config import Config
 from lab.run.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
-from lab.run.targets import Target, targets
+from lab.run.targets import Target, libraries, targets
 from lab.scenarios import find
 from shared.impl import Implementation
 from testbed.node import Node
@@ -35,7 +35,8 @@ __all__ = [
     "plan", "run_setup", "skip_all",
 ]  # fmt: skip
 
-LIBRARIES = ("pika", "celery", "kombu", "dramatiq", "requests", "matplotlib", "rich", "psutil")
+TOOLS = ("requests", "matplotlib", "rich", "psutil")
+"""The lab's own libraries the report lists beside the implementations' (:mod:`lab.run.targets`)."""
 
 
 @dataclass
@@ -102,7 +103,7 @@ def broker_facts(broker: Node) -> dict[str, str]:
 def machine() -> dict[str, Any]:
     """Versions and machine facts for the report (the broker's come from :func:`broker_facts`)."""
     versions = {}
-    for lib in LIBRARIES:
+    for lib in (*libraries(), *TOOLS):
         try:
             versions[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
