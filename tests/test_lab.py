@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.commands.usage import UsageError
 from lab.report import markdown
 from lab.report.checks import check
 from lab.report.stats import Summary
@@ -26,7 +27,7 @@ from lab.run.drain import Readings, drain_rate
 from lab.run.runner import finish, new_results, plan, skip_all
 from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
-from shared.journal import Execution
+from shared.journal import Execution, read
 from testbed import registry
 from testbed.node import Node
 
@@ -225,5 +226,47 @@ def test_compare_refuses_a_cluster_scenario_without_the_cluster_and_bad_setups()
     ):
         result = _mqlab("compare", "--impl", "pika", *args)
         assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), result.stderr
+
+
+@pytest.mark.timeout(240)
+def test_the_example_scenario_runs_end_to_end_with_its_parameter_set(tmp_path: Path) -> None:
+    """The scenario ``docs/architecture.md`` shows is real code: run on demand on a private
+    node, its ``--set`` parameter reaches it, and its check holds (and catches a tampered
+    figure: the negative control)."""
+    out = tmp_path / "report"
+    result = _mqlab("compare", "--quick", "--impl", "pika", "--scenario", "example",
+                    "--set", "example.n=4", "--out", str(out), "--keep-journals",
+                    timeout=230)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["scenarios"] == ["example"]
+    assert results["config"]["params"] == {"example": {"n": 4}}
+    (run,) = results["runs"]
+    assert run["error"] is None and run["metrics"]["took_s"] > 0
+    journal = out / run["samples"]["journal"]
+    assert len({e.message_id for e in read(journal)}) == 4  # n=4 reached the scenario
+    assert check(out, results) == []
+    assert "## Example" in (out / "report.md").read_text()
+    run["metrics"]["took_s"] *= 2
+    assert any(p.startswith("example/pika") for p in check(out, results))
+
+
+def test_scenario_parameters_are_listed_and_a_bad_set_is_one_line() -> None:
+    listing = _mqlab("scenarios")
+    assert listing.returncode == 0, listing.stderr
+    assert "--set throughput.n=5000  (--quick: 3000)" in listing.stdout
+    assert "example: Example (on demand" in listing.stdout
+    assert "--set scaling.levels=1,2,4,8,16" in _mqlab("compare", "--help").stdout
+    for item, says in (
+        ("example.n=0", "--set example.n=0: '0' must be a finite number above 0"),
+        ("example.n", "--set example.n: expected <scenario>.<parameter>=<value>"),
+        ("example.size=3", "--set example.size=3: no such parameter"),
+        ("nope.n=3", "--set nope.n=3: no such parameter"),
+        ("latency.n=3", "--set latency.*: scenario latency is not in this run"),
+    ):
+        result = _mqlab("compare", "--impl", "pika", "--scenario", "example", "--set", item)
+        assert result.returncode == UsageError.exit_code, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), result.stderr

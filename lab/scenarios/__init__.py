@@ -6,8 +6,8 @@ parameters with their full and ``--quick`` values, its baseline if it has one, i
 columns, reading, charts, decision-table needs and consistency checks. Adding a scenario is one
 new module plus its name in :data:`RUN_ORDER` (or :data:`ON_DEMAND`, for a scenario that runs
 only when ``--scenario`` names it). Scenarios never import each other; what several of them
-need lives in :mod:`lab.run` and :mod:`lab.report`. The smallest one is
-:mod:`lab.scenarios.example` (``docs/architecture.md`` walks through it).
+need lives in :mod:`lab.run` and :mod:`lab.report`. ``docs/architecture.md`` walks through
+the smallest one, registered in :data:`ON_DEMAND`.
 """
 
 from __future__ import annotations
