@@ -173,3 +173,13 @@ def test_the_naming_rule_catches_a_scenario_named_elsewhere(tmp_path: Path) -> N
     (tmp_path / "lab" / "report").mkdir(parents=True)
     (tmp_path / "lab" / "report" / "table.py").write_text('X = "crashed"\nY = view("crash")\n')
     assert mentions("crash", tmp_path / "lab") == ["lab/report/table.py:2"]
+
+
+def test_the_documented_scenario_is_the_example_module() -> None:
+    """``docs/architecture.md`` shows ``lab/scenarios/example.py`` as it is (the module is run
+    end to end by ``tests/test_lab.py``); a changed module fails here until the doc follows."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    section = doc.split("## Adding a scenario to the lab", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert block.count("\n") > 20
+    assert block in (ROOT / "lab" / "scenarios" / "example.py").read_text()
