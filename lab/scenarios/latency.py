@@ -110,8 +110,9 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     """Percentiles recomputed from the journal; one finished message per publish."""
     where = f"{NAME}/{run['impl']}"
     first = first_runs(c.rows(run["samples"]))
-    if len(first) != c.results["config"]["latency_n"]:
-        c.problems.append(f"{where}: {len(first)} messages for {c.results['config']['latency_n']}")
+    n = params(c.results["config"], NAME)["n"]
+    if len(first) != n:
+        c.problems.append(f"{where}: {len(first)} messages for {n}")
     starts = [(e.started_at - e.published_at) * 1000 for e in first.values()]
     for p in PERCENTILES:
         c.close(run["metrics"][f"start_p{p}_ms"], percentile(starts, p), f"{where} p{p}")

@@ -207,7 +207,7 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     """Rates recomputed from the journals, efficiency from the rate and the ideal."""
     where = f"{NAME}/{run['impl']}"
     s = run["samples"]
-    for level in c.results["config"]["scaling_levels"]:
+    for level in params(c.results["config"], NAME)["levels"]:
         ls = s.get(f"c{level}")
         if ls is None:
             c.problems.append(f"{where}: no samples for c{level}")
