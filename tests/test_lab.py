@@ -270,3 +270,17 @@ def test_scenario_parameters_are_listed_and_a_bad_set_is_one_line() -> None:
         assert result.returncode == UsageError.exit_code, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), result.stderr
+
+
+def test_the_decision_table_lists_every_need_when_one_scenario_runs() -> None:
+    """Each need is declared by its scenario; those of scenarios not in the run (whose
+    parameters are then not in the settings) still get their line, saying so."""
+    impls = [registry.get("pika")]
+    config = Config.preset(True, [ALL["throughput"]], 1)
+    results = new_results(config, impls, ["throughput"], {})
+    finish(results)
+    text = markdown.markdown(results, [])
+    for need in ("most throughput", "CPU-bound work", "survive a node loss", "least code"):
+        assert f"| {need} | - | not measured in this run" in text, need
+    assert "- Throughput: 3,000 zero-work tasks per drain" in text
+    assert "- Scaling:" not in text  # a scenario's settings line only when it runs

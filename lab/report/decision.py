@@ -1,9 +1,9 @@
 """The decision table that opens report.md: for each need, which approach and the figure.
 
 Each scenario declares the needs its figures answer (:attr:`lab.scenario.Scenario.needs`);
-the table lists them in run order. The row with the best median wins (baseline and defaults
-rows excluded: the table recommends settings a reader can keep). A need whose scenario did
-not run says so instead of guessing.
+the table lists them in run order, whether the scenario ran or not. The row with the best
+median wins (baseline and defaults rows excluded: the table recommends settings a reader can
+keep). A need whose scenario did not run says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -50,24 +50,22 @@ class Need:
 
 
 def rows(view: View) -> list[list[str]]:
-    """The decision table's rows: every need of every scenario of the run, in run order."""
-    from lab.scenarios import find  # the scenarios import Need from here
+    """The decision table's rows: every need of every scenario of a default run (one that did
+    not run says so), then those of the on-demand scenarios that ran, in run order."""
+    from lab.scenarios import ALL, find  # the scenarios import Need from here
 
-    out = []
-    for name in view.results.scenarios:
-        for need in find(name).needs:
-            out.append(_row(view, name, need))
-    return out
+    names = [*ALL, *(n for n in view.results.scenarios if n not in ALL)]
+    return [_row(view, name, need) for name in names for need in find(name).needs]
 
 
 def _row(view: View, scenario: str, need: Need) -> list[str]:
-    words = need.words(params(view.config, scenario))
-    metric = need.metric.format(**words)
+    ran = scenario in view.results.scenarios  # else its parameters are not in the settings
+    words = need.words(params(view.config, scenario)) if ran else {}
     found = [
         (v, row)
-        for row in view.rows(scenario)
+        for row in (view.rows(scenario) if ran else [])
         if row.target != BASELINE and not row.target.endswith(f"-{DEFAULTS}")
-        if (v := view.median(scenario, row, metric)) is not None
+        if (v := view.median(scenario, row, need.metric.format(**words))) is not None
     ]
     if not found:
         why = "not measured in this run" + (
