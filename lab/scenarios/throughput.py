@@ -279,7 +279,7 @@ SCENARIO = Scenario(
             "still span several readings under load)",
         ),
         Param("prefetch", (1, 100), (1, 100), "the prefetch counts the worker drains at"),
-    ),  # fmt: skip
+    ),
     settings=settings,
     needs=(
         Need(
