@@ -26,11 +26,10 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 
 from shared.impl import Command, WorkerSpec
-from testbed import registry
 from testbed.node import Node, free_port
-from tests.helpers import run_to_end
+from tests.helpers import IMPLEMENTATIONS, run_to_end
 
-IMPLS = registry.available()
+IMPLS = IMPLEMENTATIONS
 PROGRAMS = ("send", "receive", "new_task", "worker")
 PRODUCERS = {"send", "new_task", "mqlab send"}
 CONSUMERS = {"receive", "worker", "mqlab worker"}

@@ -11,7 +11,7 @@ from testbed.docker_node import DockerNode, docker_engine_available
 from testbed.local_node import LocalNode
 from testbed.node import ExternalNode, Node
 from testbed.process import wait_until
-from tests.conftest import restart_nodes_without_statistics
+from tests.helpers import restart_nodes_without_statistics
 
 
 def test_auto_takes_an_explicit_amqp_url_as_external(monkeypatch: pytest.MonkeyPatch) -> None:

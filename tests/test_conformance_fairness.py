@@ -9,8 +9,7 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import finished_by_worker, journal_rows
+from tests.helpers import StartWorker, finished_by_worker, journal_rows
 
 TASKS = 20
 

@@ -13,8 +13,7 @@ import pytest
 
 from shared.impl import Implementation
 from testbed.node import Node
-from tests.conftest import StartWorker
-from tests.helpers import executions_per_message, wait_for_finished
+from tests.helpers import StartWorker, executions_per_message, wait_for_finished
 
 N = 50
 CONTROL_QUEUE = "mqlabtest.control.transient-queue"

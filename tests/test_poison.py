@@ -23,8 +23,7 @@ from shared import poison, tasks
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
-from tests.conftest import StartWorker
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import StartWorker, executions_per_message, journal_rows, wait_for_finished
 from tests.poison_messages import (
     KIND_HEADER,
     RAW_MESSAGES,

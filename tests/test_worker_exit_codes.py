@@ -17,8 +17,7 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import wait_for_finished
+from tests.helpers import StartWorker, wait_for_finished
 
 
 @pytest.fixture
