@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import pytest
 
@@ -50,12 +50,20 @@ def each_implementation() -> pytest.MarkDecorator:
 
 
 def impl_params(
-    *topologies: str, where: Callable[[Implementation], bool] = lambda _impl: True
+    *topologies: str,
+    where: Callable[[Implementation], bool] = lambda _impl: True,
+    marks: Mapping[str, pytest.MarkDecorator] | None = None,
 ) -> list[pytest.param]:  # type: ignore[valid-type]
     """``impl`` fixture parameters: each implementation (for which ``where`` holds) on each of
-    ``topologies``, ids ``pika-quorum``."""
+    ``topologies``, ids ``pika-quorum``; ``marks`` adds a mark to the parameters of those ids
+    (``{"celery-quorum": pytest.mark.flaky(...)}``)."""
+    marks = marks or {}
     return [
-        pytest.param((name, topology), id=f"{name}-{topology}")
+        pytest.param(
+            (name, topology),
+            id=f"{name}-{topology}",
+            marks=[marks[f"{name}-{topology}"]] if f"{name}-{topology}" in marks else [],
+        )
         for name, implementation in IMPLEMENTATIONS.items()
         if where(implementation)
         for topology in topologies

@@ -48,6 +48,7 @@ def test_external_broker_answers(broker: Node) -> None:
     assert external.management.queue("mqlabtest.no-such-queue") is None
 
 
+@pytest.mark.broker  # starts a node in Docker itself
 @pytest.mark.timeout(300)
 def test_docker_provider_kill_and_start() -> None:
     if not docker_engine_available():

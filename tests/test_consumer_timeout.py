@@ -74,6 +74,7 @@ def start(impl: Implementation, node: Node, journal: str, log: Path) -> GroupPro
     return proc
 
 
+@pytest.mark.broker  # timeout_node: its own private node
 @pytest.mark.timeout(180)
 def test_worker_survives_the_delivery_acknowledgement_timeout(
     timeout_node: Node,
