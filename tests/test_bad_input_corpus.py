@@ -1,4 +1,4 @@
-"""9. The bad-input corpus: every program against every bad input, one line each.
+"""The bad-input corpus: every program against every bad input, one line each.
 
 Every program (``send``, ``receive``, ``new_task``, ``worker`` of each implementation, and
 ``mqlab send`` / ``mqlab worker``) is run against every case below, concurrently per case. Each

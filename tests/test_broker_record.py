@@ -1,4 +1,4 @@
-"""10. A node only its owner uses: the ``mqlab broker up`` record and the private node's account.
+"""A node only its owner uses: the ``mqlab broker up`` record and the private node's account.
 
 * The record's directory must be this user's, mode 0700, not a symlink; otherwise every
   program refuses it in one line (and never falls back to some broker).

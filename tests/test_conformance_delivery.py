@@ -1,4 +1,4 @@
-"""2-4. Delivery, round-robin dispatch, and redelivery after a worker crash (tutorial 2)."""
+"""Delivery, round-robin dispatch, and redelivery after a worker crash (tutorial 2)."""
 
 from __future__ import annotations
 

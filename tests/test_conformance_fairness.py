@@ -1,4 +1,4 @@
-"""6. Fair dispatch: with prefetch 1 a slow worker holds one message at a time, so the fast
+"""Fair dispatch: with prefetch 1 a slow worker holds one message at a time, so the fast
 worker takes most of the work; with unlimited prefetch RabbitMQ deals evenly regardless.
 """
 

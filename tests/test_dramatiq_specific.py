@@ -1,4 +1,4 @@
-"""Dramatiq-specific cases (issue 4): process layout, retries and dead-lettering, per-thread
+"""Dramatiq-specific cases: process layout, retries and dead-lettering, per-thread
 prefetch, warm shutdown. The conformance suite covers the rest through the common interface."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Poison messages and crash loops (issue 10's poison half; issue 9's delivery limit).
+"""Poison messages and crash loops: dead-lettering every processing fault, and the quorum
+queue's delivery limit.
 
 * Every processing fault parks the message in the implementation's dead-letter queue
   (``<queue>.dead``; Dramatiq's ``.XQ``) with its body and headers intact, after a bounded
