@@ -1,8 +1,11 @@
-"""``mqlab broker up|down|status|purge``.
+"""``mqlab broker up|down|status|env|purge|kill|start``.
 
 ``broker up`` starts a private node (``--cluster``: three clustered nodes) and keeps it until
 Ctrl+C, SIGTERM or ``broker down``; its record (:mod:`shared.broker_up`) lets every program
-find it without ``AMQP_URL``.
+find it without ``AMQP_URL``. ``broker env`` prints the lines to use it from a shell (and the
+management UI's login); ``broker kill NODE`` SIGKILLs one node of the cluster (a crash) and
+``broker start NODE`` asks the ``broker up`` process, which owns the nodes, to start it again
+with its data, so it rejoins.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlparse
 
 import pika
 import pika.exceptions
+import psutil
 import requests
 from rich.table import Table as RichTable
 
@@ -37,11 +42,17 @@ from testbed.provider import private_kind, provision
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    """``mqlab broker ACTION``: dispatch to up, down, status or purge."""
+    """``mqlab broker ACTION``: dispatch to up, down, status, env, purge, kill or start."""
     if args.action == "up":
         return broker_up(args.detach, cluster=getattr(args, "cluster", False))
     if args.action == "purge":
         return broker_purge(args)
+    if args.action == "env":
+        return broker_env(args.show_password)
+    if args.action == "kill":
+        return broker_kill(args.node)
+    if args.action == "start":
+        return broker_start(args.node)
     if args.action == "down":
         state = up_record.read()
         if state is None:
@@ -72,7 +83,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     broker = ExternalNode(state["amqp_url"], state["management_url"])
     versions = broker.management.versions()
     console.print(
-        f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']}), pid {state['pid']}\n"
+        f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']}), node pid "
+        f"{_node_pid(state.get('pid_file')) or '-'} ('mqlab broker up' pid {state['pid']})\n"
         f"  AMQP_URL={mask_password(state['amqp_url'])}\n  management UI {state['management_url']}"
     )
     console.print(queue_table(broker.management))
@@ -95,14 +107,15 @@ def cluster_status(state: dict[str, Any]) -> int:
             if q.get("type") == "quorum" and q.get("leader"):
                 leads.setdefault(str(q["leader"]), []).append(str(q["name"]))
     console.print(
-        f"RabbitMQ cluster of {len(nodes)} nodes, pid {state['pid']}\n"
+        f"RabbitMQ cluster of {len(nodes)} nodes ('mqlab broker up' pid {state['pid']})\n"
         f"  AMQP_URL={mask_password(state['amqp_url'])}"
     )
-    table = RichTable("node", "state", "AMQP", "management", "leads (quorum queues)")
+    table = RichTable("node", "pid", "state", "AMQP", "management", "leads (quorum queues)")
     for n in nodes:
         up = Management(n["management_url"], state["amqp_url"]).answers()
         table.add_row(
             n["name"].removesuffix("@localhost"),
+            str(_node_pid(n.get("pid_file")) or "-"),
             "up" if up else "DOWN",
             str(urlparse(n["amqp_url"]).netloc.split("@")[-1]),
             n["management_url"].removeprefix("http://"),
@@ -205,12 +218,146 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with (
         provision("cluster" if cluster else private_kind()) as node,
-        up_record.recorded(node.failover_url, node.management_url, nodes=_nodes(node)),
+        up_record.recorded(
+            node.failover_url,
+            node.management_url,
+            nodes=_nodes(node),
+            pid_file=str(getattr(node, "pid_file", "")),
+        ),
     ):
         print(node.describe(), flush=True)
         print("every mqlab program uses it while AMQP_URL is unset (Ctrl+C to stop)", flush=True)
-        while not stop.wait(1.0):
-            pass
+        while not stop.wait(0.5):
+            if isinstance(node, Cluster):
+                _serve_start_requests(node)
+    return 0
+
+
+def _node_pid(pid_file: str | None) -> int | None:
+    """The OS pid a node wrote to its pid file (``RABBITMQ_PID_FILE``), if it runs."""
+    if not pid_file:
+        return None
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if psutil.pid_exists(pid) else None
+
+
+def _start_request(node_name: str) -> Path:
+    """The file ``broker start NODE`` writes for the ``broker up`` process, in its private
+    directory (:func:`shared.broker_up.private_dir`)."""
+    directory = up_record.private_dir(create=True)
+    assert directory is not None
+    return directory / f"start-{node_name}"
+
+
+def _serve_start_requests(cluster: Cluster) -> None:
+    """In the ``broker up`` process: start each node that ``broker start NODE`` asked for
+    (:meth:`testbed.cluster.Cluster.start_node`: same name, ports and data, so it rejoins);
+    the request file is removed once the node is back, or replaced by ``.failed`` holding why.
+    """
+    for n in cluster.nodes:
+        request = _start_request(n.node)
+        if not request.exists():
+            continue
+        try:
+            if not n.alive():
+                cluster.start_node(n)
+        except (RuntimeError, TimeoutError) as e:
+            request.with_suffix(".failed").write_text(str(e).splitlines()[0])
+        request.unlink(missing_ok=True)
+
+
+def _cluster_node(name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The ``broker up`` record and its node called ``name``: its number (``2``), its name as
+    ``broker status`` shows it (``mqlab-1a2b3c-2``) or the full ``mqlab-1a2b3c-2@localhost``.
+
+    Raises:
+        UsageError: no ``broker up --cluster`` runs, or it has no such node.
+    """
+    state = up_record.read()
+    if state is None or not state.get("nodes"):
+        raise UsageError("no cluster is running; start one: mqlab broker up --cluster --detach")
+    nodes: list[dict[str, str]] = state["nodes"]
+    for n in nodes:
+        short = n["name"].split("@")[0]
+        if name in (n["name"], short, short.rsplit("-", 1)[-1]):
+            return state, n
+    known = ", ".join(n["name"].split("@")[0] for n in nodes)
+    raise UsageError(f"no node {name!r} in the cluster; its nodes: {known}")
+
+
+def broker_kill(name: str) -> int:
+    """SIGKILL one node of the ``broker up --cluster`` cluster (a crash: no clean shutdown),
+    the pid ``broker status`` shows; its data stays, for ``broker start NODE``.
+
+    Raises:
+        UsageError: no such node (:func:`_cluster_node`).
+        MqlabError: the node is not running.
+    """
+    _state, n = _cluster_node(name)
+    pid = _node_pid(n.get("pid_file"))
+    if pid is None:
+        raise MqlabError(f"node {n['name']} is not running; start it: mqlab broker start {name}")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not psutil.pid_exists(pid), 30, interval=0.1, what=f"pid {pid} to exit")
+    console.print(f"killed {n['name']} (pid {pid}); start it again: mqlab broker start {name}")
+    return 0
+
+
+def broker_start(name: str) -> int:
+    """Start a killed node of the ``broker up --cluster`` cluster again, with its data, and
+    wait until it has rejoined (the ``broker up`` process starts it: it owns the nodes).
+
+    Raises:
+        UsageError: no such node (:func:`_cluster_node`).
+        MqlabError: it did not start (the node's own reason) or not within 180 s.
+    """
+    _state, n = _cluster_node(name)
+    if _node_pid(n.get("pid_file")) is not None:
+        console.print(f"{n['name']} is already running")
+        return 0
+    request = _start_request(n["name"])
+    failed = request.with_suffix(".failed")
+    failed.unlink(missing_ok=True)
+    request.write_text("")
+    try:
+        wait_until(lambda: not request.exists(), 180, interval=0.5, what=f"{n['name']} to start")
+    except TimeoutError as e:
+        raise MqlabError(str(e)) from None
+    if failed.exists():
+        raise MqlabError(f"{n['name']} did not start: {failed.read_text()}")
+    console.print(f"started {n['name']} (pid {_node_pid(n.get('pid_file'))}); it rejoined")
+    return 0
+
+
+def broker_env(show_password: bool) -> int:
+    """Print the shell lines that point a program at the ``broker up`` node (``export
+    AMQP_URL=...``, and ``MQLAB_MANAGEMENT_URL`` for ``mqlab compare --amqp-url``) and the
+    management UI's address and login, as comments. The password is masked unless
+    ``show_password``: then ``eval "$(mqlab broker env --show-password)"`` sets them.
+
+    Raises:
+        UsageError: no ``broker up`` node runs.
+    """
+    state = up_record.read()
+    if state is None:
+        raise UsageError(
+            "no broker started by 'mqlab broker up' is running; mqlab broker up --detach"
+        )
+    url: str = state["amqp_url"]
+    shown = url if show_password else mask_password(url)
+    user = urlparse(amqp_urls(url)[0])
+    console.print(f"export AMQP_URL='{shown}'", markup=False, highlight=False)
+    console.print(f"export MQLAB_MANAGEMENT_URL={state['management_url']}", highlight=False)
+    for n in state.get("nodes") or [{"name": "", "management_url": state["management_url"]}]:
+        where = f" ({n['name']})" if n["name"] else ""
+        console.print(f"# management UI{where}: {n['management_url']}", highlight=False)
+    password = user.password if show_password else "(add --show-password to print it)"
+    console.print(
+        f"# log in as {user.username}, password {password}", markup=False, highlight=False
+    )
     return 0
 
 
@@ -219,7 +366,12 @@ def _nodes(node: Node) -> list[dict[str, str]]:
     if not isinstance(node, Cluster):
         return []
     return [
-        {"name": n.node, "amqp_url": n.amqp_url, "management_url": n.management_url}
+        {
+            "name": n.node,
+            "amqp_url": n.amqp_url,
+            "management_url": n.management_url,
+            "pid_file": str(n.pid_file),
+        }
         for n in node.nodes
     ]
 
@@ -245,6 +397,7 @@ def broker_purge(args: argparse.Namespace) -> int:
         connection = pika_errors.connect(params)
     except MqlabError as e:
         raise type(e)(f"{e} (AMQP_URL {mask_password(url)})") from None
+    queues = messages = absent = 0
     with contextlib.closing(connection):
         for impl in impls:
             for name in impl.queues():
@@ -254,10 +407,18 @@ def broker_purge(args: argparse.Namespace) -> int:
                 except pika.exceptions.ChannelClosedByBroker as e:
                     if e.reply_code != 404:
                         raise pika_errors.translate(e, params, name, "purge") from None
-                    console.print(f"{impl.name}: {name}: no such queue")
+                    absent += 1  # not declared yet: nothing to purge
                     continue
                 channel.close()
-                console.print(f"{impl.name}: {name}: purged {purged} ready message(s)")
+                queues += 1
+                if purged:
+                    messages += purged
+                    console.print(f"{impl.name}: {name}: purged {purged} ready message(s)")
+    console.print(
+        f"purged {messages} ready message(s) from {queues} queue(s) of "
+        f"{', '.join(impl.name for impl in impls)}"
+        + (f" ({absent} not declared yet)" if absent else "")
+    )
     return 0
 
 
