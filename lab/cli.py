@@ -1,13 +1,13 @@
-"""mqlab: compare RabbitMQ work-queue implementations, and the commands around them.
+"""mqlab: RabbitMQ work queues built several ways, and a lab that compares them.
 
 examples:
-  mqlab broker up --detach              a private RabbitMQ node (--cluster: three)
+  mqlab broker up --detach            a private RabbitMQ node (--cluster: three)
   eval "$(mqlab broker env --show-password)"
-  mqlab worker --impl pika              one worker in the foreground
-  mqlab send --impl pika "A task..."    three dots: three seconds of work
-  mqlab compare --quick                 the lab, about 2 min; reports/<UTC time>/
+  mqlab worker --impl pika            one worker in the foreground
+  mqlab send --impl pika "A task..."  three dots: three seconds of work
+  mqlab compare --quick               about 2 min; writes reports/<UTC time>/
   mqlab compare --impl pika,celery --scenario latency
-  mqlab scenarios                       the scenarios and their --set parameters
+  mqlab scenarios                     the scenarios and their --set parameters
   mqlab broker down
 
 Each command has its own --help.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 
 from lab.commands.broker import amqp_url, cmd_broker
 from lab.commands.compare import cmd_compare
@@ -67,7 +68,13 @@ def scenario_listing() -> str:
         for p in scenario.params:
             full, quick = (",".join(map(str, v)) if isinstance(v, tuple) else str(v)
                            for v in (p.full, p.quick))  # fmt: skip
-            lines.append(f"  --set {name}.{p.name}={full}  (--quick: {quick}) {p.help}")
+            lines += textwrap.wrap(
+                f"--set {name}.{p.name}={full}  (--quick: {quick}) {p.help}",
+                width=78,
+                initial_indent="  ",
+                subsequent_indent="      ",
+                break_on_hyphens=False,
+            )
     return "\n".join(lines)
 
 

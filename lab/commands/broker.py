@@ -241,7 +241,15 @@ def _node_pid(pid_file: str | None) -> int | None:
         pid = int(Path(pid_file).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if psutil.pid_exists(pid) else None
+    return pid if _running(pid) else None
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped by ``broker up``, does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _start_request(node_name: str) -> Path:
@@ -259,10 +267,11 @@ def _serve_start_requests(cluster: Cluster) -> None:
     """
     for n in cluster.nodes:
         request = _start_request(n.node)
+        alive = n.alive()  # also reaps a node's process killed by 'broker kill'
         if not request.exists():
             continue
         try:
-            if not n.alive():
+            if not alive:
                 cluster.start_node(n)
         except (RuntimeError, TimeoutError) as e:
             request.with_suffix(".failed").write_text(str(e).splitlines()[0])
@@ -301,7 +310,7 @@ def broker_kill(name: str) -> int:
     if pid is None:
         raise MqlabError(f"node {n['name']} is not running; start it: mqlab broker start {name}")
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not psutil.pid_exists(pid), 30, interval=0.1, what=f"pid {pid} to exit")
+    wait_until(lambda: not _running(pid), 30, interval=0.1, what=f"pid {pid} to exit")
     console.print(f"killed {n['name']} (pid {pid}); start it again: mqlab broker start {name}")
     return 0
 

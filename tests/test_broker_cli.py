@@ -1,0 +1,155 @@
+"""The broker commands a user needs in the first hour, and the help and Makefile around them.
+
+* ``mqlab broker env`` prints ``export AMQP_URL=...`` and the management UI's address; the
+  password only with ``--show-password``, and then it opens an AMQP connection and logs in to
+  the management API (control: the masked one is refused).
+* ``mqlab broker status`` shows each cluster node's pid and the node leading a quorum queue;
+  ``broker kill N`` SIGKILLs that pid (status then shows it DOWN: the control that status reads
+  the node, not the record) and ``broker start N`` has the ``broker up`` process start it
+  again, with its data.
+* ``make compare ARG=...`` (a typo for ARGS) stops before running anything (control: ARGS).
+* ``--help`` fits 80 columns, shows no code comment, and ``broker up --help`` is its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pika
+import pytest
+import requests
+
+from lab.commands.broker import _serve_start_requests
+from shared.impl import Command, Implementation
+from testbed.cluster import Cluster
+from testbed.node import Node
+from tests.helpers import impl_params, run_to_end
+from tests.test_broker_record import _genuine_record, tmpdir_env  # noqa: F401  (a fixture)
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _mqlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {"COLUMNS": "80"}
+    without_url = Command([sys.executable, "-m", "lab.cli", *args], {})
+    saved = os.environ.pop("AMQP_URL", None)  # the record, not AMQP_URL, names the broker
+    try:
+        return run_to_end(without_url, env, timeout=timeout)
+    finally:
+        if saved is not None:
+            os.environ["AMQP_URL"] = saved
+
+
+@pytest.mark.timeout(90)
+def test_broker_env_shows_the_password_only_on_request(tmpdir_env: Path, broker: Node) -> None:  # noqa: F811
+    with _genuine_record(amqp_url=broker.amqp_url, management_url=broker.management_url):
+        masked = _mqlab("broker", "env")
+        shown = _mqlab("broker", "env", "--show-password")
+    assert masked.returncode == 0 and shown.returncode == 0, masked.stderr + shown.stderr
+    password = str(pika.URLParameters(broker.amqp_url).credentials.password)  # type: ignore[attr-defined]
+    assert password not in masked.stdout and "--show-password" in masked.stdout
+    assert f"export MQLAB_MANAGEMENT_URL={broker.management_url}" in shown.stdout
+    found = re.search(r"^export AMQP_URL='([^']+)'$", shown.stdout, re.M)
+    assert found is not None, shown.stdout
+    # The printed URL connects, and the printed login opens the management API ...
+    pika.BlockingConnection(pika.URLParameters(found.group(1))).close()
+    login = re.search(r"^# log in as (\S+), password (\S+)$", shown.stdout, re.M)
+    assert login is not None, shown.stdout
+    api = f"{broker.management_url}/api/whoami"
+    assert requests.get(api, auth=(login[1], login[2]), timeout=10).status_code == 200
+    # ... control: the masked login is refused
+    refused = re.search(r"^export AMQP_URL='amqp://(\w+):([^@]+)@", masked.stdout, re.M)
+    assert refused is not None, masked.stdout
+    assert requests.get(api, auth=(refused[1], refused[2]), timeout=10).status_code == 401
+    lines = "\n".join(masked.stdout.splitlines() + shown.stdout.splitlines())
+    assert all(len(line) <= 200 for line in lines.splitlines())
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize(
+    "impl", impl_params("quorum", where=lambda i: i.name == "pika"), indirect=True
+)
+def test_broker_status_kill_and_start_a_cluster_node(
+    tmpdir_env: Path,  # noqa: F811
+    cluster: Cluster,
+    impl: Implementation,
+) -> None:
+    impl.publish_work(["status."])
+    leader = cluster.leader_of(impl.task_queue())
+    victim = next(n for n in cluster.nodes if n is not leader)
+    number = victim.node.split("@")[0].rsplit("-", 1)[-1]
+    nodes = [
+        {"name": n.node, "amqp_url": n.amqp_url, "management_url": n.management_url,
+         "pid_file": str(n.pid_file)}
+        for n in cluster.nodes
+    ]  # fmt: skip
+    record = {"amqp_url": cluster.failover_url, "management_url": leader.management_url}
+    with _genuine_record(nodes=nodes, **record):
+        try:
+            status = _mqlab("broker", "status")
+            assert status.returncode == 0, status.stderr
+            pid = victim.pid_file.read_text().strip()
+            row = next(line for line in status.stdout.splitlines() if victim.node[:-10] in line)
+            assert pid in row and "up" in row, status.stdout
+            lead = next(line for line in status.stdout.splitlines() if leader.node[:-10] in line)
+            assert impl.task_queue()[:8] in lead, status.stdout
+
+            killed = _mqlab("broker", "kill", number)
+            assert killed.returncode == 0 and f"pid {pid}" in killed.stdout, killed.stderr
+            status = _mqlab("broker", "status")
+            row = next(line for line in status.stdout.splitlines() if victim.node[:-10] in line)
+            assert "DOWN" in row and pid not in row, status.stdout  # control: status reads it
+
+            # This test plays the `broker up` process, which owns the nodes and starts them.
+            done = threading.Event()
+
+            def serve() -> None:
+                while not done.wait(0.5):
+                    _serve_start_requests(cluster)
+
+            server = threading.Thread(target=serve, daemon=True)
+            server.start()
+            try:
+                started = _mqlab("broker", "start", number, timeout=240)
+            finally:
+                done.set()
+                server.join(timeout=200)
+            assert started.returncode == 0 and "rejoined" in started.stdout, started.stderr
+            assert victim.alive()
+            status = _mqlab("broker", "status")
+            row = next(line for line in status.stdout.splitlines() if victim.node[:-10] in line)
+            assert "up" in row and victim.pid_file.read_text().strip() in row, status.stdout
+        finally:
+            if not victim.alive():
+                cluster.start_node(victim)
+
+
+def test_a_typo_for_args_stops_make_before_it_runs_anything() -> None:
+    typo = subprocess.run(["make", "-n", "compare", "ARG=--quick"], cwd=CHECKOUT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert typo.returncode != 0 and "unknown variable(s) ARG" in typo.stderr, typo.stderr
+    assert "mqlab compare" not in typo.stdout
+    right = subprocess.run(["make", "-n", "compare", "ARGS=--quick"], cwd=CHECKOUT,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert right.returncode == 0 and "mqlab compare --quick" in right.stdout, right.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["broker"], ["broker", "up"], ["broker", "env"], ["broker", "kill"], ["compare"],
+     ["worker"], ["send"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_help_fits_80_columns_and_is_written_for_users(argv: list[str]) -> None:
+    result = _mqlab(*argv, "--help")
+    assert result.returncode == 0, result.stderr
+    too_wide = [line for line in result.stdout.splitlines() if len(line) > 80]
+    assert not too_wide, too_wide
+    assert "This module" not in result.stdout and "``" not in result.stdout
+    if argv == ["broker", "up"]:  # its own help, not `broker --help` again
+        assert "--cluster" in result.stdout and "purge" not in result.stdout
