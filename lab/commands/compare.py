@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich import box
 from rich.table import Table as RichTable
 
 from lab.commands.usage import UsageError, console, select_implementations, select_scenarios, split
@@ -43,13 +44,48 @@ BOOT_SECONDS = {"cluster": 60.0}
 """Rough seconds to boot and form a topology's nodes, for the estimate."""
 
 
-def render(table: markdown.Table) -> RichTable:
-    """A report table as a rich table for the terminal."""
-    out = RichTable(title=table.title, title_justify="left")
-    for i, header in enumerate(table.headers):
-        out.add_column(header, justify="left" if i == 0 else "right")
-    for row in table.rows:
-        out.add_row(*row)
+def render(table: markdown.Table, width: int = 80) -> list[RichTable]:
+    """A report table as rich tables for a terminal ``width`` columns wide (80 or more).
+
+    Cells and headers wrap at spaces, and a header word still too long folds onto the next
+    line (rich ``overflow="fold"``), never cut with an ellipsis; each column is at least as wide
+    as the longest word of its cells (``min_width``), so a number is never folded or cut. No
+    vertical rules (``box.SIMPLE_HEAD``). When the columns cannot all fit at those widths, the
+    table is split into several, each repeating the first column (the implementation), titled
+    ``(continued)``.
+    """
+    widths = [
+        max((len(w) for row in table.rows if i < len(row) for w in row[i].split()), default=1)
+        for i in range(len(table.headers))
+    ]
+    # What a column takes: its widest word, of a cell or of the header (rich's minimum), and 3
+    # for the padding and the space between columns.
+    takes = [
+        max(widths[i], *(len(w) for w in header.split()), 1) + 3
+        for i, header in enumerate(table.headers)
+    ]
+    parts: list[list[int]] = [[]]
+    used = takes[0] if takes else 0
+    for i in range(1, len(table.headers)):
+        if parts[-1] and used + takes[i] > width:
+            parts.append([])
+            used = takes[0]
+        parts[-1].append(i)
+        used += takes[i]
+    out = []
+    for n, columns in enumerate(parts):
+        title = table.title if n == 0 else f"{table.title} (continued)"
+        rich = RichTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for i in [0, *columns]:
+            rich.add_column(
+                table.headers[i],
+                justify="left" if i == 0 else "right",
+                overflow="fold",
+                min_width=widths[i],
+            )
+        for row in table.rows:
+            rich.add_row(*[row[i] if i < len(row) else "" for i in [0, *columns]])
+        out.append(rich)
     return out
 
 
@@ -181,7 +217,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     drawn = plot.draw(results, out_dir)
     path = markdown.write(results, out_dir, drawn)
     for table in markdown.tables(results):
-        console.print(render(table))
+        for part in render(table, max(console.width, 80)):
+            console.print(part)
     for line in markdown.reading(results):
         console.print(f"- {line}")
     console.print(f"report: {path}  ({results.meta['seconds']:.0f} s)")

@@ -8,7 +8,8 @@
   the node, not the record) and ``broker start N`` has the ``broker up`` process start it
   again, with its data.
 * ``make compare ARG=...`` (a typo for ARGS) stops before running anything (control: ARGS).
-* ``--help`` fits 80 columns, shows no code comment, and ``broker up --help`` is its own.
+* ``--help`` fits 80 columns, shows no code comment, and ``broker up --help`` is its own; the
+  compare tables fit 80 columns and never cut a number (control: rich's default table does).
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from pathlib import Path
 import pika
 import pytest
 import requests
+from rich.console import Console
+from rich.table import Table as RichTable
 
 from lab.commands.broker import _serve_start_requests
+from lab.commands.compare import render
+from lab.report import markdown
 from shared.impl import Command, Implementation
 from testbed.cluster import Cluster
 from testbed.node import Node
@@ -153,3 +158,31 @@ def test_help_fits_80_columns_and_is_written_for_users(argv: list[str]) -> None:
     assert "This module" not in result.stdout and "``" not in result.stdout
     if argv == ["broker", "up"]:  # its own help, not `broker --help` again
         assert "--cluster" in result.stdout and "purge" not in result.stdout
+
+
+def _words_kept(tables: list[RichTable], rows: list[list[str]]) -> bool:
+    """Whether every word of every cell shows whole on one line of an 80-column terminal, and
+    no line is wider."""
+    console = Console(width=80, record=True)
+    for table in tables:
+        console.print(table)
+    lines = console.export_text().splitlines()
+    cells = {word for row in rows for cell in row for word in cell.split()}
+    return all(len(line) <= 80 for line in lines) and all(
+        any(re.search(rf"(^|\s){re.escape(w)}(\s|$)", line) for line in lines) for w in cells
+    )
+
+
+def test_compare_tables_fit_80_columns_without_cutting_a_number() -> None:
+    headers = ["implementation", "drain prefetch 1, msg/s", "drain prefetch 100, msg/s",
+               "publish->finish p50, ms", "p99, ms", "workers", "RSS MiB", "lost / dup"]
+    rows = [["dramatiq quorum/cluster", "1,412.3 (1,380-1,460)", "14,120.9", "12.34 (11.0-13.5)",
+             "123.45", "4", "123.4", "0 / 0"],
+            ["pika classic/single", "1,412.3", "4,120.9", "2.34", "23.45", "1", "23.4", "0 / 12"]]
+    table = markdown.Table("Throughput", "", headers, rows)  # fmt: skip
+    assert _words_kept(render(table), rows)
+    # control: rich's default table (overflow "ellipsis") cuts numbers ("1,41…") at 80 columns
+    plain = RichTable(*headers)
+    for row in rows:
+        plain.add_row(*row)
+    assert not _words_kept([plain], rows)
