@@ -98,7 +98,10 @@ def queue_mismatch_message(queue: str, detail: str) -> str:
 
 
 def unreachable(where: str, reason: str) -> BrokerUnreachable:
-    """The error for a broker at ``where`` (``host:port``) that could not be reached."""
+    """The error for a broker at ``where`` (``host:port``) that could not be reached;
+    :class:`NoBroker` when ``where`` is :data:`NOWHERE_HOST` (no broker was configured)."""
+    if where.split(":")[0] == NOWHERE_HOST:
+        return NoBroker(NO_BROKER)
     return BrokerUnreachable(
         f"cannot connect to RabbitMQ at {where} ({reason}); is it running, and is AMQP_URL "
         "right? (for a private node: mqlab broker up --detach)"
@@ -190,6 +193,9 @@ def vhost_refused(user: str, vhost: str, detail: str) -> str:
     )
 
 
+NOWHERE_HOST = "no-broker-configured.invalid"
+"""The host of :data:`shared.settings.NOWHERE`, the AMQP URL when no broker is configured."""
+
 NO_BROKER = (
     "no broker to use: start a private one with 'mqlab broker up --detach', or set AMQP_URL "
     "(amqp://guest:guest@localhost:5672/%2F for a RabbitMQ of your own on this machine)"
@@ -198,7 +204,7 @@ NO_BROKER = (
 node says which broker to use (mqlab never falls back to ``localhost:5672`` by itself)."""
 
 
-class NoBroker(MqlabError):
+class NoBroker(BrokerUnreachable):
     """Neither ``AMQP_URL`` is set nor a ``mqlab broker up`` node runs: a configuration error,
     exit 78 (``EX_CONFIG``, BSD ``sysexits.h``)."""
 

@@ -8,9 +8,10 @@ implementations the same way.
 variable                    meaning                                     default
 ==========================  ==========================================  =====================
 ``AMQP_URL``                the broker (RabbitMQ URI spec); several     the ``mqlab broker up``
-                            nodes of one cluster as ``url1;url2;url3``
-                                                                        node if one runs, else
-                                                                        ``amqp://guest:guest@localhost:5672/%2F``
+                            nodes of one cluster as ``url1;url2;url3``  node if one runs, else
+                                                                        none: the first connection
+                                                                        stops the program (exit 78,
+                                                                        :data:`NOWHERE`)
 ``MQLAB_PREFETCH``          consumer prefetch count per worker slot,    ``1``
                             0 = unlimited
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
@@ -49,10 +50,8 @@ from urllib.parse import parse_qsl, urlencode, urlparse
 import pika
 
 from shared import broker_up
-from shared.errors import BadSetting
+from shared.errors import NOWHERE_HOST, BadSetting
 from shared.queues import QUEUE_TYPES
-
-DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
 LONGEST_QUEUE_NAME = "dramatiq.task_queue.XQ"
 """The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (Dramatiq's
@@ -65,6 +64,13 @@ MAX_QUEUE_NAME_BYTES = 255
 QUEUE_NAME_RULE = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 """Dramatiq's rule for queue names (``dramatiq/actor.py``, ``_queue_name_re``); a prefix obeying
 it keeps every name valid for all three implementations."""
+
+
+NOWHERE = f"amqp://{NOWHERE_HOST}/%2F"
+"""The AMQP URL when there is no broker to use: programs are built with it (``--help`` works,
+a framework's app is made at import), and the first connection fails with
+:class:`~shared.errors.NoBroker` (:func:`shared.errors.unreachable`); the ``.invalid``
+top-level domain never resolves (RFC 2606), so it can reach nobody's broker."""
 
 
 def _flag(value: str) -> bool:
@@ -130,15 +136,18 @@ class Settings:
 def load() -> Settings:
     """Read :class:`Settings` from the environment (see the module docstring for variables).
 
-    ``AMQP_URL`` unset means the node ``mqlab broker up`` started (:mod:`shared.broker_up`),
-    else RabbitMQ's default ``localhost:5672``.
+    ``AMQP_URL`` unset (or empty) means the node ``mqlab broker up`` started
+    (:mod:`shared.broker_up`); with neither, :data:`NOWHERE`, and the program's first
+    connection stops it with :class:`~shared.errors.NoBroker` (exit 78, one line naming both
+    ways to get a broker). mqlab never falls back to ``localhost:5672`` by itself: on a machine
+    with a system broker, a misspelt variable would publish into it.
 
     Raises:
         BadSetting: a variable does not parse or is out of range (the message names it), or
             ``AMQP_URL`` is not an AMQP URI.
     """
     env = os.environ
-    amqp_url = env.get("AMQP_URL") or broker_up.amqp_url() or DEFAULT_AMQP_URL
+    amqp_url = env.get("AMQP_URL") or broker_up.amqp_url() or NOWHERE
     amqp_urls(amqp_url)  # validates every node's URI
     return Settings(
         amqp_url=amqp_url,

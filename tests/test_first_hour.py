@@ -1,4 +1,8 @@
-"""The broker commands a user needs in the first hour, and the help and Makefile around them.
+"""The first hour of a new user: no silent fallback, the broker commands, help and Makefile.
+
+* With neither ``AMQP_URL`` nor a ``mqlab broker up`` node, every program stops with one line
+  naming both ways to get a broker, exit 78 (control: given a private node's URL it goes on);
+  no connection to port 5672 is ever attempted (:data:`GUARDED`).
 
 * ``mqlab broker env`` prints ``export AMQP_URL=...`` and the management UI's address; the
   password only with ``--show-password``, and then it opens an AMQP connection and logs in to
@@ -56,7 +60,7 @@ def test_broker_env_shows_the_password_only_on_request(tmpdir_env: Path, broker:
         masked = _mqlab("broker", "env")
         shown = _mqlab("broker", "env", "--show-password")
     assert masked.returncode == 0 and shown.returncode == 0, masked.stderr + shown.stderr
-    password = str(pika.URLParameters(broker.amqp_url).credentials.password)  # type: ignore[attr-defined]
+    password = str(pika.URLParameters(broker.amqp_url).credentials.password)
     assert password not in masked.stdout and "--show-password" in masked.stdout
     assert f"export MQLAB_MANAGEMENT_URL={broker.management_url}" in shown.stdout
     found = re.search(r"^export AMQP_URL='([^']+)'$", shown.stdout, re.M)
@@ -186,3 +190,61 @@ def test_compare_tables_fit_80_columns_without_cutting_a_number() -> None:
     for row in rows:
         plain.add_row(*row)
     assert not _words_kept([plain], rows)
+
+
+GUARDED = """
+import runpy, socket, sys
+connect = socket.socket.connect
+def guarded(self, address, *rest):
+    if isinstance(address, tuple) and address[1] == 5672:
+        sys.stderr.write("reached port 5672\\n")
+        sys.stderr.flush()
+        import os
+        os._exit(99)
+    return connect(self, address, *rest)
+socket.socket.connect = guarded
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+"""Runs ``python -m MODULE ARGS`` with every connect to port 5672 refused (exit 99): the test
+of "no fallback" can never reach the system broker, even if a fallback came back."""
+
+PROGRAMS = [
+    f"{package}.{program}"
+    for package in ("raw_pika", "celery_impl", "dramatiq_impl")
+    for program in ("new_task", "worker", "send", "receive")
+]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("module", PROGRAMS)
+def test_without_a_broker_every_program_stops_in_one_line(
+    tmpdir_env: Path,  # noqa: F811  (no `broker up` record)
+    single_node: Node,
+    module: str,
+) -> None:
+    argv = [sys.executable, "-c", GUARDED, module]
+    if module.endswith("new_task"):
+        argv.append("fallback.")
+    env = {k: v for k, v in os.environ.items() if k != "AMQP_URL"}
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 78, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "mqlab broker up --detach" in lines[0] and "AMQP_URL" in lines[0], lines[0]
+    # control: the same program given a private node's AMQP_URL gets past the settings (a
+    # producer publishes; a worker or receiver is stopped once it is connected)
+    env["AMQP_URL"] = single_node.amqp_url
+    if module.endswith("new_task"):
+        sent = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr
+        return
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "onnected to 127.0.0.1:" in first, first + proc.stdout.read(2000)
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
