@@ -100,11 +100,12 @@ def main() -> int:
     )
     parser.add_argument("--pool", "-P", choices=POOLS, default="prefork", help="execution pool")
     args = cli.parse_worker_args(parser)
-    s = settings.load()
+    settings.load()  # every setting checked before anything starts
 
     queue = task_queue()
     with connect() as conn:  # connect once, fail fast
-        print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+        host, port = conn.connection.sock.getpeername()[:2]  # the node kombu connected to
+        print(f" [*] {args.name} connected to {settings.node_address(host, port)}", flush=True)
         declare_work_queue(conn, queue)  # durable, with its dead-letter queue
     # qos: prefetch per slot x pool size; set before the worker starts, read once.
     app.conf.worker_prefetch_multiplier = args.prefetch

@@ -48,7 +48,10 @@ def main() -> int:
     queue = task_queue()
 
     connection = connect()  # the first connection fails fast with a clear error
-    print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+    node = connection._impl.params  # the node pika connected to, of those in AMQP_URL
+    print(
+        f" [*] {args.name} connected to {settings.node_address(node.host, node.port)}", flush=True
+    )
     cli.buffer_stdout()  # the per-message lines: cheap, flushed by the consumer
 
     def setup(channel: BlockingChannel) -> None:

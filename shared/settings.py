@@ -226,6 +226,12 @@ def broker_address(amqp_url: str) -> str:
     return f"{host}:{parsed.port or (5671 if parsed.scheme == 'amqps' else 5672)}"
 
 
+def node_address(host: str, port: int) -> str:
+    """``host:port`` of the one node a connection is open to (``[::1]:5672`` for IPv6), for
+    the first line every worker prints: with several nodes in ``AMQP_URL``, the one it chose."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _check_query(query: str) -> None:
     """Raise ValueError naming the first query option pika refuses (``?heartbeat=abc``)."""
     for key, value in parse_qsl(query, keep_blank_values=True):

@@ -34,7 +34,7 @@ from rich.table import Table as RichTable
 from lab.commands.broker import _serve_start_requests
 from lab.commands.compare import render
 from lab.report import markdown
-from shared.impl import Command, Implementation
+from shared.impl import Command, Implementation, WorkerSpec
 from testbed.cluster import Cluster
 from testbed.node import Node
 from tests.helpers import impl_params, run_to_end
@@ -89,7 +89,7 @@ def test_broker_status_kill_and_start_a_cluster_node(
     impl: Implementation,
 ) -> None:
     impl.publish_work(["status."])
-    leader = cluster.leader_of(impl.task_queue())
+    leader = cluster.leader_of(impl.task_queue(), timeout=90)
     victim = next(n for n in cluster.nodes if n is not leader)
     number = victim.node.split("@")[0].rsplit("-", 1)[-1]
     nodes = [
@@ -178,11 +178,29 @@ def _words_kept(tables: list[RichTable], rows: list[list[str]]) -> bool:
 
 
 def test_compare_tables_fit_80_columns_without_cutting_a_number() -> None:
-    headers = ["implementation", "drain prefetch 1, msg/s", "drain prefetch 100, msg/s",
-               "publish->finish p50, ms", "p99, ms", "workers", "RSS MiB", "lost / dup"]
-    rows = [["dramatiq quorum/cluster", "1,412.3 (1,380-1,460)", "14,120.9", "12.34 (11.0-13.5)",
-             "123.45", "4", "123.4", "0 / 0"],
-            ["pika classic/single", "1,412.3", "4,120.9", "2.34", "23.45", "1", "23.4", "0 / 12"]]
+    headers = [
+        "implementation",
+        "drain prefetch 1, msg/s",
+        "drain prefetch 100, msg/s",
+        "publish->finish p50, ms",
+        "p99, ms",
+        "workers",
+        "RSS MiB",
+        "lost / dup",
+    ]
+    rows = [
+        [
+            "dramatiq quorum/cluster",
+            "1,412.3 (1,380-1,460)",
+            "14,120.9",
+            "12.34 (11.0-13.5)",
+            "123.45",
+            "4",
+            "123.4",
+            "0 / 0",
+        ],
+        ["pika classic/single", "1,412.3", "4,120.9", "2.34", "23.45", "1", "23.4", "0 / 12"],
+    ]
     table = markdown.Table("Throughput", "", headers, rows)  # fmt: skip
     assert _words_kept(render(table), rows)
     # control: rich's default table (overflow "ellipsis") cuts numbers ("1,41…") at 80 columns
@@ -248,3 +266,27 @@ def test_without_a_broker_every_program_stops_in_one_line(
     finally:
         os.killpg(proc.pid, 9)
         proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("impl", impl_params("quorum"), indirect=True)
+def test_a_workers_first_line_names_the_one_node_it_is_connected_to(
+    cluster: Cluster, impl: Implementation
+) -> None:
+    """``AMQP_URL`` lists the three nodes; the worker's first line names the node it connected
+    to (the first that answers), not the list. Control: the list rotated to start at another
+    node, the line names that node."""
+    for first in (cluster.nodes[1], cluster.nodes[2]):
+        at = cluster.nodes.index(first)
+        urls = ";".join(n.amqp_url for n in cluster.nodes[at:] + cluster.nodes[:at])
+        command = impl.worker_command(WorkerSpec(name="first-line", amqp_url=urls))
+        proc = subprocess.Popen(list(command.argv), env={**os.environ, **command.env},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+        finally:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
+        assert line.rstrip().endswith(f"connected to 127.0.0.1:{first.amqp_port}"), line
