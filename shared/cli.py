@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
@@ -90,6 +92,54 @@ def buffer_stdout() -> None:
     )
 
 
+def help_text(docstring: str, width: int = 78) -> str:
+    """A program's docstring as ``--help`` text for users, ``width`` columns wide.
+
+    The reStructuredText markup goes (````x````, ``:mod:`x```, a trailing ``::``); indented
+    lines (examples, commands) stay lines of their own, listed as they are; bullet points
+    (``* ``) and other paragraphs are wrapped to ``width``.
+    """
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", docstring)
+    text = re.sub(r"``([^`]+)``", r"\1", text).replace("::\n", ":\n")
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n", text.strip("\n")):
+        lines = block.splitlines()
+        if all(line.startswith("    ") for line in lines):  # examples: one per line
+            out.append(_examples([line[4:] for line in lines], width))
+            continue
+        items: list[str] = []
+        for line in lines:
+            if line.startswith("* ") or not items:
+                items.append(line.strip())
+            else:
+                items[-1] += " " + line.strip()
+        out.append(
+            "\n".join(
+                textwrap.fill(item, width, subsequent_indent="  " if item[:2] == "* " else "")
+                for item in items
+            )
+        )
+    return "\n\n".join(out)
+
+
+def _examples(lines: list[str], width: int) -> str:
+    """The example lines of :func:`help_text`, indented, their ``# comments`` aligned as
+    closely as fits ``width``; a comment that still does not fit goes on the next line."""
+    split = [(c.rstrip(), "#" + t if h else "") for c, h, t in (x.partition("  #") for x in lines)]
+    column = max(len(c) for c, t in split if t) + 2 if any(t for _c, t in split) else 0
+    out = []
+    for command, comment in split:
+        if not comment:
+            out.append(f"  {command}")
+        elif 2 + column + len(comment) <= width:
+            out.append(f"  {command.ljust(column)}{comment}")
+        elif 2 + len(command) + 2 + len(comment) <= width:
+            out.append(f"  {command}  {comment}")
+        else:
+            out.append(f"  {command}\n      {comment}")
+    return "\n".join(out)
+
+
 def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every worker takes.
 
@@ -99,7 +149,11 @@ def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser
     :func:`parse_worker_args` to parse and check them.
     """
     s = settings.load()
-    parser = Parser(prog=prog, description=description)
+    parser = Parser(
+        prog=prog,
+        description=help_text(description or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--concurrency",
         "-c",
