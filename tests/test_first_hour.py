@@ -88,7 +88,7 @@ def test_broker_status_kill_and_start_a_cluster_node(
     cluster: Cluster,
     impl: Implementation,
 ) -> None:
-    impl.publish_work(["status."])
+    impl.publish_work(["status."], amqp_url=cluster.failover_url)  # tmpdir_env unset AMQP_URL
     leader = cluster.leader_of(impl.task_queue(), timeout=90)
     victim = next(n for n in cluster.nodes if n is not leader)
     number = victim.node.split("@")[0].rsplit("-", 1)[-1]
