@@ -26,6 +26,7 @@ import pika
 import pika.exceptions
 import psutil
 import requests
+from rich import box
 from rich.table import Table as RichTable
 
 from lab.commands.usage import UsageError, console, select_implementations, split
@@ -110,15 +111,18 @@ def cluster_status(state: dict[str, Any]) -> int:
         f"RabbitMQ cluster of {len(nodes)} nodes ('mqlab broker up' pid {state['pid']})\n"
         f"  AMQP_URL={mask_password(state['amqp_url'])}"
     )
-    table = RichTable("node", "pid", "state", "AMQP", "management", "leads (quorum queues)")
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("node", "pid", "state", "AMQP port", "UI port"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("leads (quorum queues)", overflow="fold")
     for n in nodes:
         up = Management(n["management_url"], state["amqp_url"]).answers()
         table.add_row(
             n["name"].removesuffix("@localhost"),
             str(_node_pid(n.get("pid_file")) or "-"),
             "up" if up else "DOWN",
-            str(urlparse(n["amqp_url"]).netloc.split("@")[-1]),
-            n["management_url"].removeprefix("http://"),
+            str(urlparse(n["amqp_url"]).port),
+            str(urlparse(n["management_url"]).port),
             ", ".join(sorted(leads.get(n["name"], []))) or "-",
         )
     console.print(table)
@@ -134,7 +138,10 @@ def queue_table(management: Management) -> RichTable:
     Raises:
         requests.RequestException: the management API does not answer.
     """
-    table = RichTable("queue", "ready", "unacked", "consumers")
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("queue", overflow="fold")
+    for header in ("ready", "unacked", "consumers"):
+        table.add_column(header, justify="right", no_wrap=True)
     for name in management.queue_names():
         q = management.queue(name)
         if q is not None:
