@@ -82,7 +82,9 @@ def test_broker_env_shows_the_password_only_on_request(tmpdir_env: Path, broker:
 def _row(status: str, node: str) -> list[str]:
     """The cells of ``node``'s row in ``broker status``'s table of nodes."""
     short = node.removesuffix("@localhost")
-    return next(line.split() for line in status.splitlines() if line.startswith(short + " "))
+    rows = [x.split() for x in status.splitlines() if x.strip().startswith(short + " ")]
+    assert rows, status
+    return rows[0]
 
 
 @pytest.mark.timeout(400)
