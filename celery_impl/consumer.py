@@ -48,7 +48,7 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.exceptions import DecodeError
 from kombu.message import Message
 
-from celery_impl.settings import refused_by_broker, task_queue
+from celery_impl.broker import refused_by_broker, task_queue
 from shared import poison, queues
 from shared.errors import MqlabError
 
@@ -185,7 +185,7 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
     def on_connection_error_before_connected(self, exc: BaseException) -> None:
         """Celery's handler for a recoverable error, except that a refusal is not one.
 
-        With ``broker_channel_error_retry`` (:mod:`celery_impl.settings`: the 406 consumer
+        With ``broker_channel_error_retry`` (:mod:`celery_impl.broker`: the 406 consumer
         timeout) every channel error counts as recoverable, and py-amqp counts 403 (a login
         refused after a password change, no read permission) as a channel error, so Celery
         would retry it forever; re-raised here, :meth:`start` stops the worker.

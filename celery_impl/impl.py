@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery_impl import new_task
-from celery_impl import settings as celery_settings
+from celery_impl import broker
 from shared.impl import Implementation
 
 
@@ -18,10 +18,10 @@ class CeleryImplementation(Implementation):
     producer_class = new_task.Producer
 
     def task_queue(self) -> str:
-        return celery_settings.task_queue()
+        return broker.task_queue()
 
     def hello_queue(self) -> str:
-        return celery_settings.hello_queue()
+        return broker.hello_queue()
 
 
 IMPLEMENTATION = CeleryImplementation()

@@ -21,7 +21,7 @@ from kombu.connection import Connection
 from kombu.messaging import Producer as KombuProducer
 
 from celery_impl import tasks
-from celery_impl.settings import (
+from celery_impl.broker import (
     app,
     connect,
     declare,

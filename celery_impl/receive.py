@@ -8,7 +8,7 @@ Each ``celery_impl.hello`` task prints `` [x] Received <text>`` on stdout
 
 from __future__ import annotations
 
-from celery_impl.settings import connect, declare, hello_queue, hello_queue_entity
+from celery_impl.broker import connect, declare, hello_queue, hello_queue_entity
 from celery_impl.worker import run_worker, worker_argv
 from shared import cli, settings
 

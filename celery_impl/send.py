@@ -9,7 +9,7 @@ import sys
 
 from celery_impl import tasks
 from celery_impl.new_task import Producer
-from celery_impl.settings import hello_queue
+from celery_impl.broker import hello_queue
 from shared import cli, settings
 
 

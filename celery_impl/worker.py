@@ -32,7 +32,7 @@ from __future__ import annotations
 import sys
 
 from celery_impl import consumer, tasks
-from celery_impl.settings import app, connect, declare_work_queue, task_queue
+from celery_impl.broker import app, connect, declare_work_queue, task_queue
 from shared import cli, settings
 from shared.errors import WorkerCannotGoOn
 

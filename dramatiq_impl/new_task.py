@@ -21,7 +21,7 @@ import pika.exceptions
 from dramatiq import Actor, Message
 
 from dramatiq_impl import actors
-from dramatiq_impl.settings import connect, make_broker, task_queue
+from dramatiq_impl.broker import connect, make_broker, task_queue
 from shared import cli, pika_errors, settings
 from shared.errors import PublishRefused, Unroutable, blocked, lost_twice, unconfirmed
 from shared.producer import BaseProducer

@@ -15,7 +15,7 @@ from types import FrameType
 from dramatiq import Worker
 
 from dramatiq_impl import actors
-from dramatiq_impl.settings import connect, hello_queue
+from dramatiq_impl.broker import connect, hello_queue
 from shared import cli, settings
 
 

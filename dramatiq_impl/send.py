@@ -11,7 +11,7 @@ import sys
 
 from dramatiq_impl import actors
 from dramatiq_impl.new_task import Producer
-from dramatiq_impl.settings import hello_queue
+from dramatiq_impl.broker import hello_queue
 from shared import cli, settings
 
 

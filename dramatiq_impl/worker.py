@@ -31,7 +31,7 @@ import os
 import sys
 
 from dramatiq_impl import actors
-from dramatiq_impl.settings import UNLIMITED_PREFETCH, connect, task_queue
+from dramatiq_impl.broker import UNLIMITED_PREFETCH, connect, task_queue
 from shared import cli, settings
 
 

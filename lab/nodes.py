@@ -26,7 +26,7 @@ from rich.table import Table as RichTable
 
 from lab.common import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
-from shared import pika_errors
+from shared import pika_connection, pika_errors
 from shared.errors import BrokerUnavailable, MqlabError
 from shared.settings import amqp_urls
 from testbed import registry
@@ -283,9 +283,9 @@ def broker_purge(args: argparse.Namespace) -> int:
     url = amqp_url(args.amqp_url)
     if url is None:
         raise UsageError("no broker: pass --amqp-url, set AMQP_URL, or run 'mqlab broker up'")
-    params = pika_errors.node_parameters(amqp_urls(url), timeout=10, heartbeat=0)
+    params = pika_connection.node_parameters(amqp_urls(url), timeout=10, heartbeat=0)
     try:
-        connection = pika_errors.connect(params)
+        connection = pika_connection.connect(params).connection
     except MqlabError as e:
         raise type(e)(f"{e} (AMQP_URL {mask_password(url)})") from None
     with contextlib.closing(connection):

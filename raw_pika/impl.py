@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raw_pika import new_task
-from raw_pika import settings as pika_settings
+from raw_pika import broker
 from shared.impl import Implementation
 
 
@@ -18,10 +18,10 @@ class PikaImplementation(Implementation):
     producer_class = new_task.Producer
 
     def task_queue(self) -> str:
-        return pika_settings.task_queue()
+        return broker.task_queue()
 
     def hello_queue(self) -> str:
-        return pika_settings.hello_queue()
+        return broker.hello_queue()
 
 
 IMPLEMENTATION = PikaImplementation()

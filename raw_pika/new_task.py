@@ -21,7 +21,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from raw_pika.settings import connect, declare_hello_queue, declare_task_queue, task_queue
+from raw_pika.broker import connect, declare_hello_queue, declare_task_queue, task_queue
 from shared import cli, pika_errors, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, TRANSIENT, Envelope
 from shared.errors import PublishRefused, Unroutable, blocked, lost_twice, unconfirmed

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from raw_pika.new_task import Producer
-from raw_pika.settings import hello_queue
+from raw_pika.broker import hello_queue
 from shared import cli, settings
 
 

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from dramatiq_impl import actors
-from dramatiq_impl.settings import MAX_RETRIES, connect, make_broker, task_queue
+from dramatiq_impl.broker import MAX_RETRIES, connect, make_broker, task_queue
 from shared.impl import Implementation, WorkerSpec
 from testbed import registry
 from testbed.node import Node

@@ -377,7 +377,7 @@ def test_pika_receive_reports_a_refused_declare_in_one_line(
 def test_celery_declare_reports_a_refused_declare_in_one_line(
     error: Exception, expected: str
 ) -> None:
-    from celery_impl import settings as celery_settings
+    from celery_impl import broker as celery_settings
 
     class Queue:
         name = "fresh.celery.hello"
