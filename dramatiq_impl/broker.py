@@ -52,9 +52,9 @@ which keeps the connection (and its heartbeats) going however long a task takes.
 consumer's connection fails, Dramatiq's ``_ConsumerThread`` logs it and opens a new consumer,
 forever (``dramatiq/worker.py``): right after a broker restart, and also when the broker now
 refuses the worker, where retrying cannot help. :class:`Broker` ends the worker process
-in that case with one ``error:`` line and the refusal's exit code (3, as for a wrong password at
-start); Dramatiq's main process then
-stops the others and exits with that code (``dramatiq/cli.py``: "Worker ... exited
+in that case with one ``error:`` line and the refusal's exit code (the same as for a wrong
+password at start); Dramatiq's main process then stops the others and exits with that code
+(``dramatiq/cli.py``: "Worker ... exited
 unexpectedly"), so a supervisor restarts it.
 
 **Poison envelopes.** Dramatiq decodes each delivery into a ``Message``
@@ -65,9 +65,9 @@ consumer that does not exist (``Worker.process_message``: ``self.consumers[messa
 and die with a KeyError, leaving the worker alive but serving nothing; ``options`` that are not a
 mapping break the middleware; an ``eta`` in the future on the work queue (another producer's
 delayed message, which Dramatiq itself sends to ``.DQ``) would be held unacked in a prefetch slot
-until its time, so a prefetch-1 worker serves nothing behind it. :class:`GuardedConsumer`
+until its time, so a prefetch-1 worker serves nothing behind it. :class:`Consumer`
 checks the envelope as it comes off the queue and nacks what does not fit (parked in ``.XQ``,
-one line, :mod:`shared.poison`). Plugged in through the broker's ``consumer_class`` property (:class:`Broker`).
+one line, :mod:`shared.poison`); :class:`Broker`'s ``consumer_class`` plugs it in.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ from dramatiq_impl.middleware import (
     PrefetchPerThread,
     ShutdownOnce,
 )
-from shared import pika_errors, poison, queues, settings
+from shared import pika_connection, pika_errors, poison, queues, settings
 from shared.errors import MqlabError
 
 HELLO_QUEUE = "dramatiq.hello"
@@ -234,6 +234,7 @@ class Consumer(_RabbitmqConsumer):
 
 # -- the broker --------------------------------------------------------------------------------
 
+
 def _delete_channel(broker: RabbitmqBroker) -> None:
     """Dramatiq's ``channel`` deleter, except that the channel may be missing from
     ``broker.channels``: Dramatiq's getter stores a new channel for the thread *before*
@@ -357,12 +358,16 @@ def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None
     """
     try:
         broker.connection  # noqa: B018  (the property opens this thread's connection)
-    except (pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
+    except (pika.exceptions.AMQPError, *pika_connection.CONNECT_ERRORS) as e:
         raise translate(e, broker, queue, "connect") from e
     if declare:
         try:
             broker.declare_queue(queue, ensure=True)
-        except (BrokerConnectionError, pika.exceptions.AMQPError, *pika_errors.CONNECT_ERRORS) as e:
+        except (
+            BrokerConnectionError,
+            pika.exceptions.AMQPError,
+            *pika_connection.CONNECT_ERRORS,
+        ) as e:
             # Dramatiq retries and wraps pika's AMQP errors only; a socket error of a node
             # dying under the declare (ConnectionResetError) comes through bare.
             raise translate(e, broker, queue, "declare") from e

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dramatiq_impl import new_task
 from dramatiq_impl import broker
+from dramatiq_impl.producer import Producer
 from shared.impl import Implementation
 
 
@@ -14,8 +14,7 @@ class DramatiqImplementation(Implementation):
     package = "dramatiq_impl"
     early_ack_flag = None  # Dramatiq always acks after the actor returns
     unlimited_prefetch = broker.UNLIMITED_PREFETCH  # dramatiq_queue_prefetch=0 is ignored
-    publish = staticmethod(new_task.publish)
-    producer_class = new_task.Producer
+    producer_class = Producer
 
     def task_queue(self) -> str:
         return broker.task_queue()

@@ -49,8 +49,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from shared import pika_errors
-from shared.pika_connection import Connected
 from shared.errors import BrokerUnreachable, WorkerCannotGoOn
+from shared.pika_connection import Connected
 from shared.pika_errors import root_cause
 
 

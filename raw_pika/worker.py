@@ -31,8 +31,8 @@ from collections.abc import Sequence
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from raw_pika.consumer import Consumer, Delivery
 from raw_pika.broker import connect, declare_task_queue, task_queue
+from raw_pika.consumer import Consumer, Delivery
 from shared import cli, poison, queues, settings, tasks
 from shared.contract import published_at_from
 from shared.journal import JournalWriter

@@ -30,7 +30,6 @@ the peer never answers the handshake, ``ssl.SSLError`` for TLS against a plain p
 ``socket.gaierror`` for a host name that does not resolve."""
 
 
-
 LOST: tuple[type[BaseException], ...] = (
     pika.exceptions.AMQPConnectionError,  # StreamLostError, ConnectionClosedByBroker, ...
     pika.exceptions.ConnectionWrongStateError,

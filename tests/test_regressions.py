@@ -418,11 +418,19 @@ class _NackingProducer(BaseProducer[str]):
     def __init__(self, ok: int) -> None:
         self.ok = ok
 
-    def publish(self, body: str) -> str:
+    def _message(self, body: str) -> str:
+        return body
+
+    def _ready(self) -> None:
+        pass
+
+    def _publish_one(self, message: str, body: str) -> None:
         if self.ok == 0:
             raise PublishRefused("broker refused (nacked) a message for 'task_queue'")
         self.ok -= 1
-        return body
+
+    def _classify(self, error: Exception) -> None:
+        return None
 
     def close(self) -> None:
         pass
