@@ -14,6 +14,7 @@ from typing import NoReturn
 from shared import settings
 from shared.contract import Published
 from shared.errors import MqlabError
+from shared.exit_codes import ExitCode
 
 MAX_COUNT = 1_000_000
 """The most messages one ``--count`` publishes: each body and what was sent stay in memory
@@ -24,8 +25,9 @@ def run(main: Callable[[], int | None]) -> None:
     """Run ``main`` and exit with its code.
 
     A :class:`~shared.errors.MqlabError` becomes ``error: <message>`` on stderr and its
-    ``exit_code``; Ctrl+C exits with 130 without a traceback. Output that the terminal's
-    encoding cannot show is escaped, never an error (:func:`tolerant_output`).
+    ``exit_code``; Ctrl+C exits with 130 without a traceback (:mod:`shared.exit_codes`).
+    Output that the terminal's encoding cannot show is escaped, never an error
+    (:func:`tolerant_output`).
     """
     tolerant_output()
     with one_line_errors():
@@ -58,16 +60,17 @@ def one_line_errors() -> Iterator[None]:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error: ``error: <message> (see <prog> --help)``, exit 2
-    (argparse prints the whole usage first)."""
+    """argparse with a one-line usage error: ``error: <message> (see <prog> --help)`` and
+    :attr:`~shared.exit_codes.ExitCode.USAGE` (argparse prints the whole usage first and
+    exits 2)."""
 
     def error(self, message: str) -> NoReturn:  # noqa: D102
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
 
 
 MAX_SLOWDOWN = 1000.0
@@ -118,7 +121,7 @@ def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser
 def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Parse ``sys.argv``; a prefetch outside 0..65535 or a slowdown that is not a number from
     0 to :data:`MAX_SLOWDOWN` (``inf``, ``nan``, ``2000``) is a usage error naming the option
-    (exit 2)."""
+    (:attr:`~shared.exit_codes.ExitCode.USAGE`)."""
     args = parser.parse_args()
     problem = worker_option_problem(args.prefetch, args.slowdown)
     if problem:

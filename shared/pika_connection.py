@@ -15,7 +15,7 @@ import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-from shared.errors import MqlabError
+from shared.errors import BadSetting
 from shared.pika_errors import translate
 
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (
@@ -54,14 +54,14 @@ def node_parameters(
     first node that answers (pika docs, "Connection Parameters": a sequence of parameters).
 
     Raises:
-        MqlabError: a URI pika cannot parse.
+        BadSetting: a URI pika cannot parse.
     """
     out = []
     for url in urls:
         try:
             params = pika.URLParameters(url)
         except (ValueError, IndexError) as e:
-            raise MqlabError(
+            raise BadSetting(
                 f"AMQP_URL is not a valid AMQP URI like amqp://user:password@host:5672/vhost ({e})"
             ) from e
         params.connection_attempts = 1
