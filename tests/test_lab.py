@@ -26,6 +26,7 @@ from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
 from lab.stats import Summary
 from lab.view import cell, run_status
+from shared.exit_codes import ExitCode
 from shared.journal import Execution
 from testbed import registry
 from testbed.node import Node
@@ -224,6 +225,6 @@ def test_compare_refuses_a_cluster_scenario_without_the_cluster_and_bad_setups()
         (("--topology", "ring"), "unknown topology ring"),
     ):
         result = _mqlab("compare", "--impl", "pika", *args)
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == ExitCode.USAGE, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), result.stderr
