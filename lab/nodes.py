@@ -28,6 +28,7 @@ from lab.common import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
 from shared import pika_connection, pika_errors
 from shared.errors import BrokerUnavailable, MqlabError
+from shared.exit_codes import ExitCode
 from shared.settings import amqp_urls
 from testbed import registry
 from testbed.cluster import Cluster
@@ -109,7 +110,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     state = up_record.read()
     if state is None:
         console.print("no broker started by 'mqlab broker up' is running")
-        return 1
+        return ExitCode.UNAVAILABLE
     if state.get("nodes"):
         return cluster_status(state)
     broker = ExternalNode(state["amqp_url"], state["management_url"])
