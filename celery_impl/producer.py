@@ -30,7 +30,6 @@ from celery_impl.broker import (
     watch_blocked,
     work_queue,
 )
-from shared import settings
 from shared.contract import PERSISTENT, TRANSIENT, Envelope
 from shared.errors import MqlabError, PublishRefused, Unroutable, blocked
 from shared.producer import BaseProducer, Failure
@@ -116,34 +115,24 @@ class Producer(BaseProducer[Envelope]):
       ``MQLAB_CONFIRM_TIMEOUT`` and ``MQLAB_BLOCKED_TIMEOUT``.
 
     Parameters:
-        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (kombu's failover list);
-            default ``AMQP_URL``.
-        queue: target queue; default the work queue.
-        declare: declare the queue on every (re)connection (as the tutorial does).
-        durable: persistent messages (tutorial 2); ``False`` for tutorial 1's transient ones.
         task: the Celery task the messages are for (default ``celery_impl.work``).
-
-    Raises:
-        shared.errors.MqlabError: from :meth:`publish`: unreachable broker, refused
-            credentials or permissions, 406 on declare, unroutable, nacked, unconfirmed or
-            blocked publish.
+        durable: persistent messages (tutorial 2); ``False`` for tutorial 1's transient ones.
+        amqp_url, queue, declare: as :class:`~shared.producer.BaseProducer` (several nodes
+            are kombu's failover list; the queue defaults to the work queue).
     """
 
     def __init__(
         self,
         amqp_url: str | None = None,
         *,
+        task: Task | None = None,
+        durable: bool = True,
         queue: str | None = None,
         declare: bool = True,
-        durable: bool = True,
-        task: Task | None = None,
     ) -> None:
-        self.settings = settings.load()
-        self.amqp_url = amqp_url
-        self.queue = queue or task_queue()
-        self.declare = declare
-        self.durable = durable
         self.task = task or tasks.work
+        self.durable = durable
+        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare)
         self._conn: Connection | None = None
         self._producer: KombuProducer | None = None
 

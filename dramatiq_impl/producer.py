@@ -18,7 +18,7 @@ from dramatiq import Actor, Message
 
 from dramatiq_impl import actors
 from dramatiq_impl.broker import connect, make_broker, task_queue
-from shared import pika_connection, pika_errors, settings
+from shared import pika_connection, pika_errors
 from shared.errors import MqlabError, PublishRefused, Unroutable, blocked
 from shared.pika_connection import LOST
 from shared.producer import BaseProducer, Failure
@@ -52,15 +52,9 @@ class Producer(BaseProducer[Message[Any]]):
     :class:`~shared.errors.Unroutable`, not silently re-created.
 
     Parameters:
-        amqp_url: broker URI, or several nodes' URIs joined by ``;``; default ``AMQP_URL``.
-        queue: target queue; default the work queue.
-        declare: declare the queue (with its siblings) on every (re)connection.
+        amqp_url, queue, declare: as :class:`~shared.producer.BaseProducer` (the queue
+            defaults to the work queue, and is declared with its siblings).
         actor: the actor the messages are for (default ``work``).
-
-    Raises:
-        shared.errors.MqlabError: from :meth:`publish`: unreachable broker, refused
-            credentials or permissions, 406 on declare, unroutable, nacked, unconfirmed or
-            blocked publish.
     """
 
     def __init__(
@@ -71,10 +65,7 @@ class Producer(BaseProducer[Message[Any]]):
         declare: bool = True,
         actor: Actor[..., Any] | None = None,
     ) -> None:
-        self.settings = settings.load()
-        self.amqp_url = amqp_url
-        self.queue = queue or task_queue()
-        self.declare = declare
+        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare)
         self.actor = actor or actors.work
         self.broker = make_broker(amqp_url)
         self._connection: pika.BlockingConnection | None = None
@@ -167,15 +158,7 @@ class Producer(BaseProducer[Message[Any]]):
         self.broker.emit_after("enqueue", message, None)
 
     def _classify(self, error: Exception) -> Failure | MqlabError | None:
-        if isinstance(error, pika_connection.ConfirmTimeout):
-            return Failure.UNCONFIRMED
-        if isinstance(error, pika.exceptions.ConnectionBlockedTimeout):
-            return Failure.BLOCKED
-        if isinstance(error, pika.exceptions.ChannelClosedByBroker):
-            return pika_errors.translate(error, self.broker.parameters, self.queue, "publish")
-        if isinstance(error, LOST):
-            return Failure.LOST
-        return None
+        return pika_connection.classify(error, self.broker.parameters, self.queue)
 
     def _cause(self, error: Exception) -> str:
         return pika_errors.root_cause(error)

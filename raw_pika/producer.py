@@ -16,7 +16,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from raw_pika.broker import connect, declare_hello_queue, declare_task_queue, task_queue
-from shared import pika_connection, pika_errors, settings
+from shared import pika_connection, pika_errors
 from shared.contract import CONTENT_TYPE, PERSISTENT, TRANSIENT, Envelope
 from shared.errors import MqlabError, blocked
 from shared.pika_connection import LOST
@@ -49,15 +49,10 @@ class Producer(BaseProducer[Envelope]):
       :func:`shared.pika_connection.confirm_deadline` bounds it by ``MQLAB_CONFIRM_TIMEOUT``.
 
     Parameters:
-        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (each connection goes to
-            the first that answers); default ``AMQP_URL``.
-        queue: target queue; default the work queue.
-        declare: declare the queue on every (re)connection (as the tutorial does).
+        amqp_url, queue, declare: as :class:`~shared.producer.BaseProducer` (the queue
+            defaults to the work queue).
         durable: declare it durable and publish persistent messages (tutorial 2); ``False``
             for tutorial 1's plain queue and transient messages.
-
-    Raises:
-        shared.errors.MqlabError: from :meth:`publish` (:class:`~shared.producer.BaseProducer`).
     """
 
     def __init__(
@@ -68,10 +63,7 @@ class Producer(BaseProducer[Envelope]):
         declare: bool = True,
         durable: bool = True,
     ) -> None:
-        self.settings = settings.load()
-        self.amqp_url = amqp_url
-        self.queue = queue or task_queue()
-        self.declare = declare
+        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare)
         self.durable = durable
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -130,15 +122,7 @@ class Producer(BaseProducer[Envelope]):
             raise pika_errors.translate(e, self._params, self.queue, "publish") from e
 
     def _classify(self, error: Exception) -> Failure | MqlabError | None:
-        if isinstance(error, pika.exceptions.ConnectionBlockedTimeout):
-            return Failure.BLOCKED
-        if isinstance(error, pika_connection.ConfirmTimeout):
-            return Failure.UNCONFIRMED
-        if isinstance(error, pika.exceptions.ChannelClosedByBroker):
-            return pika_errors.translate(error, self._params, self.queue, "publish")
-        if isinstance(error, LOST):
-            return Failure.LOST
-        return None
+        return pika_connection.classify(error, self._params, self.queue)
 
     def _cause(self, error: Exception) -> str:
         return pika_errors.root_cause(error)

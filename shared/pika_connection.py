@@ -15,8 +15,9 @@ import pika
 import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-from shared.errors import BadSetting
+from shared.errors import BadSetting, MqlabError
 from shared.pika_errors import translate
+from shared.producer import Failure
 
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.AMQPConnectionError,
@@ -148,3 +149,24 @@ def abort(connection: pika.BlockingConnection) -> None:
         connection._impl._adapter_disconnect_stream()
     with suppress(Exception):
         connection.process_data_events(time_limit=0)
+
+
+def classify(
+    error: Exception, params: Sequence[pika.ConnectionParameters], queue: str
+) -> Failure | MqlabError | None:
+    """What a pika error raised out of a producer's publish means
+    (:meth:`shared.producer.BaseProducer._classify`, for the pika-based producers).
+
+    ``ConnectionBlockedTimeout``: blocked past pika's ``blocked_connection_timeout``;
+    :class:`ConfirmTimeout`: unconfirmed; ``ChannelClosedByBroker``: the broker's refusal
+    (:func:`~shared.pika_errors.translate`); :data:`LOST`: a lost connection.
+    """
+    if isinstance(error, pika.exceptions.ConnectionBlockedTimeout):
+        return Failure.BLOCKED
+    if isinstance(error, ConfirmTimeout):
+        return Failure.UNCONFIRMED
+    if isinstance(error, pika.exceptions.ChannelClosedByBroker):
+        return translate(error, params, queue, "publish")
+    if isinstance(error, LOST):
+        return Failure.LOST
+    return None

@@ -17,6 +17,7 @@ from enum import Enum
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
+from shared import settings as mqlab_settings
 from shared.errors import MqlabError, PublishUnconfirmed, blocked, lost_twice, unconfirmed
 from shared.settings import Settings
 
@@ -65,6 +66,13 @@ class BaseProducer(ABC, Generic[Sent]):
 
     An :class:`~shared.errors.MqlabError` raised by a hook passes through unchanged.
 
+    Parameters:
+        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (each connection goes to
+            the first that answers); default ``AMQP_URL``.
+        queue: the target queue (each subclass defaults it to its work queue).
+        declare: declare the queue on every (re)connection (as the tutorial does); without it
+            a missing queue is :class:`~shared.errors.Unroutable`.
+
     Attributes:
         settings: the loaded settings (``MQLAB_BLOCKED_TIMEOUT``, ``MQLAB_CONFIRM_TIMEOUT``).
     """
@@ -72,6 +80,12 @@ class BaseProducer(ABC, Generic[Sent]):
     settings: Settings
     _blocked: str | None = None
     """The broker's reason while it blocks this connection, else ``None``."""
+
+    def __init__(self, amqp_url: str | None, *, queue: str, declare: bool) -> None:
+        self.settings = mqlab_settings.load()
+        self.amqp_url = amqp_url
+        self.queue = queue
+        self.declare = declare
 
     def __enter__(self) -> Self:
         return self
