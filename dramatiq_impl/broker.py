@@ -344,9 +344,9 @@ def translate(
     return pika_errors.translate(cause, broker.parameters, queue, doing)
 
 
-def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None:
-    """Open ``broker``'s connection for this thread and (with ``declare``) declare ``queue`` with
-    its ``.DQ`` and ``.XQ`` siblings (durable, as Dramatiq always declares them), failing fast.
+def connect(broker: RabbitmqBroker) -> pika.BlockingConnection:
+    """Open ``broker``'s connection for this thread (Dramatiq keeps one per thread), failing
+    fast; return it.
 
     Dramatiq would otherwise retry a failed connection up to 6 times inside ``enqueue``, and a
     worker's consumer would retry forever, logging tracebacks.
@@ -354,20 +354,31 @@ def connect(broker: RabbitmqBroker, queue: str, *, declare: bool = True) -> None
     Raises:
         BrokerUnreachable: refused, timed out or not an AMQP server.
         AccessRefused: wrong user name or password, or no access to the vhost.
-        QueueMismatch: ``queue`` exists with other arguments, e.g. non-durable (406).
     """
     try:
-        broker.connection  # noqa: B018  (the property opens this thread's connection)
+        return broker.connection  # the property opens this thread's connection
     except (pika.exceptions.AMQPError, *pika_connection.CONNECT_ERRORS) as e:
-        raise translate(e, broker, queue, "connect") from e
-    if declare:
-        try:
-            broker.declare_queue(queue, ensure=True)
-        except (
-            BrokerConnectionError,
-            pika.exceptions.AMQPError,
-            *pika_connection.CONNECT_ERRORS,
-        ) as e:
-            # Dramatiq retries and wraps pika's AMQP errors only; a socket error of a node
-            # dying under the declare (ConnectionResetError) comes through bare.
-            raise translate(e, broker, queue, "declare") from e
+        raise translate(e, broker, "?", "connect") from e
+
+
+def declare(broker: RabbitmqBroker, queue: str) -> None:
+    """Declare ``queue`` with its ``.DQ`` and ``.XQ`` siblings (durable, as Dramatiq always
+    declares them) on this thread's connection (:func:`connect`), failing fast. Dramatiq
+    declares a queue once per broker: a queue to declare again goes back into
+    ``broker.queues_pending`` first.
+
+    Raises:
+        BrokerUnreachable, AccessRefused: as :func:`connect`.
+        QueueMismatch: ``queue`` exists with other arguments, e.g. non-durable (406).
+    """
+    connect(broker)
+    try:
+        broker.declare_queue(queue, ensure=True)
+    except (
+        BrokerConnectionError,
+        pika.exceptions.AMQPError,
+        *pika_connection.CONNECT_ERRORS,
+    ) as e:
+        # Dramatiq retries and wraps pika's AMQP errors only; a socket error of a node
+        # dying under the declare (ConnectionResetError) comes through bare.
+        raise translate(e, broker, queue, "declare") from e

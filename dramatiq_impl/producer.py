@@ -17,7 +17,7 @@ import pika.exceptions
 from dramatiq import Actor, Message
 
 from dramatiq_impl import actors
-from dramatiq_impl.broker import connect, make_broker, task_queue
+from dramatiq_impl.broker import connect, declare, make_broker, task_queue
 from shared import pika_connection, pika_errors
 from shared.errors import MqlabError, PublishRefused, Unroutable, blocked
 from shared.pika_connection import LOST
@@ -104,8 +104,7 @@ class Producer(BaseProducer[Message[Any]]):
             connection.process_data_events(time_limit=0)
         except LOST:
             self._drop()
-            connect(self.broker, self.queue, declare=False)
-            connection = self._connection = self.broker.connection
+            connection = self._connection = connect(self.broker)
             pika_connection.watch_blocked(connection, self._on_blocked, self._on_unblocked)
             if self.declare:
                 self._declare()
@@ -115,7 +114,7 @@ class Producer(BaseProducer[Message[Any]]):
         """Declare the queue with its siblings (again: Dramatiq declares a queue once per
         broker, so a new connection, or a queue deleted meanwhile, needs it pending again)."""
         self.broker.queues_pending.add(self.queue)
-        connect(self.broker, self.queue, declare=True)
+        declare(self.broker, self.queue)
 
     def _publish_one(self, message: Message[Any], body: str) -> None:
         try:
