@@ -1,6 +1,6 @@
 """8. A producer an application keeps open: each publish is confirmed or raises.
 
-Per implementation (``impl.producer()``, the ``new_task.Producer`` the programs use):
+Per implementation (``impl.producer()``, the ``producer.Producer`` the programs use):
 
 * idle longer than a short heartbeat timeout, then publish: confirmed, and it arrives;
 * broker restart between two publishes: the second is confirmed (and arrives) or raises;

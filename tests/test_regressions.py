@@ -352,10 +352,8 @@ def test_pika_receive_reports_a_refused_declare_in_one_line(
 ) -> None:
     import raw_pika.receive
 
-    connection = SimpleNamespace(
-        _impl=SimpleNamespace(params=_pika_params()), channel=lambda: _ClosingChannel(error)
-    )
-    monkeypatch.setattr(raw_pika.receive, "connect", lambda: connection)
+    connection = SimpleNamespace(channel=lambda: _ClosingChannel(error))
+    monkeypatch.setattr(raw_pika.receive, "connect", lambda: (connection, [_pika_params()]))
     with pytest.raises(MqlabError) as raised:
         raw_pika.receive.main()
     assert expected in str(raised.value)
