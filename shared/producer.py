@@ -46,7 +46,7 @@ class BaseProducer(ABC, Generic[Sent]):
     ``MQLAB_BLOCKED_TIMEOUT`` under a resource alarm).
 
     **The hook contract.** A subclass (each implementation's ``<package>.producer.Producer``)
-    sets :attr:`settings` and implements these, all plain (blocking) methods; an asyncio
+    calls ``super().__init__`` and implements these, all plain (blocking) methods; an asyncio
     client implements each by running its coroutine to completion on the producer's own event
     loop (``loop.run_until_complete``), so :meth:`publish` stays one blocking call:
 
