@@ -41,15 +41,19 @@ TIMEOUT = 5.0
 """Seconds each management API request may take."""
 
 
-def management_url() -> str | None:
-    """``MQLAB_MANAGEMENT_URL``, else the management API of the ``mqlab broker up`` node when
-    ``AMQP_URL`` is unset (its own node), else ``None``."""
+def management_urls() -> list[str]:
+    """``MQLAB_MANAGEMENT_URL`` (several nodes' joined by ``;``, tried in order, as
+    ``AMQP_URL``), else the management API of the ``mqlab broker up`` node (every node of its
+    cluster) when ``AMQP_URL`` is unset, else none."""
     if os.environ.get("MQLAB_MANAGEMENT_URL"):
-        return os.environ["MQLAB_MANAGEMENT_URL"].rstrip("/")
+        return [u.strip().rstrip("/") for u in os.environ["MQLAB_MANAGEMENT_URL"].split(";")]
     if os.environ.get("AMQP_URL"):
-        return None
+        return []
     state = broker_up.read()
-    return str(state["management_url"]).rstrip("/") if state else None
+    if state is None:
+        return []
+    nodes = state.get("nodes") or [{"management_url": state["management_url"]}]
+    return [str(n["management_url"]).rstrip("/") for n in nodes]
 
 
 def _request(method: str, url: str, amqp_url: str, body: dict[str, Any] | None = None) -> Any:
@@ -75,7 +79,9 @@ def _request(method: str, url: str, amqp_url: str, body: dict[str, Any] | None =
 
 
 def dead_letter_by_policy(amqp_url: str, queue: str, delivery_limit: int) -> bool:
-    """Set the policy ``mqlab-<queue>`` (module docstring) on the vhost of ``amqp_url``; whether
+    """Set the policy ``mqlab-<queue>`` (module docstring) on the vhost of ``amqp_url`` (one
+    node's URI: its user, password and vhost) through the first management API of
+    :func:`management_urls` that answers; whether
     the work queue may now be declared with the tutorial's arguments only.
 
     ``False`` (declare the x-arguments instead) when no management API is known or it refuses
@@ -83,17 +89,20 @@ def dead_letter_by_policy(amqp_url: str, queue: str, delivery_limit: int) -> boo
     ``x-dead-letter-exchange`` among its arguments (declaring it otherwise would fail with 406).
     Never raises.
     """
-    api = management_url()
-    if api is None:
-        return False
-    vhost = quote(unquote(urlparse(amqp_url.split(";")[0]).path[1:] or "/"), safe="")
-    try:
-        existing = _request("GET", f"{api}/api/queues/{vhost}/{quote(queue, safe='')}", amqp_url)
-    except urllib.error.HTTPError as e:
-        if e.code != 404:
-            return False
-        existing = None
-    except (urllib.error.URLError, OSError, ValueError):
+    vhost = quote(unquote(urlparse(amqp_url).path[1:] or "/"), safe="")
+    for api in management_urls():  # the first that answers
+        try:
+            existing = _request(
+                "GET", f"{api}/api/queues/{vhost}/{quote(queue, safe='')}", amqp_url
+            )
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                return False  # refused: this user may not use the management API
+            existing = None
+        except (urllib.error.URLError, OSError, ValueError):
+            continue  # this node does not answer: the next
+        break
+    else:
         return False
     if existing is not None and (
         existing.get("type") != "quorum"
