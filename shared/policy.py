@@ -10,9 +10,10 @@ AMQP 0-9-1 (pika has no such method): it is set here through the management HTTP
 (``PUT /api/policies/<vhost>/<name>``), as the broker user of ``AMQP_URL``, which needs the
 ``policymaker`` or ``administrator`` tag.
 
-The policy ``mqlab-<queue>`` matches exactly the work queue (``^<queue>$``, quorum queues
-only, priority 10): ``dead-letter-exchange`` ``""`` (the default exchange),
-``dead-letter-routing-key`` ``<queue>.dead``, ``delivery-limit`` ``MQLAB_DELIVERY_LIMIT``.
+The policy ``mqlab-<queue>`` matches exactly the work queue (``^<queue>$``; apply-to
+``queues``, as RabbitMQ 3.10 has no ``quorum_queues`` yet; priority 10):
+``dead-letter-exchange`` ``""`` (the default exchange), ``dead-letter-routing-key``
+``<queue>.dead``, ``delivery-limit`` ``MQLAB_DELIVERY_LIMIT``.
 Where the policy cannot be set (no management API known, no answer, the user may not set
 policies), or the queue already exists with its dead-lettering in x-arguments or as a classic
 queue, the caller declares the x-arguments as before (:func:`shared.queues.work_queue_arguments`):
@@ -111,7 +112,7 @@ def dead_letter_by_policy(amqp_url: str, queue: str, delivery_limit: int) -> boo
         return False
     policy = {
         "pattern": f"^{re.escape(queue)}$",
-        "apply-to": "quorum_queues",
+        "apply-to": "queues",  # 3.10 knows queues, exchanges, all (no quorum_queues yet)
         "priority": PRIORITY,
         "definition": {
             "dead-letter-exchange": "",
