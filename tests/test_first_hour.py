@@ -31,8 +31,8 @@ import requests
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from lab.commands.broker import _serve_start_requests
 from lab.commands.compare import render
+from lab.commands.nodes import serve_start_requests
 from lab.report import markdown
 from shared.impl import Command, Implementation, WorkerSpec
 from testbed.cluster import Cluster
@@ -127,7 +127,7 @@ def test_broker_status_kill_and_start_a_cluster_node(
 
             def serve() -> None:
                 while not done.wait(0.5):
-                    _serve_start_requests(cluster)
+                    serve_start_requests(cluster)
 
             server = threading.Thread(target=serve, daemon=True)
             server.start()
