@@ -1,0 +1,345 @@
+"""Network partitions: a node cut off from the others while it keeps running, then healed.
+
+The cluster is :class:`~testbed.netns_cluster.NetnsCluster` (each node in its own network
+namespace, ``pause_minority``, ``net_ticktime`` 4 s), one per test module, with quorum queues.
+Each test runs a producer (the implementation's own, kept open, one confirmed publish at a
+time) and a worker through a partition and its healing, then counts in Jepsen's terms
+(:mod:`testbed.counts`): 0 confirmed messages lost, nothing unexpected, duplicates only as
+redeliveries, and the queue empty after the final drain.
+
+Negative control of each test: messages confirmed into a *classic* (non-replicated) queue homed
+on the node about to be cut are, during the partition, out of reach from the majority, and the
+same counting reports them lost; and messages were confirmed during the partition, so "0 lost"
+is not vacuous.
+
+Skipped, with the reason, where network namespaces cannot be made (not root, no ``ip``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pika.exceptions
+import pytest
+
+from shared.errors import MqlabError
+from shared.impl import Implementation, WorkerSpec
+from shared.journal import Execution
+from testbed import registry
+from testbed.counts import Attempt, Counts, count
+from testbed.local_node import LocalNode, local_binary_available
+from testbed.netns import why_unavailable
+from testbed.netns_cluster import NetnsCluster
+from testbed.process import GroupProcess, wait_until
+from tests.conftest import DOT_SECONDS, wait_for_consumer
+from tests.helpers import journal_rows, wait_for_finished
+
+pytestmark = pytest.mark.destructive
+
+IMPLS = list(registry.available())
+
+CONTROL_MESSAGES = 5
+"""Messages of the negative control, in a classic queue homed on the node that is cut off."""
+
+
+@pytest.fixture(scope="module")
+def netns_cluster() -> Iterator[NetnsCluster]:
+    """The partitionable 3-node cluster of this module (skipped where it cannot run)."""
+    reason = why_unavailable() or (None if local_binary_available() else "no rabbitmq-server")
+    if reason:
+        pytest.skip(f"partition tests need network namespaces: {reason}")
+    with NetnsCluster.started() as cluster:
+        print(f"\n{cluster.describe()}")
+        yield cluster
+
+
+@pytest.fixture
+def cluster(
+    netns_cluster: NetnsCluster, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[NetnsCluster]:
+    """The module's cluster, healed, every implementation's queues deleted; quorum queues and a
+    5 s confirm timeout for the producers of the test (as ``tests/test_cluster.py``)."""
+    netns_cluster.start()  # a node a test left down comes back
+    netns_cluster.await_quorum_queues()
+    for implementation in registry.available().values():
+        for queue in implementation.queues():
+            netns_cluster.management.delete_queue(queue)
+    monkeypatch.setenv("MQLAB_QUEUE_TYPE", "quorum")
+    monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
+    yield netns_cluster
+    for node in netns_cluster.nodes:
+        netns_cluster.heal(node)
+
+
+def urls_from(cluster: NetnsCluster, first: LocalNode) -> str:
+    """Every node's URL, ``first`` first: a client given this connects to ``first``."""
+    return ";".join([first.amqp_url, *(n.amqp_url for n in cluster.nodes if n is not first)])
+
+
+class Producer(threading.Thread):
+    """Publishes one work message at a time through the implementation's producer (kept open;
+    reopened after an error), about 8 a second, until stopped; records every attempt
+    (:class:`~testbed.counts.Attempt`): a publish that raised is unconfirmed, not lost."""
+
+    def __init__(self, impl: Implementation, amqp_url: str, attempts: list[Attempt]) -> None:
+        super().__init__(daemon=True)
+        self.impl, self.amqp_url = impl, amqp_url
+        self.attempts = list(attempts)
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.crashed = ""
+
+    def run(self) -> None:
+        try:
+            self._publish_until_stopped()
+        except BaseException:
+            self.crashed = traceback.format_exc()
+            raise
+
+    def _publish_until_stopped(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            try:
+                with self.impl.producer(amqp_url=self.amqp_url) as producer:
+                    while not self.stop.is_set():
+                        n += 1
+                        began = time.time()
+                        try:
+                            message_id = producer.publish(f"partition {n}.").message_id
+                        except MqlabError:
+                            self.attempts.append(Attempt(began, time.time()))
+                            raise
+                        self.attempts.append(Attempt(began, time.time(), message_id))
+                        time.sleep(0.1)
+            except MqlabError as e:  # reported unsent; open a new producer after a pause
+                self.errors.append(str(e))
+                time.sleep(0.5)
+
+    def confirmed_after(self, moment: float) -> int:
+        return sum(1 for a in self.attempts if a.message_id and a.ended > moment)
+
+    def wait_confirmed_after(self, moment: float, count: int, timeout: float, what: str) -> None:
+        """Wait until ``count`` publishes that ended after ``moment`` were confirmed.
+
+        Raises:
+            AssertionError: not in time, or the producer raised what no user should see.
+        """
+        try:
+            wait_until(
+                lambda: self.confirmed_after(moment) >= count or bool(self.crashed),
+                timeout,
+                what=what,
+            )
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; producer errors: {self.errors[-3:]}") from None
+        assert not self.crashed, self.crashed
+
+
+def declare_on(impl: Implementation, node: LocalNode) -> Attempt:
+    """Declare the work queue through ``node`` (it becomes the queue's leader: RabbitMQ's
+    default ``queue-leader-locator`` is ``client-local``) by publishing one message there."""
+    began = time.time()
+    [message_id] = impl.publish_work(["declare."], amqp_url=node.amqp_url)
+    return Attempt(began, time.time(), message_id)
+
+
+def start_worker(
+    cluster: NetnsCluster, impl: Implementation, node: LocalNode, journal: str, tmp: Path
+) -> GroupProcess:
+    """A worker (concurrency 2) connected to ``node`` first, every node in its list."""
+    spec = WorkerSpec(
+        name="w1",
+        concurrency=2,
+        journal=journal,
+        amqp_url=urls_from(cluster, node),
+        dot_seconds=DOT_SECONDS,
+        env={"MQLAB_QUEUE_TYPE": "quorum"},
+    )
+    worker = GroupProcess(impl.worker_command(spec), log_path=tmp / "w1.log")
+    wait_for_consumer(cluster, impl, worker)
+    return worker
+
+
+def fill_control_queue(impl: Implementation, node: LocalNode) -> tuple[str, list[Attempt]]:
+    """Declare a durable *classic* queue on ``node`` (its home) and publish
+    :data:`CONTROL_MESSAGES` confirmed persistent messages to it; its name and the attempts."""
+    queue = f"{impl.task_queue()}.control-classic"
+    attempts = []
+    with contextlib.closing(pika.BlockingConnection(pika.URLParameters(node.amqp_url))) as conn:
+        channel = conn.channel()
+        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "classic"})
+        channel.confirm_delivery()
+        for i in range(CONTROL_MESSAGES):
+            began, message_id = time.time(), f"control-{i}"
+            props = pika.BasicProperties(message_id=message_id, delivery_mode=2)
+            channel.basic_publish("", queue, b"control.", props, mandatory=True)
+            attempts.append(Attempt(began, time.time(), message_id))
+    return queue, attempts
+
+
+def drain_control_queue(queue: str, via: LocalNode) -> list[Execution]:
+    """Fetch what the control queue yields through node ``via`` (``basic.get`` until empty), as
+    journal-like rows; nothing when its home node is out of reach (404 NOT_FOUND)."""
+    rows: list[Execution] = []
+    with contextlib.closing(pika.BlockingConnection(pika.URLParameters(via.amqp_url))) as conn:
+        channel = conn.channel()
+        try:
+            while True:
+                method, props, _body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    break
+                now = time.time()
+                rows.append(Execution(0, props.message_id, "control", "pika", "get", 0, False,
+                                      now, now, now, "ok"))  # fmt: skip
+        except pika.exceptions.ChannelClosedByBroker as e:
+            assert e.reply_code == 404, e  # the queue's home node is down or unreachable
+    return rows
+
+
+def final_counts(
+    cluster: NetnsCluster, impl: Implementation, producer: Producer, journal: str
+) -> Counts:
+    """Stop the producer, drain (every confirmed message finished, then the queue empty: the
+    worker is still running), and count."""
+    producer.stop.set()
+    producer.join(timeout=60)
+    assert not producer.crashed, producer.crashed
+    confirmed = [a.message_id for a in producer.attempts if a.message_id]
+    wait_for_finished(journal, confirmed, timeout=120)
+    try:
+        cluster.management.wait_for_queue(
+            impl.task_queue(), 90, ready=0, unacked=0, fresh_after=time.time()
+        )
+        empty = True
+    except TimeoutError:
+        empty = False
+    return count(producer.attempts, journal_rows(journal), empty)
+
+
+def check(counts: Counts, rows: list[Execution]) -> None:
+    """The Jepsen verdict: nothing confirmed lost, nothing unexpected, the queue drained, and
+    every extra run of a duplicated message a redelivery (its ack was lost with a connection
+    to the cut node, so the queue delivered it again with ``redelivered`` set)."""
+    assert not counts.lost, f"confirmed and never executed: {sorted(counts.lost)[:5]}"
+    assert not counts.unexpected, f"executed, never published: {sorted(counts.unexpected)[:5]}"
+    assert counts.queue_empty
+    seen: set[str] = set()
+    for row in sorted(rows, key=lambda r: r.started_at):
+        if row.message_id in seen:
+            assert row.redelivered, f"a second run of {row.message_id} was not a redelivery"
+        seen.add(row.message_id)
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("impl_name", IMPLS)
+def test_leader_isolated_while_producing_and_consuming(
+    cluster: NetnsCluster, impl_name: str, journal_path: str, tmp_path: Path
+) -> None:
+    impl = registry.get(impl_name)
+    queue = impl.task_queue()
+    leader, consuming, producing = cluster.nodes
+    # The producer declares the queue on node 1, which becomes its leader (client-local).
+    declared = declare_on(impl, leader)
+    assert cluster.leader_of(queue).node == leader.node  # the scheme cuts the leader
+    worker = start_worker(cluster, impl, consuming, journal_path, tmp_path)
+    control_queue, control_attempts = fill_control_queue(impl, leader)
+    producer = Producer(impl, urls_from(cluster, producing), [declared])
+    producer.start()
+    producer.wait_confirmed_after(0, 10, 60, "10 confirmed before the cut")
+
+    cut_at = cluster.cut(leader)
+    seen_at = cluster.await_partitioned(leader)
+    control = count(control_attempts, drain_control_queue(control_queue, consuming), True)
+    producer.wait_confirmed_after(seen_at, 10, 120, "10 confirmed during the partition")
+    new_leader = cluster.leader_of(queue)
+    cluster.heal(leader)
+    healed_from = time.time()
+    cluster.await_healed()
+    healed_in = time.time() - healed_from
+    producer.wait_confirmed_after(time.time(), 5, 60, "5 confirmed after healing")
+    counts = final_counts(cluster, impl, producer, journal_path)
+    print(
+        f"\n{impl.name}, leader isolated: {counts.line()}; {counts.extra_runs} extra runs; "
+        f"partition seen in {seen_at - cut_at:.1f} s, healed in {healed_in:.1f} s; "
+        f"leader {leader.node} -> {new_leader.node}; control (classic queue on the cut node) "
+        f"{control.line()}"
+    )
+    # Negative controls: the non-replicated queue's messages were out of reach (the counting
+    # reports them lost), the leader moved, and messages were confirmed during the partition.
+    assert len(control.lost) == CONTROL_MESSAGES
+    assert new_leader.node != leader.node
+    check(counts, journal_rows(journal_path))
+    assert worker.alive()
+    cluster.management.delete_queue(control_queue)
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("impl_name", IMPLS)
+def test_worker_node_isolated(
+    cluster: NetnsCluster, impl_name: str, journal_path: str, tmp_path: Path
+) -> None:
+    impl = registry.get(impl_name)
+    queue = impl.task_queue()
+    leader, consuming, _ = cluster.nodes
+    declared = declare_on(impl, leader)
+    worker = start_worker(cluster, impl, consuming, journal_path, tmp_path)
+    # The scheme cuts the worker's own node, a follower of the queue.
+    [consumer] = cluster.management.consumers_of(queue, worker.pids())
+    assert consumer.node == consuming.node != cluster.leader_of(queue).node
+    control_queue, control_attempts = fill_control_queue(impl, consuming)
+    producer = Producer(impl, urls_from(cluster, leader), [declared])
+    producer.start()
+    producer.wait_confirmed_after(0, 10, 60, "10 confirmed before the cut")
+
+    cut_at = cluster.cut(consuming)
+    seen_at = cluster.await_partitioned(consuming)
+    control = count(control_attempts, drain_control_queue(control_queue, leader), True)
+    producer.wait_confirmed_after(seen_at, 10, 120, "10 confirmed during the partition")
+    # The paused node closed the worker's connection; the same process consumes elsewhere.
+    wait_for_consumer(cluster, impl, worker)
+    [consumer] = cluster.management.consumers_of(queue, worker.pids())
+    assert consumer.node != consuming.node
+    during = producer.confirmed_after(seen_at)
+    cluster.heal(consuming)
+    cluster.await_healed()
+    counts = final_counts(cluster, impl, producer, journal_path)
+    print(
+        f"\n{impl.name}, worker's node isolated: {counts.line()}; {counts.extra_runs} extra "
+        f"runs; partition seen in {seen_at - cut_at:.1f} s; worker moved to {consumer.node}; "
+        f"control (classic queue on the cut node) {control.line()}"
+    )
+    assert len(control.lost) == CONTROL_MESSAGES  # negative control, as above
+    assert during > 0
+    check(counts, journal_rows(journal_path))
+    assert worker.alive()
+    cluster.management.delete_queue(control_queue)
+
+
+def _row(message_id: str, published_at: float, redelivered: bool = False) -> Execution:
+    return Execution(0, message_id, "work", "pika", "w1", 1, redelivered, published_at,
+                     published_at + 1, published_at + 2, "ok")  # fmt: skip
+
+
+def test_counts_in_jepsen_terms() -> None:
+    """Each count on a made-up run, so each can be told apart (and fail)."""
+    attempts = [
+        Attempt(0, 1, "a"),  # executed once
+        Attempt(1, 2, "b"),  # executed twice: duplicated
+        Attempt(2, 3, "c"),  # never executed: lost
+        Attempt(3, 4),  # unconfirmed, executed all the same: recovered
+        Attempt(4, 5),  # unconfirmed, never executed
+    ]
+    rows = [_row("a", 0.5), _row("b", 1.5), _row("b", 1.5, True), _row("r", 3.5), _row("x", 9)]
+    counts = count(attempts, rows, queue_empty=False)
+    assert counts.as_dict() == {
+        "attempted": 5, "confirmed": 3, "unconfirmed": 2, "lost": 1, "duplicated": 1,
+        "unexpected": 1, "recovered": 1, "queue_empty": False,
+    }  # fmt: skip
+    assert counts.lost == {"c"} and counts.recovered == {"r"} and counts.unexpected == {"x"}
+    assert counts.extra_runs == 1
