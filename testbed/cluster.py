@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Self
 
 import requests
 
@@ -110,7 +111,7 @@ class Cluster(Node):
 
     @classmethod
     @contextmanager
-    def started(cls, size: int = SIZE) -> Iterator[Cluster]:
+    def started(cls, size: int = SIZE) -> Iterator[Self]:
         """A formed cluster for the duration of a ``with`` block, removed after.
 
         Raises:

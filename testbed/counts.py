@@ -81,7 +81,9 @@ class Counts:
         return ", ".join(parts)
 
 
-def count(attempts: Iterable[Attempt], executions: Iterable[Execution], queue_empty: bool) -> Counts:
+def count(
+    attempts: Iterable[Attempt], executions: Iterable[Execution], queue_empty: bool
+) -> Counts:
     """Set the attempts of a run against the journal's executions.
 
     Parameters:
@@ -97,9 +99,7 @@ def count(attempts: Iterable[Attempt], executions: Iterable[Execution], queue_em
     finished = {r.message_id for r in rows if r.finished}
     published_at = {r.message_id: r.published_at for r in rows}
     extras = set(runs) - confirmed
-    recovered = frozenset(
-        m for m in extras if any(b <= published_at[m] <= e for b, e in windows)
-    )
+    recovered = frozenset(m for m in extras if any(b <= published_at[m] <= e for b, e in windows))
     return Counts(
         attempted=len(attempts),
         confirmed=confirmed,

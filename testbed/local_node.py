@@ -226,7 +226,9 @@ class LocalNode(Node):
         if self._proc is not None and self._proc.alive():
             return
         self.pid_file.unlink(missing_ok=True)
-        self._proc = GroupProcess(Command([*self.prefix, self.server], self._env()), log_path=self.log_file)
+        self._proc = GroupProcess(
+            Command([*self.prefix, self.server], self._env()), log_path=self.log_file
+        )
 
     def alive(self) -> bool:
         """Whether the node's process is running (it may still be booting)."""
@@ -261,7 +263,14 @@ class LocalNode(Node):
             what="the node's pid file",
         )
         result = subprocess.run(
-            [*self.prefix, self.ctl_path, "wait", "--timeout", str(int(timeout)), str(self.pid_file)],
+            [
+                *self.prefix,
+                self.ctl_path,
+                "wait",
+                "--timeout",
+                str(int(timeout)),
+                str(self.pid_file),
+            ],
             env=env,
             capture_output=True,
             text=True,

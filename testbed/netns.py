@@ -101,7 +101,13 @@ class Network:
         try:
             cluster_net = self._bridge()
             client_net = self._bridge()
-            ip("addr", "add", f"{PREFIX}.{client_net}.{ROOT_HOST}/24", "dev", f"mqlab-br{client_net}")
+            ip(
+                "addr",
+                "add",
+                f"{PREFIX}.{client_net}.{ROOT_HOST}/24",
+                "dev",
+                f"mqlab-br{client_net}",
+            )
             for i in range(1, size + 1):
                 self.hosts.append(self._host(i, cluster_net, client_net))
         except BaseException:

@@ -43,7 +43,7 @@ import requests
 from shared.errors import BrokerUnavailable
 from testbed.cluster import SIZE, Cluster
 from testbed.local_node import LocalNode
-from testbed.netns import Host, Network, NetnsUnavailable
+from testbed.netns import Host, NetnsUnavailable, Network
 from testbed.process import wait_until
 
 NET_TICKTIME = 4
@@ -72,7 +72,7 @@ class NetnsNode(LocalNode):
         self.prefix = host.exec_prefix
         self.net_ticktime = net_ticktime
         entries = [
-            f'{{host, {{{"127,0,0,1" if h is host else h.cluster_ip.replace(".", ",")}}}, '
+            f"{{host, {{{'127,0,0,1' if h is host else h.cluster_ip.replace('.', ',')}}}, "
             f'["{h.netns}"]}}.'
             for h in hosts
         ]
@@ -165,9 +165,8 @@ class NetnsCluster(Cluster):
         return {str(n["name"]): n for n in response.json()}
 
     def await_partitioned(self, node: LocalNode, timeout: float = 60.0) -> float:
-        """Wait until every other node reports ``node`` not running (partition detected);
-        seconds since :meth:`cut` was called at ``cut_at`` is the caller's to compute, this
-        returns the epoch time it was seen.
+        """Wait until every other node reports ``node`` not running (``GET /api/nodes``): the
+        partition is detected; the epoch time it was seen (minus :meth:`cut`'s: detection time).
 
         Raises:
             TimeoutError: not within ``timeout`` seconds.

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from shared.errors import BrokerUnavailable
 from testbed.cluster import Cluster
 from testbed.docker_node import DockerNode, docker_engine_available
-from testbed.netns_cluster import NetnsCluster
 from testbed.local_node import HOW_TO_GET_RABBITMQ, LocalNode, local_binary_available
+from testbed.netns_cluster import NetnsCluster
 from testbed.node import ExternalNode, Node
 
 KINDS = ("auto", "local", "docker", "cluster", "netns", "external")

@@ -60,9 +60,7 @@ def netns_cluster() -> Iterator[NetnsCluster]:
 
 
 @pytest.fixture
-def cluster(
-    netns_cluster: NetnsCluster, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[NetnsCluster]:
+def cluster(netns_cluster: NetnsCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[NetnsCluster]:
     """The module's cluster, healed, every implementation's queues deleted; quorum queues and a
     5 s confirm timeout for the producers of the test (as ``tests/test_cluster.py``)."""
     netns_cluster.start()  # a node a test left down comes back
