@@ -35,6 +35,7 @@ Two settings make partitions behave as tested:
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -181,6 +182,27 @@ class NetnsCluster(Cluster):
             return True
 
         wait_until(seen, timeout, interval=0.2, what=f"the others to see {node.node} gone")
+        return time.time()
+
+    def await_paused(self, node: LocalNode, timeout: float = 120.0) -> float:
+        """Wait until ``node`` refuses AMQP connections (``pause_minority`` stopped its
+        listeners and closed its clients' connections); the epoch time it was seen.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds.
+        """
+        address = (node.host.client_ip if isinstance(node, NetnsNode) else "", node.amqp_port)
+
+        def refused() -> bool:
+            try:
+                with socket.create_connection(address, timeout=2):
+                    return False
+            except ConnectionRefusedError:
+                return True
+            except OSError:
+                return False
+
+        wait_until(refused, timeout, interval=0.2, what=f"{node.node} to pause")
         return time.time()
 
     def await_healed(self, timeout: float = 120.0) -> None:

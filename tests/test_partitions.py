@@ -48,9 +48,10 @@ CONTROL_MESSAGES = 5
 """Messages of the negative control, in a classic queue homed on the node that is cut off."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def netns_cluster() -> Iterator[NetnsCluster]:
-    """The partitionable 3-node cluster of this module (skipped where it cannot run)."""
+    """The partitionable 3-node cluster of this test process, started by the first test that
+    needs it (skipped where it cannot run)."""
     reason = why_unavailable() or (None if local_binary_available() else "no rabbitmq-server")
     if reason:
         pytest.skip(f"partition tests need network namespaces: {reason}")
@@ -64,7 +65,7 @@ def cluster(netns_cluster: NetnsCluster, monkeypatch: pytest.MonkeyPatch) -> Ite
     """The module's cluster, healed, every implementation's queues deleted; quorum queues and a
     5 s confirm timeout for the producers of the test (as ``tests/test_cluster.py``)."""
     netns_cluster.start()  # a node a test left down comes back
-    netns_cluster.await_quorum_queues()
+    netns_cluster.await_healed()
     for implementation in registry.available().values():
         for queue in implementation.queues():
             netns_cluster.management.delete_queue(queue)
@@ -140,8 +141,8 @@ class Producer(threading.Thread):
 
 
 def declare_on(impl: Implementation, node: LocalNode) -> Attempt:
-    """Declare the work queue through ``node`` (it becomes the queue's leader: RabbitMQ's
-    default ``queue-leader-locator`` is ``client-local``) by publishing one message there."""
+    """Declare the work queue through ``node`` by publishing one message there (its leader is
+    then usually ``node``: RabbitMQ's default ``queue-leader-locator`` is ``client-local``)."""
     began = time.time()
     [message_id] = impl.publish_work(["declare."], amqp_url=node.amqp_url)
     return Attempt(began, time.time(), message_id)
@@ -241,10 +242,9 @@ def test_leader_isolated_while_producing_and_consuming(
 ) -> None:
     impl = registry.get(impl_name)
     queue = impl.task_queue()
-    leader, consuming, producing = cluster.nodes
-    # The producer declares the queue on node 1, which becomes its leader (client-local).
-    declared = declare_on(impl, leader)
-    assert cluster.leader_of(queue).node == leader.node  # the scheme cuts the leader
+    declared = declare_on(impl, cluster.nodes[0])
+    leader = cluster.leader_of(queue)  # the scheme cuts the leader
+    consuming, producing = (n for n in cluster.nodes if n is not leader)
     worker = start_worker(cluster, impl, consuming, journal_path, tmp_path)
     control_queue, control_attempts = fill_control_queue(impl, leader)
     producer = Producer(impl, urls_from(cluster, producing), [declared])
@@ -284,12 +284,13 @@ def test_worker_node_isolated(
 ) -> None:
     impl = registry.get(impl_name)
     queue = impl.task_queue()
-    leader, consuming, _ = cluster.nodes
-    declared = declare_on(impl, leader)
+    declared = declare_on(impl, cluster.nodes[0])
+    leader = cluster.leader_of(queue)
+    consuming = next(n for n in cluster.nodes if n is not leader)
     worker = start_worker(cluster, impl, consuming, journal_path, tmp_path)
     # The scheme cuts the worker's own node, a follower of the queue.
     [consumer] = cluster.management.consumers_of(queue, worker.pids())
-    assert consumer.node == consuming.node != cluster.leader_of(queue).node
+    assert consumer.node == consuming.node
     control_queue, control_attempts = fill_control_queue(impl, consuming)
     producer = Producer(impl, urls_from(cluster, leader), [declared])
     producer.start()
@@ -299,17 +300,27 @@ def test_worker_node_isolated(
     seen_at = cluster.await_partitioned(consuming)
     control = count(control_attempts, drain_control_queue(control_queue, leader), True)
     producer.wait_confirmed_after(seen_at, 10, 120, "10 confirmed during the partition")
-    # The paused node closed the worker's connection; the same process consumes elsewhere.
-    wait_for_consumer(cluster, impl, worker)
-    [consumer] = cluster.management.consumers_of(queue, worker.pids())
-    assert consumer.node != consuming.node
+    # Paused, the cut node closes the worker's connection (the quorum queue may cancel its
+    # consumer first, and a client may consume there again until the pause): the same
+    # process ends up consuming through another node.
+    moved: list[str] = []
+
+    def consumes_elsewhere() -> bool:
+        assert worker.alive(), worker.output()
+        nodes = [c.node for c in cluster.management.consumers_of(queue, worker.pids())]
+        moved[:] = [n for n in nodes if n != consuming.node]
+        return bool(moved)
+
+    wait_until(consumes_elsewhere, 120, interval=0.5, what="the worker to consume elsewhere")
+    paused_at = cluster.await_paused(consuming)
     during = producer.confirmed_after(seen_at)
     cluster.heal(consuming)
     cluster.await_healed()
     counts = final_counts(cluster, impl, producer, journal_path)
     print(
         f"\n{impl.name}, worker's node isolated: {counts.line()}; {counts.extra_runs} extra "
-        f"runs; partition seen in {seen_at - cut_at:.1f} s; worker moved to {consumer.node}; "
+        f"runs; partition seen in {seen_at - cut_at:.1f} s, node paused after "
+        f"{paused_at - cut_at:.1f} s; worker moved to {moved[0]}; "
         f"control (classic queue on the cut node) {control.line()}"
     )
     assert len(control.lost) == CONTROL_MESSAGES  # negative control, as above
