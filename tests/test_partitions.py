@@ -18,6 +18,10 @@ Skipped, with the reason, where network namespaces cannot be made (not root, no 
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -36,6 +40,7 @@ from testbed.counts import Attempt, Counts, count
 from testbed.local_node import LocalNode, local_binary_available
 from testbed.netns import why_unavailable
 from testbed.netns_cluster import NetnsCluster
+from testbed.partitions import partitioned, target
 from testbed.process import GroupProcess, wait_until
 from tests.conftest import DOT_SECONDS, wait_for_consumer
 from tests.helpers import journal_rows, wait_for_finished
@@ -243,7 +248,7 @@ def test_leader_isolated_while_producing_and_consuming(
     impl = registry.get(impl_name)
     queue = impl.task_queue()
     declared = declare_on(impl, cluster.nodes[0])
-    leader = cluster.leader_of(queue)  # the scheme cuts the leader
+    leader = target(cluster, "leader", queue)
     consuming, producing = (n for n in cluster.nodes if n is not leader)
     worker = start_worker(cluster, impl, consuming, journal_path, tmp_path)
     control_queue, control_attempts = fill_control_queue(impl, leader)
@@ -251,20 +256,15 @@ def test_leader_isolated_while_producing_and_consuming(
     producer.start()
     producer.wait_confirmed_after(0, 10, 60, "10 confirmed before the cut")
 
-    cut_at = cluster.cut(leader)
-    seen_at = cluster.await_partitioned(leader)
-    control = count(control_attempts, drain_control_queue(control_queue, consuming), True)
-    producer.wait_confirmed_after(seen_at, 10, 120, "10 confirmed during the partition")
-    new_leader = cluster.leader_of(queue)
-    cluster.heal(leader)
-    healed_from = time.time()
-    cluster.await_healed()
-    healed_in = time.time() - healed_from
+    with partitioned(cluster, leader) as times:
+        control = count(control_attempts, drain_control_queue(control_queue, consuming), True)
+        producer.wait_confirmed_after(time.time(), 10, 120, "10 confirmed during the partition")
+        new_leader = cluster.leader_of(queue)
     producer.wait_confirmed_after(time.time(), 5, 60, "5 confirmed after healing")
     counts = final_counts(cluster, impl, producer, journal_path)
     print(
         f"\n{impl.name}, leader isolated: {counts.line()}; {counts.extra_runs} extra runs; "
-        f"partition seen in {seen_at - cut_at:.1f} s, healed in {healed_in:.1f} s; "
+        f"partition seen in {times.detected:.1f} s, healed in {times.healed:.1f} s; "
         f"leader {leader.node} -> {new_leader.node}; control (classic queue on the cut node) "
         f"{control.line()}"
     )
@@ -285,42 +285,41 @@ def test_worker_node_isolated(
     impl = registry.get(impl_name)
     queue = impl.task_queue()
     declared = declare_on(impl, cluster.nodes[0])
-    leader = cluster.leader_of(queue)
-    consuming = next(n for n in cluster.nodes if n is not leader)
-    worker = start_worker(cluster, impl, consuming, journal_path, tmp_path)
+    leader = target(cluster, "leader", queue)
+    follower = target(cluster, "follower", queue)
+    worker = start_worker(cluster, impl, follower, journal_path, tmp_path)
     # The scheme cuts the worker's own node, a follower of the queue.
-    [consumer] = cluster.management.consumers_of(queue, worker.pids())
-    assert consumer.node == consuming.node
+    consuming = target(cluster, "worker", queue, worker_pids=worker.pids())
+    assert consuming is follower
     control_queue, control_attempts = fill_control_queue(impl, consuming)
     producer = Producer(impl, urls_from(cluster, leader), [declared])
     producer.start()
     producer.wait_confirmed_after(0, 10, 60, "10 confirmed before the cut")
 
-    cut_at = cluster.cut(consuming)
-    seen_at = cluster.await_partitioned(consuming)
-    control = count(control_attempts, drain_control_queue(control_queue, leader), True)
-    producer.wait_confirmed_after(seen_at, 10, 120, "10 confirmed during the partition")
-    # Paused, the cut node closes the worker's connection (the quorum queue may cancel its
-    # consumer first, and a client may consume there again until the pause): the same
-    # process ends up consuming through another node.
-    moved: list[str] = []
+    with partitioned(cluster, consuming) as times:
+        cut_at = time.time() - times.detected
+        control = count(control_attempts, drain_control_queue(control_queue, leader), True)
+        during_from = time.time()
+        producer.wait_confirmed_after(during_from, 10, 120, "10 confirmed during the partition")
+        # Paused, the cut node closes the worker's connection (the quorum queue may cancel its
+        # consumer first, and a client may consume there again until the pause): the same
+        # process ends up consuming through another node.
+        moved: list[str] = []
 
-    def consumes_elsewhere() -> bool:
-        assert worker.alive(), worker.output()
-        nodes = [c.node for c in cluster.management.consumers_of(queue, worker.pids())]
-        moved[:] = [n for n in nodes if n != consuming.node]
-        return bool(moved)
+        def consumes_elsewhere() -> bool:
+            assert worker.alive(), worker.output()
+            nodes = [c.node for c in cluster.management.consumers_of(queue, worker.pids())]
+            moved[:] = [n for n in nodes if n != consuming.node]
+            return bool(moved)
 
-    wait_until(consumes_elsewhere, 120, interval=0.5, what="the worker to consume elsewhere")
-    paused_at = cluster.await_paused(consuming)
-    during = producer.confirmed_after(seen_at)
-    cluster.heal(consuming)
-    cluster.await_healed()
+        wait_until(consumes_elsewhere, 120, interval=0.5, what="the worker to consume elsewhere")
+        paused_in = cluster.await_paused(consuming) - cut_at
+        during = producer.confirmed_after(during_from)
     counts = final_counts(cluster, impl, producer, journal_path)
     print(
         f"\n{impl.name}, worker's node isolated: {counts.line()}; {counts.extra_runs} extra "
-        f"runs; partition seen in {seen_at - cut_at:.1f} s, node paused after "
-        f"{paused_at - cut_at:.1f} s; worker moved to {moved[0]}; "
+        f"runs; partition seen in {times.detected:.1f} s, node paused after "
+        f"{paused_in:.1f} s, healed in {times.healed:.1f} s; worker moved to {moved[0]}; "
         f"control (classic queue on the cut node) {control.line()}"
     )
     assert len(control.lost) == CONTROL_MESSAGES  # negative control, as above
@@ -352,3 +351,52 @@ def test_counts_in_jepsen_terms() -> None:
     }  # fmt: skip
     assert counts.lost == {"c"} and counts.recovered == {"r"} and counts.unexpected == {"x"}
     assert counts.extra_runs == 1
+
+
+NETWORK_OWNER = textwrap.dedent(
+    """
+    import json, subprocess, sys
+    from testbed.netns import Network
+    network = Network(3)
+    # A process in a namespace outside our process groups, as the epmd a node daemonises.
+    netns = network.hosts[0].netns
+    subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "600"], start_new_session=True)
+    print(json.dumps({"netns": network.namespaces, "links": network.bridges}), flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def _links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.timeout(90)
+def test_owner_death_leaves_no_namespace_or_bridge() -> None:
+    """SIGKILL of the program that made a network leaves no namespace, bridge or process in it
+    (the reaper). Control: they existed while it lived."""
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(f"partition tests need network namespaces: {reason}")
+    owner = subprocess.Popen(
+        [sys.executable, "-c", NETWORK_OWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert owner.stdout is not None
+    made = json.loads(owner.stdout.readline())
+    namespaces = set(made["netns"])
+
+    def listed() -> set[str]:
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        return {line.split()[0] for line in out.splitlines() if line.strip()} & namespaces
+
+    wait_until(lambda: subprocess.run(["ip", "netns", "pids", made["netns"][0]],
+                                      capture_output=True, text=True).stdout.strip(),
+               30, what="the process in the namespace")  # fmt: skip
+    assert listed() == namespaces and all(f" {b}:" in _links() for b in made["links"])
+
+    owner.kill()
+    owner.wait(timeout=30)
+    wait_until(lambda: not listed(), 30, what="the namespaces to be deleted")
+    wait_until(lambda: not any(f" {b}:" in _links() for b in made["links"]), 30,
+               what="the bridges to be deleted")  # fmt: skip
