@@ -66,9 +66,13 @@ def netns_cluster() -> Iterator[NetnsCluster]:
 
 
 @pytest.fixture
-def cluster(netns_cluster: NetnsCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[NetnsCluster]:
-    """The module's cluster, healed, every implementation's queues deleted; quorum queues and a
-    5 s confirm timeout for the producers of the test (as ``tests/test_cluster.py``)."""
+def cluster(
+    netns_cluster: NetnsCluster, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[NetnsCluster]:
+    """The session's cluster, whole again, every implementation's queues deleted; quorum queues
+    and a 5 s confirm timeout for the producers of the test (as ``tests/test_cluster.py``).
+    After a failed test, each node's last warnings and errors are printed (the nodes' logs are
+    gone after the session)."""
     netns_cluster.start()  # a node a test left down comes back
     netns_cluster.await_healed()
     for implementation in registry.available().values():
@@ -76,9 +80,15 @@ def cluster(netns_cluster: NetnsCluster, monkeypatch: pytest.MonkeyPatch) -> Ite
             netns_cluster.management.delete_queue(queue)
     monkeypatch.setenv("MQLAB_QUEUE_TYPE", "quorum")
     monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
+    failed_before = request.session.testsfailed
     yield netns_cluster
     for node in netns_cluster.nodes:
         netns_cluster.heal(node)
+    if request.session.testsfailed > failed_before:
+        for node in netns_cluster.nodes:
+            lines = node.broker_log.read_text(errors="replace").splitlines()
+            notable = [ln for ln in lines if "[error]" in ln or "[warning]" in ln][-40:]
+            print(f"\nRabbitMQ log {node.node}:\n" + "\n".join(notable))
 
 
 def urls_from(cluster: NetnsCluster, first: LocalNode) -> str:
