@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: venv demo test lint format compare clean lock
+.PHONY: venv demo test test-fast lint format compare clean lock
 
 venv: $(STAMP)
 
@@ -18,12 +18,17 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard */__init__.py)
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m lab.demo $(ARGS)
+	$(BIN)/python -m lab.commands.demo $(ARGS)
 
 # Three pytest-xdist processes, each with its own node and 3-node cluster (tests/conftest.py):
 # most of a test's time is spent waiting (tasks, node boots), so three beat two on 2 cores.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 3 --dist load $(ARGS)
+
+# The tests that need no RabbitMQ node (no "broker" marker, tests/conftest.py), in one process:
+# argument checks, error translation, the journal, the layout rule; they start no node.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not broker" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -42,12 +42,13 @@ from testbed.netns import why_unavailable
 from testbed.netns_cluster import NetnsCluster
 from testbed.partitions import partitioned, target
 from testbed.process import GroupProcess, wait_until
-from tests.conftest import DOT_SECONDS, wait_for_consumer
-from tests.helpers import journal_rows, wait_for_finished
-
-pytestmark = pytest.mark.destructive
-
-IMPLS = list(registry.available())
+from tests.helpers import (
+    DOT_SECONDS,
+    each_implementation,
+    journal_rows,
+    wait_for_consumer,
+    wait_for_finished,
+)
 
 CONTROL_MESSAGES = 5
 """Messages of the negative control, in a classic queue homed on the node that is cut off."""
@@ -250,12 +251,13 @@ def check(counts: Counts, rows: list[Execution]) -> None:
         seen.add(row.message_id)
 
 
+@pytest.mark.broker
+@pytest.mark.destructive
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("impl_name", IMPLS)
+@each_implementation()
 def test_leader_isolated_while_producing_and_consuming(
-    cluster: NetnsCluster, impl_name: str, journal_path: str, tmp_path: Path
+    cluster: NetnsCluster, impl: Implementation, journal_path: str, tmp_path: Path
 ) -> None:
-    impl = registry.get(impl_name)
     queue = impl.task_queue()
     declared = declare_on(impl, cluster.nodes[0])
     leader = target(cluster, "leader", queue)
@@ -287,12 +289,13 @@ def test_leader_isolated_while_producing_and_consuming(
     cluster.management.delete_queue(control_queue)
 
 
+@pytest.mark.broker
+@pytest.mark.destructive
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("impl_name", IMPLS)
+@each_implementation()
 def test_worker_node_isolated(
-    cluster: NetnsCluster, impl_name: str, journal_path: str, tmp_path: Path
+    cluster: NetnsCluster, impl: Implementation, journal_path: str, tmp_path: Path
 ) -> None:
-    impl = registry.get(impl_name)
     queue = impl.task_queue()
     declared = declare_on(impl, cluster.nodes[0])
     leader = target(cluster, "leader", queue)
