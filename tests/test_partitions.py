@@ -25,7 +25,7 @@ import textwrap
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pika
@@ -164,21 +164,33 @@ def declare_on(impl: Implementation, node: LocalNode) -> Attempt:
     return Attempt(began, time.time(), message_id)
 
 
-def start_worker(
-    cluster: NetnsCluster, impl: Implementation, node: LocalNode, journal: str, tmp: Path
-) -> GroupProcess:
-    """A worker (concurrency 2) connected to ``node`` first, every node in its list."""
-    spec = WorkerSpec(
-        name="w1",
-        concurrency=2,
-        journal=journal,
-        amqp_url=urls_from(cluster, node),
-        dot_seconds=DOT_SECONDS,
-        env={"MQLAB_QUEUE_TYPE": "quorum"},
-    )
-    worker = GroupProcess(impl.worker_command(spec), log_path=tmp / "w1.log")
-    wait_for_consumer(cluster, impl, worker)
-    return worker
+StartWorker = Callable[[Implementation, LocalNode], GroupProcess]
+
+
+@pytest.fixture
+def start_worker(cluster: NetnsCluster, journal_path: str, tmp_path: Path) -> Iterator[StartWorker]:
+    """``start_worker(impl, node)``: a worker (concurrency 2) connected to ``node`` first,
+    every node in its list, once its consumer is registered; SIGKILLed (whole group) at
+    teardown, so it cannot consume the next test's messages from a queue of the same name."""
+    started: list[GroupProcess] = []
+
+    def start(impl: Implementation, node: LocalNode) -> GroupProcess:
+        spec = WorkerSpec(
+            name="w1",
+            concurrency=2,
+            journal=journal_path,
+            amqp_url=urls_from(cluster, node),
+            dot_seconds=DOT_SECONDS,
+            env={"MQLAB_QUEUE_TYPE": "quorum"},
+        )
+        worker = GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w1.log")
+        started.append(worker)
+        wait_for_consumer(cluster, impl, worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill()
 
 
 def fill_control_queue(impl: Implementation, node: LocalNode) -> tuple[str, list[Attempt]]:
@@ -256,13 +268,13 @@ def check(counts: Counts, rows: list[Execution]) -> None:
 @pytest.mark.timeout(420)
 @each_implementation()
 def test_leader_isolated_while_producing_and_consuming(
-    cluster: NetnsCluster, impl: Implementation, journal_path: str, tmp_path: Path
+    cluster: NetnsCluster, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     queue = impl.task_queue()
     declared = declare_on(impl, cluster.nodes[0])
     leader = target(cluster, "leader", queue)
     consuming, producing = (n for n in cluster.nodes if n is not leader)
-    worker = start_worker(cluster, impl, consuming, journal_path, tmp_path)
+    worker = start_worker(impl, consuming)
     control_queue, control_attempts = fill_control_queue(impl, leader)
     producer = Producer(impl, urls_from(cluster, producing), [declared])
     producer.start()
@@ -294,13 +306,13 @@ def test_leader_isolated_while_producing_and_consuming(
 @pytest.mark.timeout(420)
 @each_implementation()
 def test_worker_node_isolated(
-    cluster: NetnsCluster, impl: Implementation, journal_path: str, tmp_path: Path
+    cluster: NetnsCluster, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
     queue = impl.task_queue()
     declared = declare_on(impl, cluster.nodes[0])
     leader = target(cluster, "leader", queue)
     follower = target(cluster, "follower", queue)
-    worker = start_worker(cluster, impl, follower, journal_path, tmp_path)
+    worker = start_worker(impl, follower)
     # The scheme cuts the worker's own node, a follower of the queue.
     consuming = target(cluster, "worker", queue, worker_pids=worker.pids())
     assert consuming is follower
