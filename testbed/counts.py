@@ -18,11 +18,17 @@ set when the producer builds the message): it falls inside that attempt's time w
 
 from __future__ import annotations
 
+import threading
+import time
+import traceback
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shared.errors import MqlabError
+from shared.impl import Implementation
 from shared.journal import Execution
+from testbed.process import wait_until
 
 
 @dataclass(frozen=True)
@@ -110,3 +116,73 @@ def count(
         recovered=recovered,
         queue_empty=queue_empty,
     )
+
+
+class CountingProducer(threading.Thread):
+    """Publishes one work message (``partition N.``) at a time through the implementation's
+    producer (kept open; reopened after an error), pausing ``pause`` seconds between publishes,
+    until :attr:`stop` is set; records every attempt (:class:`Attempt`): a publish that raised
+    is unconfirmed, not lost.
+
+    Parameters:
+        impl: the implementation whose producer publishes.
+        amqp_url: its ``AMQP_URL`` (every node, ``;``-joined, the one to use first first).
+        attempts: attempts made before (a publish that declared the queue).
+        pause: seconds between publishes.
+    """
+
+    def __init__(
+        self, impl: Implementation, amqp_url: str, attempts: list[Attempt], pause: float = 0.1
+    ) -> None:
+        super().__init__(daemon=True)
+        self.impl, self.amqp_url, self.pause = impl, amqp_url, pause
+        self.attempts = list(attempts)
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.crashed = ""
+
+    def run(self) -> None:
+        try:
+            self._publish_until_stopped()
+        except BaseException:
+            self.crashed = traceback.format_exc()
+            raise
+
+    def _publish_until_stopped(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            try:
+                with self.impl.producer(amqp_url=self.amqp_url) as producer:
+                    while not self.stop.is_set():
+                        n += 1
+                        began = time.time()
+                        try:
+                            message_id = producer.publish(f"partition {n}.").message_id
+                        except MqlabError:
+                            self.attempts.append(Attempt(began, time.time()))
+                            raise
+                        self.attempts.append(Attempt(began, time.time(), message_id))
+                        time.sleep(self.pause)
+            except MqlabError as e:  # reported unsent; open a new producer after a pause
+                self.errors.append(str(e))
+                time.sleep(0.5)
+
+    def confirmed_after(self, moment: float) -> int:
+        """Publishes confirmed that ended after ``moment`` (epoch seconds)."""
+        return sum(1 for a in self.attempts if a.message_id and a.ended > moment)
+
+    def wait_confirmed_after(self, moment: float, count: int, timeout: float, what: str) -> None:
+        """Wait until ``count`` publishes that ended after ``moment`` were confirmed.
+
+        Raises:
+            AssertionError: not in time, or the producer raised what no user should see.
+        """
+        try:
+            wait_until(
+                lambda: self.confirmed_after(moment) >= count or bool(self.crashed),
+                timeout,
+                what=what,
+            )
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; producer errors: {self.errors[-3:]}") from None
+        assert not self.crashed, self.crashed

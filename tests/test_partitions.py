@@ -22,9 +22,7 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,11 +30,10 @@ import pika
 import pika.exceptions
 import pytest
 
-from shared.errors import MqlabError
 from shared.impl import Implementation, WorkerSpec
 from shared.journal import Execution
 from testbed import registry
-from testbed.counts import Attempt, Counts, count
+from testbed.counts import Attempt, CountingProducer, Counts, count
 from testbed.local_node import LocalNode, local_binary_available
 from testbed.netns import why_unavailable
 from testbed.netns_cluster import NetnsCluster
@@ -95,65 +92,6 @@ def cluster(
 def urls_from(cluster: NetnsCluster, first: LocalNode) -> str:
     """Every node's URL, ``first`` first: a client given this connects to ``first``."""
     return ";".join([first.amqp_url, *(n.amqp_url for n in cluster.nodes if n is not first)])
-
-
-class Producer(threading.Thread):
-    """Publishes one work message at a time through the implementation's producer (kept open;
-    reopened after an error), about 8 a second, until stopped; records every attempt
-    (:class:`~testbed.counts.Attempt`): a publish that raised is unconfirmed, not lost."""
-
-    def __init__(self, impl: Implementation, amqp_url: str, attempts: list[Attempt]) -> None:
-        super().__init__(daemon=True)
-        self.impl, self.amqp_url = impl, amqp_url
-        self.attempts = list(attempts)
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.crashed = ""
-
-    def run(self) -> None:
-        try:
-            self._publish_until_stopped()
-        except BaseException:
-            self.crashed = traceback.format_exc()
-            raise
-
-    def _publish_until_stopped(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            try:
-                with self.impl.producer(amqp_url=self.amqp_url) as producer:
-                    while not self.stop.is_set():
-                        n += 1
-                        began = time.time()
-                        try:
-                            message_id = producer.publish(f"partition {n}.").message_id
-                        except MqlabError:
-                            self.attempts.append(Attempt(began, time.time()))
-                            raise
-                        self.attempts.append(Attempt(began, time.time(), message_id))
-                        time.sleep(0.1)
-            except MqlabError as e:  # reported unsent; open a new producer after a pause
-                self.errors.append(str(e))
-                time.sleep(0.5)
-
-    def confirmed_after(self, moment: float) -> int:
-        return sum(1 for a in self.attempts if a.message_id and a.ended > moment)
-
-    def wait_confirmed_after(self, moment: float, count: int, timeout: float, what: str) -> None:
-        """Wait until ``count`` publishes that ended after ``moment`` were confirmed.
-
-        Raises:
-            AssertionError: not in time, or the producer raised what no user should see.
-        """
-        try:
-            wait_until(
-                lambda: self.confirmed_after(moment) >= count or bool(self.crashed),
-                timeout,
-                what=what,
-            )
-        except TimeoutError as e:
-            raise AssertionError(f"{e}; producer errors: {self.errors[-3:]}") from None
-        assert not self.crashed, self.crashed
 
 
 def declare_on(impl: Implementation, node: LocalNode) -> Attempt:
@@ -230,7 +168,7 @@ def drain_control_queue(queue: str, via: LocalNode) -> list[Execution]:
 
 
 def final_counts(
-    cluster: NetnsCluster, impl: Implementation, producer: Producer, journal: str
+    cluster: NetnsCluster, impl: Implementation, producer: CountingProducer, journal: str
 ) -> Counts:
     """Stop the producer, drain (every confirmed message finished, then the queue empty: the
     worker is still running), and count."""
@@ -276,7 +214,7 @@ def test_leader_isolated_while_producing_and_consuming(
     consuming, producing = (n for n in cluster.nodes if n is not leader)
     worker = start_worker(impl, consuming)
     control_queue, control_attempts = fill_control_queue(impl, leader)
-    producer = Producer(impl, urls_from(cluster, producing), [declared])
+    producer = CountingProducer(impl, urls_from(cluster, producing), [declared])
     producer.start()
     producer.wait_confirmed_after(0, 10, 60, "10 confirmed before the cut")
 
@@ -317,7 +255,7 @@ def test_worker_node_isolated(
     consuming = target(cluster, "worker", queue, worker_pids=worker.pids())
     assert consuming is follower
     control_queue, control_attempts = fill_control_queue(impl, consuming)
-    producer = Producer(impl, urls_from(cluster, leader), [declared])
+    producer = CountingProducer(impl, urls_from(cluster, leader), [declared])
     producer.start()
     producer.wait_confirmed_after(0, 10, 60, "10 confirmed before the cut")
 
