@@ -9,8 +9,8 @@ partitions it from the others while its clients still reach it; setting it up he
 Addresses are private, ``10.213.K.i/24`` (cluster) and ``10.213.C.i/24`` (client; the root
 namespace is ``.254``); nothing is routed anywhere else. ``K`` and ``C`` are chosen per network
 by creating the bridges ``mqlab-br<K>`` and ``mqlab-br<C>``: creating a link whose name exists
-fails, so two test processes never share a subnet. Every namespace and bridge is registered
-with :mod:`testbed.reaper`, so a killed test process leaves none behind.
+fails, so two test processes never share a subnet. Every namespace, veth pair and bridge is
+registered with :mod:`testbed.reaper`, so a killed test process leaves none behind.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class Network:
         if reason:
             raise NetnsUnavailable(reason)
         self.bridges: list[str] = []
+        self.links: list[str] = []  # the root-namespace ends of the veth pairs
         self.namespaces: list[str] = []
         self.hosts: list[Host] = []
         try:
@@ -147,6 +148,8 @@ class Network:
             (f"mqc{client_net}-{index}", "client0", client_net, host.client_ip),
         ):
             ip("link", "add", outer, "type", "veth", "peer", "name", inner, "netns", netns)
+            reaper.register_link(outer)
+            self.links.append(outer)
             ip("link", "set", outer, "master", f"mqlab-br{net}", "up")
             ip("addr", "add", f"{address}/24", "dev", inner, netns=netns)
             ip("link", "set", inner, "up", netns=netns)
@@ -162,11 +165,14 @@ class Network:
         ip("link", "set", host.cluster_link, "up")
 
     def close(self) -> None:
-        """Delete every namespace (killing what still runs in it) and bridge; idempotent."""
+        """Delete every namespace (killing what still runs in it), veth pair and bridge;
+        idempotent. A veth pair is deleted from its root end as well: a namespace without
+        processes lives on while a socket of it (an orphaned TCP connection still sending its
+        FIN) holds it, and its veth ends with it."""
         for netns in self.namespaces:
             reaper.delete_netns(netns)
             reaper.unregister_netns(netns)
-        for name in self.bridges:
+        for name in [*self.links, *self.bridges]:
             reaper.delete_link(name)
             reaper.unregister_link(name)
-        self.namespaces, self.hosts, self.bridges = [], [], []
+        self.namespaces, self.hosts, self.links, self.bridges = [], [], [], []

@@ -4,7 +4,8 @@ Brokers and workers are started in their own sessions (process groups) so a test
 whole worker (Celery's main process and its pool children together). The price is that a
 Ctrl+C or SIGKILL of the parent would leave them running. The reaper closes that gap: the
 parent keeps a pipe to it and registers each process group (``+PGID``), scratch directory
-(``+dir PATH``), network namespace (``+netns NAME``) and network link (``+link NAME``, a bridge);
+(``+dir PATH``), network namespace (``+netns NAME``) and network link (``+link NAME``: a bridge,
+a veth pair's end);
 when the pipe reaches end-of-file, whatever the cause of the parent's death, the reaper SIGKILLs
 every registered group, then every process left in a registered namespace (an ``epmd`` a node
 daemonised), deletes the namespaces (which takes their veth pairs with them) and links, and

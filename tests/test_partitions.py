@@ -324,7 +324,8 @@ NETWORK_OWNER = textwrap.dedent(
     # A process in a namespace outside our process groups, as the epmd a node daemonises.
     netns = network.hosts[0].netns
     subprocess.Popen(["ip", "netns", "exec", netns, "sleep", "600"], start_new_session=True)
-    print(json.dumps({"netns": network.namespaces, "links": network.bridges}), flush=True)
+    links = network.bridges + network.links
+    print(json.dumps({"netns": network.namespaces, "links": links}), flush=True)
     sys.stdin.read()
     """
 )
@@ -336,8 +337,8 @@ def _links() -> str:
 
 @pytest.mark.timeout(90)
 def test_owner_death_leaves_no_namespace_or_bridge() -> None:
-    """SIGKILL of the program that made a network leaves no namespace, bridge or process in it
-    (the reaper). Control: they existed while it lived."""
+    """SIGKILL of the program that made a network leaves no namespace, bridge, veth pair or
+    process in a namespace (the reaper). Control: they existed while it lived."""
     reason = why_unavailable()
     if reason:
         pytest.skip(f"partition tests need network namespaces: {reason}")
@@ -362,4 +363,4 @@ def test_owner_death_leaves_no_namespace_or_bridge() -> None:
     owner.wait(timeout=30)
     wait_until(lambda: not listed(), 30, what="the namespaces to be deleted")
     wait_until(lambda: not any(f" {b}:" in _links() for b in made["links"]), 30,
-               what="the bridges to be deleted")  # fmt: skip
+               what="the bridges and veth pairs to be deleted")  # fmt: skip
