@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -217,6 +218,8 @@ def test_leader_isolated_while_producing_and_consuming(
     producer = CountingProducer(impl, urls_from(cluster, producing), [declared])
     producer.start()
     producer.wait_confirmed_after(0, 10, 60, "10 confirmed before the cut")
+    # The producer (this process's one AMQP connection now) publishes through another node.
+    assert target(cluster, "producer", queue, producer_pids=[os.getpid()]) is producing
 
     with partitioned(cluster, leader) as times:
         control = count(control_attempts, drain_control_queue(control_queue, consuming), True)
