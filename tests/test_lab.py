@@ -181,6 +181,7 @@ def test_broker_purge_unreachable_is_one_line() -> None:
     shown = url.replace("guest:guest@", "guest:**@")  # the password is never printed
     assert len(lines) == 1 and lines[0].startswith("error: ") and shown in lines[0], result.stderr
     assert "guest:guest" not in result.stderr
+    assert "mqlab broker up --detach" in lines[0]  # the way to a private node
 
 
 def test_a_drain_is_timed_from_the_ready_count() -> None:
