@@ -33,11 +33,11 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import SimpleQueue
@@ -90,23 +90,39 @@ class Delivery:
     def ack(self) -> None:
         """``basic.ack`` this delivery, on the connection's thread (no-op under auto-ack)."""
         if not self._auto_ack:
-            channel = self._settlements.channel
-            self._settlements.add(functools.partial(channel.basic_ack, self.method.delivery_tag))
+            self._settlements.add(self.method.delivery_tag, ack=True)
 
     def reject(self, requeue: bool = False) -> None:
         """``basic.reject`` this delivery (dead-lettered if the queue has a dead-letter
         exchange, else dropped; ``requeue=True`` puts it back), on the connection's thread."""
         if not self._auto_ack:
-            channel, tag = self._settlements.channel, self.method.delivery_tag
-            self._settlements.add(functools.partial(channel.basic_reject, tag, requeue=requeue))
+            self._settlements.add(self.method.delivery_tag, ack=False, requeue=requeue)
+
+
+HANDOFF_WAIT_SECONDS = 0.05
+"""How long the connection's thread waits for a busy slot to settle, instead of going back to
+pika's I/O loop at once (:meth:`Settlements.wait`). Short against any heartbeat timeout (pika's
+heartbeat frames go out only from that loop), long against a zero-work task (~0.2 ms)."""
 
 
 class Settlements:
     """The acks and rejects the slots asked for on one channel, sent by the connection's thread.
 
-    A slot queues its ack here; the first one queued wakes the connection's thread with
-    ``connection.add_callback_threadsafe``, which then sends every ack queued meanwhile, so
-    a busy worker pays one wake-up per batch, not one per message.
+    A slot queues its ack here. Two ways bring it to the connection's thread:
+
+    * **Hand-back.** When every slot is busy and none has more waiting, the connection's
+      thread has nothing to do until a slot settles: it waits for that on a condition variable
+      (:meth:`wait`, at most :data:`HANDOFF_WAIT_SECONDS`) and sends the ack itself. A
+      zero-work task at prefetch 1 thus costs two thread switches, not the wake-up of pika's
+      I/O loop through its interrupt pipe.
+    * **Wake-up.** Otherwise (a task longer than the wait, or slots with a backlog) the first
+      ack queued wakes the I/O loop with ``connection.add_callback_threadsafe``, which then
+      sends every ack queued meanwhile: one wake-up per batch, not per message.
+
+    Either way the acks go out in delivery-tag order, folded into one ``basic.ack`` with
+    ``multiple=True`` up to the highest tag below which every delivery is settled (AMQP 0-9-1
+    ``basic.ack`` ``multiple``; RabbitMQ docs, "Consumer Acknowledgements": acknowledging
+    multiple deliveries at once). A delivery is acked only after its own work, as before.
 
     Parameters:
         connection: the channel's connection.
@@ -115,28 +131,72 @@ class Settlements:
 
     def __init__(self, connection: pika.BlockingConnection, channel: BlockingChannel) -> None:
         self.connection, self.channel = connection, channel
-        self._pending: list[functools.partial[None]] = []
-        self._lock = threading.Lock()
+        self._pending: list[tuple[int, bool, bool]] = []  # (tag, ack, requeue)
+        self._unsettled: deque[int] = deque()  # delivered tags, in order; connection's thread
+        self._changed = threading.Condition(threading.Lock())
+        self._waiting = False  # the connection's thread waits in wait()
 
-    def add(self, settle: functools.partial[None]) -> None:
-        """Queue ``settle`` (a ``basic_ack``/``basic_reject`` call) for the connection's thread."""
-        with self._lock:
-            self._pending.append(settle)
+    def unsettled(self) -> int:
+        """How many deliveries on the channel are not settled yet (connection's thread)."""
+        return len(self._unsettled)
+
+    def delivered(self, tag: int) -> None:
+        """Note a delivery that is to be settled (connection's thread, in delivery order)."""
+        self._unsettled.append(tag)
+
+    def add(self, tag: int, ack: bool, requeue: bool = False) -> None:
+        """Queue an ack (``ack=True``) or a reject of ``tag`` for the connection's thread."""
+        with self._changed:
+            self._pending.append((tag, ack, requeue))
+            if self._waiting:
+                self._changed.notify()
+                return
             wake = len(self._pending) == 1
         if wake:
             try:
-                self.connection.add_callback_threadsafe(self._send)
+                self.connection.add_callback_threadsafe(self.send)
             except pika.exceptions.AMQPError:  # the connection is gone (broker restart)
-                lost_ack(settle.args[0], "its connection was lost")
+                lost_ack(tag, "its connection was lost")
 
-    def _send(self) -> None:
-        with self._lock:
+    def wait(self, timeout: float) -> None:
+        """On the connection's thread: wait up to ``timeout`` seconds until a slot settles a
+        delivery, then send what is pending."""
+        with self._changed:
+            if not self._pending:
+                self._waiting = True
+                try:
+                    self._changed.wait(timeout)
+                finally:
+                    self._waiting = False
+        self.send()
+
+    def send(self) -> None:
+        """On the connection's thread: send the pending rejects and acks (see the class)."""
+        with self._changed:
             batch, self._pending = self._pending, []
-        for settle in batch:
-            if self.channel.is_open:
-                settle()
+        if not batch:
+            return
+        if not self.channel.is_open:
+            for tag, _, _ in batch:
+                lost_ack(tag, "its channel was closed")
+            return
+        acked: set[int] = set()
+        for tag, ack, requeue in batch:
+            if ack:
+                acked.add(tag)
             else:
-                lost_ack(settle.args[0], "its channel was closed")
+                self.channel.basic_reject(tag, requeue=requeue)
+                self._unsettled.remove(tag)
+        folded, highest = 0, 0
+        while self._unsettled and self._unsettled[0] in acked:
+            highest = self._unsettled.popleft()
+            acked.discard(highest)
+            folded += 1
+        if folded:
+            self.channel.basic_ack(highest, multiple=folded > 1)
+        for tag in sorted(acked):  # behind a delivery still in a slot
+            self.channel.basic_ack(tag)
+            self._unsettled.remove(tag)
 
 
 def say(line: str) -> None:
@@ -171,6 +231,10 @@ class Consumer:
         auto_ack: consume with ``auto_ack`` (tutorial 1's mode: no acks at all).
         name: the worker's name, for its status lines.
         reconnect_seconds: how long to try to reconnect after the connection dropped.
+        window: the ``basic.qos`` prefetch count ``setup`` sets (0: unlimited). Once that many
+            deliveries are unsettled RabbitMQ sends no more until an ack (RabbitMQ docs,
+            "Consumer Prefetch"), so the connection's thread waits for the slots to settle
+            one instead of going back to pika's I/O loop (:class:`Settlements`).
     """
 
     def __init__(
@@ -184,8 +248,10 @@ class Consumer:
         auto_ack: bool,
         name: str,
         reconnect_seconds: float,
+        window: int = 0,
     ) -> None:
         self.connect, self.setup, self.handle = connect, setup, handle
+        self.window = 0 if auto_ack else window
         self.queue, self.auto_ack, self.name = queue, auto_ack, name
         self.reconnect_seconds = reconnect_seconds
         self.stopping = threading.Event()
@@ -296,11 +362,15 @@ class Consumer:
         def on_message(
             ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
         ) -> None:
+            if not self.auto_ack:
+                settlements.delivered(method.delivery_tag)  # unacked until settled, or requeued
             if self.stopping.is_set():
                 return  # not started: closing the channel requeues it
             with self.lock:
                 self.in_hand += 1
             self.waiting.put(Delivery(body, method, props, settlements, self.auto_ack))
+            if 0 < self.window <= settlements.unsettled():
+                settlements.wait(HANDOFF_WAIT_SECONDS)  # the window is full: nothing else to do
 
         self.setup(channel)
         channel.add_on_cancel_callback(on_cancel)
@@ -333,10 +403,12 @@ class Consumer:
         # Warm shutdown: let the slots finish what they started; their acks go out from here.
         while self.in_hand:
             connection.process_data_events(time_limit=0.05)
+            settlements.send()
             self._flush()
             if self.failure is not None:
                 raise self.failure
-        connection.process_data_events(time_limit=0)  # acks queued by the last slot
+        settlements.send()  # acks queued by the last slot
+        connection.process_data_events(time_limit=0)
         return True
 
     def _flush(self) -> None:

@@ -97,6 +97,7 @@ def main() -> int:
         auto_ack=args.auto_ack,
         name=args.name,
         reconnect_seconds=s.reconnect_seconds,
+        window=cli.total_prefetch(args.prefetch, args.concurrency),
     )
     return consumer.run(connection)
 

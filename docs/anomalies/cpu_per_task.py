@@ -1,7 +1,7 @@
 """CPU time per task of a consumer process tree: the pika worker against the bare pika loop.
 
     .venv/bin/python docs/anomalies/cpu_per_task.py --count 20000 --repeat 5 \
-        --rows bare:1,bare:100,worker:1,worker:100 [--before DIR] [--no-journal]
+        --rows bare:1,bare:100,worker:1,worker:100,before:1 [--tree before=DIR] [--no-journal]
 
 A private node (``testbed.provider.provision("local")``, never the system broker) gets a durable
 work queue (``MQLAB_QUEUE_TYPE``, default classic) holding one *gate* message (``gate..``, two
@@ -10,9 +10,10 @@ While it sleeps on the gate (no CPU) its CPU is read, and again when the last ta
 the difference over ``--count`` is the CPU per task, start-up (imports, connect) excluded.
 
 * ``worker:P`` is ``python -m raw_pika.worker --prefetch P`` with a journal, as the lab runs it
-  (``--no-journal`` leaves the journal out: the end is then the queue's ready count 0 plus
-  1 s for the deliveries in hand, and the wall time is not the drain's); ``before:P`` is the same from the tree ``--before``
-  (e.g. ``git archive <commit> | tar -x -C DIR``), for interleaved before/after figures. The
+  (``--no-journal`` leaves the journal out: the end is then the queue's ready count 0
+  plus 1 s for the deliveries in hand, and the wall time is not the drain's); ``NAME:P`` is
+  the same worker from the tree ``--tree NAME=DIR`` (e.g. ``git archive <commit> | tar -x -C
+  DIR``), for interleaved before/after figures. The
   gate's start and the last finish are read from the journal.
 * ``bare:P`` is lab/baseline.py's consumer loop (ack each delivery on pika's thread, no journal,
   no task call), run by this file with ``--bare``; it sleeps on the gate too and writes marker
@@ -128,8 +129,19 @@ def measure(url: str, row: str, count: int, args: argparse.Namespace) -> dict[st
     cwd = None
     if kind == "bare":
         cmd = Command(
-            [sys.executable, __file__, "--bare", "--url", url, "--count", str(count),
-             "--prefetch", prefetch, "--marks", str(tmp)]  # fmt: skip
+            [
+                sys.executable,
+                __file__,
+                "--bare",
+                "--url",
+                url,
+                "--count",
+                str(count),
+                "--prefetch",
+                prefetch,
+                "--marks",
+                str(tmp),
+            ]  # fmt: skip
         )
     else:
         spec = WorkerSpec(kind, int(prefetch), journal=journal, amqp_url=url, dot_seconds=1.0)
@@ -139,9 +151,9 @@ def measure(url: str, row: str, count: int, args: argparse.Namespace) -> dict[st
         if args.py_spy:  # profile it: py-spy's flame data in --py-spy (its CPU is counted too)
             spy = [sys.executable.replace("python", "py-spy"), "record", "-r", "250", "-f", "raw"]
             cmd = Command([*spy, "-o", args.py_spy, "--", *cmd.argv], cmd.env)
-        if kind == "before":
-            cwd = args.before
-            cmd = Command(cmd.argv, {**cmd.env, "PYTHONPATH": args.before})
+        if kind != "worker":
+            cwd = dict(t.split("=", 1) for t in args.tree)[kind]
+            cmd = Command(cmd.argv, {**cmd.env, "PYTHONPATH": cwd})
     steal0, busy0 = steal_and_busy()
     with GroupProcess(cmd, log_path=tmp / "log", cwd=cwd) as proc:
         if kind == "bare":
@@ -185,7 +197,7 @@ def main() -> int:
     p.add_argument("--count", type=int, default=20000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--rows", default="bare:1,bare:100,worker:1,worker:100")
-    p.add_argument("--before", help="a tree of the code before the change (for before:P rows)")
+    p.add_argument("--tree", action="append", default=[], help="NAME=DIR: rows NAME:P run DIR")
     p.add_argument("--no-journal", action="store_true")
     p.add_argument("--py-spy", help="profile the worker rows with py-spy into this file")
     p.add_argument("--out", help="append one JSON line per reading here")

@@ -1,15 +1,20 @@
 """Where the broker-restart duplicates come from: the journal's finish times against the kill.
 
-    MQLAB_QUEUE_TYPE=classic .venv/bin/python docs/anomalies/restart_duplicates.py --repeat 3
-    MQLAB_QUEUE_TYPE=quorum  .venv/bin/python docs/anomalies/restart_duplicates.py --repeat 3
+    MQLAB_QUEUE_TYPE=classic .venv/bin/python docs/anomalies/restart_duplicates.py --impl pika
+    MQLAB_QUEUE_TYPE=quorum  .venv/bin/python docs/anomalies/restart_duplicates.py --impl pika
 
 The lab's restart scenario, reduced to what the question needs: a private node
-(``testbed.provider.provision("local")``), two pika workers at prefetch 1 with a journal, 200
-``task.`` messages (5 ms of work each) published under confirms, then as soon as every message is
-confirmed the node is SIGKILLed, started again on the same data, and the workers reconnect and
-drain. For each message executed more than once the first execution is classified by the
-journal: *finished before the kill* (its ack was sent, the node lost it) or *in hand at the
-kill* (started, not finished: at most one per worker). Printed per run: the duplicates of each
+(``testbed.provider.provision("local")``), two workers of ``--impl`` at prefetch 1 with a
+journal, ``--messages`` ``task.`` messages (5 ms of work each) published by the implementation's
+producer under confirms, then as soon as the producer returns (every message confirmed) the node
+is SIGKILLed, started again on the same data, and the workers reconnect and drain. The queue
+definitions are synced to disk before publishing (``Node.sync_metadata``), so the kill follows
+the last confirm at once; with ``--sync-before-kill`` they are synced between the last confirm
+and the kill instead, as the lab's restart scenario does (that takes about a second).
+
+For each message executed more than once the first execution is classified by the journal:
+*finished before the kill* (its ack was sent or queued, the node lost it) or *in hand at the
+kill* (started, not finished, or never finished). Printed per run: the duplicates of each
 kind, the ages at the kill of the finished-but-lost acks (kill time minus finish time, ms), and
 how many messages had finished before the kill.
 """
@@ -27,15 +32,16 @@ from pathlib import Path
 
 import pika
 
-from raw_pika.impl import IMPLEMENTATION as PIKA
 from shared.impl import WorkerSpec
 from shared.journal import Journal, by_message
 from testbed.process import GroupProcess, wait_until
 from testbed.provider import provision
+from testbed.registry import get
 
 
-def one_run(messages: int) -> dict[str, object]:
+def one_run(impl_name: str, messages: int, sync_before_kill: bool) -> dict[str, object]:
     """One node, two workers, one kill; the duplicates classified by the journal."""
+    impl = get(impl_name)
     tmp = Path(tempfile.mkdtemp(prefix="dups-"))
     journal = str(tmp / "journal.db")
     with provision("local") as node:
@@ -43,14 +49,22 @@ def one_run(messages: int) -> dict[str, object]:
         workers = []
         for name in ("w1", "w2"):
             spec = WorkerSpec(name, 1, journal=journal, amqp_url=url, dot_seconds=0.005)
-            workers.append(GroupProcess(PIKA.worker_command(spec), log_path=tmp / f"{name}.log"))
+            workers.append(GroupProcess(impl.worker_command(spec), log_path=tmp / f"{name}.log"))
         try:
-            for w in workers:
-                log = tmp / f"{w.command.env['MQLAB_WORKER_NAME']}.log"
-                wait_until(lambda: b"waiting for messages" in log.read_bytes(), 60, what="worker")
+            management = node.management
+            wait_until(
+                lambda: (q := management.queue(impl.task_queue())) is not None and q.consumers >= 2,
+                120,
+                what="both workers consuming",
+            )
             j = Journal(journal)
-            ids = PIKA.publish_work(["task."] * messages, amqp_url=url)
-            node.sync_metadata()
+            if not sync_before_kill:
+                node.sync_metadata()
+            ids = impl.publish_work(["task."] * messages, amqp_url=url)
+            confirmed_at = time.time()
+            if sync_before_kill:
+                node.sync_metadata()
+            done_at_kill = j.finished_count()
             node.kill()
             killed_at = time.time()
             node.start()
@@ -59,7 +73,7 @@ def one_run(messages: int) -> dict[str, object]:
             def empty() -> bool:
                 conn = pika.BlockingConnection(pika.URLParameters(url))
                 try:
-                    q = conn.channel().queue_declare(PIKA.task_queue(), passive=True)
+                    q = conn.channel().queue_declare(impl.task_queue(), passive=True)
                     return q.method.message_count == 0
                 finally:
                     conn.close()
@@ -84,6 +98,10 @@ def one_run(messages: int) -> dict[str, object]:
         1 for e in rows if e.finished_at is not None and e.finished_at < killed_at
     )
     return {
+        "impl": impl_name,
+        "sync_before_kill": sync_before_kill,
+        "kill_after_confirm_ms": round((killed_at - confirmed_at) * 1000),
+        "journal_finished_at_kill": done_at_kill,
         "queue_type": os.environ.get("MQLAB_QUEUE_TYPE", "classic"),
         "messages": messages,
         "finished_before_kill": finished_before,
@@ -101,9 +119,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--messages", type=int, default=200)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--impl", default="pika")
+    p.add_argument("--sync-before-kill", action="store_true")
     args = p.parse_args()
     for _ in range(args.repeat):
-        print(json.dumps(one_run(args.messages)), flush=True)
+        print(json.dumps(one_run(args.impl, args.messages, args.sync_before_kill)), flush=True)
     return 0
 
 
