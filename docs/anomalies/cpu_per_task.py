@@ -46,8 +46,11 @@ from shared.impl import Command, WorkerSpec
 from shared.journal import Journal
 from testbed.process import GroupProcess, wait_until
 from testbed.provider import provision
+from testbed.registry import get
 
 QUEUE = "task_queue"
+FRAMEWORKS = ("celery", "dramatiq")
+"""Rows ``celery:P`` and ``dramatiq:P`` run those workers (filled through their producers)."""
 GATE = "gate.."
 
 
@@ -123,7 +126,15 @@ def bare(url: str, count: int, prefetch: int, marks: Path) -> None:
 def measure(url: str, row: str, count: int, args: argparse.Namespace) -> dict[str, object]:
     """Fill the queue, run one consumer, return its CPU per task and the machine's load."""
     kind, prefetch = row.split(":")
-    fill(url, count)
+    if kind in FRAMEWORKS:  # their own message format: through their own producer
+        impl = get(kind)
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        connection.channel().queue_delete(impl.task_queue())
+        connection.close()
+        impl.publish_work([GATE] + ["task"] * count, amqp_url=url)
+    else:
+        impl = get("pika")
+        fill(url, count)
     tmp = Path(tempfile.mkdtemp(prefix="cpu-"))
     journal = None if args.no_journal or kind == "bare" else str(tmp / "journal.db")
     cwd = None
@@ -145,13 +156,19 @@ def measure(url: str, row: str, count: int, args: argparse.Namespace) -> dict[st
         )
     else:
         spec = WorkerSpec(kind, int(prefetch), journal=journal, amqp_url=url, dot_seconds=1.0)
-        from raw_pika.impl import IMPLEMENTATION
-
-        cmd = IMPLEMENTATION.worker_command(spec)
+        cmd = impl.worker_command(spec)
         if args.py_spy:  # profile it: py-spy's flame data in --py-spy (its CPU is counted too)
-            spy = [sys.executable.replace("python", "py-spy"), "record", "-r", "250", "-f", "raw"]
+            spy = [
+                sys.executable.replace("python", "py-spy"),
+                "record",
+                "-r",
+                "250",
+                "--gil",
+                "-f",
+                "raw",
+            ]
             cmd = Command([*spy, "-o", args.py_spy, "--", *cmd.argv], cmd.env)
-        if kind != "worker":
+        if kind not in ("worker", *FRAMEWORKS):
             cwd = dict(t.split("=", 1) for t in args.tree)[kind]
             cmd = Command(cmd.argv, {**cmd.env, "PYTHONPATH": cwd})
     steal0, busy0 = steal_and_busy()
