@@ -1,8 +1,8 @@
 """How the pika worker's slots hand acks back to the connection's thread
-(:class:`raw_pika.consumer.Settlements`), against a recording stand-in for the channel: acks are
+(:class:`raw_pika.settlements.Settlements`), against a recording stand-in for the channel: acks are
 folded into one ``multiple=True`` ack only up to the first delivery still in a slot (a message
 whose work is not done is never acked), rejects go first, and the connection's thread waiting in
-:meth:`~raw_pika.consumer.Settlements.wait` is handed the ack without a wake-up of pika's I/O
+:meth:`~raw_pika.settlements.Settlements.wait` is handed the ack without a wake-up of pika's I/O
 loop. No broker: the end-to-end guarantees are in ``test_conformance_delivery.py``."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from raw_pika.consumer import Settlements
+from raw_pika.settlements import Settlements
 
 
 class Recorder:
