@@ -15,7 +15,7 @@ the difference over ``--count`` is the CPU per task, start-up (imports, connect)
   the same worker from the tree ``--tree NAME=DIR`` (e.g. ``git archive <commit> | tar -x -C
   DIR``), for interleaved before/after figures. The
   gate's start and the last finish are read from the journal.
-* ``bare:P`` is lab/baseline.py's consumer loop (ack each delivery on pika's thread, no journal,
+* ``bare:P`` is lab/run/bare_pika.py's consumer loop (ack each delivery on pika's thread, no journal,
   no task call), run by this file with ``--bare``; it sleeps on the gate too and writes marker
   files for the two readings.
 
@@ -100,7 +100,7 @@ def fill(url: str, count: int) -> None:
 
 
 def bare(url: str, count: int, prefetch: int, marks: Path) -> None:
-    """lab/baseline.py's consumer, plus the gate: sleep 2 s on it, mark, and mark the end."""
+    """lab/run/bare_pika.py's consumer, plus the gate: sleep 2 s on it, mark, and mark the end."""
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
     if prefetch > 0:
