@@ -15,8 +15,8 @@ the difference over ``--count`` is the CPU per task, start-up (imports, connect)
   the same worker from the tree ``--tree NAME=DIR`` (e.g. ``git archive <commit> | tar -x -C
   DIR``), for interleaved before/after figures. The
   gate's start and the last finish are read from the journal.
-* ``bare:P`` is lab/run/bare_pika.py's consumer loop (ack each delivery on pika's thread, no journal,
-  no task call), run by this file with ``--bare``; it sleeps on the gate too and writes marker
+* ``bare:P`` is lab/run/bare_pika.py's consumer loop (ack each delivery on pika's thread, no
+  journal, no task call), run by this file with ``--bare``; it sleeps on the gate too and writes marker
   files for the two readings.
 
 CPU is the process tree's user+sys from ``/proc/<pid>/stat`` (psutil), in clock ticks of 10 ms:
