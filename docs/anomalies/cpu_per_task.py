@@ -16,8 +16,8 @@ the difference over ``--count`` is the CPU per task, start-up (imports, connect)
   DIR``), for interleaved before/after figures. The
   gate's start and the last finish are read from the journal.
 * ``bare:P`` is lab/run/bare_pika.py's consumer loop (ack each delivery on pika's thread, no
-  journal, no task call), run by this file with ``--bare``; it sleeps on the gate too and writes marker
-  files for the two readings.
+  journal, no task call), run by this file with ``--bare``; it sleeps on the gate too and
+  writes marker files for the two readings.
 
 CPU is the process tree's user+sys from ``/proc/<pid>/stat`` (psutil), in clock ticks of 10 ms:
 size ``--count`` so one reading holds >= 1 s of CPU. Each repeat runs every row once, in a
