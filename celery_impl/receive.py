@@ -15,6 +15,7 @@ from shared.errors import WorkerCannotGoOn
 
 
 def main() -> int:
+    cli.receive_args("python -m celery_impl.receive", __doc__)
     queue = hello_queue()
     with connect() as conn:
         declare(conn, hello_queue_entity())

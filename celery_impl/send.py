@@ -26,7 +26,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 
 
 def main() -> int:
-    return cli.send_main(send)
+    return cli.send_main(send, "python -m celery_impl.send", __doc__)
 
 
 if __name__ == "__main__":

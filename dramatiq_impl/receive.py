@@ -20,6 +20,7 @@ from shared import cli, settings
 
 
 def main() -> int:
+    cli.receive_args("python -m dramatiq_impl.receive", __doc__)
     queue = hello_queue()
     # Connect and declare, failing fast: unreachable broker, wrong password, 406.
     declare(actors.broker, queue)

@@ -25,7 +25,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 
 
 def main() -> int:
-    return cli.send_main(send)
+    return cli.send_main(send, "python -m dramatiq_impl.send", __doc__)
 
 
 if __name__ == "__main__":

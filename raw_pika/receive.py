@@ -15,6 +15,7 @@ from shared.errors import BrokerUnreachable
 
 
 def main() -> int:
+    cli.receive_args("python -m raw_pika.receive", __doc__)
     connection, params = connect()
     queue = hello_queue()
     try:

@@ -143,6 +143,16 @@ def _examples(lines: list[str], width: int) -> str:
     return "\n".join(out)
 
 
+def program_parser(prog: str, description: str | None) -> Parser:
+    """The argument parser of a tutorial program (``send``, ``receive``, ``new_task``): its
+    docstring as :func:`help_text`, one-line usage errors (:class:`Parser`)."""
+    return Parser(
+        prog=prog,
+        description=help_text(description or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every worker takes.
 
@@ -216,7 +226,7 @@ def new_task_bodies(prog: str, description: str | None) -> list[str]:
     Raises:
         SystemExit: a usage error (:attr:`~shared.exit_codes.ExitCode.USAGE`).
     """
-    parser = Parser(prog=prog, description=description)
+    parser = program_parser(prog, description)
     parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
     parser.add_argument(
         "--count", type=int, default=1, help="send N numbered copies: '<body> #1' ..."
@@ -243,11 +253,34 @@ def print_sent(bodies: Sequence[str], sent: Sequence[Published]) -> None:
         print(f" [x] ... {len(sent)} messages in all")
 
 
-def send_main(send: Callable[[str], str]) -> int:
+def send_main(send: Callable[[str], str], prog: str, description: str | None) -> int:
     """The body of every ``send`` program (tutorial 1): publish the command line's words (or
-    "Hello World!") with ``send``, then print what was sent."""
-    text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
+    "Hello World!") with ``send``, then print what was sent.
+
+    Parameters:
+        send: the implementation's ``send(text)``.
+        prog: the program name for ``--help``.
+        description: its help text (the module docstring).
+
+    Raises:
+        SystemExit: ``--help`` (0) or a usage error
+            (:attr:`~shared.exit_codes.ExitCode.USAGE`), before any connection.
+    """
+    parser = program_parser(prog, description)
+    parser.add_argument("text", nargs="*", help="message text (default: 'Hello World!')")
+    words = parser.parse_args().text
+    text = " ".join(words) if words else "Hello World!"
     send(text)
     print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
     print(f" [x] Sent {text}")
     return 0
+
+
+def receive_args(prog: str, description: str | None) -> None:
+    """Parse a ``receive`` program's command line (tutorial 1): no arguments, only ``--help``.
+
+    Raises:
+        SystemExit: ``--help`` (0) or any argument
+            (:attr:`~shared.exit_codes.ExitCode.USAGE`), before any connection.
+    """
+    program_parser(prog, description).parse_args()
