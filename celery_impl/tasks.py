@@ -24,7 +24,7 @@ from typing import Any
 
 from celery import Task
 
-from celery_impl import consumer
+from celery_impl import consumer, stopping  # noqa: F401  (stopping: its signal handlers)
 from celery_impl.settings import app
 from shared import poison, settings
 from shared import tasks as catalogue
