@@ -127,11 +127,9 @@ def hello(self: Task, text: str) -> str:
 
 
 class WorkTask(ParkingTask):
-    """The work task's class: it refuses ``eta``/``countdown`` at the producer, and its worker
-    strategy (:func:`celery_impl.consumer.refuse_eta`) dead-letters an ETA message that arrives
-    anyway, so no ETA message takes a prefetch-1 worker's only slot."""
-
-    Strategy = "celery_impl.consumer:refuse_eta"
+    """The work task's class: it refuses ``eta``/``countdown`` at the producer; the worker parks
+    an ETA message that arrives anyway (:mod:`celery_impl.admission`), so no ETA message takes
+    a prefetch-1 worker's only slot."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """``Task.apply_async`` without ``eta`` or ``countdown``.
