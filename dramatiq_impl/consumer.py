@@ -10,17 +10,10 @@ start); Dramatiq's main process then
 stops the others and exits with that code (``dramatiq/cli.py``: "Worker ... exited
 unexpectedly"), so a supervisor restarts it.
 
-**Poison envelopes.** Dramatiq decodes each delivery into a ``Message``
-(``_RabbitmqConsumer.__next__``; a body that does not decode is already nacked without requeue, i.e.
-dead-lettered to ``.XQ``). A message that decodes but whose envelope does not fit is not caught
-anywhere: a ``queue_name`` other than the queue it came from makes the worker thread look up a
-consumer that does not exist (``Worker.process_message``: ``self.consumers[message.queue_name]``)
-and die with a KeyError, leaving the worker alive but serving nothing; ``options`` that are not a
-mapping break the middleware; an ``eta`` in the future on the work queue (another producer's
-delayed message, which Dramatiq itself sends to ``.DQ``) would be held unacked in a prefetch slot
-until its time, so a prefetch-1 worker serves nothing behind it. :class:`GuardedConsumer`
-checks the envelope as it comes off the queue and nacks what does not fit (parked in ``.XQ``,
-one line, :mod:`shared.poison`). Plugged in through the broker's ``consumer_class`` property
+**What of a message is honoured** is decided as it comes off the queue, before any middleware
+sees it (:mod:`dramatiq_impl.admission`): :class:`GuardedConsumer` nacks what is refused (parked
+in ``.XQ``, one line, :mod:`shared.poison`) and hands on the rest with its options cut down to
+an allow-list. Plugged in through the broker's ``consumer_class`` property
 (:class:`ExitWhenRefused`, and the consumer of :class:`dramatiq_impl.settings.Broker` extends it).
 """
 
@@ -32,8 +25,9 @@ from typing import Any
 
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import _RabbitmqConsumer
-from dramatiq.common import current_millis, q_name, xq_name
+from dramatiq.common import xq_name
 
+from dramatiq_impl import admission
 from dramatiq_impl.queue_types import TypedQueuesBroker
 from shared import pika_errors, poison
 
@@ -63,46 +57,19 @@ def refusal(error: BaseException | None) -> BaseException | None:
     return None
 
 
-def envelope_fault(message: Any, queue_name: str) -> str | None:
-    """What is wrong with the envelope of ``message`` delivered from ``queue_name``, or
-    ``None``."""
-    if message.queue_name != queue_name:
-        return f"queue_name {message.queue_name!r} is not the queue it came from"
-    if not isinstance(message.actor_name, str):
-        return "actor_name is not a string"
-    if not isinstance(message.options, dict):
-        return "options is not a mapping"
-    if not isinstance(message.kwargs, dict):
-        return "kwargs is not a mapping"
-    eta = message.options.get("eta")
-    if (
-        queue_name == q_name(queue_name)  # the work queue, not its .DQ
-        and isinstance(eta, (int, float))
-        and not isinstance(eta, bool)
-        and eta > current_millis()
-    ):
-        # Dramatiq holds such a message unacked in memory until its eta, in a prefetch slot
-        # of the work queue: a prefetch-1 worker would serve nothing behind it until then.
-        # Its own delayed messages wait in .DQ and reach the work queue without an eta.
-        return (
-            f"an eta {(eta - current_millis()) / 1000:.0f} s ahead on the work queue (delayed "
-            "messages belong in .DQ); the worker would hold it unacked until then"
-        )
-    return None
-
-
 class GuardedConsumer(_RabbitmqConsumer):
-    """Dramatiq's consumer that parks a message whose envelope does not fit
-    (:func:`envelope_fault`) instead of handing it to a worker thread."""
+    """Dramatiq's consumer that decides what of each message is honoured
+    (:func:`dramatiq_impl.admission.refusal`) and parks what is refused instead of handing it to
+    a worker thread."""
 
     def __next__(self) -> Any:
         message = super().__next__()
         if message is None:
             return None
-        fault = envelope_fault(message, self.queue_name)
+        fault = admission.refusal(message, self.queue_name)
         if fault is None:
             return message
-        poison.report(message.message_id, xq_name(self.queue_name), f"bad envelope: {fault}")
+        poison.report(message.message_id, xq_name(self.queue_name), fault)
         self.nack(message)  # basic_nack without requeue: dead-lettered to .XQ
         return None
 

@@ -47,6 +47,7 @@ from dramatiq_impl.middleware import (
     JournalMiddleware,
     ParkPoison,
     PrefetchPerThread,
+    RetryUntilPublished,
     ShutdownOnce,
 )
 from shared import pika_errors, poison, settings
@@ -58,7 +59,7 @@ TASK_QUEUE = "dramatiq.task_queue"
 MAX_RETRIES = poison.MAX_ATTEMPTS - 1
 """Retries after a failed execution, so a message runs at most ``MAX_ATTEMPTS`` (3) times, as in
 the other implementations (Dramatiq default: 20). A message cannot change it
-(:class:`~dramatiq_impl.middleware.ParkPoison`)."""
+(:mod:`dramatiq_impl.admission`)."""
 MIN_BACKOFF_MS = 100
 """First retry after 100-200 ms (Dramatiq default ``min_backoff``: 15 000 ms)."""
 MAX_BACKOFF_MS = 1000
@@ -94,8 +95,9 @@ def middleware() -> list[Middleware]:
             # Default: Retries(max_retries=20, min_backoff=15 s, max_backoff=7 days). A message
             # that still fails after MAX_RETRIES is nacked without requeue and dead-lettered to
             # its queue's .XQ sibling (the queue's x-dead-letter-routing-key).
+            # RetryUntilPublished: a retry the broker cannot take now keeps its message unacked.
             stack.append(
-                Retries(
+                RetryUntilPublished(
                     max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS
                 )
             )
