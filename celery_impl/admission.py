@@ -10,7 +10,10 @@ worker beyond that. The table (protocol 2 headers, and the body's ``embed``):
 ====================================  ==========================================================
 field                                 here
 ====================================  ==========================================================
-``task``, ``id``                      honoured; must be non-empty strings, else parked
+``task``, ``id``                      honoured; must be non-empty strings, and the task one of
+                                      this project's, on its own queue (:func:`queue_of`); else
+                                      parked (Celery also registers built-in tasks such as
+                                      ``celery.group``, which publish further tasks)
 ``lang``, ``root_id``, ``parent_id``, passed on (names and text for Celery's log lines; they
 ``argsrepr``, ``kwargsrepr``,         steer nothing)
 ``origin``
@@ -47,6 +50,7 @@ from typing import Any
 from celery.utils.time import maybe_iso8601
 from kombu.message import Message
 
+from celery_impl.settings import hello_queue, task_queue
 from shared.contract import PUBLISHED_AT_HEADER
 
 PASSED_ON = ("lang", "task", "id", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin",
@@ -76,6 +80,9 @@ def refusal(message: Message) -> str | None:
     for key in ("task", "id"):
         if not isinstance(headers.get(key), str) or not headers[key]:
             return f"its {key!r} header is not a non-empty string"
+    queue = (message.delivery_info or {}).get("routing_key")
+    if queue_of(headers["task"]) != queue:
+        return f"task {headers['task']!r} is not one this worker runs from {queue!r}"
     if headers.get("eta") is not None:
         return ETA_REFUSED
     expires = headers.get("expires")
@@ -92,6 +99,11 @@ def refusal(message: Message) -> str | None:
     headers.clear()
     headers.update(kept)
     return None
+
+
+def queue_of(task: str) -> str | None:
+    """The queue the project's task ``task`` is published to, or ``None`` for any other name."""
+    return {"celery_impl.work": task_queue(), "celery_impl.hello": hello_queue()}.get(task)
 
 
 def expired(expires: Any) -> bool | None:
