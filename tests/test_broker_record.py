@@ -243,6 +243,7 @@ def _broker_up_processes(tmp: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.broker
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("same_checkout", [True, False], ids=["same-record", "control-two-tmpdirs"])
 def test_two_broker_ups_at_once_start_one_node(tmp_path: Path, same_checkout: bool) -> None:

@@ -25,8 +25,13 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker, impl_params
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import (
+    StartWorker,
+    executions_per_message,
+    impl_params,
+    journal_rows,
+    wait_for_finished,
+)
 from tests.poison_messages import HOSTILE_MESSAGES, INJECTED_QUEUE, publish_raw
 
 Counts = dict[str, int]

@@ -19,8 +19,13 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker, impl_params
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import (
+    StartWorker,
+    executions_per_message,
+    impl_params,
+    journal_rows,
+    wait_for_finished,
+)
 
 LONG_TASK = "." * 40
 """A 4 s task (``MQLAB_DOT_SECONDS`` 0.1): long enough to be in hand when the signal lands."""
