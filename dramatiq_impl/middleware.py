@@ -180,9 +180,20 @@ class RetryUntilPublished(Retries):
     meanwhile (if the worker stops or its connection closes first, RabbitMQ redelivers it).
     A publish that fails for another reason (not the broker's connection) fails the message,
     which parks it in ``.XQ`` (:class:`ParkPoison` says so).
+
+    In the worker, a publish blocked by an alarm waits for the alarm to clear (no
+    ``blocked_connection_timeout``): RabbitMQ takes the message that a connection publishes as
+    it blocks, but holds its confirm, so giving up and publishing again would put one more copy
+    of the retry in ``.DQ`` for every attempt. The producers keep their bound
+    (``MQLAB_BLOCKED_TIMEOUT``).
     """
 
     pause = 1.0
+
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        params = broker.parameters  # type: ignore[attr-defined]
+        for node in params if isinstance(params, list) else [params]:
+            node.blocked_connection_timeout = None
 
     def after_process_message(
         self,
