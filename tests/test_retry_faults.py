@@ -7,12 +7,15 @@ park by rejecting, which the broker dead-letters without a publish). Whatever th
 implementation, the message stays unacked until the alarm clears (a Dramatiq worker's retry
 publish waits for it, :class:`dramatiq_impl.middleware.RetryUntilPublished`), then it runs its
 :data:`~shared.poison.MAX_ATTEMPTS` attempts and is parked: nothing is acked away. Control: the
-same without an alarm.
+same without an alarm. And with the worker's connections closed while the retry waits to be
+published (the retry then goes out on a new connection; the redelivered original may run
+again: at least once, never lost).
 """
 
 from __future__ import annotations
 
 import time
+from urllib.parse import urlparse
 
 import pytest
 
@@ -21,6 +24,7 @@ from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
 from tests.helpers import StartWorker, executions_per_message, impl_params, journal_rows
+from tests.test_worker_exit_codes import close_connections_of
 
 BLOCKED_TIMEOUT = "3"
 """``MQLAB_BLOCKED_TIMEOUT`` of the worker, seconds (the issue's example)."""
@@ -35,13 +39,18 @@ def _watermark(broker: Node, fraction: str) -> None:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("impl", impl_params("classic"), indirect=True)
-@pytest.mark.parametrize("alarm", [True, False], ids=["memory-alarm", "control-no-alarm"])
+@pytest.mark.parametrize(
+    ("alarm", "cut"),
+    [(True, False), (True, True), (False, False)],
+    ids=["memory-alarm", "memory-alarm-connections-closed", "control-no-alarm"],
+)
 def test_a_task_failing_while_publishers_are_blocked_is_parked_not_lost(
     broker: Node,
     impl: Implementation,
     start_worker: StartWorker,
     journal_path: str,
     alarm: bool,
+    cut: bool,
 ) -> None:
     [failing] = impl.publish_work([f"fails during the alarm {tasks.FAIL_MARKER}"])
     if alarm:
@@ -62,11 +71,16 @@ def test_a_task_failing_while_publishers_are_blocked_is_parked_not_lost(
                 60,
                 what="the message held unacked through the alarm, or parked",
             )
+        if cut:  # the worker's connections lost while its retry waits to be published
+            user = urlparse(broker.amqp_url).username or ""
+            wait_until(lambda: close_connections_of(broker, user) > 0, 30, what="connections")
     finally:
         if alarm:
             _watermark(broker, "0.4")
             wait_until(lambda: not broker.management.alarms(), 30, what="the alarm to clear")
-    broker.management.wait_for_queue(impl.dead_letter_queue(), 90, ready=1)
+    # Parked: once, or (connections closed) once more for the redelivered original, whose
+    # retry was already on its way: at least once, never lost.
+    wait_until(lambda: _parked(broker, impl, at_least=1), 90, what="the message parked")
     broker.management.wait_for_queue(impl.task_queue(), 30, ready=0, unacked=0)
     assert executions_per_message(journal_rows(journal_path))[failing] >= poison.MAX_ATTEMPTS
     assert worker.alive(), worker.output()
@@ -78,6 +92,6 @@ def _held_since(broker: Node, impl: Implementation, since: float) -> bool:
     return stats is not None and stats.unacked == 1 and stats.sampled_after >= since
 
 
-def _parked(broker: Node, impl: Implementation) -> bool:
+def _parked(broker: Node, impl: Implementation, at_least: int = 1) -> bool:
     stats = broker.management.queue(impl.dead_letter_queue())
-    return stats is not None and stats.ready == 1
+    return stats is not None and stats.ready >= at_least
