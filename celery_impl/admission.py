@@ -39,7 +39,7 @@ protocol 1 (task fields in the body)  parked: mqlab's producers send protocol 2 
 The contract header :data:`shared.contract.PUBLISHED_AT_HEADER` passes on (the journal reads it;
 a bad value costs only the publish time, :func:`shared.contract.published_at_from`).
 AMQP properties a message carries (``reply_to``, ``correlation_id``, ``priority``) steer nothing:
-there is no result backend (``result_backend=None``, :mod:`celery_impl.settings`).
+there is no result backend (``result_backend=None``, :mod:`celery_impl.broker`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import Any
 from celery.utils.time import maybe_iso8601
 from kombu.message import Message
 
-from celery_impl.settings import hello_queue, task_queue
+from celery_impl.broker import hello_queue, task_queue
 from shared.contract import PUBLISHED_AT_HEADER
 
 PASSED_ON = ("lang", "task", "id", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin",

@@ -8,7 +8,7 @@ the result to another actor's queue, ``on_success``/``on_failure``/``on_retry_ex
 further messages, ``max_retries``/``min_backoff``/``max_backoff``/``throws``/``time_limit``/
 ``max_age`` change the bounds, ``broker_priority`` goes into the retry's AMQP properties, where a
 bad value raises and the message was lost). Here every envelope is checked as it comes off the
-queue, before any middleware sees it (:class:`dramatiq_impl.consumer.GuardedConsumer`):
+queue, before any middleware sees it (:class:`dramatiq_impl.broker.Consumer`):
 
 ==========================  ============================================================
 field                       here
@@ -27,7 +27,7 @@ field                       here
                             ``.DQ`` at most :data:`MAX_DELAY_MS` ahead (our retries wait
                             there for at most their backoff); else parked
 ``options.retries``         a non-negative integer, else 0: the bound itself is ours
-                            (:data:`dramatiq_impl.settings.MAX_RETRIES`)
+                            (:data:`dramatiq_impl.broker.MAX_RETRIES`)
 every other option          dropped
 ==========================  ============================================================
 
@@ -48,7 +48,7 @@ HONOURED = ("eta", "retries", "traceback", "requeue_timestamp")
 
 MAX_DELAY_MS = 60_000
 """The furthest ``eta`` accepted on a ``.DQ`` queue, in milliseconds: far more than any backoff
-of ours (at most 1 s, :data:`dramatiq_impl.settings.MAX_BACKOFF_MS`); a message due later is
+of ours (at most 1 s, :data:`dramatiq_impl.broker.MAX_BACKOFF_MS`); a message due later is
 not one of our retries."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.exit_codes import ExitCode
 from shared.impl import Command, Implementation, WorkerSpec
 from testbed.node import Node
 from testbed.process import GroupProcess
@@ -30,14 +31,14 @@ def test_pika_worker_refuses_negative_prefetch(broker: Node, tmp_path: Path) -> 
         output = worker.output()
     if code is None:
         pytest.fail("worker accepted --prefetch -1 and ran as unlimited")
-    assert code != 0 and "Traceback" not in output, output
+    assert code == ExitCode.USAGE and "Traceback" not in output, output
 
 
 def test_pika_new_task_refuses_negative_count(broker: Node) -> None:
     """`--count -5` published nothing and exited 0; the Dramatiq producer refuses it."""
     impl = IMPLEMENTATIONS["pika"]
     result = run_to_end(impl.new_task_command(["x"], count=-5), {})
-    assert result.returncode != 0, result.stderr
+    assert result.returncode == ExitCode.USAGE, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
 
 
@@ -68,7 +69,7 @@ def test_new_task_refuses_a_count_it_cannot_hold(impl: Implementation) -> None:
 @pytest.mark.parametrize("where", ["existing-file", "unwritable", "control-writable-out"])
 def test_compare_out_that_cannot_be_written_is_one_line(tmp_path: Path, where: str) -> None:
     """`mqlab compare --out` to an existing file or a path that cannot be created ended in a
-    traceback after the run had started. It is refused before anything runs, one line, exit 2.
+    traceback after the run had started. It is refused before anything runs, one line, exit 64.
     Control: a writable --out gets past the check (to the unreachable broker)."""
     target = tmp_path / "a-file"
     target.write_text("x")
@@ -84,5 +85,5 @@ def test_compare_out_that_cannot_be_written_is_one_line(tmp_path: Path, where: s
     if where == "control-writable-out":  # a writable --out: past the check, to the broker
         assert "cannot write the report" not in result.stderr, result.stderr
         return
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == ExitCode.USAGE, result.stderr
     assert "--out" in assert_one_line_error(result.returncode, result.stderr)

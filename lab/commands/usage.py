@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from lab.scenarios import ALL
-from shared.errors import MqlabError
+from lab.scenarios import ALL, KNOWN
+from shared import errors
 from shared.impl import Implementation
 from testbed import registry
 
 console = Console(soft_wrap=True)  # a long line (a ;-joined AMQP_URL) stays one copyable line
 
 
-class UsageError(MqlabError):
-    """Bad command-line input (unknown implementation or scenario, bad count)."""
-
-    exit_code = 2
+UsageError = errors.UsageError
+"""Bad command-line input (:attr:`~shared.exit_codes.ExitCode.USAGE`)."""
 
 
 def split(values: list[str] | None) -> list[str]:
@@ -47,15 +45,15 @@ def select_implementations(names: list[str]) -> tuple[list[Implementation], dict
 
 
 def select_scenarios(names: list[str]) -> list[str]:
-    """Scenario names in run order.
+    """Scenario names in run order: ``names``, or every scenario of the default run.
 
     Raises:
         UsageError: an unknown scenario.
     """
-    unknown = [n for n in names if n not in ALL]
+    unknown = [n for n in names if n not in KNOWN]
     if unknown:
-        raise UsageError(f"unknown scenario {', '.join(unknown)}; known: {', '.join(ALL)}")
-    return [n for n in ALL if not names or n in names]
+        raise UsageError(f"unknown scenario {', '.join(unknown)}; known: {', '.join(KNOWN)}")
+    return [n for n in KNOWN if n in names] if names else list(ALL)
 
 
 def one_impl(name: str) -> Implementation:
