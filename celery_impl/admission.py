@@ -81,8 +81,11 @@ def refusal(message: Message) -> str | None:
         if not isinstance(headers.get(key), str) or not headers[key]:
             return f"its {key!r} header is not a non-empty string"
     queue = (message.delivery_info or {}).get("routing_key")
-    if queue_of(headers["task"]) != queue:
-        return f"task {headers['task']!r} is not one this worker runs from {queue!r}"
+    expected = queue_of(headers["task"])
+    if expected is None:
+        return f"unknown task {headers['task']!r}: this worker runs the project's tasks only"
+    if expected != queue:
+        return f"task {headers['task']!r} is not taken from {queue!r}"
     if headers.get("eta") is not None:
         return ETA_REFUSED
     expires = headers.get("expires")
