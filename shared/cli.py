@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
 import re
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from typing import NoReturn
 
 from shared import settings
 from shared.contract import Published
-from shared.errors import MqlabError
+from shared.errors import BadSetting, MqlabError
 from shared.exit_codes import ExitCode
 
 MAX_COUNT = 1_000_000
@@ -192,7 +193,33 @@ def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         parser.error(problem)
     if not 1 <= args.concurrency <= 1024:
         parser.error(f"--concurrency {args.concurrency}: must be 1 to 1024")
+    check_journal(settings.load().journal)
     return args
+
+
+def check_journal(path: str | None) -> None:
+    """Check once, at a worker's start, that the journal ``path`` (``MQLAB_JOURNAL``) can be
+    written: its directory exists and is writable, and it is not a directory itself. Without
+    this, the first task failed instead (the pika worker died, the Celery worker parked every
+    message, Dramatiq ran them without a row).
+
+    Raises:
+        BadSetting: it cannot (one line naming ``MQLAB_JOURNAL``).
+    """
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    why = None
+    if not os.path.isdir(directory):
+        why = f"its directory {directory} does not exist"
+    elif os.path.isdir(path):
+        why = "it is a directory"
+    elif not os.access(directory, os.W_OK | os.X_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+        why = "it cannot be written"
+    if why:
+        raise BadSetting(f"MQLAB_JOURNAL={path!r}: {why}")
 
 
 def total_prefetch(prefetch: int, concurrency: int) -> int:

@@ -288,14 +288,39 @@ def check_amqp_url(url: str) -> None:
     # Masked without urlparse, which raises for a broken [IPv6] host before it finds the password.
     shown = re.sub(r"^([^:/]*://[^:@/]*):[^@]*@", r"\1:**@", url)
     try:
-        parsed = urlparse(url)  # raises ValueError for a broken [IPv6] host
-        parsed.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
-        if parsed.scheme not in ("amqp", "amqps"):
-            raise ValueError("the scheme must be amqp:// or amqps://")
-        if not parsed.hostname:
-            raise ValueError("no host")
-        _check_query(parsed.query)
+        _check_uri(url)
     except ValueError as e:
         raise BadSetting(
             f"AMQP_URL={shown!r} is not an AMQP URI like amqp://user:password@host:5672/vhost ({e})"
         ) from None
+
+
+def _check_uri(url: str) -> None:
+    """Raise ValueError saying what is wrong with the AMQP URI ``url``; the reasons never quote
+    a part of the URL, which could be a piece of the password (a ``#`` in it ends the URI's
+    authority there, and urlparse would call the rest of the password a port)."""
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        raise ValueError("a broken [IPv6] host") from None
+    if parsed.scheme not in ("amqp", "amqps"):
+        raise ValueError("the scheme must be amqp:// or amqps://")
+    if "#" in url:
+        raise ValueError("'#' ends a URI: write it as %23 (in a password, say)")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if port == 0:  # kombu would read it as "not given" and connect to 5672
+        raise ValueError("port 0: the port must be a number from 1 to 65535")
+    if not parsed.hostname:
+        raise ValueError("no host")
+    try:
+        parsed.hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError(
+            f"host {parsed.hostname!r} is not a host name (an empty or over-long label)"
+        ) from None
+    if parsed.username is not None and parsed.password is None:
+        raise ValueError("a user name without a password: amqp://user:password@host")
+    _check_query(parsed.query)

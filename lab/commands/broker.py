@@ -184,6 +184,9 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
             )
         console.print(f"already running: {mask_password(existing['amqp_url'])}")
         return 0
+    lock = up_record.claim()  # one node per record: held until this process (or its child) ends
+    if lock is None:
+        return _already_starting()
     if detach:
         up_record.private_dir(create=True)  # 0700, checked, before the log goes in it
         log = up_record.log_file()
@@ -196,11 +199,15 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=(lock,),  # the background process goes on holding the lock
+                env={**os.environ, up_record.LOCK_FD_ENV: str(lock)},
             )
         try:
             wait_until(lambda: up_record.read() is not None, 120, interval=0.2, what="the broker")
         except TimeoutError as e:
             raise MqlabError(f"{e}; see {log}") from None
+        finally:
+            os.close(lock)
         state = up_record.read()
         assert state is not None
         console.print(
@@ -266,6 +273,27 @@ def broker_env(show_password: bool) -> int:
     console.print(
         f"# log in as {user.username}, password {password}", markup=False, highlight=False
     )
+    return 0
+
+
+def _already_starting() -> int:
+    """Another ``broker up`` holds the lock: wait for its record (its node is starting) and say
+    where it runs, as for a node already running.
+
+    Raises:
+        MqlabError: no record appeared within 120 s (the other one is still starting, or stuck).
+    """
+    console.print("a node is already starting (another 'mqlab broker up'); waiting for it")
+    try:
+        wait_until(lambda: up_record.read() is not None, 120, interval=0.2, what="that node")
+    except TimeoutError:
+        raise MqlabError(
+            "another 'mqlab broker up' is still starting its node after 120 s; see "
+            f"{up_record.log_file()}, or stop it with: mqlab broker down"
+        ) from None
+    state = up_record.read()
+    assert state is not None
+    console.print(f"already running: {mask_password(state['amqp_url'])}")
     return 0
 
 

@@ -158,7 +158,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenarios = runnable
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.out) if args.out else Path("reports") / stamp
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:  # checked before anything runs: a report that cannot be written is a usage error
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".mqlab-write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out {out_dir}: cannot write the report there ({e.strerror})") from None
     for name, reason in missing.items():
         console.print(f"[yellow]missing[/]: {name} ({reason})")
     plans = {t: plan(scenarios, impls, config, t) for t in config.topologies}
