@@ -127,7 +127,7 @@ def check_for(command: str) -> Check | None:
     if not words or words[0] not in PROGRAMS:
         return None
     program, rest = words[0], words[1:]
-    leading = []
+    leading: list[str] = []
     for word in rest:
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", word):
             break
