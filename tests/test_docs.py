@@ -115,15 +115,16 @@ class Check:
 
 
 def check_for(command: str) -> Check | None:
-    """The check for one code line (``$ `` prompt and ``# comment`` dropped), or None when the
-    line is not one of the programs the documents must keep in step with."""
+    """The check for one code line (``$ `` prompt, leading ``VAR=value`` and ``# comment``
+    dropped), or None when the line is not one of the programs the documents must keep in
+    step with."""
     line = command.strip().removeprefix("$ ").strip()
-    if not line.startswith(PROGRAMS):
-        return None
     try:
         words = shlex.split(line, comments=True)
     except ValueError:
         return None
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):  # VAR=value program ...
+        words = words[1:]
     if not words or words[0] not in PROGRAMS:
         return None
     program, rest = words[0], words[1:]
