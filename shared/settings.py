@@ -54,9 +54,9 @@ from shared.queues import QUEUE_TYPES
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
-LONGEST_QUEUE_NAME = "dramatiq.task_queue.XQ"
-"""The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (Dramatiq's
-dead-letter sibling of its work queue)."""
+LONGEST_QUEUE_NAME = "faststream.task_queue.dead"
+"""The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (FastStream's
+dead-letter queue)."""
 
 MAX_QUEUE_NAME_BYTES = 255
 """AMQP 0-9-1 queue names are short strings: at most 255 bytes of UTF-8 (RabbitMQ docs,

@@ -1,0 +1,185 @@
+"""The FastStream producer as an object an application keeps open: each publish is confirmed
+or raises.
+
+FastStream publishes with ``await broker.publish(...)``; :class:`Producer` runs its own event
+loop so the tutorial's programs, the tests and the lab call it like the other implementations'
+producers (``with Producer() as p: p.publish("task...")``).
+
+The settings behind the guarantees, each FastStream's or aio-pika's own:
+
+* ``Channel(publisher_confirms=True)`` (FastStream's default, ``MQLAB_CONFIRMS=0`` turns it
+  off): ``broker.publish`` returns once the broker acked the message, and ``timeout=``
+  (``MQLAB_CONFIRM_TIMEOUT``) bounds the wait.
+* ``Channel(on_return_raises=True)``: FastStream's default is ``False``, under which a
+  ``mandatory`` message the broker returns (no such queue) is confirmed all the same and
+  silently lost; with ``True`` aio-pika raises ``DeliveryError`` for it.
+* ``persist=True``: ``delivery_mode=2`` (FastStream's default is ``persist=False``: transient).
+* ``mandatory=True`` (FastStream's default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import aiormq.exceptions
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
+from faststream.rabbit import Channel, RabbitBroker
+
+from faststream_impl.broker import (
+    connect,
+    dead_letter_queue,
+    declare,
+    make_broker,
+    plain_queue,
+    task_queue,
+    translate,
+    work_queue,
+)
+from shared import settings
+from shared.contract import CONTENT_TYPE, Envelope
+from shared.errors import MqlabError, PublishRefused, Unroutable, lost_twice, unconfirmed
+from shared.producer import BaseProducer
+
+T = TypeVar("T")
+
+LOST = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    RuntimeError,
+    ConnectionError,
+)
+"""What aio-pika raises on a connection or channel that died under us (broker restart)."""
+
+
+class Producer(BaseProducer[Envelope]):
+    """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
+
+    * Each :meth:`publish` returns only once the broker confirmed the message (publisher
+      confirms; with ``MQLAB_CONFIRMS=0`` once it is written), else it raises.
+    * A connection lost before or during a publish (a broker restart) is replaced by a new
+      one and the message published once more with the same message_id (at-least-once); a
+      second failure raises.
+    * A confirm that does not arrive within ``MQLAB_CONFIRM_TIMEOUT`` seconds (a quorum queue
+      without a majority) drops the connection and raises
+      :class:`~shared.errors.PublishUnconfirmed`; it is not published again.
+
+    Parameters:
+        amqp_url: broker URI, or several nodes' URIs joined by ``;``; default ``AMQP_URL``.
+        queue: target queue; default the work queue.
+        declare: declare the queue on every (re)connection (as the tutorial does).
+        durable: declare it durable and publish persistent messages (tutorial 2); ``False``
+            for tutorial 1's plain queue and transient messages.
+    """
+
+    def __init__(
+        self,
+        amqp_url: str | None = None,
+        *,
+        queue: str | None = None,
+        declare: bool = True,
+        durable: bool = True,
+    ) -> None:
+        self.settings = settings.load()
+        self.amqp_url = amqp_url
+        self.queue = queue or task_queue()
+        self.declare = declare
+        self.durable = durable
+        self._loop = asyncio.new_event_loop()
+        self._broker: RabbitBroker | None = None
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coroutine)
+
+    async def _ready(self) -> RabbitBroker:
+        if self._broker is not None:
+            return self._broker
+        channel = Channel(publisher_confirms=self.settings.confirms, on_return_raises=True)
+        broker = make_broker(self.amqp_url, channel=channel)
+        await connect(broker, self.amqp_url)
+        self._broker = broker
+        if self.declare:
+            if self.durable:
+                await declare(broker, dead_letter_queue(self.queue), work_queue(self.queue))
+            else:
+                await declare(broker, plain_queue(self.queue))
+        return broker
+
+    async def _publish(self, body: str, envelope: Envelope) -> None:
+        broker = await self._ready()
+        await broker.publish(
+            body.encode(),
+            queue=self.queue,
+            mandatory=True,
+            persist=self.durable,
+            message_id=envelope.message_id,
+            timestamp=datetime.fromtimestamp(envelope.timestamp, UTC),
+            headers=dict(envelope.headers()),
+            content_type=CONTENT_TYPE,
+            timeout=self.settings.confirm_timeout,
+        )
+
+    def publish(self, body: str) -> Envelope:
+        """Publish one message; return its envelope once the broker confirmed it.
+
+        Raises:
+            shared.errors.MqlabError: see the class docstring.
+        """
+        envelope = Envelope()
+        for attempt in (1, 2):
+            try:
+                self._run(self._publish(body, envelope))
+                return envelope
+            except MqlabError:
+                self._drop()
+                raise
+            except DeliveryError as e:
+                if e.message is not None:  # basic.return: no queue took it
+                    raise Unroutable(
+                        f"message returned unroutable: no queue named '{self.queue}'"
+                    ) from e
+                raise PublishRefused(f"broker refused (nacked) a message for '{self.queue}'") from e
+            except TimeoutError as e:
+                self._drop()
+                raise unconfirmed(self.settings.confirm_timeout, 0, 1) from e
+            except aiormq.exceptions.ChannelClosed as e:
+                self._drop()
+                raise translate(e, self.amqp_url, "publish", self.queue) from e
+            except (*LOST, *CONNECTION_EXCEPTIONS) as e:
+                self._drop()
+                if attempt == 2:
+                    raise lost_twice(f"{type(e).__name__}: {e}") from e
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the connection and the producer's event loop."""
+        self._drop()
+        self._loop.close()
+
+    def _drop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # it is gone anyway
+                self._run(asyncio.wait_for(broker.stop(), self.settings.connect_timeout))
+
+
+def publish(
+    bodies: list[str] | tuple[str, ...],
+    *,
+    amqp_url: str | None = None,
+    queue: str | None = None,
+    declare: bool = True,
+) -> list[Envelope]:
+    """Publish one persistent message per body through a :class:`Producer`; return their
+    envelopes.
+
+    Raises:
+        shared.errors.MqlabError: unreachable broker, refused credentials or permissions, 406
+            on declare, unroutable, nacked or unconfirmed publish (the message says how many
+            were confirmed before).
+    """
+    with Producer(amqp_url, queue=queue, declare=declare) as producer:
+        return producer.publish_all(bodies)
