@@ -13,6 +13,7 @@ prefix so the four implementations never share a queue, plus ``MQLAB_QUEUE_PREFI
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 import aiormq.exceptions
@@ -34,6 +35,10 @@ from shared.errors import (
 
 HELLO_QUEUE = "faststream.hello"
 TASK_QUEUE = "faststream.task_queue"
+
+logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+"""aiormq logs each failed connection attempt ("Error when creating transport") before aio-pika
+raises it; the programs say it once, in their own one line."""
 
 RECONNECT_INTERVAL = 1.0
 """Seconds between reconnection attempts (FastStream's ``reconnect_interval``, default 5 s):
@@ -160,7 +165,7 @@ async def connect(broker: RabbitBroker, amqp_url: str | None = None) -> None:
     try:
         await broker.connect()
     except BaseException as e:
-        if isinstance(e, CONNECTION_EXCEPTIONS | TimeoutError):
+        if isinstance(e, (*CONNECTION_EXCEPTIONS, TimeoutError)):
             raise translate(e, amqp_url, "connect") from e
         raise
 

@@ -59,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ack on delivery (AckPolicy.ACK_FIRST; loses the message in hand if the worker dies)",
     )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=GRACEFUL_TIMEOUT,
+        help="seconds a stopping worker waits for the tasks in hand (FastStream's "
+        "graceful_timeout; its default is 15)",
+    )
     return parser
 
 
@@ -72,9 +79,10 @@ def build(args: argparse.Namespace) -> FastStream:
 
     broker = make_broker(
         channel=Channel(prefetch_count=cli.total_prefetch(args.prefetch, args.concurrency) or None),
-        graceful_timeout=GRACEFUL_TIMEOUT,
+        graceful_timeout=args.graceful_timeout,
         on_close=[on_close],
         on_reconnected=[on_reconnected],
+        apply_types=False,  # no FastDepends/pydantic validation: the body reaches us as bytes
     )
     ack_policy = AckPolicy.ACK_FIRST if args.ack_first else AckPolicy.REJECT_ON_ERROR
 
@@ -82,9 +90,10 @@ def build(args: argparse.Namespace) -> FastStream:
         return message.body  # no decoding by content type: undecodable bodies are ours to park
 
     @broker.subscriber(work_queue(queue), ack_policy=ack_policy, decoder=raw_body)
-    async def callback(body: bytes, message: StreamMessage[IncomingMessage]) -> None:
+    async def callback(body: bytes) -> None:
         """Run one message's task on a slot thread; the ack follows when this returns. A
         processing fault parks the message; it never ends the worker."""
+        message: StreamMessage[IncomingMessage] = broker.context.get_local("message")
         try:
             await slots.run(process, body, message.raw_message)
         except Exception as e:
@@ -129,7 +138,7 @@ def build(args: argparse.Namespace) -> FastStream:
 
     @app.after_shutdown
     async def stopped() -> None:
-        slots.close()
+        await asyncio.get_running_loop().run_in_executor(None, slots.close)
         say(f" [*] {args.name} stopped")
 
     return app
