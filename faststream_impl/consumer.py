@@ -72,7 +72,7 @@ def watch_connection(name: str) -> tuple[Callable[..., None], Callable[..., None
     when the connection is lost (aio-pika reconnects by itself) and one when it is back."""
 
     def on_close(connection: AbstractConnection, error: BaseException | None = None) -> None:
-        if error is not None:
+        if error is not None and not isinstance(error, asyncio.CancelledError):  # not our close
             say(f" [!] {name} lost its connection ({type(error).__name__}: {error}); reconnecting")
 
     def on_reconnected(connection: AbstractConnection) -> None:

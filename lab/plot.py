@@ -25,6 +25,7 @@ COLOURS = {
     "pika": "#1f77b4",
     "celery": "#2ca02c",
     "dramatiq": "#d62728",
+    "faststream": "#9467bd",
 }
 """Implementation id -> colour, the same in every chart."""
 HATCHES = {"defaults": "//", "threads": ".."}

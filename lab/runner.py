@@ -35,7 +35,10 @@ __all__ = [
     "plan", "run_setup", "skip_all",
 ]  # fmt: skip
 
-LIBRARIES = ("pika", "celery", "kombu", "dramatiq", "requests", "matplotlib", "rich", "psutil")
+LIBRARIES = (
+    "pika", "celery", "kombu", "dramatiq", "faststream", "aio-pika",
+    "requests", "matplotlib", "rich", "psutil",
+)  # fmt: skip
 
 
 @dataclass

@@ -15,6 +15,7 @@ covers the rest through the common interface.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 
@@ -186,3 +187,26 @@ def test_negative_control_blocking_work_in_the_handler_loses_the_connection(
         )
     finally:
         broker.management.delete_queue(queue)
+
+
+@pytest.mark.timeout(90)
+def test_the_native_command_runs_the_same_worker(
+    broker: Node, impl: Implementation, journal_path: str, tmp_path: Path
+) -> None:
+    """``faststream run faststream_impl.app:app`` (FastStream's own command, options from the
+    environment) consumes with prefetch 1, runs each message once and stops warm on SIGTERM
+    with exit code 0."""
+    spec = WorkerSpec(
+        name="native", journal=journal_path, amqp_url=broker.amqp_url, dot_seconds=DOT_SECONDS
+    )
+    faststream = str(Path(sys.executable).with_name("faststream"))
+    command = Command([faststream, "run", "faststream_impl.app:app"], spec.environment())
+    with GroupProcess(command, log_path=tmp_path / "native.log") as native:
+        wait_for_consumer(broker, impl, native)
+        [consumer] = broker.management.consumers_of(impl.task_queue(), native.pids())
+        assert consumer.prefetch_count == 1
+        ids = impl.publish_work(["one.", "two..", "three..."])
+        rows = wait_for_finished(journal_path, ids, timeout=60)
+        assert executions_per_message(rows) == {i: 1 for i in ids}
+        assert {r.worker for r in rows} == {"native"}
+        assert native.terminate(timeout=30) == 0, native.output()
