@@ -14,6 +14,8 @@ prefix so the four implementations never share a queue, plus ``MQLAB_QUEUE_PREFI
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiormq.exceptions
@@ -90,8 +92,12 @@ def plain_queue(name: str) -> RabbitQueue:
 
 class NodeListConnection(RobustConnection):
     """aio-pika's ``RobustConnection`` over a list of nodes: each (re)connection attempt tries
-    the nodes in turn, starting with the one it was last connected to (:attr:`NODES` is set
-    by :func:`make_broker` on a subclass per broker).
+    the nodes in turn, starting with the one it was last connected to.
+
+    A reconnection that keeps failing for :attr:`GIVE_UP_AFTER` seconds
+    (``MQLAB_RECONNECT_SECONDS``), or that RabbitMQ refuses (a changed password: retrying cannot
+    help), calls :attr:`ON_GIVE_UP` with the error, so the worker stops and exits non-zero
+    instead of retrying forever. :func:`make_broker` sets these on a subclass per broker.
 
     aio-pika has no hook for the attempt itself, so this overrides its private
     ``RobustConnection.__connect_transport`` (aio-pika 10.2.1), the one place that calls
@@ -99,6 +105,8 @@ class NodeListConnection(RobustConnection):
     """
 
     NODES: tuple[str, ...] = ()
+    GIVE_UP_AFTER: float = 60.0
+    ON_GIVE_UP: Callable[[BaseException], None] | None = None
 
     def __init__(self, url: URL, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
@@ -106,6 +114,7 @@ class NodeListConnection(RobustConnection):
         options = self.url.query
         self._nodes = [URL(node).update_query(options) for node in self.NODES] or [self.url]
         self._current = 0
+        self._failing_since: float | None = None
 
     async def _RobustConnection__connect_transport(self) -> None:
         error: BaseException | None = None
@@ -117,14 +126,27 @@ class NodeListConnection(RobustConnection):
             except CONNECTION_EXCEPTIONS as e:
                 error = e
                 continue
-            self._current = index
+            self._current, self._failing_since = index, None
             return
         assert error is not None
+        self._failing_since = self._failing_since or time.monotonic()
+        refused = isinstance(error, REFUSED)
+        too_long = time.monotonic() - self._failing_since > self.GIVE_UP_AFTER
+        if self.connection_attempt and self.ON_GIVE_UP is not None and (refused or too_long):
+            self.ON_GIVE_UP(error)
         raise error
 
 
+REFUSED = (aiormq.exceptions.ProbableAuthenticationError, aiormq.exceptions.ConnectionNotAllowed)
+"""What RabbitMQ answers a login it refuses (wrong password, no access to the vhost)."""
+
+
 def make_broker(
-    amqp_url: str | None = None, *, channel: Channel | None = None, **options: Any
+    amqp_url: str | None = None,
+    *,
+    channel: Channel | None = None,
+    on_give_up: Callable[[BaseException], None] | None = None,
+    **options: Any,
 ) -> RabbitBroker:
     """A ``RabbitBroker`` for ``amqp_url`` (default ``AMQP_URL``; several nodes joined by
     ``;`` fail over in turn), with ``MQLAB_HEARTBEAT`` and ``MQLAB_CONNECT_TIMEOUT``.
@@ -133,6 +155,8 @@ def make_broker(
         amqp_url: broker URI or node list.
         channel: FastStream's default ``Channel`` settings (``prefetch_count``,
             ``publisher_confirms``, ``on_return_raises``).
+        on_give_up: called with the error when reconnecting stops making sense
+            (:class:`NodeListConnection`).
         options: further ``RabbitBroker`` arguments (``graceful_timeout``, ``ack_policy``).
     """
     s = settings.load()
@@ -148,7 +172,15 @@ def make_broker(
         logger=None,  # the one-line status lines are ours (mqlab's worker output)
         **options,
     )
-    connection_class = type("Nodes", (NodeListConnection,), {"NODES": tuple(nodes)})
+    connection_class = type(
+        "Nodes",
+        (NodeListConnection,),
+        {
+            "NODES": tuple(nodes),
+            "GIVE_UP_AFTER": s.reconnect_seconds,
+            "ON_GIVE_UP": staticmethod(on_give_up) if on_give_up else None,
+        },
+    )
     # RabbitBroker passes these to aio_pika.connect_robust, which takes a connection_class.
     broker._connection_kwargs["connection_class"] = connection_class
     return broker

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractConnection
+from faststream import FastStream
 
 T = TypeVar("T")
 
@@ -79,6 +80,26 @@ def watch_connection(name: str) -> tuple[Callable[..., None], Callable[..., None
         say(f" [*] {name} reconnected to {connection}")
 
     return on_close, on_reconnected
+
+
+class GiveUp:
+    """Stops the worker when its connection cannot come back (RabbitMQ refuses the login, or
+    ``MQLAB_RECONNECT_SECONDS`` of failed attempts): ``main`` then raises :attr:`error`, so a
+    supervisor sees a non-zero exit and restarts it.
+
+    Attributes:
+        error: the last connection error, once given up; else ``None``.
+        app: the app to stop (set once it is built).
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.app: FastStream | None = None
+
+    def __call__(self, error: BaseException) -> None:
+        if self.error is None and self.app is not None:
+            self.error = error
+            self.app.exit()
 
 
 def flush() -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import aiormq.exceptions
 from aio_pika import IncomingMessage
 from faststream import AckPolicy, FastStream
 from faststream.exceptions import RejectMessage
@@ -43,9 +44,17 @@ from faststream_impl.broker import (
     declare,
     make_broker,
     task_queue,
+    translate,
     work_queue,
 )
-from faststream_impl.consumer import GRACEFUL_TIMEOUT, Slots, flush, say, watch_connection
+from faststream_impl.consumer import (
+    GRACEFUL_TIMEOUT,
+    GiveUp,
+    Slots,
+    flush,
+    say,
+    watch_connection,
+)
 from shared import cli, poison, queues, settings, tasks
 from shared.contract import published_at_from
 from shared.journal import JournalWriter
@@ -69,8 +78,9 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build(args: argparse.Namespace) -> FastStream:
-    """The worker as a FastStream app, from the parsed options."""
+def build(args: argparse.Namespace, give_up: GiveUp | None = None) -> FastStream:
+    """The worker as a FastStream app, from the parsed options; ``give_up`` stops it when its
+    connection cannot come back."""
     s = settings.load()
     journal = JournalWriter(s.journal, impl="faststream", worker=args.name)
     queue = task_queue()
@@ -82,6 +92,7 @@ def build(args: argparse.Namespace) -> FastStream:
         graceful_timeout=args.graceful_timeout,
         on_close=[on_close],
         on_reconnected=[on_reconnected],
+        on_give_up=give_up,
         apply_types=False,  # no FastDepends/pydantic validation: the body reaches us as bytes
     )
     ack_policy = AckPolicy.ACK_FIRST if args.ack_first else AckPolicy.REJECT_ON_ERROR
@@ -125,11 +136,13 @@ def build(args: argparse.Namespace) -> FastStream:
             flush()
 
     app = FastStream(broker, logger=None)
+    if give_up is not None:
+        give_up.app = app
 
     @app.on_startup
     async def connected() -> None:
         await connect(broker)  # the first connection fails fast with a clear error
-        await declare(broker, dead_letter_queue(queue))
+        await declare(broker, dead_letter_queue(queue), work_queue(queue))  # durable=True
         say(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}")
 
     @app.after_startup
@@ -146,7 +159,14 @@ def build(args: argparse.Namespace) -> FastStream:
 
 def main() -> int:
     args = cli.parse_worker_args(parser())
-    asyncio.run(build(args).run())
+    give_up = GiveUp()
+    try:
+        asyncio.run(build(args, give_up).run())
+    except aiormq.exceptions.AMQPError as e:  # e.g. 403 on consume after permissions changed
+        raise translate(e, None, "consume", task_queue()) from e
+    if give_up.error is not None:
+        error = translate(give_up.error, None, "connect")
+        raise type(error)(f"{error} (gave up reconnecting)") from give_up.error
     return 0
 
 
