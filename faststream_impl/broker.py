@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -38,9 +39,48 @@ from shared.errors import (
 HELLO_QUEUE = "faststream.hello"
 TASK_QUEUE = "faststream.task_queue"
 
+
+class BlockedWatch(logging.Filter):
+    """Hears RabbitMQ's ``connection.blocked`` / ``connection.unblocked`` (a memory or disk
+    alarm: RabbitMQ docs, "Blocked Connection Notifications") for the producers, and keeps
+    aiormq's log lines off stderr.
+
+    aiormq handles both frames itself, holding back every publish while blocked, and tells no
+    one but its log (``aiormq/connection.py``: "Connection %r was blocked by: %r"); this filter
+    on the ``aiormq.connection`` logger passes the reason to the callback registered for that
+    connection (:meth:`watch`). The programs say what went wrong in their own one line, so no
+    aiormq record is printed (it would repeat "Error when creating transport" before it).
+    """
+
+    BLOCKED = "Connection %r was blocked by: %r"
+    UNBLOCKED = "Connection %r was unblocked"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._listeners: weakref.WeakKeyDictionary[object, Callable[[str | None], None]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def watch(self, broker: RabbitBroker, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(reason)`` when RabbitMQ blocks ``broker``'s connection, and
+        ``listener(None)`` when it unblocks it."""
+        connection = broker._connection  # FastStream's RobustConnection (its Context name)
+        if connection is not None and connection.transport is not None:
+            self._listeners[connection.transport.connection] = listener
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg in (self.BLOCKED, self.UNBLOCKED) and args:
+            listener = self._listeners.get(args[0])
+            if listener is not None:
+                listener(str(args[1]) if record.msg == self.BLOCKED else None)
+        return False
+
+
+BLOCKED_WATCH = BlockedWatch()
+logging.getLogger("aiormq.connection").addFilter(BLOCKED_WATCH)
+logging.getLogger("aiormq.connection").setLevel(logging.WARNING)  # the filter sees WARNING up
 logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-"""aiormq logs each failed connection attempt ("Error when creating transport") before aio-pika
-raises it; the programs say it once, in their own one line."""
 
 RECONNECT_INTERVAL = 1.0
 """Seconds between reconnection attempts (FastStream's ``reconnect_interval``, default 5 s):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
 from faststream.rabbit import Channel, RabbitBroker
 
 from faststream_impl.broker import (
+    BLOCKED_WATCH,
     connect,
     dead_letter_queue,
     declare,
@@ -41,7 +43,14 @@ from faststream_impl.broker import (
 )
 from shared import settings
 from shared.contract import CONTENT_TYPE, Envelope
-from shared.errors import MqlabError, PublishRefused, Unroutable, lost_twice, unconfirmed
+from shared.errors import (
+    MqlabError,
+    PublishRefused,
+    Unroutable,
+    blocked,
+    lost_twice,
+    unconfirmed,
+)
 from shared.producer import BaseProducer
 
 T = TypeVar("T")
@@ -55,6 +64,10 @@ LOST = (
 """What aio-pika raises on a connection or channel that died under us (broker restart)."""
 
 
+BLOCKED_POLL = 0.1
+"""Seconds between two looks at the ``connection.blocked`` state while a publish waits."""
+
+
 class Producer(BaseProducer[Envelope]):
     """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
 
@@ -63,6 +76,11 @@ class Producer(BaseProducer[Envelope]):
     * A connection lost before or during a publish (a broker restart) is replaced by a new
       one and the message published once more with the same message_id (at-least-once); a
       second failure raises.
+    * While RabbitMQ blocks publishers (``connection.blocked``: a memory or disk alarm) a publish
+      waits at most ``MQLAB_BLOCKED_TIMEOUT`` seconds, then raises
+      :class:`~shared.errors.PublisherBlocked` naming the alarm (aiormq itself would hold it
+      back until the alarm clears or the confirm timeout; :class:`~faststream_impl.broker.
+      BlockedWatch` hears the block).
     * A confirm that does not arrive within ``MQLAB_CONFIRM_TIMEOUT`` seconds (a quorum queue
       without a majority) drops the connection and raises
       :class:`~shared.errors.PublishUnconfirmed`; it is not published again.
@@ -101,6 +119,7 @@ class Producer(BaseProducer[Envelope]):
         broker = make_broker(self.amqp_url, channel=channel)
         await connect(broker, self.amqp_url)
         self._broker = broker
+        BLOCKED_WATCH.watch(broker, self._blocked_changed)
         if self.declare:
             if self.durable:
                 await declare(broker, dead_letter_queue(self.queue), work_queue(self.queue))
@@ -108,8 +127,29 @@ class Producer(BaseProducer[Envelope]):
                 await declare(broker, plain_queue(self.queue))
         return broker
 
+    def _blocked_changed(self, reason: str | None) -> None:
+        if reason is None:
+            self._on_unblocked()
+        else:
+            self._on_blocked(reason)
+
     async def _publish(self, body: str, envelope: Envelope) -> None:
         broker = await self._ready()
+        sending = asyncio.ensure_future(self._send(broker, body, envelope))
+        blocked_at_start = self._blocked is not None
+        blocked_since: float | None = None
+        while not (await asyncio.wait({sending}, timeout=BLOCKED_POLL))[0]:
+            if self._blocked is None:
+                blocked_since = None
+                continue
+            blocked_since = blocked_since or time.monotonic()
+            if time.monotonic() - blocked_since > self.settings.blocked_timeout:
+                sending.cancel()
+                reason = self._blocked
+                raise blocked(reason, self.settings.blocked_timeout, sent=not blocked_at_start)
+        sending.result()
+
+    async def _send(self, broker: RabbitBroker, body: str, envelope: Envelope) -> None:
         await broker.publish(
             body.encode(),
             queue=self.queue,
