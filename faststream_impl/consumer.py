@@ -32,6 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import aiormq.exceptions
 from aio_pika.abc import AbstractConnection
 from faststream import FastStream
 
@@ -80,6 +81,26 @@ def watch_connection(name: str) -> tuple[Callable[..., None], Callable[..., None
         say(f" [*] {name} reconnected to {connection}")
 
     return on_close, on_reconnected
+
+
+def on_channel_close(name: str) -> Callable[..., None]:
+    """A ``close_callbacks`` entry for the worker's channel: one line when RabbitMQ closes it.
+
+    The usual cause is the delivery acknowledgement timeout (``406 PRECONDITION_FAILED -
+    delivery acknowledgement on channel 1 timed out``: a delivery unacked longer than
+    ``consumer_timeout``; RabbitMQ docs, "Consumer Acknowledgements"). aio-pika's
+    ``RobustChannel`` then opens the channel again and restores the consumer by itself
+    (``RobustChannel._on_close``); the unacked messages are redelivered (at-least-once).
+    """
+
+    def closed(channel: object, error: BaseException | None = None) -> None:
+        if isinstance(error, aiormq.exceptions.ChannelClosed):
+            say(
+                f" [!] {name}: RabbitMQ closed the channel ({type(error).__name__}: {error}); "
+                "the unacked messages go back to the queue; opening a new channel"
+            )
+
+    return closed
 
 
 class GiveUp:

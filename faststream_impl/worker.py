@@ -52,6 +52,7 @@ from faststream_impl.consumer import (
     GiveUp,
     Slots,
     flush,
+    on_channel_close,
     say,
     watch_connection,
 )
@@ -147,6 +148,8 @@ def build(args: argparse.Namespace, give_up: GiveUp | None = None) -> FastStream
 
     @app.after_startup
     async def consuming() -> None:
+        if broker._channel is not None:  # the default channel the subscriber consumes on
+            broker._channel.close_callbacks.add(on_channel_close(args.name))
         say(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C")
 
     @app.after_shutdown
