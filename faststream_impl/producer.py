@@ -195,8 +195,15 @@ class Producer(BaseProducer[Envelope]):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Close the connection and the producer's event loop."""
+        """Close the connection, then the producer's event loop (after the tasks aio-pika left
+        on it, e.g. of a connection RabbitMQ blocks, which cannot close cleanly, are ended)."""
         self._drop()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._run(asyncio.wait(pending, timeout=self.settings.connect_timeout))
+        self._run(self._loop.shutdown_asyncgens())
         self._loop.close()
 
     def _drop(self) -> None:
