@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: venv demo test lint format compare clean lock
+.PHONY: venv demo test test-fast lint format compare clean lock
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: $(STAMP)
 # most of a test's time is spent waiting (tasks, node boots), so three beat two on 2 cores.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 3 --dist load $(ARGS)
+
+# The tests that need no RabbitMQ node (no "broker" marker, tests/conftest.py), in one process:
+# argument checks, error translation, the journal, the layout rule; they start no node.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not broker" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,59 +19,52 @@ classic"`` runs the classic suite alone.
 * ``cluster`` — the 3-node :class:`~testbed.cluster.Cluster` itself, whole (for node-loss tests).
 * ``start_worker`` — starts worker processes in their own process groups, killed at teardown.
 * autouse: every implementation's queues are deleted before each test, so each starts empty.
+
+Every test that uses one of :data:`BROKER_FIXTURES` gets the ``broker`` marker at collection
+(:func:`pytest_collection_modifyitems`); tests that start nodes themselves carry it explicitly.
+``pytest -m "not broker"`` runs the rest, which start no RabbitMQ node.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from shared.impl import Implementation, WorkerSpec
-from testbed import registry
 from testbed.cluster import Cluster
-from testbed.local_node import LocalNode
 from testbed.node import Node
-from testbed.process import GroupProcess, wait_until
+from testbed.process import GroupProcess
 from testbed.provider import provision
+from tests.helpers import (
+    DOT_SECONDS,
+    IMPLEMENTATIONS,
+    TOPOLOGIES,
+    StartWorker,
+    external,
+    heal,
+    impl_params,
+    restart_nodes_without_statistics,
+    restoring_env,
+    topology_of,
+    wait_for_consumer,
+)
 
-DOT_SECONDS = 0.1
-"""Seconds of work per ``.`` in the tests (the tutorial's 1 s would make the suite crawl)."""
-
-WORKER_READY_TIMEOUT = 30.0
-"""Seconds a worker may take from start to a registered consumer."""
-
-IMPLEMENTATIONS = registry.available()
-
-TOPOLOGIES = ("classic", "quorum")
-"""``classic``: one node, classic queues; ``quorum``: the 3-node cluster, quorum queues."""
-
-
-def _external() -> bool:
-    """Whether the run uses somebody else's broker (``AMQP_URL`` set, provider auto/external)."""
-    return bool(os.environ.get("AMQP_URL")) and os.environ.get("MQLAB_BROKER") in (
-        None,
-        "",
-        "auto",
-        "external",
-    )
+BROKER_FIXTURES = frozenset({"broker", "single_node", "_cluster_node"})
+"""The fixtures that start (or reach) a RabbitMQ node; every fixture that needs a node
+(``cluster``, ``killable_broker``, ``start_worker``...) depends on ``broker``."""
 
 
-def impl_params(
-    *topologies: str, where: Callable[[Implementation], bool] = lambda _impl: True
-) -> list[pytest.param]:  # type: ignore[valid-type]
-    """``impl`` parameters: each implementation (for which ``where`` holds) on each of
-    ``topologies``, ids ``pika-quorum``."""
-    return [
-        pytest.param((name, topology), id=f"{name}-{topology}")
-        for name, implementation in IMPLEMENTATIONS.items()
-        if where(implementation)
-        for topology in topologies
-    ]
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``broker`` every test whose fixture closure holds one of :data:`BROKER_FIXTURES`."""
+    for item in items:
+        if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.broker)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -93,34 +86,13 @@ def pytest_runtest_makereport(
     return report
 
 
-def _topology_of(item: pytest.Item | pytest.FixtureRequest) -> str:
-    node = item.node if isinstance(item, pytest.FixtureRequest) else item
-    callspec = getattr(node, "callspec", None)
-    param = callspec.params.get("impl") if callspec is not None else None
-    return str(param[1]) if isinstance(param, tuple) else "classic"
-
-
-def _restoring_env(values: dict[str, str]) -> Callable[[], None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-
-    def restore() -> None:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-    return restore
-
-
 @pytest.fixture(scope="session")
 def single_node() -> Iterator[Node]:
     """One node for the session: private (killable) unless ``AMQP_URL`` names a broker."""
-    prefix = {"MQLAB_QUEUE_PREFIX": f"mqlabtest-{uuid.uuid4().hex[:8]}."} if _external() else {}
+    prefix = {"MQLAB_QUEUE_PREFIX": f"mqlabtest-{uuid.uuid4().hex[:8]}."} if external() else {}
     with provision() as b:
         print(f"\n{b.describe()}")
-        restore = _restoring_env(prefix)  # somebody else's broker: keep to our own queue names
+        restore = restoring_env(prefix)  # somebody else's broker: keep to our own queue names
         try:
             yield b
         finally:
@@ -131,7 +103,7 @@ def single_node() -> Iterator[Node]:
 def _cluster_node(request: pytest.FixtureRequest) -> Iterator[Node]:
     """The 3-node cluster for the session (the broker of the ``quorum`` topology); on somebody
     else's broker, that broker (quorum queues, no node loss)."""
-    if _external():
+    if external():
         yield request.getfixturevalue("single_node")
         return
     with provision("cluster") as c:
@@ -142,7 +114,7 @@ def _cluster_node(request: pytest.FixtureRequest) -> Iterator[Node]:
 @pytest.fixture
 def topology(request: pytest.FixtureRequest) -> str:
     """``classic`` or ``quorum``: the topology of this test (from its ``impl`` parameter)."""
-    return _topology_of(request)
+    return topology_of(request)
 
 
 @pytest.fixture
@@ -151,47 +123,13 @@ def broker(request: pytest.FixtureRequest, topology: str) -> Iterator[Node]:
     ``MQLAB_QUEUE_TYPE`` set for the test."""
     node: Node = request.getfixturevalue("_cluster_node" if topology == "quorum" else "single_node")
     if isinstance(node, Cluster):
-        _heal(node)
+        heal(node)
     restart_nodes_without_statistics(node)
-    restore = _restoring_env({"AMQP_URL": node.failover_url, "MQLAB_QUEUE_TYPE": topology})
+    restore = restoring_env({"AMQP_URL": node.failover_url, "MQLAB_QUEUE_TYPE": topology})
     try:
         yield node
     finally:
         restore()
-
-
-def _heal(cluster: Cluster) -> None:
-    """Give the next test a cluster that serves: start nodes a test before left down, and if
-    its quorum queues still have no leader (seen after a whole-cluster restart on a loaded
-    machine) form it anew, empty, rather than fail every test after it."""
-    try:
-        if not all(n.alive() for n in cluster.nodes):
-            cluster.start()
-        cluster.await_quorum_queues(timeout=60)
-    except (TimeoutError, RuntimeError) as e:
-        print(f"\ncluster did not settle ({e}); forming it anew")
-        cluster.reset()
-
-
-def restart_nodes_without_statistics(node: Node) -> list[str]:
-    """Restart (SIGKILL, start; data kept) each private node whose management agent is down
-    (:meth:`~testbed.management.Management.agent_failed`): the tests read consumers and queue
-    figures from it. Returns the names of the nodes restarted."""
-    members = node.nodes if isinstance(node, Cluster) else [node]
-    restarted = []
-    for member in members:
-        if not isinstance(member, LocalNode) or not member.alive():
-            continue
-        if member.management.agent_failed():
-            print(f"\nthe management agent of {member.node} is down; restarting the node")
-            if isinstance(node, Cluster):
-                node.kill_node(member)
-                node.start_node(member)
-            else:
-                member.kill()
-                member.start()
-            restarted.append(member.node)
-    return restarted
 
 
 @pytest.fixture
@@ -252,9 +190,6 @@ def journal_path(tmp_path: Path) -> str:
     return str(tmp_path / "journal.db")
 
 
-StartWorker = Callable[..., GroupProcess]
-
-
 @pytest.fixture
 def start_worker(broker: Node, journal_path: str, tmp_path: Path) -> Iterator[StartWorker]:
     """Factory: ``start_worker(impl, name="w1", prefetch=1, concurrency=1, slowdown=1.0,
@@ -296,21 +231,3 @@ def start_worker(broker: Node, journal_path: str, tmp_path: Path) -> Iterator[St
     yield start
     for proc in started:
         proc.kill()
-
-
-def wait_for_consumer(broker: Node, impl: Implementation, proc: GroupProcess) -> None:
-    """Wait until the worker ``proc`` has a consumer on ``impl``'s work queue (matched by its
-    connection's port through the management API).
-
-    Raises:
-        AssertionError: the worker process exited first (its output is in the message).
-        TimeoutError: not within :data:`WORKER_READY_TIMEOUT`.
-    """
-    queue = impl.task_queue()
-
-    def ready() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"worker exited with {proc.popen.returncode}:\n{proc.output()}")
-        return bool(broker.management.consumers_of(queue, proc.pids()))
-
-    wait_until(ready, WORKER_READY_TIMEOUT, interval=0.1, what=f"a consumer on {queue}")

@@ -1,4 +1,4 @@
-"""9. The bad-input corpus: every program against every bad input, one line each.
+"""The bad-input corpus: every program against every bad input, one line each.
 
 Every program (``send``, ``receive``, ``new_task``, ``worker`` of each implementation, and
 ``mqlab send`` / ``mqlab worker``) is run against every case below, concurrently per case. Each
@@ -26,11 +26,10 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 
 from shared.impl import Command, WorkerSpec
-from testbed import registry
 from testbed.node import Node, free_port
-from tests.helpers import run_to_end
+from tests.helpers import IMPLEMENTATIONS, run_to_end
 
-IMPLS = registry.available()
+IMPLS = IMPLEMENTATIONS
 PROGRAMS = ("send", "receive", "new_task", "worker")
 PRODUCERS = {"send", "new_task", "mqlab send"}
 CONSUMERS = {"receive", "worker", "mqlab worker"}

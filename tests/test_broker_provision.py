@@ -11,7 +11,7 @@ from testbed.docker_node import DockerNode, docker_engine_available
 from testbed.local_node import LocalNode
 from testbed.node import ExternalNode, Node
 from testbed.process import wait_until
-from tests.conftest import restart_nodes_without_statistics
+from tests.helpers import restart_nodes_without_statistics
 
 
 def test_auto_takes_an_explicit_amqp_url_as_external(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,6 +48,7 @@ def test_external_broker_answers(broker: Node) -> None:
     assert external.management.queue("mqlabtest.no-such-queue") is None
 
 
+@pytest.mark.broker  # starts a node in Docker itself
 @pytest.mark.timeout(300)
 def test_docker_provider_kill_and_start() -> None:
     if not docker_engine_available():

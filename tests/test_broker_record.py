@@ -1,4 +1,4 @@
-"""10. A node only its owner uses: the ``mqlab broker up`` record and the private node's account.
+"""A node only its owner uses: the ``mqlab broker up`` record and the private node's account.
 
 * The record's directory must be this user's, mode 0700, not a symlink; otherwise every
   program refuses it in one line (and never falls back to some broker).
@@ -204,6 +204,7 @@ def test_the_private_node_has_its_own_random_password(broker: Node) -> None:
         pika.BlockingConnection(guest)
 
 
+@pytest.mark.broker  # `mqlab broker up --detach` starts a private node
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("cluster", [True, False], ids=["cluster-asked", "control-same-kind"])
 def test_broker_up_of_another_kind_is_refused(tmpdir_env: Path, cluster: bool) -> None:

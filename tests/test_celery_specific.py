@@ -28,11 +28,17 @@ from shared.impl import Implementation
 from shared.journal import Execution
 from testbed.node import Node
 from testbed.process import wait_until
-from testbed.registry import available
-from tests.conftest import StartWorker
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import (
+    IMPLEMENTATIONS,
+    StartWorker,
+    executions_per_message,
+    journal_rows,
+    wait_for_finished,
+)
 
-pytestmark = pytest.mark.skipif("celery" not in available(), reason="celery_impl not importable")
+pytestmark = pytest.mark.skipif(
+    "celery" not in IMPLEMENTATIONS, reason="celery_impl not importable"
+)
 
 LONG = "." * 30  # 3 s at DOT_SECONDS = 0.1
 SHORT = "."
@@ -41,7 +47,7 @@ SHORT = "."
 @pytest.fixture
 def celery() -> Implementation:
     """The Celery implementation."""
-    return available()["celery"]
+    return IMPLEMENTATIONS["celery"]
 
 
 def _gone(pid: int) -> bool:

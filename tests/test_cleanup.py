@@ -53,6 +53,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.broker  # starts a private node itself
 @pytest.mark.skipif(not local_binary_available(), reason="needs the rabbitmq-server binary")
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
@@ -75,6 +76,7 @@ def test_owner_death_leaves_no_node_or_worker(sig: int) -> None:
     wait_until(lambda: not os.path.exists(started["dir"]), 30, what="the data dir to be removed")
 
 
+@pytest.mark.broker  # starts a private cluster itself
 @pytest.mark.skipif(not local_binary_available(), reason="needs the rabbitmq-server binary")
 @pytest.mark.timeout(240)
 def test_owner_death_leaves_no_cluster_node() -> None:

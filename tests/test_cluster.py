@@ -25,8 +25,15 @@ from shared.impl import Command, Implementation
 from testbed.cluster import Cluster
 from testbed.local_node import LocalNode
 from testbed.process import wait_until
-from tests.conftest import StartWorker, impl_params, wait_for_consumer
-from tests.helpers import executions_per_message, journal_rows, run_to_end, wait_for_finished
+from tests.helpers import (
+    StartWorker,
+    executions_per_message,
+    impl_params,
+    journal_rows,
+    run_to_end,
+    wait_for_consumer,
+    wait_for_finished,
+)
 
 pytestmark = pytest.mark.destructive
 

@@ -1,4 +1,4 @@
-"""7. Bad input: one clear error line, a non-zero exit, and nothing already accepted is lost."""
+"""Bad input: one clear error line, a non-zero exit, and nothing already accepted is lost."""
 
 from __future__ import annotations
 

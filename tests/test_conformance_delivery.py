@@ -1,4 +1,4 @@
-"""2-4. Delivery, round-robin dispatch, and redelivery after a worker crash (tutorial 2)."""
+"""Delivery, round-robin dispatch, and redelivery after a worker crash (tutorial 2)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import TOPOLOGIES, StartWorker, impl_params
 from tests.helpers import (
+    TOPOLOGIES,
+    StartWorker,
     executions_per_message,
     finished_by_worker,
+    impl_params,
     journal_rows,
     wait_for_finished,
 )

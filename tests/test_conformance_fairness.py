@@ -1,4 +1,4 @@
-"""6. Fair dispatch: with prefetch 1 a slow worker holds one message at a time, so the fast
+"""Fair dispatch: with prefetch 1 a slow worker holds one message at a time, so the fast
 worker takes most of the work; with unlimited prefetch RabbitMQ deals evenly regardless.
 """
 
@@ -9,8 +9,7 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import finished_by_worker, journal_rows
+from tests.helpers import StartWorker, finished_by_worker, journal_rows
 
 TASKS = 20
 

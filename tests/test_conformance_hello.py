@@ -1,4 +1,4 @@
-"""1. Hello world (tutorial 1): what is sent is printed by the receiver, byte for byte."""
+"""Hello world (tutorial 1): what is sent is printed by the receiver, byte for byte."""
 
 from __future__ import annotations
 

@@ -10,8 +10,7 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import StartWorker, executions_per_message, journal_rows, wait_for_finished
 
 
 @pytest.mark.timeout(90)

@@ -24,8 +24,13 @@ from shared.impl import Implementation, WorkerSpec
 from testbed.local_node import LocalNode, local_binary_available
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
-from tests.conftest import DOT_SECONDS, WORKER_READY_TIMEOUT, StartWorker
-from tests.helpers import journal_rows, wait_for_finished
+from tests.helpers import (
+    DOT_SECONDS,
+    WORKER_READY_TIMEOUT,
+    StartWorker,
+    journal_rows,
+    wait_for_finished,
+)
 
 CONSUMER_TIMEOUT_MS = 2000
 TASK_SECONDS = 4.0
@@ -69,6 +74,7 @@ def start(impl: Implementation, node: Node, journal: str, log: Path) -> GroupPro
     return proc
 
 
+@pytest.mark.broker  # timeout_node: its own private node
 @pytest.mark.timeout(180)
 def test_worker_survives_the_delivery_acknowledgement_timeout(
     timeout_node: Node,

@@ -1,4 +1,4 @@
-"""Dramatiq-specific cases (issue 4): process layout, retries and dead-lettering, per-thread
+"""Dramatiq-specific cases: process layout, retries and dead-lettering, per-thread
 prefetch, warm shutdown. The conformance suite covers the rest through the common interface."""
 
 from __future__ import annotations
@@ -12,20 +12,24 @@ import pytest
 from dramatiq_impl import actors
 from dramatiq_impl.settings import MAX_RETRIES, connect, make_broker, task_queue
 from shared.impl import Implementation, WorkerSpec
-from testbed import registry
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import (
+    IMPLEMENTATIONS,
+    StartWorker,
+    executions_per_message,
+    journal_rows,
+    wait_for_finished,
+)
 
 pytestmark = pytest.mark.skipif(
-    "dramatiq" not in registry.available(), reason="dramatiq_impl not importable"
+    "dramatiq" not in IMPLEMENTATIONS, reason="dramatiq_impl not importable"
 )
 
 
 @pytest.fixture
 def impl() -> Implementation:
-    return registry.get("dramatiq")
+    return IMPLEMENTATIONS["dramatiq"]
 
 
 def _alive(pid: int) -> bool:
@@ -185,7 +189,7 @@ def test_dramatiq_has_no_early_ack_mode(impl: Implementation) -> None:
     with pytest.raises(ValueError, match="no early-ack mode"):
         impl.worker_command(WorkerSpec(name="w1", early_ack=True))
     # Negative control: pika has the mode, and the same spec gives it the flag.
-    pika_impl = registry.get("pika")
+    pika_impl = IMPLEMENTATIONS["pika"]
     assert (
         pika_impl.early_ack_flag
         in pika_impl.worker_command(WorkerSpec(name="w1", early_ack=True)).argv

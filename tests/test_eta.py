@@ -17,16 +17,14 @@ import pytest
 
 from shared import queues
 from shared.errors import MqlabError
-from testbed import registry
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import journal_rows, wait_for_finished
+from tests.helpers import IMPLEMENTATIONS, StartWorker, journal_rows, wait_for_finished
 
 
 @pytest.mark.timeout(30)
 def test_celery_refuses_eta_and_countdown_at_the_producer() -> None:
-    if "celery" not in registry.available():
+    if "celery" not in IMPLEMENTATIONS:
         pytest.skip("celery_impl not importable")
     from celery_impl import tasks
 
@@ -40,11 +38,11 @@ def test_celery_refuses_eta_and_countdown_at_the_producer() -> None:
 def test_celery_eta_message_is_dead_lettered_and_the_rest_run(
     broker: Node, start_worker: StartWorker, journal_path: str, eta: bool
 ) -> None:
-    if "celery" not in registry.available():
+    if "celery" not in IMPLEMENTATIONS:
         pytest.skip("celery_impl not importable")
     from celery_impl.settings import app, work_queue
 
-    impl = registry.get("celery")
+    impl = IMPLEMENTATIONS["celery"]
     queue = impl.task_queue()
     worker = start_worker(impl, "w1", prefetch=1)
     # Another producer's message, past WorkTask.apply_async: with an ETA a minute away, or
@@ -78,12 +76,12 @@ def test_celery_eta_message_is_dead_lettered_and_the_rest_run(
 def test_dramatiq_delayed_message_waits_in_dq_while_the_rest_run(
     broker: Node, start_worker: StartWorker, journal_path: str
 ) -> None:
-    if "dramatiq" not in registry.available():
+    if "dramatiq" not in IMPLEMENTATIONS:
         pytest.skip("dramatiq_impl not importable")
     from dramatiq_impl import actors
     from dramatiq_impl.settings import make_broker
 
-    impl = registry.get("dramatiq")
+    impl = IMPLEMENTATIONS["dramatiq"]
     start_worker(impl, "w1", prefetch=1)
     delay_ms = 3000
     client = make_broker(broker.amqp_url)
@@ -116,11 +114,11 @@ def test_dramatiq_eta_on_the_work_queue_is_dead_lettered_and_the_rest_run(
     queue (Dramatiq's own delayed messages go to ``.DQ``). Dramatiq would hold it unacked in
     memory until then, in the only prefetch slot: nothing behind it ran. It is parked in
     ``.XQ`` and the rest run. Control: an eta already past runs like any message."""
-    if "dramatiq" not in registry.available():
+    if "dramatiq" not in IMPLEMENTATIONS:
         pytest.skip("dramatiq_impl not importable")
     from tests.poison_messages import _dramatiq, publish_raw
 
-    impl = registry.get("dramatiq")
+    impl = IMPLEMENTATIONS["dramatiq"]
     queue = impl.task_queue()
     worker = start_worker(impl, "w1", prefetch=1)
     when = time.time() + (3600 if eta else -60)
@@ -147,11 +145,11 @@ def test_celery_expired_message_is_dead_lettered_not_dropped(
     """Another producer's task whose ``expires`` has passed (``apply_async(expires=...)``, a
     queue backed up): Celery acked it away ("Discarding revoked task", INFO): neither run nor
     in the dead-letter queue. It is parked. Control: an ``expires`` still ahead runs."""
-    if "celery" not in registry.available():
+    if "celery" not in IMPLEMENTATIONS:
         pytest.skip("celery_impl not importable")
     from tests.poison_messages import _celery, publish_raw
 
-    impl = registry.get("celery")
+    impl = IMPLEMENTATIONS["celery"]
     queue = impl.task_queue()
     worker = start_worker(impl, "w1", prefetch=1)
     when = datetime.now(UTC) + timedelta(hours=-1 if past else 1)

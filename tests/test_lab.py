@@ -31,6 +31,7 @@ from testbed import registry
 from testbed.node import Node
 
 
+@pytest.mark.broker  # `mqlab compare` starts its own private node
 @pytest.mark.timeout(420)  # --quick is about 2 min; 3 when other work loads the machine
 def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "report"

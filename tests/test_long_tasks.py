@@ -17,8 +17,7 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import DOT_SECONDS, StartWorker
-from tests.helpers import journal_rows, wait_for_finished
+from tests.helpers import DOT_SECONDS, StartWorker, journal_rows, wait_for_finished
 
 HEARTBEAT = 2
 """Seconds: the heartbeat timeout the worker asks for (``MQLAB_HEARTBEAT``)."""

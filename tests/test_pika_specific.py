@@ -13,18 +13,16 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
 from shared.errors import MqlabError
-from testbed import registry
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import wait_for_finished
+from tests.helpers import IMPLEMENTATIONS, StartWorker, wait_for_finished
 
 
 @pytest.mark.timeout(60)
 def test_malformed_body_is_rejected_and_the_worker_goes_on(
     broker: Node, start_worker: StartWorker, journal_path: str
 ) -> None:
-    impl = registry.get("pika")
+    impl = IMPLEMENTATIONS["pika"]
     worker = start_worker(impl, "w1")
     connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
     connection.channel().basic_publish("", impl.task_queue(), b"\xff\xfe not utf-8")

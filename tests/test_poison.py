@@ -1,4 +1,5 @@
-"""Poison messages and crash loops (issue 10's poison half; issue 9's delivery limit).
+"""Poison messages and crash loops: dead-lettering every processing fault, and the quorum
+queue's delivery limit.
 
 * Every processing fault parks the message in the implementation's dead-letter queue
   (``<queue>.dead``; Dramatiq's ``.XQ``) with its body and headers intact, after a bounded
@@ -23,8 +24,7 @@ from shared import poison, tasks
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
-from tests.conftest import StartWorker
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import StartWorker, executions_per_message, journal_rows, wait_for_finished
 from tests.poison_messages import (
     KIND_HEADER,
     RAW_MESSAGES,

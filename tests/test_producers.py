@@ -1,4 +1,4 @@
-"""8. A producer an application keeps open: each publish is confirmed or raises.
+"""A producer an application keeps open: each publish is confirmed or raises.
 
 Per implementation (``impl.producer()``, the ``new_task.Producer`` the programs use):
 
@@ -10,6 +10,10 @@ Per implementation (``impl.producer()``, the ``new_task.Producer`` the programs 
 
 Each has its negative control: the connection really died before the next publish, the alarm
 really was on (and once it is off the same publish succeeds).
+
+The confirm loop every ``Producer`` shares (:class:`shared.producer.BaseProducer`) says in its
+one line how many messages were confirmed before a nack, and that an unconfirmed message may
+still be stored.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import time
 
 import pytest
 
-from shared.errors import MqlabError, PublisherBlocked
+from shared.errors import MqlabError, PublisherBlocked, PublishRefused, unconfirmed
 from shared.impl import Implementation
+from shared.producer import BaseProducer
 from testbed.node import Node
 from testbed.process import wait_until
 from tests.helpers import run_to_end
@@ -141,3 +146,45 @@ def test_blocked_broker_fails_the_publish_within_the_bound(
         30,
         what="the confirmed messages in the queue",
     )
+
+
+class _NackingProducer(BaseProducer[str]):
+    """Confirms ``ok`` messages, then the broker nacks one (as a quorum queue whose leader was
+    just killed does)."""
+
+    def __init__(self, ok: int) -> None:
+        self.ok = ok
+
+    def publish(self, body: str) -> str:
+        if self.ok == 0:
+            raise PublishRefused("broker refused (nacked) a message for 'task_queue'")
+        self.ok -= 1
+        return body
+
+    def close(self) -> None:
+        pass
+
+    def _drop(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(10)
+def test_a_nack_mid_batch_says_how_many_were_confirmed() -> None:
+    """`new_task --count 3000` on a cluster whose queue leader was SIGKILLed mid-run: 690 were
+    confirmed, then one nack, and the one line said only "broker refused (nacked) a message":
+    the user could not tell what was sent. Control: a nack of the first message has no count."""
+    with pytest.raises(PublishRefused, match=r"\(2 of 5 messages were confirmed before\)"):
+        _NackingProducer(ok=2).publish_all(["m"] * 5)
+    with pytest.raises(PublishRefused) as first:
+        _NackingProducer(ok=0).publish_all(["m"] * 5)
+    assert "confirmed before" not in str(first.value)
+
+
+@pytest.mark.timeout(10)
+def test_an_unconfirmed_publish_says_it_may_still_arrive() -> None:
+    """Two of three nodes SIGKILLed: the producer's one line said the unconfirmed message was
+    "not counted as sent", yet once the nodes returned it was in the queue (3 -> 4 messages),
+    so a user who sent it again got it twice. The line now says it may still be stored."""
+    text = str(unconfirmed(5, 2, 10))
+    assert "did not confirm message 3 of 10" in text and "2 were confirmed" in text
+    assert "message 3 may still be stored" in text

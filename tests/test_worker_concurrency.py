@@ -9,11 +9,9 @@ import pytest
 
 from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Execution
-from testbed import registry
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
-from tests.conftest import DOT_SECONDS, StartWorker, wait_for_consumer
-from tests.helpers import journal_rows
+from tests.helpers import DOT_SECONDS, IMPLEMENTATIONS, StartWorker, journal_rows, wait_for_consumer
 
 TASKS = 4
 BODY = "." * 8  # 0.8 s at the tests' 0.1 s per dot
@@ -60,9 +58,9 @@ def test_celery_threads_pool_runs_n_tasks_at_once(
     broker: Node, journal_path: str, tmp_path: Path
 ) -> None:
     """``python -m celery_impl.worker --pool threads -c 2``: two threads, two tasks at once."""
-    if "celery" not in registry.available():
+    if "celery" not in IMPLEMENTATIONS:
         pytest.skip("celery_impl not importable")
-    impl = registry.get("celery")
+    impl = IMPLEMENTATIONS["celery"]
     spec = WorkerSpec(
         name="w1",
         concurrency=2,

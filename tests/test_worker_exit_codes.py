@@ -4,6 +4,10 @@ The case: the worker's user loses its access (password changed) and RabbitMQ clo
 connection. Reconnecting is then refused (403 ACCESS_REFUSED) and retrying cannot help: every
 worker must exit with a non-zero code within the test's deadline. The negative control closes
 the connection the same way without touching the password: the worker reconnects and serves.
+
+The work queue deleted under a running worker (RabbitMQ sends basic.cancel): the worker exits
+non-zero with one line, or consumes again once the queue is declared anew; it never stays
+alive without a consumer.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ import pytest
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
-from tests.conftest import StartWorker
-from tests.helpers import wait_for_finished
+from tests.helpers import (
+    IMPLEMENTATIONS,
+    StartWorker,
+    assert_one_line_error,
+    journal_rows,
+    wait_for_finished,
+)
 
 
 @pytest.fixture
@@ -85,3 +94,43 @@ def test_a_worker_that_lost_its_access_exits_non_zero(
         ids = impl.publish_work(["."])
         wait_for_finished(journal_path, ids, timeout=90)
         assert worker.alive(), worker.output()[-2000:]
+
+
+QUEUE_DELETED_FLAKE = pytest.mark.flaky(
+    reruns=1, only_rerun=[r"Failed: worker alive without a consumer"]
+)
+"""Celery's worker once (one full run in many, under load) showed no reaction to the
+basic.cancel within the 30 s deadline and passed on its rerun; the cause (kombu's handling of
+the cancel on a loaded machine, or the re-declared queue) is not found yet."""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "impl",
+    [
+        pytest.param(impl, id=name, marks=[QUEUE_DELETED_FLAKE] if name == "celery" else [])
+        for name, impl in IMPLEMENTATIONS.items()
+    ],
+)
+def test_worker_whose_queue_is_deleted_does_not_hang(
+    broker: Node, impl: Implementation, start_worker: StartWorker, journal_path: str
+) -> None:
+    """Somebody deletes the work queue under a running worker (management UI, rabbitmqctl):
+    RabbitMQ sends basic.cancel. The worker must either exit non-zero with one error line or
+    consume again once a producer re-declares the queue (Dramatiq does). raw_pika ignored the
+    cancel and stayed alive with no consumer: it never took another message, and said
+    nothing."""
+    worker = start_worker(impl, "w1")
+    broker.management.delete_queue(impl.task_queue())
+    ids = impl.publish_work(["after the delete."])  # the producer declares the queue again
+
+    def settled() -> bool:
+        done = {e.message_id for e in journal_rows(journal_path) if e.finished}
+        return not worker.alive() or set(ids) <= done
+
+    try:
+        wait_until(settled, 30, what="the worker to exit or to take the new message")
+    except TimeoutError:
+        pytest.fail(f"worker alive without a consumer; output:\n{worker.output()}")
+    if not worker.alive():
+        assert_one_line_error(worker.popen.returncode, worker.output())
