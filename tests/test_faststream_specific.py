@@ -26,8 +26,14 @@ from shared.impl import Command, Implementation, WorkerSpec
 from testbed import registry
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
-from tests.conftest import DOT_SECONDS, StartWorker, wait_for_consumer
-from tests.helpers import executions_per_message, journal_rows, wait_for_finished
+from tests.helpers import (
+    DOT_SECONDS,
+    StartWorker,
+    executions_per_message,
+    journal_rows,
+    wait_for_consumer,
+    wait_for_finished,
+)
 
 pytestmark = pytest.mark.skipif(
     "faststream" not in registry.available(), reason="faststream_impl not importable"
