@@ -166,16 +166,20 @@ async def _block_the_loop(amqp_url: str, queue: str, seconds: float) -> None:
     broker = RabbitBroker(f"{amqp_url}?heartbeat={HEARTBEAT}", logger=None)
     done, never = asyncio.Event(), asyncio.Event()
 
-    @broker.subscriber(RabbitQueue(queue, durable=True, auto_delete=False))
+    target = RabbitQueue(queue, durable=True, auto_delete=False)
+
+    @broker.subscriber(target)
     async def handler(body: bytes) -> None:
         if done.is_set():
             await never.wait()
         time.sleep(seconds)  # blocking work on the event loop: no heartbeats meanwhile
         done.set()
 
+    await broker.connect()
+    await broker.declare_queue(target)
+    await broker.publish(b"long", queue=queue, persist=True)  # confirmed before it is consumed
     await broker.start()
     try:
-        await broker.publish(b"long", queue=queue, persist=True)
         await asyncio.wait_for(done.wait(), seconds + 30)
     finally:
         with contextlib.suppress(*CONNECTION_EXCEPTIONS):  # its connection is gone
