@@ -17,10 +17,12 @@
   ``AcknowledgementMiddleware`` then neither acks nor rejects it (``CancelledError`` returns
   before the ack policy), so RabbitMQ requeues it when the channel closes and it runs again
   (``tests/test_faststream_specific.py`` shows both).
-* **Reconnect.** aio-pika's ``RobustConnection`` reconnects after a broker restart, without a
-  time limit, every ``reconnect_interval`` seconds over the node list
+* **Reconnect.** aio-pika's ``RobustConnection`` reconnects after a broker restart every
+  ``reconnect_interval`` seconds over the node list
   (:class:`faststream_impl.broker.NodeListConnection`), then restores the channel, its
-  ``basic.qos``, the queue and the consumer. A message in hand at that moment cannot be acked
+  ``basic.qos``, the queue and the consumer; after ``MQLAB_RECONNECT_SECONDS`` of failed
+  attempts, or at once when RabbitMQ refuses the login, :class:`GiveUp` ends the worker with
+  one line and a non-zero exit. A message in hand at that moment cannot be acked
   any more; RabbitMQ redelivers it.
 """
 
