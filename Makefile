@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard */__init__.py)
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m lab.demo $(ARGS)
+	$(BIN)/python -m lab.commands.demo $(ARGS)
 
 # Three pytest-xdist processes, each with its own node and 3-node cluster (tests/conftest.py):
 # most of a test's time is spent waiting (tasks, node boots), so three beat two on 2 cores.

@@ -1,7 +1,9 @@
 """``mqlab``: the comparison lab and a few handy commands around it.
 
-    mqlab compare [--impl pika,celery] [--scenario throughput] [--repeat 3] [--quick] [--out DIR]
+    mqlab compare [--impl pika,celery] [--scenario NAME] [--repeat 3] [--quick] [--out DIR]
                   [--queue-type classic,quorum] [--topology single,cluster]
+                  [--set SCENARIO.PARAM=VALUE ...]
+    mqlab scenarios
     mqlab broker up [--cluster] [--detach] | down | status | purge [--impl pika,celery]
     mqlab worker --impl pika [--concurrency 1] [--prefetch 1] [--name w1]
     mqlab send --impl pika "A task..." [--count 10]
@@ -9,7 +11,7 @@
 ``compare`` provisions a private RabbitMQ node for the run (or uses ``--amqp-url``), runs every
 scenario for every available implementation (missing ones are listed as missing) and writes
 ``reports/<UTC timestamp>/`` (or ``--out DIR``): report.md, results.json and PNG charts.
-This module only parses arguments and dispatches.
+This module only parses arguments and dispatches to :mod:`lab.commands`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from lab.common import UsageError, one_impl
-from lab.comparison import cmd_compare
-from lab.nodes import amqp_url, cmd_broker
-from lab.scenarios import ALL
+from lab.commands.broker import amqp_url, cmd_broker
+from lab.commands.compare import cmd_compare
+from lab.commands.usage import UsageError, console, one_impl
+from lab.scenarios import ALL, KNOWN, ON_DEMAND
 from shared import cli as shared_cli
 from shared.impl import WorkerSpec
 from testbed import registry
@@ -57,6 +59,24 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def scenario_listing() -> str:
+    """Every scenario with its parameters: name, full value, ``--quick`` value, what it is."""
+    lines = []
+    for name, scenario in KNOWN.items():
+        when = " (on demand: only when --scenario names it)" if name in ON_DEMAND else ""
+        lines.append(f"{name}: {scenario.title}{when}")
+        for p in scenario.params:
+            full, quick = (",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+                           for v in (p.full, p.quick))  # fmt: skip
+            lines.append(f"  --set {name}.{p.name}={full}  (--quick: {quick}) {p.help}")
+    return "\n".join(lines)
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    console.print(scenario_listing(), markup=False, highlight=False)
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 
@@ -67,9 +87,19 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compare", help="measure the implementations side by side")
+    c = sub.add_parser(
+        "compare",
+        help="measure the implementations side by side",
+        description="Measure the implementations side by side. Scenario parameters:\n\n"
+        + scenario_listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     c.add_argument("--impl", action="append", help="implementation(s), comma-separated")
-    c.add_argument("--scenario", action="append", help=f"scenario(s): {', '.join(ALL)}")
+    c.add_argument(
+        "--scenario",
+        action="append",
+        help=f"scenario(s): {', '.join(ALL)} (default: all), or {', '.join(ON_DEMAND)}",
+    )
     c.add_argument("--repeat", type=int, default=1, help="runs per scenario (median, min-max)")
     c.add_argument(
         "--quick",
@@ -91,11 +121,19 @@ def parser() -> argparse.ArgumentParser:
         help="with --amqp-url: its management API (default MQLAB_MANAGEMENT_URL, else "
         "http://<AMQP host>:15672)",
     )
-    c.add_argument("--throughput-n", type=int, help="tasks per throughput drain")
+    c.add_argument(
+        "--set",
+        action="append",
+        metavar="SCENARIO.PARAM=VALUE",
+        help="a scenario parameter (listed above and by 'mqlab scenarios'); repeatable",
+    )
     c.add_argument(
         "--keep-journals", action="store_true", help="copy journals and worker logs to --out"
     )
     c.set_defaults(func=cmd_compare)
+
+    sc = sub.add_parser("scenarios", help="list the scenarios and their --set parameters")
+    sc.set_defaults(func=cmd_scenarios)
 
     b = sub.add_parser("broker", help="a private RabbitMQ node to play with")
     b.add_argument("action", choices=["up", "down", "status", "purge"])

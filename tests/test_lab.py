@@ -17,16 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from lab import report
-from lab.checks import check
-from lab.config import Config
-from lab.drain import Readings, drain_rate
-from lab.runner import finish, new_results, plan, skip_all
+from lab.cli import scenario_listing
+from lab.commands.compare import parse_sets
+from lab.commands.usage import UsageError
+from lab.report import markdown
+from lab.report.checks import check
+from lab.report.stats import Summary
+from lab.report.view import cell, run_status
+from lab.run.config import Config
+from lab.run.drain import Readings, drain_rate
+from lab.run.runner import finish, new_results, plan, skip_all
 from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
-from lab.stats import Summary
-from lab.view import cell, run_status
-from shared.journal import Execution
+from shared.journal import Execution, read
 from testbed import registry
 from testbed.node import Node
 
@@ -208,7 +211,7 @@ def test_node_loss_pause_is_the_longest_gap_after_the_kill() -> None:
 
 
 def test_cluster_scenarios_skip_with_the_reason_when_no_cluster_runs(tmp_path: Path) -> None:
-    config = Config.preset(True, 1, topologies=("single", "cluster"))
+    config = Config.preset(True, ALL.values(), 1, topologies=("single", "cluster"))
     impls = [registry.get("pika")]
     assert "nodeloss" not in {s for s, _t, _r in plan(list(ALL), impls, config, "single")}
     todo = plan(["throughput", "nodeloss"], impls, config, "cluster")
@@ -216,7 +219,7 @@ def test_cluster_scenarios_skip_with_the_reason_when_no_cluster_runs(tmp_path: P
     results = new_results(config, impls, ["throughput", "nodeloss"], {})
     skip_all(results, todo, "classic/cluster", "no cluster on this machine (why)")
     finish(results)
-    text = report.markdown(results, [])
+    text = markdown.markdown(results, [])
     assert "Node loss not measured: no cluster on this machine (why)." in text
     assert "| survive a node loss | - | not measured in this run" in text
     assert "| pika (classic/cluster) | - | - | - | - | - | - | skipped |" in text
@@ -232,3 +235,67 @@ def test_compare_refuses_a_cluster_scenario_without_the_cluster_and_bad_setups()
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), result.stderr
+
+
+@pytest.mark.broker  # `mqlab compare` starts its own private node
+@pytest.mark.timeout(240)
+def test_the_example_scenario_runs_end_to_end_with_its_parameter_set(tmp_path: Path) -> None:
+    """The scenario ``docs/architecture.md`` shows is real code: run on demand on a private
+    node, its ``--set`` parameter reaches it, and its check holds (and catches a tampered
+    figure: the negative control)."""
+    out = tmp_path / "report"
+    result = _mqlab("compare", "--quick", "--impl", "pika", "--scenario", "example",
+                    "--set", "example.n=4", "--out", str(out), "--keep-journals",
+                    timeout=230)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["scenarios"] == ["example"]
+    assert results["config"]["params"] == {"example": {"n": 4}}
+    (run,) = results["runs"]
+    assert run["error"] is None and run["metrics"]["took_s"] > 0
+    journal = out / run["samples"]["journal"]
+    assert len({e.message_id for e in read(journal)}) == 4  # n=4 reached the scenario
+    assert check(out, results) == []
+    assert "## Example" in (out / "report.md").read_text()
+    run["metrics"]["took_s"] *= 2
+    assert any(p.startswith("example/pika") for p in check(out, results))
+
+
+def test_scenario_parameters_are_listed_and_a_bad_set_is_one_line() -> None:
+    listing = scenario_listing()
+    assert "--set throughput.n=5000  (--quick: 3000)" in listing
+    assert "example: Example (on demand" in listing
+    assert parse_sets(["example.n=4", "scaling.levels=1,2"]) == {
+        "example": {"n": 4},
+        "scaling": {"levels": (1, 2)},
+    }
+    for item, says in (
+        ("example.n=0", "--set example.n=0: '0' must be a finite number above 0"),
+        ("loaded.seconds=inf", "--set loaded.seconds=inf: 'inf' must be a finite number"),
+        ("example.n", "--set example.n: expected <scenario>.<parameter>=<value>"),
+        ("example.size=3", "--set example.size=3: no such parameter"),
+        ("nope.n=3", "--set nope.n=3: no such parameter"),
+    ):
+        with pytest.raises(UsageError) as raised:
+            parse_sets([item])
+        assert str(raised.value).startswith(says), (item, str(raised.value))
+    # through the command: listed in --help; a bad --set is one line and a usage error
+    assert "--set scaling.levels=1,2,4,8,16" in _mqlab("compare", "--help").stdout
+    result = _mqlab("compare", "--impl", "pika", "--scenario", "example", "--set", "latency.n=3")
+    assert result.returncode == UsageError.exit_code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: --set latency.*: scenario latency is not in this run"], lines
+
+
+def test_the_decision_table_lists_every_need_when_one_scenario_runs() -> None:
+    """Each need is declared by its scenario; those of scenarios not in the run (whose
+    parameters are then not in the settings) still get their line, saying so."""
+    impls = [registry.get("pika")]
+    config = Config.preset(True, [ALL["throughput"]], 1)
+    results = new_results(config, impls, ["throughput"], {})
+    finish(results)
+    text = markdown.markdown(results, [])
+    for need in ("most throughput", "CPU-bound work", "survive a node loss", "least code"):
+        assert f"| {need} | - | not measured in this run" in text, need
+    assert "- Throughput: 3,000 zero-work tasks per drain" in text
+    assert "- Scaling:" not in text  # a scenario's settings line only when it runs

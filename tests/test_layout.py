@@ -5,6 +5,7 @@ the implementations' interface (never their internals); ``lab`` and ``tests`` ma
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,120 @@ def test_no_module_is_over_about_350_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert long == {}
+
+
+# -- inside lab/: three parts, and scenarios that stand alone ----------------------------------
+
+LAB_PARTS: dict[str, set[str]] = {
+    "lab.scenario": {"lab.scenario", "lab.run", "lab.report"},  # for type hints only
+    "lab.run": {"lab.scenario", "lab.run", "lab.scenarios", "lab.report"},
+    "lab.report": {"lab.scenario", "lab.run", "lab.scenarios", "lab.report"},
+    "lab.scenarios": {"lab.scenario", "lab.run", "lab.report"},
+}
+"""Part of ``lab`` -> the parts it may import. The running (``lab.run``) and the reporting
+(``lab.report``) never import the commands (``lab.commands``, ``lab.cli``); a scenario imports
+only the contract (``lab.scenario``), the run machinery and the report helpers, never another
+scenario (the registry, ``lab/scenarios/__init__.py``, loads them by name)."""
+
+
+def lab_imports(path: Path) -> set[str]:
+    """``lab.<part>`` for every ``lab`` module ``path`` imports (``lab.scenarios.crash`` is
+    ``lab.scenarios.crash``: a scenario module names itself in full)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "lab" or len(parts) < 2:
+                continue
+            found.add(".".join(parts[:3]) if parts[1] == "scenarios" else ".".join(parts[:2]))
+    return found
+
+
+def lab_violations(root: Path = ROOT / "lab") -> list[str]:
+    """``file: imports X`` for every import between parts of ``lab`` (the package at ``root``)
+    that :data:`LAB_PARTS` forbids, and every import of one scenario module by another."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent)
+        part = ".".join(rel.with_suffix("").parts[:2])  # lab.run, lab.scenarios, lab.scenario
+        if part not in LAB_PARTS:
+            continue
+        for imported in sorted(lab_imports(path)):
+            head = ".".join(imported.split(".")[:2])
+            scenario = imported.startswith("lab.scenarios.") and path.name != "__init__.py"
+            if head not in LAB_PARTS[part] or (part == "lab.scenarios" and scenario):
+                out.append(f"{rel}: imports {imported}")
+    return out
+
+
+def test_lab_parts_import_only_what_the_rule_allows() -> None:
+    assert lab_violations() == []
+
+
+def test_the_lab_rule_catches_a_scenario_importing_another(tmp_path: Path) -> None:
+    """Negative control: a scenario importing another scenario, a scenario importing the
+    commands, and the run machinery importing the CLI are all reported."""
+    root = tmp_path / "lab"
+    (root / "scenarios").mkdir(parents=True)
+    (root / "run").mkdir()
+    (root / "scenarios" / "a.py").write_text("from lab.scenarios import crash\n")
+    (root / "scenarios" / "b.py").write_text("from lab.scenarios.latency import cdf\n")
+    (root / "scenarios" / "c.py").write_text("from lab.commands.usage import console\n")
+    (root / "run" / "d.py").write_text("import lab.cli\nfrom lab.report import plot\n")
+    assert lab_violations(root) == [
+        "lab/run/d.py: imports lab.cli",
+        "lab/scenarios/a.py: imports lab.scenarios",
+        "lab/scenarios/a.py: imports lab.scenarios.crash",
+        "lab/scenarios/b.py: imports lab.scenarios.latency",
+        "lab/scenarios/c.py: imports lab.commands",
+    ]
+
+
+def mentions(name: str, root: Path) -> list[str]:
+    """``file:line`` of every line of the package at ``root`` naming ``name`` as a word (so
+    ``crashed`` does not name ``crash``), outside ``name``'s own module."""
+    return [
+        f"{p.relative_to(root.parent)}:{i}"
+        for p in sorted(root.rglob("*.py"))
+        if p.stem != name
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(rf"\b{name}\b", line)
+    ]
+
+
+def test_a_scenario_is_named_only_by_its_module_and_its_registration() -> None:
+    """``grep -rn <scenario> lab/`` finds only the scenario's module and its registration."""
+    from lab.scenarios import KNOWN
+
+    for name in ("throughput", "example"):
+        assert name in KNOWN
+        assert mentions(name, ROOT / "lab") == [f"lab/scenarios/__init__.py:{registered(name)}"]
+
+
+def registered(name: str) -> int:
+    """The line of ``lab/scenarios/__init__.py`` that registers ``name``."""
+    lines = (ROOT / "lab" / "scenarios" / "__init__.py").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if f'"{name}"' in line)
+
+
+def test_the_naming_rule_catches_a_scenario_named_elsewhere(tmp_path: Path) -> None:
+    """Negative control: a report module that names a scenario is found."""
+    (tmp_path / "lab" / "report").mkdir(parents=True)
+    (tmp_path / "lab" / "report" / "table.py").write_text('X = "crashed"\nY = view("crash")\n')
+    assert mentions("crash", tmp_path / "lab") == ["lab/report/table.py:2"]
+
+
+def test_the_documented_scenario_is_the_example_module() -> None:
+    """``docs/architecture.md`` shows ``lab/scenarios/example.py`` as it is (the module is run
+    end to end by ``tests/test_lab.py``); a changed module fails here until the doc follows."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    section = doc.split("## Adding a scenario to the lab", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert block.count("\n") > 20
+    assert block in (ROOT / "lab" / "scenarios" / "example.py").read_text()

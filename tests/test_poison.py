@@ -229,7 +229,7 @@ def test_broker_status_counts_dead_letters(broker: Node, impl: Implementation) -
     messages parked in it ("-" before it exists: the negative control)."""
     from rich.console import Console
 
-    from lab.nodes import dead_letter_table
+    from lab.commands.broker import dead_letter_table
 
     def row() -> list[str]:
         console = Console(record=True, width=200)

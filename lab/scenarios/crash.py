@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
-
-from lab import plot
-from lab.harness import Lab, Outcome, ScenarioFailed, Target, Worker
-from lab.scenarios.base import Checker, Scenario
-from lab.view import Column, View, count, pct, secs
+from lab.report import plot
+from lab.report.checks import Checker, check_outcome
+from lab.report.decision import Need
+from lab.report.view import Column, View, count, pct, secs
+from lab.run.harness import Lab, Outcome, ScenarioFailed, Target, Worker
+from lab.scenario import Param, Scenario, params
 from shared.journal import Execution, Journal, by_message
 from testbed.process import wait_until
 
@@ -39,8 +38,8 @@ def _in_hand(j: Journal, victim: Worker) -> Execution | None:
 
 
 def run(lab: Lab, target: Target) -> Outcome:
-    """Kill the victim ``lab.config.crash_kills`` times mid-task; read the journal after."""
-    cfg = lab.config
+    """Kill the victim ``lab.config.of(NAME)["kills"]`` times mid-task; read the journal after."""
+    cfg, opts = lab.config, lab.config.of(NAME)
     impl = target.impl
     journal = lab.journal(f"crash-{target.name}")
     out = Outcome()
@@ -48,12 +47,12 @@ def run(lab: Lab, target: Target) -> Outcome:
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
 
         def start(name: str) -> Worker:
-            return lab.start_worker(target, name, journal, dot_seconds=cfg.crash_dot_seconds)
+            return lab.start_worker(target, name, journal, dot_seconds=opts["dot_seconds"])
 
         steady, victim = start("steady"), start("victim")
         lab.wait_consuming(impl, [steady, victim])
-        ids = lab.publish(target, [BODY] * cfg.crash_tasks)
-        for _ in range(cfg.crash_kills):
+        ids = lab.publish(target, [BODY] * opts["tasks"])
+        for _ in range(opts["kills"]):
             found: list[Execution | None] = [None]
 
             def victim_busy(v: Worker = victim, found: list[Execution | None] = found) -> bool:
@@ -70,7 +69,7 @@ def run(lab: Lab, target: Target) -> Outcome:
                 raise ScenarioFailed("the restarted victim took no task within 60 s") from None
             hit = found[0]
             if hit is None:
-                out.notes.append(f"{len(kills)} of {cfg.crash_kills} kills: the work ran out")
+                out.notes.append(f"{len(kills)} of {opts['kills']} kills: the work ran out")
                 break
             killed_at = time.time()
             lab.stop(victim)
@@ -152,36 +151,9 @@ def reading(view: View) -> list[str]:
     ]
 
 
-def outcome_chart(
-    view: View,
-    out_dir: Path,
-    scenario: str,
-    kept: tuple[str, str],
-    counts: list[tuple[str, str]],
-    title: str,
-    of: str = "messages published",
-) -> list[Path]:
-    """Two panels: % of messages kept (``of`` what), and counts (lost, duplicates...)."""
-    if not plot.has_data(view, scenario, kept[0]):
-        return []
-    fig, (left, right) = plt.subplots(
-        1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [1, 2.2]}
-    )
-    rows = view.rows(scenario)
-    plot.bars(left, view, rows, [(scenario, kept[0], kept[1])])
-    left.set_ylim(0, 105)
-    left.set_ylabel(f"% of {of}")
-    plot.bars(right, view, rows, [(scenario, m, label) for m, label in counts])
-    right.yaxis.set_major_locator(MaxNLocator(integer=True))
-    right.set_ylabel("count")
-    plot.legend_outside(right)
-    fig.suptitle(title)
-    return [plot.save(out_dir, f"{scenario}.png", top=0.93)]
-
-
 def charts(view: View, out_dir: Path) -> list[Path]:
     """Completed %, lost and duplicates per row."""
-    return outcome_chart(
+    return plot.outcome_chart(
         view,
         out_dir,
         NAME,
@@ -195,25 +167,18 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     )
 
 
-def check_outcome(c: Checker, run: dict[str, Any], key: str) -> None:
-    """``key`` (% finished), lost and duplicates recomputed from the journal."""
-    where = f"{run['scenario']}/{run['impl']}"
-    m, s = run["metrics"], run["samples"]
-    rows = c.rows(s)
-    runs = by_message(rows)
-    finished = {k for k, v in runs.items() if any(e.finished for e in v)}
-    share = 100 * len(finished) / s["published"]
-    c.close(m[key], share, f"{where} {key}")
-    c.close(m["lost"], s["published"] - len(finished), f"{where} lost")
-    c.close(m["duplicate_executions"], len(rows) - len(runs), f"{where} duplicates")
-    if s["executions"] != len(rows):
-        c.problems.append(f"{where}: {s['executions']} executions, journal has {len(rows)}")
-    c.shown(f"{share:.1f}%", where)
-
-
 def check(c: Checker, run: dict[str, Any]) -> None:
     """Completed, lost and duplicates from the journal."""
     check_outcome(c, run, "completed_pct")
+
+
+def settings(config: dict[str, Any]) -> str:
+    """Its line under "Settings" in report.md."""
+    p = params(config, NAME)
+    return (
+        f"Crash: {p['tasks']} tasks of {p['dot_seconds'] * 1000:.0f} ms, "
+        f"{p['kills']} SIGKILLs of one of two workers"
+    )
 
 
 SCENARIO = Scenario(
@@ -224,6 +189,21 @@ SCENARIO = Scenario(
         "% of message_ids completed, duplicate executions, time to recover."
     ),
     run=run,
+    params=(
+        Param("tasks", 200, 60, "tasks over the two workers"),
+        Param("kills", 5, 2, "how many times the victim worker is SIGKILLed mid-task"),
+        Param("dot_seconds", 0.05, 0.05, "seconds per unit of work"),
+    ),
+    settings=settings,
+    needs=(
+        Need(
+            "no loss on worker crash",
+            "completed_pct",
+            False,
+            "{:.1f}% of tasks completed with a worker SIGKILLed mid-task",
+            "ack after the work (Celery task_acks_late=True), prefetch 1",
+        ),
+    ),
     columns=columns,
     reading=reading,
     charts=charts,

@@ -15,15 +15,16 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from lab import plot
-from lab.harness import Lab, Outcome, ScenarioFailed, Target
-from lab.scenarios.base import Checker, Scenario
-from lab.view import Column, View, pct, ratio
+from lab.report import plot
+from lab.report.checks import Checker
+from lab.report.view import Column, View, pct, ratio
+from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.scenario import Param, Scenario, params
 from shared.tasks import work_seconds
 
 NAME = "fairness"
 BODY = "task."
-"""One unit of work (``lab.config.fairness_dot_seconds``) for the fast worker."""
+"""One unit of work (``lab.config.of(NAME)["dot_seconds"]``) for the fast worker."""
 
 
 def ideal_makespan(tasks: int, fast: float, slow: float) -> tuple[float, int]:
@@ -42,14 +43,14 @@ def ideal_makespan(tasks: int, fast: float, slow: float) -> tuple[float, int]:
 
 def run(lab: Lab, target: Target) -> Outcome:
     """Run the batch at prefetch 1 and at unlimited prefetch; shares come from the journal."""
-    cfg = lab.config
-    fast = work_seconds(BODY, cfg.fairness_dot_seconds)
-    slow = fast * cfg.fairness_slowdown
-    ideal, ideal_fast = ideal_makespan(cfg.fairness_tasks, fast, slow)
+    cfg, opts = lab.config, lab.config.of(NAME)
+    fast = work_seconds(BODY, opts["dot_seconds"])
+    slow = fast * opts["slowdown"]
+    ideal, ideal_fast = ideal_makespan(opts["tasks"], fast, slow)
     out = Outcome()
     out.samples["ideal"] = {"makespan_s": ideal, "fast_tasks": ideal_fast}
     out.metrics["ideal_makespan_s"] = ideal
-    out.metrics["ideal_fast_share_pct"] = 100 * ideal_fast / cfg.fairness_tasks
+    out.metrics["ideal_fast_share_pct"] = 100 * ideal_fast / opts["tasks"]
     impl = target.impl
     for label, prefetch in (("p1", 1), ("unlimited", impl.unlimited_prefetch)):
         lab.reset([impl])
@@ -57,13 +58,13 @@ def run(lab: Lab, target: Target) -> Outcome:
         with lab.workers_scope():
             workers = [
                 lab.start_worker(target, "fast", journal, prefetch=prefetch,
-                                 dot_seconds=cfg.fairness_dot_seconds),
+                                 dot_seconds=opts["dot_seconds"]),
                 lab.start_worker(target, "slow", journal, prefetch=prefetch,
-                                 slowdown=cfg.fairness_slowdown,
-                                 dot_seconds=cfg.fairness_dot_seconds),
+                                 slowdown=opts["slowdown"],
+                                 dot_seconds=opts["dot_seconds"]),
             ]  # fmt: skip
             lab.wait_consuming(impl, workers)
-            ids = lab.publish(target, [BODY] * cfg.fairness_tasks)
+            ids = lab.publish(target, [BODY] * opts["tasks"])
             rows = lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=workers)
         done = [e for e in rows if e.finished_at is not None]
         per_worker = {w: sum(1 for e in done if e.worker == w) for w in ("fast", "slow")}
@@ -154,6 +155,15 @@ def check(c: Checker, run: dict[str, Any]) -> None:
         c.shown(f"{share:.1f}%", where)
 
 
+def settings(config: dict[str, Any]) -> str:
+    """Its line under "Settings" in report.md."""
+    p = params(config, NAME)
+    return (
+        f"Fairness: {p['tasks']} tasks of {p['dot_seconds'] * 1000:.0f} ms, "
+        f"slow worker x{p['slowdown']:g}"
+    )
+
+
 SCENARIO = Scenario(
     name=NAME,
     title="Fair dispatch",
@@ -162,6 +172,12 @@ SCENARIO = Scenario(
         "makespan against the ideal, at prefetch 1 and at unlimited prefetch."
     ),
     run=run,
+    params=(
+        Param("tasks", 40, 20, "tasks over the two workers"),
+        Param("dot_seconds", 0.05, 0.025, "seconds per unit of work for the fast worker"),
+        Param("slowdown", 4.0, 4.0, "the slow worker's slowdown factor"),
+    ),
+    settings=settings,
     columns=columns,
     reading=reading,
     charts=charts,

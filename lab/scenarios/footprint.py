@@ -5,9 +5,9 @@ One task waits in the queue; the lab starts a worker and times the spawn to the 
 does not wait for the consumer to show in the management API first: its statistics are
 sampled, so that moment could only be polled late and would not add up with the journal's
 figure. Once the task is done the worker is
-idle and its resident set size (the whole process group, :meth:`lab.harness.Worker.rss_mb`) is
-read. The size after load comes from the throughput scenario's worker, read right after it
-drained N tasks. Lines of code count the implementation package's ``.py`` files without blank
+idle and its resident set size (the whole process group, :meth:`lab.run.harness.Worker.rss_mb`) is
+read (the size after load is in the table of the scenario that drains N tasks with the same
+worker). Lines of code count the implementation package's ``.py`` files without blank
 and comment-only lines.
 """
 
@@ -19,10 +19,12 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from lab import plot
-from lab.harness import Lab, Outcome, Target
-from lab.scenarios.base import Checker, Scenario
-from lab.view import Column, View, count, mb, secs
+from lab.report import plot
+from lab.report.checks import Checker
+from lab.report.decision import Need
+from lab.report.view import Column, View, count, mb, secs
+from lab.run.harness import Lab, Outcome, Target
+from lab.scenario import Scenario
 
 NAME = "footprint"
 
@@ -83,12 +85,10 @@ def run(lab: Lab, target: Target) -> Outcome:
 
 
 def columns(config: dict[str, Any]) -> list[Column]:
-    """Start-up, RSS idle and after throughput, lines of code."""
-    last_p = config["throughput_prefetch"][-1]
+    """Start-up, RSS idle, lines of code, broker memory."""
     return [
         Column("startup_to_first_task_s", "start-up to first task", secs),
         Column("rss_idle_mb", "RSS idle", mb),
-        Column(f"rss_after_p{last_p}_mb", "RSS after throughput", mb, "throughput"),
         Column("lines_of_code", "lines of code", count),
         Column("broker_mem_mb", "broker memory", mb),
     ]
@@ -143,11 +143,27 @@ SCENARIO = Scenario(
     name=NAME,
     title="Footprint",
     description=(
-        "Worker start-up time to the first task, RSS idle and after the throughput run (MB), "
+        "Worker start-up time to the first task, RSS idle (MB), "
         "lines of code of each implementation package, and the memory the broker's nodes use "
         "with that worker idle (management API mem_used)."
     ),
     run=run,
+    needs=(
+        Need(
+            "least code",
+            "lines_of_code",
+            True,
+            "{:.0f} lines of code",
+            "none beyond the framework's own",
+        ),
+        Need(
+            "smallest footprint",
+            "rss_idle_mb",
+            True,
+            "{:.0f} MB RSS, idle worker",
+            "one worker process, concurrency 1",
+        ),
+    ),
     columns=columns,
     reading=reading,
     charts=charts,

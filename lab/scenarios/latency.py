@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
 
-from lab import plot
-from lab.harness import Lab, Outcome, ScenarioFailed, Target
-from lab.scenarios.base import Checker, Scenario
-from lab.stats import percentile
-from lab.view import Column, Row, View, ms
+from lab.report import plot
+from lab.report.checks import Checker
+from lab.report.decision import Need
+from lab.report.stats import percentile
+from lab.report.view import Column, View, ms
+from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.scenario import Param, Scenario, params
 from shared.journal import Execution, Journal
 from testbed.process import wait_until
 
@@ -43,8 +44,8 @@ def first_runs(rows: list[Execution]) -> dict[str, Execution]:
 
 
 def run(lab: Lab, target: Target) -> Outcome:
-    """Send ``lab.config.latency_n`` tasks one by one and read their latencies from the journal."""
-    n = lab.config.latency_n
+    """Send ``n`` tasks one by one and read their latencies from the journal."""
+    n = lab.config.of(NAME)["n"]
     journal = lab.journal(f"latency-{target.name}")
     ids: list[str] = []
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
@@ -89,24 +90,6 @@ def reading(view: View) -> list[str]:
     return [f"Median publish->start latency on an idle worker: {listing}."]
 
 
-def cdf(ax: Axes, values: list[float], **style: Any) -> None:
-    """A step CDF of ``values`` on ``ax``."""
-    ordered = sorted(values)
-    if ordered:
-        ax.step(
-            ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], where="post", **style
-        )
-
-
-def samples_ms(view: View, scenario: str, row: Row) -> list[float]:
-    """publish->start samples (``samples["start_ms"]``) of every successful run of ``row``."""
-    out: list[float] = []
-    for r in view.runs(scenario, row):
-        if r.error is None:
-            out += list(r.samples.get("start_ms", []))
-    return out
-
-
 def charts(view: View, out_dir: Path) -> list[Path]:
     """Percentile bars of publish->start and publish->finish."""
     if not plot.has_data(view, NAME, "start_p50_ms"):
@@ -127,13 +110,20 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     """Percentiles recomputed from the journal; one finished message per publish."""
     where = f"{NAME}/{run['impl']}"
     first = first_runs(c.rows(run["samples"]))
-    if len(first) != c.results["config"]["latency_n"]:
-        c.problems.append(f"{where}: {len(first)} messages for {c.results['config']['latency_n']}")
+    n = params(c.results["config"], NAME)["n"]
+    if len(first) != n:
+        c.problems.append(f"{where}: {len(first)} messages for {n}")
     starts = [(e.started_at - e.published_at) * 1000 for e in first.values()]
     for p in PERCENTILES:
         c.close(run["metrics"][f"start_p{p}_ms"], percentile(starts, p), f"{where} p{p}")
     if sorted(starts) != sorted(run["samples"]["start_ms"]):
         c.problems.append(f"{where}: the stored samples differ from the journal's")
+
+
+def settings(config: dict[str, Any]) -> str:
+    """Its line under "Settings" in report.md."""
+    p = params(config, NAME)
+    return f"Latency: {p['n']} tasks one at a time, idle worker"
 
 
 SCENARIO = Scenario(
@@ -144,6 +134,17 @@ SCENARIO = Scenario(
         "publish->finish latency in ms, from the journal."
     ),
     run=run,
+    params=(Param("n", 200, 30, "tasks sent one at a time"),),
+    settings=settings,
+    needs=(
+        Need(
+            "lowest latency",
+            "start_p50_ms",
+            True,
+            "{:.1f} ms publish->start, median, idle",
+            "prefetch 1, a worker already consuming",
+        ),
+    ),
     columns=columns,
     reading=reading,
     charts=charts,

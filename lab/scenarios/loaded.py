@@ -2,7 +2,7 @@
 
 One worker (prefetch 1, journal on) first drains a probe batch: its capacity is the probe's
 rate from the journal (first start to last finish). Then a separate producer process
-(:mod:`lab.publisher`) publishes through the target's own producer at ``loaded_fraction`` of
+(:mod:`lab.run.publisher`) publishes through the target's own producer at ``loaded_fraction`` of
 that capacity for ``loaded_seconds``, each message handed to the producer at its scheduled
 time, as the public queue benchmarks do (a fixed offered rate, latency percentiles). The
 worker's publish->start latencies come from the journal, next to the idle ones of the
@@ -19,17 +19,18 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from lab import plot
-from lab.harness import Lab, Outcome, ScenarioFailed, Target
-from lab.scenarios import latency
-from lab.scenarios.base import Checker, Scenario, published_between
-from lab.stats import percentile
-from lab.view import Column, View, ms, rate
+from lab.report import plot
+from lab.report.checks import Checker
+from lab.report.stats import percentile
+from lab.report.view import Column, View, ms, rate
+from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.scenario import Param, Scenario, params, published_between
 from shared.journal import Execution, Journal
 
 NAME = "loaded"
-PROBE = 300
-"""Tasks in the capacity probe (the ``--quick`` preset uses half)."""
+IDLE = "latency"
+"""The scenario whose idle figures this one sets beside its own, by name (scenarios never
+import each other): the same worker and producer, one message at a time."""
 PERCENTILES = (50, 95, 99)
 
 
@@ -40,8 +41,8 @@ def _since(rows: list[Execution], since: float) -> list[Execution]:
 
 def run(lab: Lab, target: Target) -> Outcome:
     """Probe the capacity, then publish at a fraction of it and read the latencies."""
-    cfg = lab.config
-    probe = PROBE // 2 if cfg.quick else PROBE
+    cfg, opts = lab.config, lab.config.of(NAME)
+    probe = opts["probe"]
     journal = lab.journal(f"loaded-{target.name}")
     out = Outcome(samples={"journal": journal})
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
@@ -52,15 +53,15 @@ def run(lab: Lab, target: Target) -> Outcome:
         done = [e for e in rows if e.finished_at is not None]
         span = max(e.finished_at or 0.0 for e in done) - min(e.started_at for e in done)
         capacity = len(done) / span
-        offered = cfg.loaded_fraction * capacity
+        offered = opts["fraction"] * capacity
         producer = lab.publisher(
             target,
             body="task",
             rate=f"{offered:.1f}",
-            seconds=cfg.loaded_seconds,
+            seconds=opts["seconds"],
             chunk=max(50, int(offered)),
         )
-        result = producer.result(cfg.loaded_seconds * 4 + 60)
+        result = producer.result(opts["seconds"] * 4 + 60)
         if result["errors"]:
             raise ScenarioFailed(f"the producer failed: {result['errors'][0]['error']}")
         ids = result["ids"]
@@ -91,7 +92,7 @@ def columns(config: dict[str, Any]) -> list[Column]:
         Column("offered_per_s", "offered", rate),
         Column("achieved_per_s", "achieved", rate),
         *[Column(f"start_p{p}_ms", f"loaded p{p} ms", ms) for p in PERCENTILES],
-        *[Column(f"start_p{p}_ms", f"idle p{p} ms", ms, latency.NAME) for p in PERCENTILES],
+        *[Column(f"start_p{p}_ms", f"idle p{p} ms", ms, IDLE) for p in PERCENTILES],
     ]
 
 
@@ -101,7 +102,7 @@ def reading(view: View) -> list[str]:
     for r in view.rows(NAME):
         loaded = view.median(NAME, r, "start_p99_ms")
         achieved = view.median(NAME, r, "achieved_per_s")
-        idle = view.median(latency.NAME, r, "start_p99_ms")
+        idle = view.median(IDLE, r, "start_p99_ms")
         if loaded is not None and achieved is not None:
             parts.append(
                 f"{view.label(r)} p99 {loaded:.1f} ms at {achieved:,.0f}/s"
@@ -109,27 +110,27 @@ def reading(view: View) -> list[str]:
             )
     if not parts:
         return []
-    frac = view.config["loaded_fraction"]
+    frac = params(view.config, NAME)["fraction"]
     return [f"publish->start under a steady load of {frac:.0%} of capacity: {'; '.join(parts)}."]
 
 
 def charts(view: View, out_dir: Path) -> list[Path]:
     """CDF of publish->start per row: under load (solid) and idle (dotted)."""
     rows = view.rows(NAME)
-    if not any(latency.samples_ms(view, NAME, r) for r in rows):
+    if not any(plot.samples_ms(view, NAME, r) for r in rows):
         return []
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for row in rows:
         colour = plot.colour(row.target)
-        latency.cdf(
+        plot.cdf(
             ax,
-            latency.samples_ms(view, NAME, row),
+            plot.samples_ms(view, NAME, row),
             color=colour,
             label=f"{view.label(row)}, loaded",
         )
-        latency.cdf(
+        plot.cdf(
             ax,
-            latency.samples_ms(view, latency.NAME, row),
+            plot.samples_ms(view, IDLE, row),
             color=colour,
             linestyle=":",
             label=f"{view.label(row)}, idle",
@@ -137,7 +138,9 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("publish -> start, ms (log scale)")
     ax.set_ylabel("fraction of tasks")
-    ax.set_title(f"Latency distribution, idle and at {view.config['loaded_fraction']:.0%} load")
+    ax.set_title(
+        f"Latency distribution, idle and at {params(view.config, NAME)['fraction']:.0%} load"
+    )
     ax.grid(alpha=0.3)
     plot.legend_outside(ax)
     return [plot.save(out_dir, "latency_cdf.png")]
@@ -156,6 +159,15 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     c.close(m["achieved_per_s"], s["published"] / s["seconds"], f"{where} achieved")
 
 
+def settings(config: dict[str, Any]) -> str:
+    """Its line under "Settings" in report.md."""
+    p = params(config, NAME)
+    return (
+        f"Latency under load: {p['fraction']:.0%} of capacity (probed with {p['probe']} "
+        f"tasks) for {p['seconds']:g} s"
+    )
+
+
 SCENARIO = Scenario(
     name=NAME,
     title="Latency under load",
@@ -164,6 +176,12 @@ SCENARIO = Scenario(
         "just before: publish->start percentiles from the journal, next to the idle ones."
     ),
     run=run,
+    params=(
+        Param("seconds", 6.0, 2.0, "how long the steady load is published, seconds"),
+        Param("fraction", 0.5, 0.5, "the offered rate as a fraction of the measured capacity"),
+        Param("probe", 300, 150, "tasks in the capacity probe"),
+    ),
+    settings=settings,
     columns=columns,
     reading=reading,
     charts=charts,

@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.harness import Lab, Outcome, ScenarioSkipped, Target
-from lab.scenarios.base import Checker, Scenario
-from lab.scenarios.crash import outcome_chart
-from lab.view import Column, View, count, pct, secs
+from lab.report import plot
+from lab.report.checks import Checker
+from lab.report.decision import Need
+from lab.report.view import Column, View, count, pct, secs
+from lab.run.harness import Lab, Outcome, ScenarioSkipped, Target
+from lab.scenario import Param, Scenario, params
 from shared.journal import Execution, Journal, by_message
 from testbed.process import wait_until
 
@@ -44,7 +46,7 @@ def consumption_gap(rows: list[Execution], killed_at: float) -> float | None:
 
 def run(lab: Lab, target: Target) -> Outcome:
     """Publish steadily, kill the queue's leader, read the outcome from the journal."""
-    cfg = lab.config
+    cfg, opts = lab.config, lab.config.of(NAME)
     cluster = lab.broker
     leader_of = getattr(cluster, "leader_of", None)
     if leader_of is None:
@@ -55,18 +57,18 @@ def run(lab: Lab, target: Target) -> Outcome:
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
         workers = [lab.start_worker(target, w, journal, dot_seconds=dot) for w in ("w1", "w2")]
         lab.wait_consuming(target.impl, workers)
-        chunk = max(5, int(cfg.nodeloss_rate / 5))
+        chunk = max(5, int(opts["rate"] / 5))
         producer = lab.publisher(
-            target, body=BODY, rate=cfg.nodeloss_rate, seconds=cfg.nodeloss_seconds, chunk=chunk
+            target, body=BODY, rate=opts["rate"], seconds=opts["seconds"], chunk=chunk
         )
-        third = int(cfg.nodeloss_rate * cfg.nodeloss_seconds / 3)
-        wait_until(lambda: j.finished_count() >= third, cfg.nodeloss_seconds * 3 + 60,
+        third = int(opts["rate"] * opts["seconds"] / 3)
+        wait_until(lambda: j.finished_count() >= third, opts["seconds"] * 3 + 60,
                    interval=0.05, what=f"{third} tasks before the kill")  # fmt: skip
         leader = leader_of(target.queue())
         killed_at = time.time()
         cluster.kill_node(leader)  # type: ignore[attr-defined]
         try:
-            result = producer.result(cfg.nodeloss_seconds * 4 + 120)
+            result = producer.result(opts["seconds"] * 4 + 120)
             ids = result["ids"]
             with contextlib.suppress(Exception):
                 lab.wait_finished(
@@ -129,7 +131,7 @@ def reading(view: View) -> list[str]:
 
 def charts(view: View, out_dir: Path) -> list[Path]:
     """Confirmed executed %, lost, duplicates and publish errors per row."""
-    return outcome_chart(
+    return plot.outcome_chart(
         view,
         out_dir,
         NAME,
@@ -162,6 +164,12 @@ def check(c: Checker, run: dict[str, Any]) -> None:
         c.close(m["consumption_gap_s"], gap, f"{where} pause")
 
 
+def settings(config: dict[str, Any]) -> str:
+    """Its line under "Settings" in report.md."""
+    p = params(config, NAME)
+    return f"Node loss: {p['rate']:g} tasks/s for {p['seconds']:g} s"
+
+
 SCENARIO = Scenario(
     name=NAME,
     title="Node loss",
@@ -171,6 +179,27 @@ SCENARIO = Scenario(
         "(their messages unconfirmed), and the longest pause in consumption after the kill."
     ),
     run=run,
+    params=(
+        Param("rate", 100.0, 100.0, "messages per second published"),
+        Param(
+            "seconds",
+            12.0,
+            8.0,
+            "how long it publishes (the leader is killed a third of the way in)",
+        ),
+    ),
+    settings=settings,
+    needs=(
+        Need(
+            "survive a node loss",
+            "executed_pct",
+            False,
+            "{:.1f}% of confirmed tasks executed after the queue leader was SIGKILLed",
+            "quorum queue on 3 nodes, publisher confirms, every node's URL in the client",
+            "consumption_gap_s",
+            ", consumption paused {:.1f} s",
+        ),
+    ),
     columns=columns,
     reading=reading,
     charts=charts,

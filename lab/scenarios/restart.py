@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from lab.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped, Target
-from lab.scenarios.base import Checker, Scenario
-from lab.scenarios.crash import check_outcome, outcome_chart
-from lab.view import Column, View, count, pct, secs
+from lab.report import plot
+from lab.report.checks import Checker, check_outcome
+from lab.report.view import Column, View, count, pct, secs
+from lab.run.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped, Target
+from lab.scenario import Param, Scenario, params
 from shared.journal import Journal, by_message
 from testbed.process import wait_until
 
@@ -78,7 +79,7 @@ class PortWatch:
 
 def run(lab: Lab, target: Target) -> Outcome:
     """Publish, kill and restart the broker, then read per-worker resumption from the journal."""
-    cfg = lab.config
+    cfg, opts = lab.config, lab.config.of(NAME)
     impl = target.impl
     if not lab.broker.can_kill:
         raise ScenarioSkipped(f"an {lab.broker.provider} broker cannot be killed by the lab")
@@ -87,11 +88,11 @@ def run(lab: Lab, target: Target) -> Outcome:
     resumed: dict[str, dict[str, object]] = {}
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
         workers = [
-            lab.start_worker(target, name, journal, dot_seconds=cfg.restart_dot_seconds)
+            lab.start_worker(target, name, journal, dot_seconds=opts["dot_seconds"])
             for name in ("w1", "w2")
         ]
         lab.wait_consuming(impl, workers)
-        ids = lab.publish(target, [BODY] * cfg.restart_messages)
+        ids = lab.publish(target, [BODY] * opts["messages"])
         done_before = j.finished_count()
         # The queues the workers declared are on disk (Node.sync_metadata): the scenario
         # measures the messages and the workers, not RabbitMQ's metadata window.
@@ -143,7 +144,7 @@ def run(lab: Lab, target: Target) -> Outcome:
         live = [w for w in workers if resumed[w.name]["resumed"]] or workers
         if not empty and not any(resumed[w.name]["resumed"] for w in workers):
             out.notes.append("no worker resumed: a fresh worker drained the queue")
-            live = [lab.start_worker(target, "fresh", journal, dot_seconds=cfg.restart_dot_seconds)]
+            live = [lab.start_worker(target, "fresh", journal, dot_seconds=opts["dot_seconds"])]
         try:
             lab.wait_finished(journal, len(ids), cfg.drain_timeout, workers=live, settle=queue)
         except ScenarioFailed as e:
@@ -213,7 +214,7 @@ def reading(view: View) -> list[str]:
 
 def charts(view: View, out_dir: Path) -> list[Path]:
     """Survived %, lost, duplicates and workers resumed per row."""
-    return outcome_chart(
+    return plot.outcome_chart(
         view,
         out_dir,
         NAME,
@@ -247,6 +248,15 @@ def check(c: Checker, run: dict[str, Any]) -> None:
         c.shown(f"{after:.2f} s", where)
 
 
+def settings(config: dict[str, Any]) -> str:
+    """Its line under "Settings" in report.md."""
+    p = params(config, NAME)
+    return (
+        f"Restart: {p['messages']:,} tasks of {p['dot_seconds'] * 1000:.0f} ms, "
+        f"resume deadline {config['resume_deadline']:.0f} s"
+    )
+
+
 SCENARIO = Scenario(
     name=NAME,
     title="Node restart",
@@ -259,6 +269,11 @@ SCENARIO = Scenario(
         "the slower of the two workers."
     ),
     run=run,
+    params=(
+        Param("messages", 1000, 200, "confirmed messages published before the broker is killed"),
+        Param("dot_seconds", 0.005, 0.005, "seconds per unit of work"),
+    ),
+    settings=settings,
     columns=columns,
     reading=reading,
     charts=charts,

@@ -24,10 +24,12 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from lab import plot
-from lab.harness import Lab, Outcome, ScenarioFailed, Target
-from lab.scenarios.base import Checker, Scenario, published_between
-from lab.view import Column, Row, View, cell, pct, rate
+from lab.report import plot
+from lab.report.checks import Checker
+from lab.report.decision import Need
+from lab.report.view import Column, Row, View, cell, pct, rate
+from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
+from lab.scenario import Param, Scenario, params, published_between
 from shared import tasks
 from shared.journal import Execution, Journal
 
@@ -69,16 +71,14 @@ def ideal(kind: str, level: int, task_s: float, unit_s: float, cores: int) -> fl
 
 def run(lab: Lab, target: Target) -> Outcome:
     """Every concurrency level: I/O batch, then CPU batch, through one worker."""
-    cfg = lab.config
+    cfg, opts = lab.config, lab.config.of(NAME)
     unit_s, cores = cpu_unit_seconds(), os.cpu_count() or 1
-    out = Outcome(
-        samples={"cpu_unit_s": unit_s, "cores": cores, "task_s": cfg.scaling_task_seconds}
-    )
+    out = Outcome(samples={"cpu_unit_s": unit_s, "cores": cores, "task_s": opts["task_seconds"]})
     if unit_s == 0.0:
         out.notes.append("no CPU task in the catalogue (shared.tasks.cpu): I/O only")
-    for level in cfg.scaling_levels:
+    for level in opts["levels"]:
         lab.reset([target.impl])
-        n = cfg.scaling_tasks_per_slot * level
+        n = opts["tasks_per_slot"] * level
         journal = lab.journal(f"scaling-{target.name}-c{level}")
         marks: dict[str, float] = {}
         with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
@@ -87,7 +87,7 @@ def run(lab: Lab, target: Target) -> Outcome:
                 f"c{level}",
                 journal,
                 prefetch=1,
-                dot_seconds=cfg.scaling_task_seconds,
+                dot_seconds=opts["task_seconds"],
                 concurrency=level,
             )
             lab.wait_consuming(target.impl, [worker])
@@ -110,7 +110,7 @@ def run(lab: Lab, target: Target) -> Outcome:
                 r, count = batch_rate(rows, marks[kind], until)
             except ValueError as e:
                 raise ScenarioFailed(f"c{level} {kind}: {e}") from None
-            best = ideal(kind, level, cfg.scaling_task_seconds, unit_s, cores)
+            best = ideal(kind, level, opts["task_seconds"], unit_s, cores)
             out.metrics[f"{kind}_c{level}_per_s"] = r
             out.metrics[f"{kind}_c{level}_eff_pct"] = 100 * r / best
             level_samples[f"{kind}_finished"] = count
@@ -123,7 +123,7 @@ def columns(config: dict[str, Any]) -> list[Column]:
     return [
         Column(f"{kind}_c{c}_per_s", f"{'I/O' if kind == 'io' else 'CPU'} c={c}", rate)
         for kind in KINDS
-        for c in config["scaling_levels"]
+        for c in params(config, NAME)["levels"]
     ]
 
 
@@ -139,7 +139,7 @@ def cell_text(view: View, row: Row, metric: str) -> str | None:
 def reading(view: View) -> list[str]:
     """The best row at the top level, for each kind."""
     out = []
-    top = view.config["scaling_levels"][-1]
+    top = params(view.config, NAME)["levels"][-1]
     for kind, label in (("io", "I/O-bound"), ("cpu", "CPU-bound")):
         parts = []
         for r in view.rows(NAME):
@@ -155,7 +155,7 @@ def reading(view: View) -> list[str]:
 
 def charts(view: View, out_dir: Path) -> list[Path]:
     """Tasks/s against concurrency per row, with the ideal line, one panel per kind."""
-    levels = view.config["scaling_levels"]
+    levels = params(view.config, NAME)["levels"]
     rows = view.rows(NAME)
     if not any(plot.has_data(view, NAME, f"io_c{c}_per_s") for c in levels):
         return []
@@ -207,7 +207,7 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     """Rates recomputed from the journals, efficiency from the rate and the ideal."""
     where = f"{NAME}/{run['impl']}"
     s = run["samples"]
-    for level in c.results["config"]["scaling_levels"]:
+    for level in params(c.results["config"], NAME)["levels"]:
         ls = s.get(f"c{level}")
         if ls is None:
             c.problems.append(f"{where}: no samples for c{level}")
@@ -229,6 +229,15 @@ def check(c: Checker, run: dict[str, Any]) -> None:
             )
 
 
+def settings(config: dict[str, Any]) -> str:
+    """Its line under "Settings" in report.md."""
+    p = params(config, NAME)
+    return (
+        f"Scaling: concurrency {', '.join(str(c) for c in p['levels'])}, tasks of "
+        f"{p['task_seconds'] * 1000:.0f} ms, {p['tasks_per_slot']} per slot"
+    )
+
+
 SCENARIO = Scenario(
     name=NAME,
     title="Scaling with concurrency",
@@ -239,6 +248,30 @@ SCENARIO = Scenario(
         "against the ideal in brackets (I/O: N / task time; CPU: min(N, cores) / unit time)."
     ),
     run=run,
+    params=(
+        Param("levels", (1, 2, 4, 8, 16), (1, 4), "the concurrency levels"),
+        Param("task_seconds", 0.02, 0.02, "the I/O task's sleep and the CPU task's work, seconds"),
+        Param("tasks_per_slot", 30, 12, "tasks per run per unit of concurrency"),
+    ),
+    settings=settings,
+    needs=(
+        Need(
+            "CPU-bound work",
+            "cpu_c{top}_per_s",
+            False,
+            "{:,.0f} tasks/s at concurrency {top}",
+            "one slot per core: processes, not threads",
+            words=lambda p: {"top": p["levels"][-1]},
+        ),
+        Need(
+            "I/O-bound work",
+            "io_c{top}_per_s",
+            False,
+            "{:,.0f} tasks/s at concurrency {top}",
+            "many slots (threads) with prefetch 1 per slot",
+            words=lambda p: {"top": p["levels"][-1]},
+        ),
+    ),
     columns=columns,
     cell=cell_text,
     reading=reading,

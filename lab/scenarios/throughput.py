@@ -4,11 +4,11 @@ The target's own producer (persistent, confirmed unless it is a defaults row) pu
 into an empty queue; the publish rate is N over the producer's wall time. Then one worker with
 no journal drains the full queue at prefetch 1 and again (after a fresh publish) at prefetch
 100 (a defaults row drains once, at its framework's default prefetch). The consume rate is
-timed from the queue itself (:mod:`lab.drain`) by the lab and, independently, by an observer
+timed from the queue itself (:mod:`lab.run.drain`) by the lab and, independently, by an observer
 process started before the producer, which also times the queue filling up; the table prints
 each figure's ratio to the observer's, publish and consume (the cross-check: it must stay
 within 10%), and the broker's ack count for the queue must equal N. The bare pika loop
-(:mod:`lab.baseline`) is measured the same way; "x bare" is each figure's ratio to it.
+(:mod:`lab.run.bare_pika`) is measured the same way; "x bare" is each figure's ratio to it.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from lab import baseline, plot
-from lab.drain import drain_rate
-from lab.harness import BASELINE_QUEUE, Lab, Outcome, ScenarioFailed, Target
-from lab.rates import Observer, drain, observed_publish_rate, publish_rate
-from lab.scenarios.base import Checker, Scenario
-from lab.view import BASELINE, Column, Row, View, cell, rate, ratio
+from lab.report import plot
+from lab.report.checks import Checker
+from lab.report.decision import Need
+from lab.report.view import BASELINE, Column, Row, View, cell, mb, rate, ratio
+from lab.run import bare_pika
+from lab.run.drain import Observer, drain, drain_rate, observed_publish_rate, publish_rate
+from lab.run.harness import BASELINE_QUEUE, Lab, Outcome, ScenarioFailed, Target
+from lab.scenario import Param, Scenario, params
 
 NAME = "throughput"
 BODY = "task"
@@ -50,11 +52,11 @@ def _record(out: Outcome, label: str, published: float, result: dict[str, Any]) 
 
 
 def run(lab: Lab, target: Target) -> Outcome:
-    """Publish and drain ``lab.config.throughput_n`` tasks at each prefetch of the target."""
-    n = lab.config.throughput_n
+    """Publish and drain ``n`` tasks at each prefetch of the target."""
+    n, prefetches = lab.config.of(NAME)["n"], lab.config.of(NAME)["prefetch"]
     out = Outcome()
     seconds = []
-    for label, prefetch in _labels(target, lab.config.throughput_prefetch):
+    for label, prefetch in _labels(target, prefetches):
         lab.reset([target.impl])
         observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
         with observer.killed_on_error():
@@ -87,20 +89,20 @@ def _publish(out: Outcome, n: int, seconds: list[float]) -> None:
 
 
 def run_baseline(lab: Lab) -> Outcome:
-    """The same measurements for the bare pika loop of :mod:`lab.baseline`."""
-    n = lab.config.throughput_n
+    """The same measurements for the bare pika loop of :mod:`lab.run.bare_pika`."""
+    n, prefetches = lab.config.of(NAME)["n"], lab.config.of(NAME)["prefetch"]
     out = Outcome()
     seconds = []
-    for label, prefetch in _labels(None, lab.config.throughput_prefetch):
+    for label, prefetch in _labels(None, prefetches):
         lab.reset([])
         observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
         with observer.killed_on_error():
-            seconds.append(baseline.publish(lab.node_url, n))
+            seconds.append(bare_pika.publish(lab.node_url, n))
         timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
-        command = baseline.consumer_command(lab.node_url, n, prefetch, timings)
+        command = bare_pika.consumer_command(lab.node_url, n, prefetch, timings)
         result = drain(lab, BASELINE_QUEUE, n, command, f"baseline-{label}", observer)
         _record(out, label, n, result)
-        own = baseline.read_timings(timings)
+        own = bare_pika.read_timings(timings)
         out.samples[label].update(own_first_delivery_at=own[0], own_last_ack_at=own[1])
         out.samples[label]["publish_seconds"] = seconds[-1]
     _publish(out, n, seconds)
@@ -108,14 +110,17 @@ def run_baseline(lab: Lab) -> Outcome:
 
 
 def columns(config: dict[str, Any]) -> list[Column]:
-    """Publish rate, consume rates per prefetch, and each one's cross-check ratio."""
-    labels = [(f"p{p}", f"prefetch {p}") for p in config["throughput_prefetch"]]
+    """Publish rate, consume rates per prefetch, each one's cross-check ratio, and the
+    worker's memory after the drain at the highest prefetch."""
+    prefetches = params(config, NAME)["prefetch"]
+    labels = [(f"p{p}", f"prefetch {p}") for p in prefetches]
     if "defaults" in config.get("variants", []):
         labels.append(("default", "default prefetch"))
     cols = [Column("publish_per_s", "publish", rate)]
     cols.append(Column("check_publish", "publish lab/observer", ratio))
     cols += [Column(f"consume_{k}_per_s", f"consume, {h}", rate) for k, h in labels]
     cols += [Column(f"check_{k}", f"lab/observer, {h}", ratio) for k, h in labels]
+    cols.append(Column(f"rss_after_p{prefetches[-1]}_mb", "worker RSS after the drain", mb))
     return cols
 
 
@@ -133,7 +138,7 @@ def cell_text(view: View, row: Row, metric: str) -> str | None:
 def reading(view: View) -> list[str]:
     """Fastest first per prefetch; the cross-check; the pika worker against the bare loop."""
     out = []
-    for p in view.config["throughput_prefetch"]:
+    for p in params(view.config, NAME)["prefetch"]:
         metric = f"consume_p{p}_per_s"
         ranked = sorted(
             (
@@ -185,7 +190,7 @@ def reading(view: View) -> list[str]:
             )
     for setup in view.setups:
         parts = []
-        for p in view.config["throughput_prefetch"]:
+        for p in params(view.config, NAME)["prefetch"]:
             s = view.pair_ratio(
                 NAME, Row("pika", setup), Row(BASELINE, setup), f"consume_p{p}_per_s"
             )
@@ -208,7 +213,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     labels = [
         (f"consume_p{p}_per_s", f"consume,\nprefetch {p}")
-        for p in view.config["throughput_prefetch"]
+        for p in params(view.config, NAME)["prefetch"]
     ]
     if "defaults" in view.config.get("variants", []):
         labels.append(("consume_default_per_s", "consume,\nframework default"))
@@ -216,15 +221,25 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     plot.bars(ax, view, view.rows(NAME), groups)
     plot.legend_outside(ax)
     ax.set_ylabel("messages per second")
-    ax.set_title(f"Throughput ({view.config['throughput_n']:,} zero-work tasks, no journal)")
+    ax.set_title(f"Throughput ({params(view.config, NAME)['n']:,} zero-work tasks, no journal)")
     return [plot.save(out_dir, "throughput.png")]
+
+
+def settings(config: dict[str, Any]) -> str:
+    """N, the prefetch counts and how often the queue is read."""
+    p = params(config, NAME)
+    return (
+        f"Throughput: {p['n']:,} zero-work tasks per drain, prefetch "
+        f"{', '.join(str(x) for x in p['prefetch'])}, no journal; queue polled every "
+        f"{config['drain_poll'] * 1000:.0f} ms"
+    )
 
 
 def check(c: Checker, run: dict[str, Any]) -> None:
     """Each rate and cross-check ratio recomputed from the raw drain windows."""
     where = f"{NAME}/{run['impl']}"
     drains = [v for v in run["samples"].values() if isinstance(v, dict) and "lab" in v]
-    n = c.results["config"]["throughput_n"]
+    n = params(c.results["config"], NAME)["n"]
     mine = publish_rate(n, [d["publish_seconds"] for d in drains])
     c.close(run["metrics"]["publish_per_s"], mine, f"{where} publish rate")
     theirs = observed_publish_rate(n, [d["observer"] for d in drains])
@@ -255,11 +270,32 @@ SCENARIO = Scenario(
     ),
     run=run,
     columns=columns,
+    params=(
+        Param(
+            "n",
+            5000,
+            3000,
+            "zero-work tasks per drain (quick: a prefetch-100 drain must "
+            "still span several readings under load)",
+        ),
+        Param("prefetch", (1, 100), (1, 100), "the prefetch counts the worker drains at"),
+    ),
+    settings=settings,
+    needs=(
+        Need(
+            "most throughput",
+            "consume_p{top}_per_s",
+            False,
+            "{:,.0f} tasks/s at prefetch {top}",
+            "prefetch {top} (fair dispatch given up)",
+            words=lambda p: {"top": p["prefetch"][-1]},
+        ),
+    ),
     cell=cell_text,
     reading=reading,
     charts=charts,
     check=check,
-    baseline=True,
+    baseline=run_baseline,
     variants=("defaults",),
     seconds=(5.0, 25.0),
 )

@@ -1,11 +1,11 @@
 """Runs the selected scenarios for the selected implementations and collects every sample.
 
 Order: setup by setup (queue type and topology); within a setup scenario by scenario; within a
-scenario, repeat by repeat; within a repeat, the bare pika baseline (throughput only) and then
+scenario, repeat by repeat; within a repeat, the scenario's baseline (if it declares one) and then
 each implementation followed by its variants, so slow drift of the machine spreads over all of
 them. Every queue of every implementation is deleted before each run. A
-run that raises :class:`~lab.harness.ScenarioFailed` (or any other error) is recorded with its
-reason and the next run starts; one that raises :class:`~lab.harness.ScenarioSkipped` (it
+run that raises :class:`~lab.run.harness.ScenarioFailed` (or any other error) is recorded with its
+reason and the next run starts; one that raises :class:`~lab.run.harness.ScenarioSkipped` (it
 cannot run on this lab, e.g. it must kill a broker the lab does not own) is recorded as skipped.
 """
 
@@ -22,11 +22,11 @@ from typing import Any
 
 import psutil
 
-from lab.config import Config
-from lab.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
-from lab.scenarios import ALL, throughput
-from lab.targets import Target, targets
-from lab.view import BASELINE
+from lab.report.view import BASELINE
+from lab.run.config import Config
+from lab.run.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
+from lab.run.targets import Target, libraries, targets
+from lab.scenarios import find
 from shared.impl import Implementation
 from testbed.node import Node
 
@@ -35,10 +35,8 @@ __all__ = [
     "plan", "run_setup", "skip_all",
 ]  # fmt: skip
 
-LIBRARIES = (
-    "pika", "celery", "kombu", "dramatiq", "faststream", "aio-pika",
-    "requests", "matplotlib", "rich", "psutil",
-)  # fmt: skip
+TOOLS = ("requests", "matplotlib", "rich", "psutil")
+"""The lab's own libraries the report lists beside the implementations' (:mod:`lab.run.targets`)."""
 
 
 @dataclass
@@ -51,7 +49,7 @@ class RunRecord:
         repeat: 1-based repeat number.
         setup: ``<queue type>/<topology>``.
         seconds: wall time of the run.
-        metrics: the figures (see :class:`lab.harness.Outcome`).
+        metrics: the figures (see :class:`lab.run.harness.Outcome`).
         samples: raw samples.
         notes: remarks.
         error: why the run failed, or ``None``.
@@ -76,7 +74,7 @@ class Results:
 
     Attributes:
         meta: versions, machine, timing.
-        config: the settings used (:meth:`lab.harness.Config.as_dict`).
+        config: the settings used (:meth:`lab.run.harness.Config.as_dict`).
         implementations: ids of the implementations measured.
         missing: implementations not available, with the reason.
         scenarios: scenario names run.
@@ -105,7 +103,7 @@ def broker_facts(broker: Node) -> dict[str, str]:
 def machine() -> dict[str, Any]:
     """Versions and machine facts for the report (the broker's come from :func:`broker_facts`)."""
     versions = {}
-    for lib in LIBRARIES:
+    for lib in (*libraries(), *TOOLS):
         try:
             versions[lib] = importlib.metadata.version(lib)
         except importlib.metadata.PackageNotFoundError:
@@ -139,13 +137,13 @@ def plan(
     """
     out: list[tuple[str, Target | None, int]] = []
     for name in scenarios:
-        scenario = ALL[name]
+        scenario = find(name)
         if topology not in scenario.topologies:
             continue
         wanted = tuple(v for v in scenario.variants if v in config.variants)
         if config.quick and not scenario.quick_variants:
             wanted = ()
-        rows: list[Target | None] = [None] if scenario.baseline else []
+        rows: list[Target | None] = [None] if scenario.baseline is not None else []
         rows += targets(impls, wanted)
         for r in range(1, config.repeat + 1):
             out.extend((name, t, r) for t in rows)
@@ -154,7 +152,7 @@ def plan(
 
 def estimate(todo: list[tuple[str, Target | None, int]], quick: bool) -> float:
     """Rough seconds for ``todo`` from each scenario's declared run time on this machine."""
-    return sum(ALL[name].seconds[0 if quick else 1] for name, _t, _r in todo)
+    return sum(find(name).seconds[0 if quick else 1] for name, _t, _r in todo)
 
 
 def run_one(lab: Lab, impls: list[Implementation], scenario: str, target: Target | None) -> Outcome:
@@ -162,8 +160,11 @@ def run_one(lab: Lab, impls: list[Implementation], scenario: str, target: Target
     lab.reset(impls)
     try:
         if target is None:
-            return throughput.run_baseline(lab)
-        return ALL[scenario].run(lab, target)
+            baseline = find(scenario).baseline
+            if baseline is None:
+                raise ScenarioFailed(f"{scenario} has no baseline")
+            return baseline(lab)
+        return find(scenario).run(lab, target)
     finally:
         lab.stop_all()
 

@@ -1,4 +1,4 @@
-"""``mqlab broker up|down|status|purge``, and the node a comparison runs on.
+"""``mqlab broker up|down|status|purge``.
 
 ``broker up`` starts a private node (``--cluster``: three clustered nodes) and keeps it until
 Ctrl+C, SIGTERM or ``broker down``; its record (:mod:`shared.broker_up`) lets every program
@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 from urllib.parse import urlparse
@@ -24,10 +23,10 @@ import pika.exceptions
 import requests
 from rich.table import Table as RichTable
 
-from lab.common import UsageError, console, select_implementations, split
+from lab.commands.usage import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
 from shared import pika_errors
-from shared.errors import BrokerUnavailable, MqlabError
+from shared.errors import MqlabError
 from shared.settings import amqp_urls
 from testbed import registry
 from testbed.cluster import Cluster
@@ -35,48 +34,6 @@ from testbed.management import Management
 from testbed.node import ExternalNode, Node, mask_password
 from testbed.process import wait_until
 from testbed.provider import private_kind, provision
-
-EXTERNAL_PREFIX = "mqlab_lab_"
-"""Queue prefix the lab uses on a broker it does not own, so it never touches other queues."""
-
-
-def external_node(amqp_url: str, management_url: str | None) -> ExternalNode:
-    """The broker at ``amqp_url``, its management API at ``management_url`` (else
-    ``MQLAB_MANAGEMENT_URL``, else port 15672 of the AMQP host), checked to answer.
-
-    Raises:
-        BrokerUnavailable: the AMQP port or the management API does not answer within 10 s
-            (the message names the address and how to point mqlab elsewhere).
-    """
-    broker = ExternalNode(amqp_url, management_url)
-    try:
-        broker.start()
-    except TimeoutError as e:
-        if "management API" in str(e):
-            raise BrokerUnavailable(
-                f"the management API at {broker.management_url} does not answer (needed for "
-                "queue figures): pass --management-url URL or set MQLAB_MANAGEMENT_URL"
-            ) from None
-        raise BrokerUnavailable(
-            f"the broker at {mask_password(amqp_url)} does not answer ({e})"
-        ) from None
-    return broker
-
-
-@contextlib.contextmanager
-def lab_node(amqp_url: str | None, management_url: str | None = None) -> Iterator[Node]:
-    """A private node for the run (local binary, else Docker), or the broker at ``amqp_url``.
-
-    Raises:
-        BrokerUnavailable: no way to run RabbitMQ here, or the broker at ``amqp_url`` (or its
-            management API) does not answer.
-    """
-    if amqp_url:
-        os.environ.setdefault("MQLAB_QUEUE_PREFIX", EXTERNAL_PREFIX)
-        yield external_node(amqp_url, management_url)
-        return
-    with provision(private_kind()) as node:
-        yield node
 
 
 def cmd_broker(args: argparse.Namespace) -> int:

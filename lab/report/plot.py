@@ -1,15 +1,17 @@
 """Drawing helpers the scenario modules share (matplotlib, Agg backend: no display needed).
 
-One colour per implementation in every chart (:func:`colour`): a variant of an implementation
-(``celery-defaults``, ``celery-threads``) keeps its colour with a hatch or a dashed line, and a
-second setup (quorum, cluster) is drawn lighter. Bars are medians over the repeats; with more
-than one repeat, error bars span min to max. Every value axis names its unit.
+One colour per implementation in every chart (:func:`colour`, set in :mod:`lab.run.targets`): a
+variant of an implementation (``celery-defaults``, ``celery-threads``) keeps its colour with a
+hatch or a dashed line, and a second setup (quorum, cluster) is drawn lighter. Bars are medians
+over the repeats; with more than one repeat, error bars span min to max. Every value axis
+names its unit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -17,24 +19,22 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from lab.view import BASELINE, Row, View  # noqa: E402
+from lab.report.view import BASELINE, Row, View  # noqa: E402
+from lab.run import targets  # noqa: E402
 
-COLOURS = {
-    BASELINE: "#7f7f7f",
-    "pika": "#1f77b4",
-    "celery": "#2ca02c",
-    "dramatiq": "#d62728",
-    "faststream": "#9467bd",
-}
-"""Implementation id -> colour, the same in every chart."""
+if TYPE_CHECKING:
+    from lab.run.runner import Results
+
+BASELINE_COLOUR = "#7f7f7f"
 HATCHES = {"defaults": "//", "threads": ".."}
 """Variant suffix -> bar hatch."""
 
 
 def colour(target: str) -> str:
-    """The colour of ``target``'s implementation."""
-    return COLOURS.get(target.split("-", 1)[0], "#9467bd")
+    """The colour of ``target``'s implementation (:data:`lab.run.targets.IMPLEMENTATIONS`)."""
+    return BASELINE_COLOUR if target == BASELINE else targets.colour(target)
 
 
 def variant(target: str) -> str:
@@ -101,3 +101,59 @@ def save(out_dir: Path, name: str, top: float = 1.0) -> Path:
 def has_data(view: View, scenario: str, metric: str) -> bool:
     """Whether any row of ``scenario`` has ``metric`` (no chart is drawn without data)."""
     return any(view.summary(scenario, row, metric) is not None for row in view.rows(scenario))
+
+
+def cdf(ax: Axes, values: list[float], **style: Any) -> None:
+    """A step CDF of ``values`` on ``ax``."""
+    ordered = sorted(values)
+    if ordered:
+        ax.step(
+            ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], where="post", **style
+        )
+
+
+def samples_ms(view: View, scenario: str, row: Row) -> list[float]:
+    """publish->start samples (``samples["start_ms"]``) of every successful run of ``row``."""
+    out: list[float] = []
+    for r in view.runs(scenario, row):
+        if r.error is None:
+            out += list(r.samples.get("start_ms", []))
+    return out
+
+
+def outcome_chart(
+    view: View,
+    out_dir: Path,
+    scenario: str,
+    kept: tuple[str, str],
+    counts: list[tuple[str, str]],
+    title: str,
+    of: str = "messages published",
+) -> list[Path]:
+    """Two panels: % of messages kept (``of`` what), and counts (lost, duplicates...)."""
+    if not has_data(view, scenario, kept[0]):
+        return []
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [1, 2.2]}
+    )
+    rows = view.rows(scenario)
+    bars(left, view, rows, [(scenario, kept[0], kept[1])])
+    left.set_ylim(0, 105)
+    left.set_ylabel(f"% of {of}")
+    bars(right, view, rows, [(scenario, m, label) for m, label in counts])
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_ylabel("count")
+    legend_outside(right)
+    fig.suptitle(title)
+    return [save(out_dir, f"{scenario}.png", top=0.93)]
+
+
+def draw(results: Results, out_dir: Path) -> list[Path]:
+    """Draw every chart the run has data for into ``out_dir``; return their paths (each
+    scenario draws its own, :attr:`lab.scenario.Scenario.charts`)."""
+    from lab.scenarios import find  # the scenarios import this module
+
+    if not results.implementations:
+        return []
+    view = View(results)
+    return [path for name in results.scenarios for path in find(name).charts(view, out_dir)]

@@ -1,6 +1,6 @@
 """``make demo``: two workers share a work queue, and you see who did what.
 
-    python -m lab.demo [--impl pika] [--messages 10] [--slow 3]
+    python -m lab.commands.demo [--impl pika] [--messages 10] [--slow 3]
 
 Starts a private RabbitMQ node (or uses ``AMQP_URL`` when set), starts two workers of the chosen
 implementation at prefetch 1, one of them ``--slow`` times slower, publishes tutorial-2 style
@@ -29,7 +29,7 @@ DOT_SECONDS = 0.2
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.commands.demo", description=__doc__)
     parser.add_argument("--impl", default="pika", choices=list(registry.KNOWN))
     parser.add_argument("--messages", type=int, default=10)
     parser.add_argument("--slow", type=float, default=3.0, help="slowdown of the second worker")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import psutil
 
-from lab.config import Config
-from lab.outcome import Outcome, ScenarioFailed, ScenarioSkipped
-from lab.publisher import Publisher
-from lab.targets import Target
+from lab.run.config import Config
+from lab.run.publisher import Publisher
+from lab.run.targets import Target
+from lab.scenario import Outcome, ScenarioFailed, ScenarioSkipped
 from shared.impl import Command, Implementation, WorkerSpec
 from shared.journal import Execution, Journal
 from testbed.node import Node
@@ -213,7 +213,7 @@ class Lab:
     def publish(self, target: Target, bodies: list[str]) -> list[str]:
         """Publish ``bodies`` through ``target``'s producer; return the message_ids.
 
-        In this process, or through :mod:`lab.publisher` when the target's producer needs an
+        In this process, or through :mod:`lab.run.publisher` when the target's producer needs an
         environment of its own (no publisher confirms).
 
         Raises:
@@ -226,13 +226,13 @@ class Lab:
         return list(self.publisher(target, body=bodies[0], count=len(bodies)).result()["ids"])
 
     def publisher(self, target: Target, **options: object) -> Publisher:
-        """Start :mod:`lab.publisher` for ``target`` with ``options`` (``count=N`` or ``rate=R,
+        """Start :mod:`lab.run.publisher` for ``target`` with ``options`` (``count=N`` or ``rate=R,
         seconds=S, chunk=C``); ``.result()`` waits for it."""
         out = self.workdir / "logs" / f"{self._next()}-{target.name}-publisher.json"
         argv = [
             sys.executable,
             "-m",
-            "lab.publisher",
+            "lab.run.publisher",
             "--impl",
             target.impl.name,
             "--amqp-url",

@@ -1,9 +1,9 @@
-"""Turns :class:`lab.runner.Results` into tables, a short reading, ``report.md`` and results.json.
+"""Turns :class:`lab.run.runner.Results` into tables, a reading, ``report.md`` and results.json.
 
 Nothing here knows a scenario by name: each scenario module declares its columns, its reading
-and its charts (:class:`lab.scenarios.base.Scenario`); the decision table comes from
-:mod:`lab.decision`. Every figure shown is the median over the repeats of a run (with the
-min-max range when there was more than one), computed by :mod:`lab.view` from the raw metrics
+and its charts (:class:`lab.scenario.Scenario`); the decision table comes from
+:mod:`lab.report.decision`. Every figure shown is the median over the repeats of a run (with the
+min-max range when there was more than one), computed by :mod:`lab.report.view` from the raw metrics
 in results.json; the end-to-end test recomputes them from that file and the journals.
 """
 
@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import decision
-from lab.runner import Results
-from lab.scenarios import ALL
-from lab.view import View, cell, run_status
+from lab.report import decision
+from lab.report.view import View, cell, run_status
+from lab.run.runner import Results
+from lab.scenarios import find
 
 __all__ = ["Table", "cell", "markdown", "notes", "reading", "run_status", "tables", "write"]
 
@@ -37,7 +37,7 @@ def tables(results: Results) -> list[Table]:
     view = View(results)
     out = []
     for name in results.scenarios:
-        scenario = ALL[name]
+        scenario = find(name)
         cols = scenario.columns(results.config)
         rows = []
         for row in view.rows(name):
@@ -76,7 +76,7 @@ def notes(results: Results) -> list[str]:
 def reading(results: Results) -> list[str]:
     """A few sentences saying what the numbers say, one or more per scenario."""
     view = View(results)
-    return [line for name in results.scenarios for line in ALL[name].reading(view)]
+    return [line for name in results.scenarios for line in find(name).reading(view)]
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -91,20 +91,9 @@ def settings_lines(results: Results) -> list[str]:
         f"- Repeats: {cfg['repeat']} (figures are medians; with more than one repeat the "
         "min-max range follows in brackets)" + ("; quick preset" if cfg["quick"] else ""),
         f"- Setups (queue type/topology): {', '.join(results.setups)}",
-        f"- Throughput: {cfg['throughput_n']:,} zero-work tasks per drain, prefetch "
-        f"{', '.join(str(p) for p in cfg['throughput_prefetch'])}, no journal; queue polled "
-        f"every {cfg['drain_poll'] * 1000:.0f} ms",
-        f"- Latency: {cfg['latency_n']} tasks one at a time; under load: "
-        f"{cfg['loaded_fraction']:.0%} of capacity for {cfg['loaded_seconds']:g} s",
-        f"- Scaling: concurrency {', '.join(str(c) for c in cfg['scaling_levels'])}, tasks of "
-        f"{cfg['scaling_task_seconds'] * 1000:.0f} ms, {cfg['scaling_tasks_per_slot']} per slot",
-        f"- Fairness: {cfg['fairness_tasks']} tasks of {cfg['fairness_dot_seconds'] * 1000:.0f}"
-        f" ms, slow worker x{cfg['fairness_slowdown']:g}",
-        f"- Crash: {cfg['crash_tasks']} tasks of {cfg['crash_dot_seconds'] * 1000:.0f} ms, "
-        f"{cfg['crash_kills']} SIGKILLs of one of two workers",
-        f"- Restart: {cfg['restart_messages']:,} tasks of {cfg['restart_dot_seconds'] * 1000:.0f}"
-        f" ms, resume deadline {cfg['resume_deadline']:.0f} s",
-        f"- Node loss: {cfg['nodeloss_rate']:g} tasks/s for {cfg['nodeloss_seconds']:g} s",
+        f"- Lab deadlines: {cfg['drain_timeout']:.0f} s to drain a queue, "
+        f"{cfg['resume_deadline']:.0f} s for a worker to resume after a broker restart",
+        *[f"- {line}" for name in results.scenarios if (line := find(name).settings(cfg))],
     ]
 
 

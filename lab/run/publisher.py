@@ -6,8 +6,8 @@ needs its own environment (a defaults row without publisher confirms: Celery rea
 watches the queue). It writes a JSON file: the message_ids confirmed in publish order, the
 seconds the publishing took, and the publish errors the producer raised::
 
-    python -m lab.publisher --impl celery --count 1000 --out ids.json
-    python -m lab.publisher --impl pika --rate 200 --seconds 5 --chunk 20 --out ids.json
+    python -m lab.run.publisher --impl celery --count 1000 --out ids.json
+    python -m lab.run.publisher --impl pika --rate 200 --seconds 5 --chunk 20 --out ids.json
 
 With ``--rate`` the bodies are handed to the producer at that many per second (one producer
 call per ``--chunk`` messages, so a failed call costs at most one chunk); a call that raises
@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from lab.outcome import ScenarioFailed
+from lab.scenario import ScenarioFailed
 from shared import cli
 from shared.errors import MqlabError
 from testbed import registry
@@ -62,7 +62,7 @@ class Paced(Sequence[str]):
 
 
 class Publisher:
-    """A running :mod:`lab.publisher` process; :meth:`result` waits for its JSON output."""
+    """A running :mod:`lab.run.publisher` process; :meth:`result` waits for its JSON output."""
 
     def __init__(self, process: GroupProcess, out: Path, timeout: float) -> None:
         self.process, self.out, self.timeout = process, out, timeout
@@ -86,7 +86,7 @@ class Publisher:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.publisher", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.run.publisher", description=__doc__)
     parser.add_argument("--impl", required=True)
     parser.add_argument("--amqp-url", required=True)
     parser.add_argument("--body", default="task")

@@ -1,4 +1,4 @@
-"""Reading :class:`lab.runner.Results` back: summaries over repeats, table columns and cells.
+"""Reading :class:`lab.run.runner.Results` back: summaries over repeats, table columns and cells.
 
 Every figure the report, the charts and the decision table show is the median over the repeats
 of a run (with the min-max range when there was more than one), computed here from the raw
@@ -11,17 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab.stats import Summary, summarize
+from lab.report.stats import Summary, summarize
 
 if TYPE_CHECKING:
-    from lab.runner import Results, RunRecord
+    from lab.run.runner import Results, RunRecord
 
 Format = Callable[[float], str]
 
 BASELINE = "baseline"
 """The row id under which the bare pika loop's runs are recorded."""
 DEFAULTS = "defaults"
-"""The suffix of a framework-defaults row (``celery-defaults``): see :mod:`lab.targets`."""
+"""The suffix of a framework-defaults row (``celery-defaults``): see :mod:`lab.run.targets`."""
 
 
 def rate(v: float) -> str:

@@ -1,15 +1,15 @@
-"""The bare pika loop every throughput figure is compared with.
+"""The bare pika loop: a baseline a scenario can compare an implementation's rates with.
 
 The same work as an implementation's producer and worker, without the implementation: one
 blocking pika connection publishing persistent messages one at a time under publisher confirms
 (RabbitMQ docs, "Publishers": confirms), and one consumer process acknowledging each delivery at
 the given prefetch (``basic.qos``), with no journal, no logging and no task call. Whatever an
 implementation costs above this loop is its own overhead. Its drain is timed from the queue like
-every other (:mod:`lab.drain`); the consumer's own clock is kept as a third view.
+every other (:mod:`lab.run.drain`); the consumer's own clock is kept as a third view.
 
 The consumer runs as its own process, like a worker::
 
-    python -m lab.baseline --queue Q --count N --prefetch P --out timings.json
+    python -m lab.run.bare_pika --queue Q --count N --prefetch P --out timings.json
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from lab.harness import BASELINE_QUEUE
+from lab.run.harness import BASELINE_QUEUE
 from shared import cli, queues, settings
 from shared.contract import CONTENT_TYPE, PERSISTENT, Envelope
 from shared.impl import Command
@@ -103,8 +103,9 @@ def consumer_command(amqp_url: str, count: int, prefetch: int, out: Path) -> Com
     """The command that runs :func:`consume` as a separate process (like a worker), writing
     its own first-delivery and last-ack times to ``out``."""
     return Command([
-        sys.executable, "-m", "lab.baseline", "--amqp-url", amqp_url, "--queue", BASELINE_QUEUE,
-        "--count", str(count), "--prefetch", str(prefetch), "--out", str(out),
+        sys.executable, "-m", "lab.run.bare_pika", "--amqp-url", amqp_url,
+        "--queue", BASELINE_QUEUE, "--count", str(count), "--prefetch", str(prefetch),
+        "--out", str(out),
     ])  # fmt: skip
 
 
@@ -117,7 +118,7 @@ def read_timings(out: Path) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.baseline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.run.bare_pika", description=__doc__)
     parser.add_argument("--amqp-url", required=True)
     parser.add_argument("--queue", default=BASELINE_QUEUE)
     parser.add_argument("--count", type=int, required=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from lab.scenarios import ALL
+from lab.scenarios import ALL, KNOWN
 from shared.errors import MqlabError
 from shared.impl import Implementation
 from testbed import registry
@@ -47,15 +47,15 @@ def select_implementations(names: list[str]) -> tuple[list[Implementation], dict
 
 
 def select_scenarios(names: list[str]) -> list[str]:
-    """Scenario names in run order.
+    """Scenario names in run order: ``names``, or every scenario of the default run.
 
     Raises:
         UsageError: an unknown scenario.
     """
-    unknown = [n for n in names if n not in ALL]
+    unknown = [n for n in names if n not in KNOWN]
     if unknown:
-        raise UsageError(f"unknown scenario {', '.join(unknown)}; known: {', '.join(ALL)}")
-    return [n for n in ALL if not names or n in names]
+        raise UsageError(f"unknown scenario {', '.join(unknown)}; known: {', '.join(KNOWN)}")
+    return [n for n in KNOWN if n in names] if names else list(ALL)
 
 
 def one_impl(name: str) -> Implementation:

@@ -15,12 +15,12 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
-from lab import charts, report
-from lab.common import UsageError, console, select_implementations, select_scenarios, split
-from lab.config import Config
-from lab.harness import Lab
-from lab.nodes import lab_node
-from lab.runner import (
+from lab.commands.usage import UsageError, console, select_implementations, select_scenarios, split
+from lab.report import markdown, plot
+from lab.run.config import Config
+from lab.run.harness import Lab
+from lab.run.nodes import lab_node
+from lab.run.runner import (
     Results,
     RunRecord,
     broker_facts,
@@ -31,7 +31,8 @@ from lab.runner import (
     run_setup,
     skip_all,
 )
-from lab.scenarios import ALL
+from lab.scenario import ParamValue
+from lab.scenarios import find
 from shared.errors import MqlabError
 from shared.queues import QUEUE_TYPES
 from testbed.node import Node
@@ -42,7 +43,7 @@ BOOT_SECONDS = {"cluster": 60.0}
 """Rough seconds to boot and form a topology's nodes, for the estimate."""
 
 
-def render(table: report.Table) -> RichTable:
+def render(table: markdown.Table) -> RichTable:
     """A report table as a rich table for the terminal."""
     out = RichTable(title=table.title, title_justify="left")
     for i, header in enumerate(table.headers):
@@ -52,11 +53,11 @@ def render(table: report.Table) -> RichTable:
     return out
 
 
-def config_from(args: argparse.Namespace) -> Config:
-    """The run's settings from the ``compare`` arguments.
+def config_from(args: argparse.Namespace, scenarios: list[str]) -> Config:
+    """The run's settings from the ``compare`` arguments, for ``scenarios``.
 
     Raises:
-        UsageError: a bad count, queue type or topology.
+        UsageError: a bad count, queue type, topology or ``--set``.
     """
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
@@ -70,12 +71,41 @@ def config_from(args: argparse.Namespace) -> Config:
         raise UsageError(f"unknown topology {', '.join(bad)}; known: {', '.join(TOPOLOGIES)}")
     if "cluster" in topologies and args.amqp_url:
         raise UsageError("--topology cluster provisions its own nodes; drop --amqp-url")
-    overrides: dict[str, Any] = {"queue_types": queue_types, "topologies": topologies}
-    if args.throughput_n is not None:
-        if args.throughput_n < 1:
-            raise UsageError("--throughput-n must be at least 1")
-        overrides["throughput_n"] = args.throughput_n
-    return Config.preset(args.quick, args.repeat, **overrides)
+    sets = parse_sets(args.set or [])
+    idle = [n for n in sets if n not in scenarios]
+    if idle:
+        raise UsageError(f"--set {idle[0]}.*: scenario {idle[0]} is not in this run")
+    return Config.preset(
+        args.quick,
+        [find(n) for n in scenarios],
+        args.repeat,
+        sets=sets,
+        queue_types=queue_types,
+        topologies=topologies,
+    )
+
+
+def parse_sets(items: list[str]) -> dict[str, dict[str, ParamValue]]:
+    """``--set <scenario>.<param>=<value>`` items as scenario -> parameter -> value.
+
+    Raises:
+        UsageError: not of that form, an unknown scenario or parameter, or a bad value.
+    """
+    out: dict[str, dict[str, ParamValue]] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        name, dot, param = key.strip().partition(".")
+        if not (eq and dot and param):
+            raise UsageError(f"--set {item}: expected <scenario>.<parameter>=<value>")
+        try:
+            declared = find(name).param(param)
+        except KeyError:
+            raise UsageError(f"--set {item}: no such parameter (see 'mqlab scenarios')") from None
+        try:
+            out.setdefault(name, {})[param] = declared.parse(text.strip())
+        except ValueError as e:
+            raise UsageError(f"--set {item}: {e}") from None
+    return out
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -83,11 +113,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenarios = select_scenarios(split(args.scenario))
     if args.management_url and not args.amqp_url:
         raise UsageError("--management-url goes with --amqp-url (a private node has its own)")
-    config = config_from(args)
-    runnable = [n for n in scenarios if set(ALL[n].topologies) & set(config.topologies)]
+    config = config_from(args, scenarios)
+    runnable = [n for n in scenarios if set(find(n).topologies) & set(config.topologies)]
     if split(args.scenario) and runnable != scenarios:
         name = next(n for n in scenarios if n not in runnable)
-        raise UsageError(f"scenario {name} runs on --topology {','.join(ALL[name].topologies)}")
+        raise UsageError(f"scenario {name} runs on --topology {','.join(find(name).topologies)}")
     scenarios = runnable
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.out) if args.out else Path("reports") / stamp
@@ -148,11 +178,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             shutil.copytree(Path(scratch) / "journals", out_dir / "journals", dirs_exist_ok=True)
             shutil.copytree(Path(scratch) / "logs", out_dir / "logs", dirs_exist_ok=True)
         relocate(results, Path(scratch), kept=args.keep_journals)
-    drawn = charts.draw(results, out_dir)
-    path = report.write(results, out_dir, drawn)
-    for table in report.tables(results):
+    drawn = plot.draw(results, out_dir)
+    path = markdown.write(results, out_dir, drawn)
+    for table in markdown.tables(results):
         console.print(render(table))
-    for line in report.reading(results):
+    for line in markdown.reading(results):
         console.print(f"- {line}")
     console.print(f"report: {path}  ({results.meta['seconds']:.0f} s)")
     return 0

@@ -1,0 +1,2 @@
+"""The ``mqlab`` commands (dispatched by :mod:`lab.cli`): ``compare``, ``broker``, the demo, and
+what they share (:mod:`lab.commands.usage`)."""
