@@ -97,37 +97,42 @@ def task_queue() -> str:
     return settings.load().queue(TASK_QUEUE)
 
 
-def declared(name: str, arguments: dict[str, Any], *, durable: bool = True) -> RabbitQueue:
+def declared(
+    name: str, arguments: dict[str, Any], *, durable: bool = True, timeout: float | None = None
+) -> RabbitQueue:
     """A ``RabbitQueue`` declared with exactly ``arguments`` (:mod:`shared.queues`).
 
     FastStream's own ``RabbitQueue(queue_type=QueueType.QUORUM)`` would add ``x-queue-type``
     itself, but it also adds ``x-queue-type: classic`` to every classic queue, which the other
     implementations declare without it; the arguments are therefore set as mqlab declares
-    them everywhere.
+    them everywhere. ``timeout`` bounds the wait for ``queue.declare-ok`` in seconds (``None``:
+    no bound).
     """
-    queue = RabbitQueue(name, durable=durable)
+    queue = RabbitQueue(name, durable=durable, timeout=timeout)
     queue.arguments = cast(Any, arguments)
     return queue
 
 
-def work_queue(name: str) -> RabbitQueue:
+def work_queue(name: str, timeout: float | None = None) -> RabbitQueue:
     """The durable work queue of type ``MQLAB_QUEUE_TYPE``, dead-lettering to ``<queue>.dead``
     (and, on quorum queues, ``x-delivery-limit`` = ``MQLAB_DELIVERY_LIMIT``)."""
     s = settings.load()
-    return declared(name, queues.work_queue_arguments(name, s.queue_type, s.delivery_limit))
+    arguments = queues.work_queue_arguments(name, s.queue_type, s.delivery_limit)
+    return declared(name, arguments, timeout=timeout)
 
 
-def dead_letter_queue(name: str) -> RabbitQueue:
+def dead_letter_queue(name: str, timeout: float | None = None) -> RabbitQueue:
     """The work queue's dead-letter queue ``<queue>.dead`` (durable, same type)."""
     dead = queues.dead_letter_queue(name)
-    return declared(dead, queues.arguments(settings.load().queue_type))
+    return declared(dead, queues.arguments(settings.load().queue_type), timeout=timeout)
 
 
-def plain_queue(name: str) -> RabbitQueue:
+def plain_queue(name: str, timeout: float | None = None) -> RabbitQueue:
     """Tutorial 1's queue: non-durable classic, or a (always durable) quorum queue with
     ``MQLAB_QUEUE_TYPE=quorum``."""
     queue_type = settings.load().queue_type
-    return declared(name, queues.arguments(queue_type), durable=queue_type == "quorum")
+    arguments = queues.arguments(queue_type)
+    return declared(name, arguments, durable=queue_type == "quorum", timeout=timeout)
 
 
 class NodeListConnection(RobustConnection):

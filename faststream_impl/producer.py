@@ -121,10 +121,13 @@ class Producer(BaseProducer[Envelope]):
         self._broker = broker
         BLOCKED_WATCH.watch(broker, self._blocked_changed)
         if self.declare:
+            # Bounded like the confirm: a quorum queue without a majority answers neither.
+            bound = self.settings.confirm_timeout
             if self.durable:
-                await declare(broker, dead_letter_queue(self.queue), work_queue(self.queue))
+                dead, work = dead_letter_queue(self.queue, bound), work_queue(self.queue, bound)
+                await declare(broker, dead, work)
             else:
-                await declare(broker, plain_queue(self.queue))
+                await declare(broker, plain_queue(self.queue, bound))
         return broker
 
     def _blocked_changed(self, reason: str | None) -> None:
