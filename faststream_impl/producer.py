@@ -140,16 +140,22 @@ class Producer(BaseProducer[Envelope]):
         broker = await self._ready()
         sending = asyncio.ensure_future(self._send(broker, body, envelope))
         blocked_at_start = self._blocked is not None
-        blocked_since: float | None = None
+        started, blocked_since = time.monotonic(), None
         while not (await asyncio.wait({sending}, timeout=BLOCKED_POLL))[0]:
-            if self._blocked is None:
+            now = time.monotonic()
+            if self._blocked is not None:
+                blocked_since = blocked_since or now
+                if now - blocked_since > self.settings.blocked_timeout:
+                    sending.cancel()
+                    reason = self._blocked
+                    sent = not blocked_at_start
+                    raise blocked(reason, self.settings.blocked_timeout, sent=sent)
+            else:
                 blocked_since = None
-                continue
-            blocked_since = blocked_since or time.monotonic()
-            if time.monotonic() - blocked_since > self.settings.blocked_timeout:
+            # aiormq's publish timeout bounds writing the frames, not the wait for the confirm.
+            if now - started > self.settings.confirm_timeout:
                 sending.cancel()
-                reason = self._blocked
-                raise blocked(reason, self.settings.blocked_timeout, sent=not blocked_at_start)
+                raise TimeoutError("no publisher confirm")
         sending.result()
 
     async def _send(self, broker: RabbitBroker, body: str, envelope: Envelope) -> None:
