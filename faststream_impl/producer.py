@@ -8,8 +8,9 @@ producers (``with Producer() as p: p.publish("task...")``).
 The settings behind the guarantees, each FastStream's or aio-pika's own:
 
 * ``Channel(publisher_confirms=True)`` (FastStream's default, ``MQLAB_CONFIRMS=0`` turns it
-  off): ``broker.publish`` returns once the broker acked the message, and ``timeout=``
-  (``MQLAB_CONFIRM_TIMEOUT``) bounds the wait.
+  off): ``broker.publish`` returns once the broker acked the message. Its ``timeout=`` bounds
+  only writing the frames (aiormq ``basic_publish``), so :class:`Producer` bounds the wait for
+  the confirm itself (``MQLAB_CONFIRM_TIMEOUT``).
 * ``Channel(on_return_raises=True)``: FastStream's default is ``False``, under which a
   ``mandatory`` message the broker returns (no such queue) is confirmed all the same and
   silently lost; with ``True`` aio-pika raises ``DeliveryError`` for it.
