@@ -208,10 +208,13 @@ class Producer(BaseProducer[Envelope]):
         """Close the connection, then the producer's event loop (after the tasks aio-pika left
         on it, e.g. of a connection RabbitMQ blocks, which cannot close cleanly, are ended)."""
         self._drop()
-        pending = asyncio.all_tasks(self._loop)
-        for task in pending:
-            task.cancel()
-        if pending:
+        for _ in range(3):  # ending a task may schedule aio-pika's close callbacks as new ones
+            self._run(asyncio.sleep(0))
+            pending = asyncio.all_tasks(self._loop)
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
             self._run(asyncio.wait(pending, timeout=self.settings.connect_timeout))
         self._run(self._loop.shutdown_asyncgens())
         self._loop.close()
