@@ -3,6 +3,6 @@
 ``celery -A celery_impl worker -Q celery.task_queue -c 1`` finds the app here.
 """
 
-from celery_impl.settings import app
+from celery_impl.broker import app
 
 __all__ = ["app"]

@@ -48,7 +48,7 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.exceptions import DecodeError
 from kombu.message import Message
 
-from celery_impl.settings import refused_by_broker, task_queue
+from celery_impl.broker import app, refused_by_broker, task_queue
 from shared import poison, queues
 from shared.errors import MqlabError
 
@@ -185,7 +185,7 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
     def on_connection_error_before_connected(self, exc: BaseException) -> None:
         """Celery's handler for a recoverable error, except that a refusal is not one.
 
-        With ``broker_channel_error_retry`` (:mod:`celery_impl.settings`: the 406 consumer
+        With ``broker_channel_error_retry`` (:mod:`celery_impl.broker`: the 406 consumer
         timeout) every channel error counts as recoverable, and py-amqp counts 403 (a login
         refused after a password change, no read permission) as a channel error, so Celery
         would retry it forever; re-raised here, :meth:`start` stops the worker.
@@ -212,7 +212,7 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
             return super().start()
         except REFUSALS as e:
             FATAL.append(refused_by_broker(e, self.app.connection_for_read(), "consume"))
-            raise SystemExit(1) from None
+            raise SystemExit(FATAL[-1].exit_code) from None
 
 
 def expired(expires: object) -> bool:
@@ -266,3 +266,54 @@ def refuse_eta(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
         return handler(message, body, ack, reject, callbacks)
 
     return task_message_handler
+
+
+def worker_argv(
+    queue: str,
+    name: str,
+    *,
+    concurrency: int = 1,
+    pool: str = "prefork",
+    loglevel: str = "INFO",
+) -> list[str]:
+    """The ``celery worker`` arguments for one worker consuming ``queue`` with ``concurrency``
+    pool processes (or threads).
+
+    Gossip, mingle and the worker heartbeat are cluster chatter over extra exchanges that the
+    work queue does not need (Celery docs, "Workers Guide").
+    """
+    return [
+        "worker",
+        "--queues", queue,
+        "--concurrency", str(concurrency),
+        "--pool", pool,
+        "--hostname", f"{name}@%h",
+        "--loglevel", loglevel,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]  # fmt: skip
+
+
+def run_worker(argv: list[str]) -> int:
+    """Run ``celery worker`` with ``argv`` in this process and return its exit code.
+
+    ``app.worker_main`` (and ``app.start``) drop it: click's ``main`` with
+    ``standalone_mode=False`` returns the code of ``ctx.exit(worker.exitcode)`` and
+    ``Celery.start`` ignores that return value, so an "Unrecoverable error" (code 1) would look
+    like a clean stop (0). This is ``Celery.start`` keeping the code.
+
+    Raises:
+        shared.errors.MqlabError: the broker refused the consumer (403, 404, 530:
+            :data:`celery_impl.consumer.FATAL`).
+    """
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app  # the --app option, as Celery.start sets it
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    if FATAL:  # the broker refused the consumer: its one-line error
+        raise FATAL[0]
+    return code if isinstance(code, int) else 0

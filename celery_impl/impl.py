@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from celery_impl import new_task
-from celery_impl import settings as celery_settings
+from celery_impl import broker
+from celery_impl.producer import Producer
 from shared.impl import Implementation
 
 
@@ -14,14 +14,13 @@ class CeleryImplementation(Implementation):
     package = "celery_impl"
     early_ack_flag = "--early-ack"  # task_acks_late off: Celery's default, the negative control
     unlimited_prefetch = 0  # worker_prefetch_multiplier=0: no basic.qos limit
-    publish = staticmethod(new_task.publish)
-    producer_class = new_task.Producer
+    producer_class = Producer
 
     def task_queue(self) -> str:
-        return celery_settings.task_queue()
+        return broker.task_queue()
 
     def hello_queue(self) -> str:
-        return celery_settings.hello_queue()
+        return broker.hello_queue()
 
 
 IMPLEMENTATION = CeleryImplementation()

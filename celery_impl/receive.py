@@ -8,9 +8,10 @@ Each ``celery_impl.hello`` task prints `` [x] Received <text>`` on stdout
 
 from __future__ import annotations
 
-from celery_impl.settings import connect, declare, hello_queue, hello_queue_entity
-from celery_impl.worker import run_worker, worker_argv
+from celery_impl.broker import connect, declare, hello_queue, hello_queue_entity
+from celery_impl.consumer import run_worker, worker_argv
 from shared import cli, settings
+from shared.errors import WorkerCannotGoOn
 
 
 def main() -> int:
@@ -20,7 +21,10 @@ def main() -> int:
     print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
     argv = worker_argv(queue, f"receive-{settings.load().worker_name}", loglevel="WARNING")
-    return run_worker(["--quiet", *argv])
+    code = run_worker(["--quiet", *argv])
+    if code:
+        raise WorkerCannotGoOn(f"the Celery worker stopped on an error (exit {code}; see above)")
+    return 0
 
 
 if __name__ == "__main__":

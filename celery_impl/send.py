@@ -5,12 +5,10 @@ python -m celery_impl.send "Hello World!"
 
 from __future__ import annotations
 
-import sys
-
 from celery_impl import tasks
-from celery_impl.new_task import Producer
-from celery_impl.settings import hello_queue
-from shared import cli, settings
+from celery_impl.broker import hello_queue
+from celery_impl.producer import Producer
+from shared import cli
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
@@ -28,11 +26,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 
 
 def main() -> int:
-    text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
-    send(text)
-    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
-    print(f" [x] Sent {text}")
-    return 0
+    return cli.send_main(send)
 
 
 if __name__ == "__main__":

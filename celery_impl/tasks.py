@@ -9,7 +9,7 @@ request's message headers.
 Every task is a :class:`ParkingTask`: arguments that do not fit are parked without an attempt,
 and a task that keeps raising runs :data:`shared.poison.MAX_ATTEMPTS` times in the pool process
 (each execution journaled), then its message is rejected without requeue and so parked in
-``<queue>.dead`` (``task_acks_on_failure_or_timeout=False``, :mod:`celery_impl.settings`).
+``<queue>.dead`` (``task_acks_on_failure_or_timeout=False``, :mod:`celery_impl.broker`).
 Celery's own ``retry`` is not used: it publishes a new message whose ``retries`` header the
 message itself carries (so a message could raise its own bound), and its countdown makes an
 ETA message that holds a prefetch slot.
@@ -25,7 +25,7 @@ from typing import Any
 from celery import Task
 
 from celery_impl import consumer
-from celery_impl.settings import app
+from celery_impl.broker import app
 from shared import poison, settings
 from shared import tasks as catalogue
 from shared.contract import PUBLISHED_AT_HEADER, published_at_from

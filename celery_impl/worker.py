@@ -31,64 +31,14 @@ from __future__ import annotations
 
 import sys
 
-from celery_impl import consumer, tasks
-from celery_impl.settings import app, connect, declare_work_queue, task_queue
+from celery_impl import tasks
+from celery_impl.broker import app, connect, declare_work_queue, task_queue
+from celery_impl.consumer import run_worker, worker_argv
 from shared import cli, settings
 from shared.errors import WorkerCannotGoOn
 
 POOLS = ("prefork", "threads")
 """Celery execution pools offered here: processes (Celery's default) or threads."""
-
-
-def worker_argv(
-    queue: str,
-    name: str,
-    *,
-    concurrency: int = 1,
-    pool: str = "prefork",
-    loglevel: str = "INFO",
-) -> list[str]:
-    """The ``celery worker`` arguments for one worker consuming ``queue`` with ``concurrency``
-    pool processes (or threads).
-
-    Gossip, mingle and the worker heartbeat are cluster chatter over extra exchanges that the
-    work queue does not need (Celery docs, "Workers Guide").
-    """
-    return [
-        "worker",
-        "--queues", queue,
-        "--concurrency", str(concurrency),
-        "--pool", pool,
-        "--hostname", f"{name}@%h",
-        "--loglevel", loglevel,
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]  # fmt: skip
-
-
-def run_worker(argv: list[str]) -> int:
-    """Run ``celery worker`` with ``argv`` in this process and return its exit code.
-
-    ``app.worker_main`` (and ``app.start``) drop it: click's ``main`` with
-    ``standalone_mode=False`` returns the code of ``ctx.exit(worker.exitcode)`` and
-    ``Celery.start`` ignores that return value, so an "Unrecoverable error" (code 1) would look
-    like a clean stop (0). This is ``Celery.start`` keeping the code.
-
-    Raises:
-        shared.errors.MqlabError: the broker refused the consumer (403, 404, 530:
-            :data:`celery_impl.consumer.FATAL`).
-    """
-    from celery.bin.celery import celery as celery_command
-
-    celery_command.params[0].default = app  # the --app option, as Celery.start sets it
-    try:
-        code = celery_command.main(args=argv, standalone_mode=False)
-    finally:
-        celery_command.params[0].default = None
-    if consumer.FATAL:  # the broker refused the consumer: its one-line error
-        raise consumer.FATAL[0]
-    return code if isinstance(code, int) else 0
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """The actors: the shared task functions, sent through RabbitMQ by Dramatiq.
 
-Importing this module builds the broker (:func:`dramatiq_impl.settings.make_broker`) and makes it
+Importing this module builds the broker (:func:`dramatiq_impl.broker.make_broker`) and makes it
 Dramatiq's global broker, so the native worker command runs them as they are::
 
     dramatiq dramatiq_impl.actors -p 1 -t 1              # one process, one thread, prefetch 1
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from dramatiq_impl.settings import hello_queue, make_broker, task_queue
+from dramatiq_impl.broker import hello_queue, make_broker, task_queue
 from shared import cli, settings, tasks
 
 cli.tolerant_output()  # a body stdout cannot encode is escaped, not an error (shared.cli)

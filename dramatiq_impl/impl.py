@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dramatiq_impl import new_task
-from dramatiq_impl import settings as dq_settings
+from dramatiq_impl import broker
+from dramatiq_impl.producer import Producer
 from shared.impl import Implementation
 
 
@@ -13,23 +13,22 @@ class DramatiqImplementation(Implementation):
     name = "dramatiq"
     package = "dramatiq_impl"
     early_ack_flag = None  # Dramatiq always acks after the actor returns
-    unlimited_prefetch = dq_settings.UNLIMITED_PREFETCH  # dramatiq_queue_prefetch=0 is ignored
-    publish = staticmethod(new_task.publish)
-    producer_class = new_task.Producer
+    unlimited_prefetch = broker.UNLIMITED_PREFETCH  # dramatiq_queue_prefetch=0 is ignored
+    producer_class = Producer
 
     def task_queue(self) -> str:
-        return dq_settings.task_queue()
+        return broker.task_queue()
 
     def hello_queue(self) -> str:
-        return dq_settings.hello_queue()
+        return broker.hello_queue()
 
     def dead_letter_queue(self) -> str:
-        return dq_settings.with_siblings(self.task_queue())[2]  # Dramatiq's own .XQ
+        return broker.with_siblings(self.task_queue())[2]  # Dramatiq's own .XQ
 
     def queues(self) -> list[str]:
         return [
-            *dq_settings.with_siblings(self.hello_queue()),
-            *dq_settings.with_siblings(self.task_queue()),
+            *broker.with_siblings(self.hello_queue()),
+            *broker.with_siblings(self.task_queue()),
         ]
 
 

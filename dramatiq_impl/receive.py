@@ -15,13 +15,14 @@ from types import FrameType
 from dramatiq import Worker
 
 from dramatiq_impl import actors
-from dramatiq_impl.settings import connect, hello_queue
+from dramatiq_impl.broker import declare, hello_queue
 from shared import cli, settings
 
 
 def main() -> int:
     queue = hello_queue()
-    connect(actors.broker, queue)  # fail fast: unreachable broker, wrong password, 406
+    # Connect and declare, failing fast: unreachable broker, wrong password, 406.
+    declare(actors.broker, queue)
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -7,12 +7,10 @@ Unlike the tutorial's transient hello message, Dramatiq publishes every message 
 
 from __future__ import annotations
 
-import sys
-
 from dramatiq_impl import actors
-from dramatiq_impl.new_task import Producer
-from dramatiq_impl.settings import hello_queue
-from shared import cli, settings
+from dramatiq_impl.broker import hello_queue
+from dramatiq_impl.producer import Producer
+from shared import cli
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
@@ -27,11 +25,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 
 
 def main() -> int:
-    text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
-    send(text)
-    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
-    print(f" [x] Sent {text}")
-    return 0
+    return cli.send_main(send)
 
 
 if __name__ == "__main__":

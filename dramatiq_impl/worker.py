@@ -31,7 +31,7 @@ import os
 import sys
 
 from dramatiq_impl import actors
-from dramatiq_impl.settings import UNLIMITED_PREFETCH, connect, task_queue
+from dramatiq_impl.broker import UNLIMITED_PREFETCH, declare, task_queue
 from shared import cli, settings
 
 
@@ -51,7 +51,8 @@ def main() -> int:
         parser.error("--processes must be 1 or more")
 
     queue = task_queue()
-    connect(actors.broker, queue)  # fail fast: unreachable broker, wrong password, 406
+    # Connect and declare, failing fast: unreachable broker, wrong password, 406.
+    declare(actors.broker, queue)
     print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
     actors.broker.close()
 

@@ -38,7 +38,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from queue import SimpleQueue
 from types import FrameType
@@ -50,6 +50,7 @@ from pika.spec import Basic, BasicProperties
 
 from shared import pika_errors
 from shared.errors import BrokerUnreachable, WorkerCannotGoOn
+from shared.pika_connection import Connected
 from shared.pika_errors import root_cause
 
 
@@ -155,15 +156,16 @@ def lost_ack(tag: int, why: str) -> None:
 
 Handler = Callable[[Delivery], None]
 """Runs one delivery on a slot thread and acks or rejects it (``raw_pika.worker``'s callback)."""
-Setup = Callable[[BlockingChannel], None]
-"""Declares the queue and sets ``basic.qos`` on a new channel (``raw_pika.worker``)."""
+Setup = Callable[[BlockingChannel, Sequence[pika.ConnectionParameters]], None]
+"""Declares the queue and sets ``basic.qos`` on a new channel of the connection opened with
+those parameters (``raw_pika.worker``)."""
 
 
 class Consumer:
     """Consume ``queue`` with ``slots`` slot threads until SIGTERM/SIGINT.
 
     Parameters:
-        connect: opens a connection (``raw_pika.settings.connect``).
+        connect: opens a connection (``raw_pika.broker.connect``).
         setup: prepares each new channel: declare the queue, ``basic_qos``.
         handle: runs one delivery on a slot thread and acks or rejects it.
         queue: the queue to consume.
@@ -175,7 +177,7 @@ class Consumer:
 
     def __init__(
         self,
-        connect: Callable[[], pika.BlockingConnection],
+        connect: Callable[[], Connected],
         setup: Setup,
         handle: Handler,
         *,
@@ -215,8 +217,8 @@ class Consumer:
                 with self.lock:
                     self.in_hand -= 1
 
-    def run(self, connection: pika.BlockingConnection) -> int:
-        """Consume on ``connection`` until asked to stop; return the exit code (0).
+    def run(self, connected: Connected) -> int:
+        """Consume on ``connected``'s connection until asked to stop; return the exit code (0).
 
         Raises:
             WorkerCannotGoOn: RabbitMQ closed the channel for a reason other than the delivery
@@ -231,11 +233,12 @@ class Consumer:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        connection, params = connected
         lost_at = 0.0  # when the connection was lost with no consumer registered since
         try:
             while True:
                 try:
-                    if self._consume(connection):
+                    if self._consume(connection, params):
                         break
                     say(f" [!] {self.name}: consumer cancelled (queue deleted?); declaring again")
                 except pika.exceptions.AMQPConnectionError as e:  # broker restarted, network
@@ -246,14 +249,14 @@ class Consumer:
                     self.consuming = False
                     deadline = lost_at + self.reconnect_seconds
                     if time.monotonic() > deadline:
-                        error = pika_errors.translate(e, connection._impl.params, self.queue)
+                        error = pika_errors.translate(e, params, self.queue)
                         raise type(error)(
                             f"{error} (gave up after {self.reconnect_seconds:g} s of "
                             "reconnecting without consuming)"
                         ) from e
                     say(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
                     try:
-                        connection = self._reconnect(deadline)
+                        connection, params = self._reconnect(deadline)
                     except KeyboardInterrupt:  # Ctrl+C or SIGTERM while reconnecting
                         if not self.stopping.is_set():
                             raise
@@ -267,7 +270,6 @@ class Consumer:
                         )
                         continue
                     if e.reply_code != 406:  # 403 ACCESS_REFUSED: no read permission; 404...
-                        params = connection._impl.params
                         raise pika_errors.translate(e, params, self.queue, "consume") from e
                     raise WorkerCannotGoOn(
                         f"RabbitMQ closed the channel ({e.reply_code} {e.reply_text})"
@@ -282,7 +284,9 @@ class Consumer:
         print(f" [*] {self.name} stopped", flush=True)
         return 0
 
-    def _consume(self, connection: pika.BlockingConnection) -> bool:
+    def _consume(
+        self, connection: pika.BlockingConnection, params: Sequence[pika.ConnectionParameters]
+    ) -> bool:
         """Consume on a new channel until asked to stop (True) or cancelled by RabbitMQ (False)."""
         cancelled = False
 
@@ -302,7 +306,7 @@ class Consumer:
                 self.in_hand += 1
             self.waiting.put(Delivery(body, method, props, settlements, self.auto_ack))
 
-        self.setup(channel)
+        self.setup(channel, params)
         channel.add_on_cancel_callback(on_cancel)
         channel.basic_consume(self.queue, on_message, auto_ack=self.auto_ack)
         self.consuming = True
@@ -343,7 +347,7 @@ class Consumer:
         """Write out the buffered task output."""
         sys.stdout.flush()
 
-    def _reconnect(self, deadline: float) -> pika.BlockingConnection:
+    def _reconnect(self, deadline: float) -> Connected:
         """Try to connect every half second until ``deadline`` (``time.monotonic()``).
 
         Raises:

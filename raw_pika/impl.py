@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from raw_pika import new_task
-from raw_pika import settings as pika_settings
+from raw_pika import broker
+from raw_pika.producer import Producer
 from shared.impl import Implementation
 
 
@@ -14,14 +14,13 @@ class PikaImplementation(Implementation):
     package = "raw_pika"
     early_ack_flag = "--auto-ack"  # tutorial 1's consumer mode (auto_ack=True)
     unlimited_prefetch = 0  # no basic.qos at all
-    publish = staticmethod(new_task.publish)
-    producer_class = new_task.Producer
+    producer_class = Producer
 
     def task_queue(self) -> str:
-        return pika_settings.task_queue()
+        return broker.task_queue()
 
     def hello_queue(self) -> str:
-        return pika_settings.hello_queue()
+        return broker.hello_queue()
 
 
 IMPLEMENTATION = PikaImplementation()

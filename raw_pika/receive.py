@@ -9,19 +9,19 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from raw_pika.settings import connect, declare_hello_queue, hello_queue
+from raw_pika.broker import connect, declare_hello_queue, hello_queue
 from shared import cli, pika_errors, settings, tasks
 from shared.errors import BrokerUnreachable
 
 
 def main() -> int:
-    connection = connect()
+    connection, params = connect()
     queue = hello_queue()
     try:
         channel = connection.channel()
-        declare_hello_queue(channel, queue)
+        declare_hello_queue(channel, queue, params)
     except pika.exceptions.ConnectionClosedByBroker as e:  # 541: quorum queue without quorum
-        raise pika_errors.translate(e, connection._impl.params, queue, "declare") from e
+        raise pika_errors.translate(e, params, queue, "declare") from e
 
     def callback(
         ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
@@ -35,7 +35,7 @@ def main() -> int:
         print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
         channel.start_consuming()
     except pika.exceptions.ChannelClosedByBroker as e:  # 403: no read permission
-        raise pika_errors.translate(e, connection._impl.params, queue, "consume") from e
+        raise pika_errors.translate(e, params, queue, "consume") from e
     except pika.exceptions.AMQPConnectionError as e:  # the node stopped or crashed
         raise BrokerUnreachable(
             f"lost the connection to RabbitMQ ({pika_errors.root_cause(e)}); tutorial 1's "

@@ -26,10 +26,13 @@ callback, consume.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
+from raw_pika.broker import connect, declare_task_queue, task_queue
 from raw_pika.consumer import Consumer, Delivery
-from raw_pika.settings import connect, declare_task_queue, task_queue
 from shared import cli, poison, queues, settings, tasks
 from shared.contract import published_at_from
 from shared.journal import JournalWriter
@@ -47,12 +50,12 @@ def main() -> int:
     journal = JournalWriter(s.journal, impl="pika", worker=args.name)
     queue = task_queue()
 
-    connection = connect()  # the first connection fails fast with a clear error
+    connected = connect()  # the first connection fails fast with a clear error
     print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
     cli.buffer_stdout()  # the per-message lines: cheap, flushed by the consumer
 
-    def setup(channel: BlockingChannel) -> None:
-        declare_task_queue(channel, queue)  # durable=True
+    def setup(channel: BlockingChannel, params: Sequence[pika.ConnectionParameters]) -> None:
+        declare_task_queue(channel, queue, params)  # durable=True
         if args.prefetch > 0:
             channel.basic_qos(prefetch_count=cli.total_prefetch(args.prefetch, args.concurrency))
 
@@ -98,7 +101,7 @@ def main() -> int:
         name=args.name,
         reconnect_seconds=s.reconnect_seconds,
     )
-    return consumer.run(connection)
+    return consumer.run(connected)
 
 
 if __name__ == "__main__":

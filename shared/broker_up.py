@@ -37,6 +37,7 @@ from typing import Any
 import psutil
 
 from shared.errors import MqlabError
+from shared.exit_codes import ExitCode
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 """The copy of mqlab this module belongs to."""
@@ -45,7 +46,7 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 class RecordUnsafe(MqlabError):
     """The directory of the ``broker up`` record is not this user's private directory."""
 
-    exit_code = 2
+    exit_code = ExitCode.CONFIG
 
 
 def _user_dir() -> Path:

@@ -14,6 +14,7 @@ from typing import NoReturn
 from shared import settings
 from shared.contract import Published
 from shared.errors import MqlabError
+from shared.exit_codes import ExitCode
 
 MAX_COUNT = 1_000_000
 """The most messages one ``--count`` publishes: each body and what was sent stay in memory
@@ -24,8 +25,9 @@ def run(main: Callable[[], int | None]) -> None:
     """Run ``main`` and exit with its code.
 
     A :class:`~shared.errors.MqlabError` becomes ``error: <message>`` on stderr and its
-    ``exit_code``; Ctrl+C exits with 130 without a traceback. Output that the terminal's
-    encoding cannot show is escaped, never an error (:func:`tolerant_output`).
+    ``exit_code``; Ctrl+C exits with 130 without a traceback (:mod:`shared.exit_codes`).
+    Output that the terminal's encoding cannot show is escaped, never an error
+    (:func:`tolerant_output`).
     """
     tolerant_output()
     with one_line_errors():
@@ -58,16 +60,17 @@ def one_line_errors() -> Iterator[None]:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error: ``error: <message> (see <prog> --help)``, exit 2
-    (argparse prints the whole usage first)."""
+    """argparse with a one-line usage error: ``error: <message> (see <prog> --help)`` and
+    :attr:`~shared.exit_codes.ExitCode.USAGE` (argparse prints the whole usage first and
+    exits 2)."""
 
     def error(self, message: str) -> NoReturn:  # noqa: D102
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
 
 
 MAX_SLOWDOWN = 1000.0
@@ -118,7 +121,7 @@ def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser
 def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Parse ``sys.argv``; a prefetch outside 0..65535 or a slowdown that is not a number from
     0 to :data:`MAX_SLOWDOWN` (``inf``, ``nan``, ``2000``) is a usage error naming the option
-    (exit 2)."""
+    (:attr:`~shared.exit_codes.ExitCode.USAGE`)."""
     args = parser.parse_args()
     problem = worker_option_problem(args.prefetch, args.slowdown)
     if problem:
@@ -147,17 +150,17 @@ def worker_option_problem(prefetch: int, slowdown: float) -> str | None:
     return None
 
 
-def new_task_main(
-    prog: str, description: str | None, publish: Callable[[list[str]], Sequence[Published]]
-) -> int:
-    """The body of every ``new_task`` program: ``[body...] [--count N]``, then publish (with
-    ``--count``, the copies are numbered ``<body> #1`` ... ``<body> #N``).
+def new_task_bodies(prog: str, description: str | None) -> list[str]:
+    """The bodies a ``new_task`` program publishes, from its command line ``[body...] [--count
+    N]``: the text (default "Hello World!"), or with ``--count`` its numbered copies ``<body>
+    #1`` ... ``<body> #N``.
 
     Parameters:
         prog: the program name for ``--help``.
         description: its help text (the module docstring).
-        publish: publishes the bodies; returns what it published (anything with a
-            ``message_id``, in publish order).
+
+    Raises:
+        SystemExit: a usage error (:attr:`~shared.exit_codes.ExitCode.USAGE`).
     """
     parser = Parser(prog=prog, description=description)
     parser.add_argument("body", nargs="*", help="message text (default: 'Hello World!')")
@@ -171,14 +174,26 @@ def new_task_main(
     try:
         text.encode()
     except UnicodeEncodeError as e:  # undecodable bytes in argv arrive as lone surrogates
-        raise MqlabError(f"the message text is not valid UTF-8 ({e.reason})") from e
+        parser.error(f"the message text is not valid UTF-8 ({e.reason})")
     # With --count, number the copies ("task. #1", "task. #2", ...) so a reader can follow
     # each one to the worker that ran it; the number adds no work (no dots).
-    bodies = [text] if args.count == 1 else [f"{text} #{i}" for i in range(1, args.count + 1)]
-    message_ids = [m.message_id for m in publish(bodies)]
+    return [text] if args.count == 1 else [f"{text} #{i}" for i in range(1, args.count + 1)]
+
+
+def print_sent(bodies: Sequence[str], sent: Sequence[Published]) -> None:
+    """The tutorial's `` [x] Sent <body>`` lines (with message_ids), at most ten."""
     print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
-    for body, message_id in zip(bodies[:10], message_ids, strict=False):
-        print(f" [x] Sent {body} ({message_id})")
-    if len(message_ids) > 10:
-        print(f" [x] ... {len(message_ids)} messages in all")
+    for body, message in zip(bodies[:10], sent, strict=False):
+        print(f" [x] Sent {body} ({message.message_id})")
+    if len(sent) > 10:
+        print(f" [x] ... {len(sent)} messages in all")
+
+
+def send_main(send: Callable[[str], str]) -> int:
+    """The body of every ``send`` program (tutorial 1): publish the command line's words (or
+    "Hello World!") with ``send``, then print what was sent."""
+    text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
+    send(text)
+    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
+    print(f" [x] Sent {text}")
     return 0

@@ -2,55 +2,59 @@
 
 Each class maps one kind of bad input or broken environment to a message that says what
 happened and what to do. Programs catch :class:`MqlabError` at their entry point, print
-``error: <message>`` on stderr and exit with :attr:`MqlabError.exit_code`.
+``error: <message>`` on stderr and exit with :attr:`MqlabError.exit_code`
+(:class:`shared.exit_codes.ExitCode`).
 """
 
 from __future__ import annotations
 
 import re
 
+from shared.exit_codes import ExitCode
+
 
 class MqlabError(Exception):
-    """Base class: ``str(error)`` is the one-line message for the user."""
+    """Base class: ``str(error)`` is the one-line message for the user. Raised as such only
+    for a broker reply mqlab has no better word for."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.PROTOCOL
 
 
 class BrokerUnreachable(MqlabError):
     """No AMQP connection could be opened (refused, timed out, DNS)."""
 
-    exit_code = 2
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class AccessRefused(MqlabError):
     """The broker refused the credentials or the vhost (``ACCESS_REFUSED``, 403)."""
 
-    exit_code = 3
+    exit_code = ExitCode.NOPERM
 
 
 class QueueMismatch(MqlabError):
     """A queue exists with other arguments (``406 PRECONDITION_FAILED`` on ``queue.declare``)."""
 
-    exit_code = 4
+    exit_code = ExitCode.QUEUE_MISMATCH
 
 
 class Unroutable(MqlabError):
     """A ``mandatory`` publish was returned: no queue is bound for its routing key."""
 
-    exit_code = 5
+    exit_code = ExitCode.UNROUTABLE
 
 
 class PublishRefused(MqlabError):
     """The broker nacked a publish under publisher confirms."""
 
-    exit_code = 5
+    exit_code = ExitCode.NACKED
 
 
 class PublishUnconfirmed(MqlabError):
     """No publisher confirm arrived within ``MQLAB_CONFIRM_TIMEOUT``: the message may or may not
     be stored (a quorum queue without a majority of its nodes neither confirms nor refuses)."""
 
-    exit_code = 5
+    exit_code = ExitCode.UNCONFIRMED
 
 
 def unconfirmed(seconds: float, confirmed: int, total: int) -> PublishUnconfirmed:
@@ -68,20 +72,20 @@ class BadSetting(MqlabError):
     """An environment variable or option has a value mqlab cannot use (``MQLAB_PREFETCH=abc``,
     an ``AMQP_URL`` that is not an AMQP URI)."""
 
-    exit_code = 2
+    exit_code = ExitCode.CONFIG
 
 
 class BrokerUnavailable(MqlabError):
     """No RabbitMQ could be provisioned (no binary, no Docker engine, no ``AMQP_URL``)."""
 
-    exit_code = 6
+    exit_code = ExitCode.NO_BROKER
 
 
 class WorkerCannotGoOn(MqlabError):
     """A worker met an error it cannot recover from (lost permissions, a framework failure):
     it exits non-zero so a supervisor (systemd ``Restart=on-failure``, Kubernetes) restarts it."""
 
-    exit_code = 8
+    exit_code = ExitCode.SOFTWARE
 
 
 def queue_mismatch_message(queue: str, detail: str) -> str:
@@ -112,11 +116,24 @@ def lost_twice(cause: str) -> BrokerUnreachable:
     )
 
 
+class QueueNotFound(MqlabError):
+    """RabbitMQ answered 404 NOT_FOUND: a queue that should be there is not (a durable classic
+    queue whose home node is down, or one deleted meanwhile)."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class UsageError(MqlabError):
+    """Bad command-line input (unknown implementation or scenario, bad count)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class PublisherBlocked(MqlabError):
     """RabbitMQ blocked this publisher (``connection.blocked``: a memory or disk alarm) for
     longer than ``MQLAB_BLOCKED_TIMEOUT``."""
 
-    exit_code = 7
+    exit_code = ExitCode.BLOCKED
 
 
 PERMISSION_FOR = {"declare": "configure", "publish": "write", "consume": "read"}
@@ -176,7 +193,7 @@ def refused(code: int, text: str, user: str, vhost: str, doing: str) -> MqlabErr
     if code in (530, 402) or doing == "connect":
         return AccessRefused(vhost_refused(user, vhost, f"{code} {text}"))
     if code == 404:
-        return MqlabError(f"RabbitMQ: {text} (404 while trying to {doing})")
+        return QueueNotFound(f"RabbitMQ: {text} (404 while trying to {doing})")
     return MqlabError(f"RabbitMQ closed the channel while trying to {doing} ({code} {text})")
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared import queues
-from shared.contract import Published
 from shared.producer import BaseProducer
 
 
@@ -94,11 +93,8 @@ class Implementation(ABC):
 
     name: str
     package: str
-    publish: Callable[..., Sequence[Published]]
-    """The implementation's producer function, ``<package>.new_task.publish(bodies, *,
-    amqp_url, queue, declare)``, set in each subclass as ``staticmethod(new_task.publish)``."""
     producer_class: Callable[..., BaseProducer[Any]]
-    """The implementation's ``<package>.new_task.Producer(amqp_url, *, queue, declare)``."""
+    """The implementation's ``<package>.producer.Producer(amqp_url, *, queue, declare)``."""
     early_ack_flag: str | None = None
     unlimited_prefetch: int = 0
 

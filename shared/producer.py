@@ -1,5 +1,5 @@
-"""What the three ``Producer`` classes share: the ``with`` block, the ``connection.blocked``
-state, and publishing a batch whose error says how many were confirmed.
+"""The producer every implementation subclasses: the ``with`` block, the ``connection.blocked``
+state, and the one confirm / retry / classify-the-failure loop of :meth:`BaseProducer.publish`.
 
 RabbitMQ tells a client with ``connection.blocked`` (and a reason such as "low on memory")
 that it stops reading from publishing connections while a resource alarm lasts, and with
@@ -13,14 +13,29 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from enum import Enum
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from shared.errors import MqlabError, PublishUnconfirmed, blocked, unconfirmed
+from shared import settings as mqlab_settings
+from shared.errors import MqlabError, PublishUnconfirmed, blocked, lost_twice, unconfirmed
 from shared.settings import Settings
 
 Sent = TypeVar("Sent")
 """What one confirmed publish returns (an envelope, or Dramatiq's message)."""
+
+
+class Failure(Enum):
+    """How a client error raised out of a publish ends it (:meth:`BaseProducer._classify`)."""
+
+    LOST = "lost"
+    """The connection died (broker restart, missed heartbeats): publish once more on a new
+    one, same message_id (at-least-once); lost twice raises ``BrokerUnreachable``."""
+    BLOCKED = "blocked"
+    """A resource alarm outlasted the wait: ``PublisherBlocked``, the message not confirmed."""
+    UNCONFIRMED = "unconfirmed"
+    """No confirm in time (a quorum queue without a majority): ``PublishUnconfirmed``; not
+    published again (it may yet be stored)."""
 
 
 class BaseProducer(ABC, Generic[Sent]):
@@ -30,8 +45,33 @@ class BaseProducer(ABC, Generic[Sent]):
     :class:`~shared.errors.MqlabError` otherwise (``PublisherBlocked`` after
     ``MQLAB_BLOCKED_TIMEOUT`` under a resource alarm).
 
-    Subclasses (each implementation's ``new_task.Producer``) set :attr:`settings` and
-    implement :meth:`publish`, :meth:`close` and :meth:`_drop`.
+    **The hook contract.** A subclass (each implementation's ``<package>.producer.Producer``)
+    calls ``super().__init__`` and implements these, all plain (blocking) methods; an asyncio
+    client implements each by running its coroutine to completion on the producer's own event
+    loop (``loop.run_until_complete``), so :meth:`publish` stays one blocking call:
+
+    * :meth:`_message` builds the message for a body (its message_id stays across a retry);
+    * :meth:`_ready` makes sure a live connection (and, if asked, the declared queue) is
+      there: it reads what arrived meanwhile, so a connection that died while idle is
+      replaced before it is written into, and registers ``_on_blocked``/``_on_unblocked``;
+    * :meth:`_publish_one` publishes the message ``mandatory`` and returns once the broker
+      confirmed it (at most :attr:`confirm_timeout` seconds); a return or a nack it raises as
+      :class:`~shared.errors.Unroutable` / :class:`~shared.errors.PublishRefused`;
+    * :meth:`_classify` says what a client error out of the two above means: a
+      :class:`Failure`, an :class:`~shared.errors.MqlabError` to raise (a translated
+      refusal), or ``None`` (not the producer's to explain: raised as it is);
+    * :meth:`_drop` forgets the connection (closing it without waiting), :meth:`_forget`
+      forgets it without the close handshake (after a confirm timeout: RabbitMQ would answer
+      ``channel.close`` only once the queue settles the publish), :meth:`close` closes it.
+
+    An :class:`~shared.errors.MqlabError` raised by a hook passes through unchanged.
+
+    Parameters:
+        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (each connection goes to
+            the first that answers); default ``AMQP_URL``.
+        queue: the target queue (each subclass defaults it to its work queue).
+        declare: declare the queue on every (re)connection (as the tutorial does); without it
+            a missing queue is :class:`~shared.errors.Unroutable`.
 
     Attributes:
         settings: the loaded settings (``MQLAB_BLOCKED_TIMEOUT``, ``MQLAB_CONFIRM_TIMEOUT``).
@@ -40,6 +80,12 @@ class BaseProducer(ABC, Generic[Sent]):
     settings: Settings
     _blocked: str | None = None
     """The broker's reason while it blocks this connection, else ``None``."""
+
+    def __init__(self, amqp_url: str | None, *, queue: str, declare: bool) -> None:
+        self.settings = mqlab_settings.load()
+        self.amqp_url = amqp_url
+        self.queue = queue
+        self.declare = declare
 
     def __enter__(self) -> Self:
         return self
@@ -57,14 +103,74 @@ class BaseProducer(ABC, Generic[Sent]):
         """Seconds a publish waits for its confirm (``MQLAB_CONFIRM_TIMEOUT``)."""
         return self.settings.confirm_timeout
 
-    @abstractmethod
+    @property
+    def blocked_wait(self) -> float:
+        """Seconds a publish waits out a resource alarm (``MQLAB_BLOCKED_TIMEOUT``)."""
+        return self.settings.blocked_timeout
+
     def publish(self, body: str) -> Sent:
-        """Publish one message; return once the broker confirmed it.
+        """Publish one message; return it once the broker confirmed it.
 
         Raises:
-            shared.errors.MqlabError: the message was not confirmed (the subclass says why).
+            shared.errors.MqlabError: unreachable broker, refused credentials or permissions,
+                406 on declare, unroutable, nacked, unconfirmed or blocked publish.
         """
-        ...
+        message = self._message(body)
+        for attempt in (1, 2):
+            try:
+                self._ready()
+                self._publish_one(message, body)
+                return message
+            except MqlabError:
+                raise
+            except Exception as e:
+                failure = self._classify(e)
+                if failure is None:
+                    raise
+                if isinstance(failure, MqlabError):
+                    self._drop()
+                    raise failure from e
+                if failure is Failure.BLOCKED:
+                    reason = self._blocked or ""
+                    self._drop()
+                    raise blocked(reason, self.blocked_wait, sent=True) from e
+                if failure is Failure.UNCONFIRMED:
+                    self._forget()
+                    raise unconfirmed(self.confirm_timeout, 0, 1) from e
+                self._drop()  # Failure.LOST: once more on a new connection
+                if attempt == 2:
+                    raise lost_twice(self._cause(e)) from e
+        raise AssertionError("unreachable")
+
+    @abstractmethod
+    def _message(self, body: str) -> Sent:
+        """The message to publish for ``body`` (a new message_id)."""
+
+    @abstractmethod
+    def _ready(self) -> None:
+        """A live connection, not blocked, the queue declared (see the hook contract).
+
+        Raises:
+            shared.errors.MqlabError: unreachable broker, refused login or permissions, 406.
+        """
+
+    @abstractmethod
+    def _publish_one(self, message: Sent, body: str) -> None:
+        """Publish ``message`` (whose text is ``body``); return once the broker confirmed it.
+
+        Raises:
+            shared.errors.Unroutable: the broker returned it (no queue).
+            shared.errors.PublishRefused: the broker nacked it.
+            Exception: the client's own errors, for :meth:`_classify`.
+        """
+
+    @abstractmethod
+    def _classify(self, error: Exception) -> Failure | MqlabError | None:
+        """What ``error`` (raised by :meth:`_ready` or :meth:`_publish_one`) means."""
+
+    def _cause(self, error: Exception) -> str:
+        """The reason of a lost connection, for the error message."""
+        return str(error) or type(error).__name__
 
     @abstractmethod
     def close(self) -> None:
@@ -73,12 +179,14 @@ class BaseProducer(ABC, Generic[Sent]):
         Raises:
             PublisherBlocked: the broker still blocked the connection.
         """
-        ...
 
     @abstractmethod
     def _drop(self) -> None:
         """Forget the connection without waiting on it."""
-        ...
+
+    def _forget(self) -> None:
+        """Forget the connection without the close handshake (default: :meth:`_drop`)."""
+        self._drop()
 
     def _on_blocked(self, reason: str = "") -> None:
         self._blocked = reason

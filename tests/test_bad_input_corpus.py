@@ -25,6 +25,7 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+from shared.exit_codes import ExitCode
 from shared.impl import Command, WorkerSpec
 from testbed.node import Node, free_port
 from tests.helpers import IMPLEMENTATIONS, run_to_end
@@ -122,15 +123,27 @@ CASES = [
         "vhost-missing",
         lambda url: {"AMQP_URL": _with(url, path="/corpus-no-such-vhost")},
         ("vhost", "corpus-no-such-vhost"),
-        3,
+        ExitCode.NOPERM,
     ),
-    Case("no-permissions", _as("corpus_noperm"), ("vhost", "corpus_noperm"), 3, needs_users=True),
-    Case("403-configure", _as("corpus_noconf"), ("403", "configure"), 3, needs_users=True),
+    Case(
+        "no-permissions",
+        _as("corpus_noperm"),
+        ("vhost", "corpus_noperm"),
+        ExitCode.NOPERM,
+        needs_users=True,
+    ),
+    Case(
+        "403-configure",
+        _as("corpus_noconf"),
+        ("403", "configure"),
+        ExitCode.NOPERM,
+        needs_users=True,
+    ),
     Case(
         "403-write",
         _as("corpus_nowrite"),
         ("403", "write"),
-        3,
+        ExitCode.NOPERM,
         # Consumers need no write permission (Dramatiq's declare needs it only to create its
         # queues, which dead-letter through the default exchange; here they exist).
         lambda p: p.name in PRODUCERS,
@@ -140,88 +153,109 @@ CASES = [
         "403-read",
         _as("corpus_noread"),
         ("403", "read"),
-        3,
+        ExitCode.NOPERM,
         # Producers need no read permission (Dramatiq's declare needs it only to create its
         # queues, with dead-letter arguments; here they exist).
         lambda p: p.name in CONSUMERS,
         needs_users=True,
     ),
-    Case("prefix-amq", _prefix("amq.mine."), ("MQLAB_QUEUE_PREFIX", "amq."), 2),
-    Case("prefix-too-long", _prefix("p" * 240), ("MQLAB_QUEUE_PREFIX", "bytes"), 2),
-    Case("prefix-multibyte", _prefix("é" * 120), ("MQLAB_QUEUE_PREFIX", "bytes"), 2),
-    Case("prefix-space", _prefix("my queues."), ("MQLAB_QUEUE_PREFIX", "Dramatiq"), 2),
-    Case("prefix-digit", _prefix("1st."), ("MQLAB_QUEUE_PREFIX", "Dramatiq"), 2),
+    Case("prefix-amq", _prefix("amq.mine."), ("MQLAB_QUEUE_PREFIX", "amq."), ExitCode.CONFIG),
+    Case("prefix-too-long", _prefix("p" * 240), ("MQLAB_QUEUE_PREFIX", "bytes"), ExitCode.CONFIG),
+    Case("prefix-multibyte", _prefix("é" * 120), ("MQLAB_QUEUE_PREFIX", "bytes"), ExitCode.CONFIG),
+    Case(
+        "prefix-space", _prefix("my queues."), ("MQLAB_QUEUE_PREFIX", "Dramatiq"), ExitCode.CONFIG
+    ),
+    Case("prefix-digit", _prefix("1st."), ("MQLAB_QUEUE_PREFIX", "Dramatiq"), ExitCode.CONFIG),
     Case(
         "url-heartbeat",
         lambda url: {"AMQP_URL": _with(url, query="heartbeat=abc")},
         ("AMQP_URL", "heartbeat"),
-        2,
+        ExitCode.CONFIG,
     ),
     Case(
         "url-ssl-options",
         lambda url: {"AMQP_URL": _with(url, query="ssl_options=zz")},
         ("AMQP_URL", "ssl_options"),
-        2,
+        ExitCode.CONFIG,
     ),
-    Case("url-garbage", lambda url: {"AMQP_URL": "not a url at all"}, ("AMQP_URL",), 2),
+    Case(
+        "url-garbage", lambda url: {"AMQP_URL": "not a url at all"}, ("AMQP_URL",), ExitCode.CONFIG
+    ),
     Case(
         "url-port-range",
         lambda url: {"AMQP_URL": "amqp://u:p@127.0.0.1:99999/%2F"},
         ("AMQP_URL",),
-        2,
+        ExitCode.CONFIG,
     ),
     Case(
         "url-port-nan",
         lambda url: {"AMQP_URL": "amqp://u:p@127.0.0.1:abc/%2F"},
         ("AMQP_URL",),
-        2,
+        ExitCode.CONFIG,
     ),
-    Case("url-ipv6-bracket", lambda url: {"AMQP_URL": "amqp://u:p@[::1:5672/"}, ("AMQP_URL",), 2),
+    Case(
+        "url-ipv6-bracket",
+        lambda url: {"AMQP_URL": "amqp://u:p@[::1:5672/"},
+        ("AMQP_URL",),
+        ExitCode.CONFIG,
+    ),
     Case(
         "unreachable",
         lambda url: {"AMQP_URL": f"amqp://u:p@127.0.0.1:{free_port()}/%2F"},
         ("connect", "127.0.0.1"),
-        2,
+        ExitCode.UNAVAILABLE,
     ),
     Case(
         "unresolvable-host",
         lambda url: {"AMQP_URL": "amqp://u:p@no-such-host.invalid:5672/%2F"},
         ("no-such-host.invalid",),
-        2,
+        ExitCode.UNAVAILABLE,
     ),
     Case(
         "wrong-password",
         lambda url: {"AMQP_URL": _with(url, user=urlparse(url).username, password="wrong")},
         ("password",),
-        3,
+        ExitCode.NOPERM,
     ),
     Case(
         "setting-prefetch",
         lambda url: {"MQLAB_PREFETCH": "abc"},
         ("MQLAB_PREFETCH",),
-        2,
+        ExitCode.CONFIG,
         lambda p: p.name != "mqlab worker",  # it sets MQLAB_PREFETCH from its --prefetch
     ),
-    Case("setting-heartbeat", lambda url: {"MQLAB_HEARTBEAT": "-5"}, ("MQLAB_HEARTBEAT",), 2),
+    Case(
+        "setting-heartbeat",
+        lambda url: {"MQLAB_HEARTBEAT": "-5"},
+        ("MQLAB_HEARTBEAT",),
+        ExitCode.CONFIG,
+    ),
     Case(
         "setting-blocked-timeout",
         lambda url: {"MQLAB_BLOCKED_TIMEOUT": "0"},
         ("MQLAB_BLOCKED_TIMEOUT",),
-        2,
+        ExitCode.CONFIG,
     ),
     *[
         Case(
             f"slowdown-{value}",
             lambda url: {},
             ("--slowdown",),
-            2,
+            ExitCode.USAGE,
             _workers,
             worker_args=("--slowdown", value),
             not_words=("MQLAB_SLOWDOWN",),
         )
         for value in ("inf", "nan", "2000", "-1", "abc")
     ],
-    Case("prefetch-70000", lambda url: {}, ("--prefetch",), 2, _workers, ("--prefetch", "70000")),
+    Case(
+        "prefetch-70000",
+        lambda url: {},
+        ("--prefetch",),
+        ExitCode.USAGE,
+        _workers,
+        ("--prefetch", "70000"),
+    ),
 ]
 
 _FRAMEWORK_NOISE = re.compile(
@@ -320,7 +354,7 @@ def test_corpus_controls(broker: Node, corpus_users: None) -> None:
     as_noread = run_to_end(impl.new_task_command(["x"]), _as("corpus_noread")(broker.amqp_url))
     assert as_noread.returncode == 0, as_noread.stderr
     wrong = run_to_end(impl.new_task_command(["x"]), {"AMQP_URL": "amqp://u:p@127.0.0.1:1/"})
-    assert wrong.returncode != 0 and len(stderr_lines(wrong.stderr)) == 1
+    assert wrong.returncode == ExitCode.UNAVAILABLE and len(stderr_lines(wrong.stderr)) == 1
 
 
 @pytest.mark.timeout(60)

@@ -27,6 +27,7 @@ import psutil
 import pytest
 
 from shared import broker_up
+from shared.exit_codes import ExitCode
 from shared.impl import Command
 from testbed.node import Node, mask_password
 from testbed.process import wait_until
@@ -210,13 +211,13 @@ def test_the_private_node_has_its_own_random_password(broker: Node) -> None:
 def test_broker_up_of_another_kind_is_refused(tmpdir_env: Path, cluster: bool) -> None:
     """A single node is up; `mqlab broker up --cluster` said "already running" and exited 0,
     leaving the user on one node with MQLAB_QUEUE_TYPE=quorum (no replication, no node to
-    lose). It is refused in one line, exit 2. Control: asking for the same kind again is the
-    usual "already running", exit 0."""
+    lose). It is refused in one line, exit 64 (usage). Control: asking for the same kind again
+    is the usual "already running", exit 0."""
     with _genuine_record(nodes=[]) as proc:
         argv = [sys.executable, "-m", "lab.cli", "broker", "up", "--detach"]
         result = run_to_end(Command([*argv, "--cluster"] if cluster else argv), {}, timeout=30)
         if cluster:
-            assert result.returncode == 2, result.stdout + result.stderr
+            assert result.returncode == ExitCode.USAGE, result.stdout + result.stderr
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and "a single node is already running" in lines[0], lines
             assert "secret" not in result.stderr

@@ -23,7 +23,7 @@ import pika
 import psutil
 import pytest
 
-from celery_impl import settings as celery_settings
+from celery_impl import broker as celery_settings
 from shared.impl import Implementation
 from shared.journal import Execution
 from testbed.node import Node
@@ -297,8 +297,8 @@ def test_no_native_delayed_delivery_queues_on_quorum_queues(
     from celery.utils.quorum_queues import detect_quorum_queues
     from celery.worker.consumer import Consumer as CeleryConsumer
 
+    from celery_impl.broker import make_app
     from celery_impl.consumer import Consumer
-    from celery_impl.settings import make_app
 
     # Control: Celery's own rule would start native delayed delivery for these queues.
     assert detect_quorum_queues(make_app(), "amqp")[0]

@@ -133,10 +133,8 @@ def test_pika_receive_reports_a_refused_declare_in_one_line(
 ) -> None:
     import raw_pika.receive
 
-    connection = SimpleNamespace(
-        _impl=SimpleNamespace(params=_pika_params()), channel=lambda: _ClosingChannel(error)
-    )
-    monkeypatch.setattr(raw_pika.receive, "connect", lambda: connection)
+    connection = SimpleNamespace(channel=lambda: _ClosingChannel(error))
+    monkeypatch.setattr(raw_pika.receive, "connect", lambda: (connection, [_pika_params()]))
     with pytest.raises(MqlabError) as raised:
         raw_pika.receive.main()
     assert expected in str(raised.value)
@@ -158,7 +156,7 @@ def test_pika_receive_reports_a_refused_declare_in_one_line(
 def test_celery_declare_reports_a_refused_declare_in_one_line(
     error: Exception, expected: str
 ) -> None:
-    from celery_impl import settings as celery_settings
+    from celery_impl import broker as celery_settings
 
     class Queue:
         name = "fresh.celery.hello"

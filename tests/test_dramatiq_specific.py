@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from dramatiq_impl import actors
-from dramatiq_impl.settings import MAX_RETRIES, connect, make_broker, task_queue
+from dramatiq_impl.broker import MAX_RETRIES, declare, make_broker, task_queue
 from shared.impl import Implementation, WorkerSpec
 from testbed.node import Node
 from testbed.process import wait_until
@@ -82,7 +82,7 @@ def test_failing_message_is_retried_a_bounded_number_of_times_then_dead_lettered
     MAX_RETRIES times through ``.DQ``, then lands in ``.XQ``; other messages keep flowing."""
     queue = task_queue()
     producer = make_broker(broker.amqp_url)
-    connect(producer, queue)
+    declare(producer, queue)
     wrong = actors.work.message(42)  # type: ignore[arg-type]  # a wrong argument on purpose
     poison = producer.enqueue(wrong.copy(queue_name=queue)).message_id
     producer.close()

@@ -40,7 +40,7 @@ def test_celery_eta_message_is_dead_lettered_and_the_rest_run(
 ) -> None:
     if "celery" not in IMPLEMENTATIONS:
         pytest.skip("celery_impl not importable")
-    from celery_impl.settings import app, work_queue
+    from celery_impl.broker import app, work_queue
 
     impl = IMPLEMENTATIONS["celery"]
     queue = impl.task_queue()
@@ -79,7 +79,7 @@ def test_dramatiq_delayed_message_waits_in_dq_while_the_rest_run(
     if "dramatiq" not in IMPLEMENTATIONS:
         pytest.skip("dramatiq_impl not importable")
     from dramatiq_impl import actors
-    from dramatiq_impl.settings import make_broker
+    from dramatiq_impl.broker import make_broker
 
     impl = IMPLEMENTATIONS["dramatiq"]
     start_worker(impl, "w1", prefetch=1)

@@ -29,6 +29,7 @@ from lab.run.drain import Readings, drain_rate
 from lab.run.runner import finish, new_results, plan, skip_all
 from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
+from shared.exit_codes import ExitCode
 from shared.journal import Execution, read
 from testbed import registry
 from testbed.node import Node
@@ -232,7 +233,7 @@ def test_compare_refuses_a_cluster_scenario_without_the_cluster_and_bad_setups()
         (("--topology", "ring"), "unknown topology ring"),
     ):
         result = _mqlab("compare", "--impl", "pika", *args)
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == ExitCode.USAGE, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {says}"), result.stderr
 

@@ -13,6 +13,7 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
 from shared.errors import MqlabError
+from shared.pika_connection import Connected
 from testbed.node import Node
 from testbed.process import wait_until
 from tests.helpers import IMPLEMENTATIONS, StartWorker, wait_for_finished
@@ -55,15 +56,16 @@ def test_reconnects_that_never_reach_consuming_are_bounded(broker: Node, always:
     queue = "mqlabtest.reconnect-bound"
     setups: list[float] = []
 
-    def setup(channel: BlockingChannel) -> None:
+    def setup(channel: BlockingChannel, params: object) -> None:
         setups.append(time.monotonic())
         if always or len(setups) == 1:
             channel.connection.close()
             raise pika.exceptions.ConnectionClosedByBroker(541, CLOSED_BEFORE_CONSUMING)
         channel.queue_declare(queue, auto_delete=True)
 
-    def connect() -> pika.BlockingConnection:
-        return pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    def connect() -> Connected:
+        params = [pika.URLParameters(broker.amqp_url)]
+        return Connected(pika.BlockingConnection(params), params)
 
     consumer = Consumer(
         connect, setup, lambda delivery: None,

@@ -1,6 +1,6 @@
 """A producer an application keeps open: each publish is confirmed or raises.
 
-Per implementation (``impl.producer()``, the ``new_task.Producer`` the programs use):
+Per implementation (``impl.producer()``, the ``producer.Producer`` the programs use):
 
 * idle longer than a short heartbeat timeout, then publish: confirmed, and it arrives;
 * broker restart between two publishes: the second is confirmed (and arrives) or raises;
@@ -155,11 +155,19 @@ class _NackingProducer(BaseProducer[str]):
     def __init__(self, ok: int) -> None:
         self.ok = ok
 
-    def publish(self, body: str) -> str:
+    def _message(self, body: str) -> str:
+        return body
+
+    def _ready(self) -> None:
+        pass
+
+    def _publish_one(self, message: str, body: str) -> None:
         if self.ok == 0:
             raise PublishRefused("broker refused (nacked) a message for 'task_queue'")
         self.ok -= 1
-        return body
+
+    def _classify(self, error: Exception) -> None:
+        return None
 
     def close(self) -> None:
         pass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.exit_codes import ExitCode
 from shared.impl import Implementation, WorkerSpec
 from testbed.node import Node
 from testbed.process import GroupProcess
@@ -29,14 +30,15 @@ def test_pika_worker_refuses_negative_prefetch(broker: Node, tmp_path: Path) -> 
         output = worker.output()
     if code is None:
         pytest.fail("worker accepted --prefetch -1 and ran as unlimited")
-    assert code != 0 and "Traceback" not in output, output
+    # The spec carries the prefetch as MQLAB_PREFETCH too, which is read first: a bad setting.
+    assert code == ExitCode.CONFIG and "Traceback" not in output, output
 
 
 def test_pika_new_task_refuses_negative_count(broker: Node) -> None:
     """`--count -5` published nothing and exited 0; the Dramatiq producer refuses it."""
     impl = IMPLEMENTATIONS["pika"]
     result = run_to_end(impl.new_task_command(["x"], count=-5), {})
-    assert result.returncode != 0, result.stderr
+    assert result.returncode == ExitCode.USAGE, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
 
 

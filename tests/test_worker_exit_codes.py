@@ -2,7 +2,8 @@
 
 The case: the worker's user loses its access (password changed) and RabbitMQ closes its
 connection. Reconnecting is then refused (403 ACCESS_REFUSED) and retrying cannot help: every
-worker must exit with a non-zero code within the test's deadline. The negative control closes
+worker must exit with ``ExitCode.NOPERM`` (77, :mod:`shared.exit_codes`) within the test's
+deadline. The negative control closes
 the connection the same way without touching the password: the worker reconnects and serves.
 
 The work queue deleted under a running worker (RabbitMQ sends basic.cancel): the worker exits
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 
+from shared.exit_codes import ExitCode
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import wait_until
@@ -89,7 +91,9 @@ def test_a_worker_that_lost_its_access_exits_non_zero(
     if password_changed:
         code = worker.wait(180)
         assert code is not None, f"still running:\n{worker.output()[-2000:]}"
-        assert code != 0, worker.output()[-2000:]
+        # ACCESS_REFUSED on reconnecting: the table's code for "fix the permissions", not a
+        # crash (1) or "retry later" (69), so a supervisor can tell them apart.
+        assert code == ExitCode.NOPERM, f"exit {code}\n{worker.output()[-2000:]}"
     else:
         ids = impl.publish_work(["."])
         wait_for_finished(journal_path, ids, timeout=90)

@@ -25,8 +25,9 @@ from rich.table import Table as RichTable
 
 from lab.commands.usage import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
-from shared import pika_errors
+from shared import pika_connection, pika_errors
 from shared.errors import MqlabError
+from shared.exit_codes import ExitCode
 from shared.settings import amqp_urls
 from testbed import registry
 from testbed.cluster import Cluster
@@ -66,7 +67,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     state = up_record.read()
     if state is None:
         console.print("no broker started by 'mqlab broker up' is running")
-        return 1
+        return ExitCode.UNAVAILABLE
     if state.get("nodes"):
         return cluster_status(state)
     broker = ExternalNode(state["amqp_url"], state["management_url"])
@@ -240,9 +241,9 @@ def broker_purge(args: argparse.Namespace) -> int:
     url = amqp_url(args.amqp_url)
     if url is None:
         raise UsageError("no broker: pass --amqp-url, set AMQP_URL, or run 'mqlab broker up'")
-    params = pika_errors.node_parameters(amqp_urls(url), timeout=10, heartbeat=0)
+    params = pika_connection.node_parameters(amqp_urls(url), timeout=10, heartbeat=0)
     try:
-        connection = pika_errors.connect(params)
+        connection = pika_connection.connect(params).connection
     except MqlabError as e:
         raise type(e)(f"{e} (AMQP_URL {mask_password(url)})") from None
     with contextlib.closing(connection):

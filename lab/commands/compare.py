@@ -35,6 +35,7 @@ from lab.scenario import ParamValue
 from lab.scenarios import find
 from shared.errors import MqlabError
 from shared.queues import QUEUE_TYPES
+from testbed.netns import why_unavailable
 from testbed.node import Node
 from testbed.provider import provision
 
@@ -160,7 +161,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             progress.update(bar, advance=1, description=f"{record.setup} {record.scenario}")
 
         for topology in config.topologies:
-            with topology_node(topology, args) as (broker, unavailable):
+            with topology_node(topology, args, scenarios) as (broker, unavailable):
                 if broker is not None:
                     progress.console.print(broker.describe())
                     if results.meta["broker"]["provider"] == "none":
@@ -189,16 +190,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def topology_node(topology: str, args: argparse.Namespace) -> Iterator[tuple[Node | None, str]]:
+def topology_node(
+    topology: str, args: argparse.Namespace, scenarios: list[str]
+) -> Iterator[tuple[Node | None, str]]:
     """The broker of ``topology`` for the block, or ``(None, why)`` when a cluster cannot be
-    provisioned here (a single node that cannot be provisioned is an error, as before)."""
+    provisioned here (a single node that cannot be provisioned is an error, as before). The
+    cluster is the ``netns`` one (its links can be cut) when one of ``scenarios`` asks for it
+    and this machine can run it (:func:`testbed.netns.why_unavailable`)."""
     if topology == "single":
         with lab_node(args.amqp_url, args.management_url) as broker:
             yield broker, ""
         return
     with contextlib.ExitStack() as stack:
         try:
-            broker = stack.enter_context(provision("cluster"))
+            kind = "cluster"
+            if any(find(n).cluster_kind == "netns" for n in scenarios) and not why_unavailable():
+                kind = "netns"
+            broker = stack.enter_context(provision(kind))
         except (MqlabError, ValueError, RuntimeError, TimeoutError) as e:
             yield None, f"no cluster on this machine ({e})"
             return

@@ -6,17 +6,15 @@ from __future__ import annotations
 from rich.console import Console
 
 from lab.scenarios import ALL, KNOWN
-from shared.errors import MqlabError
+from shared import errors
 from shared.impl import Implementation
 from testbed import registry
 
 console = Console(soft_wrap=True)  # a long line (a ;-joined AMQP_URL) stays one copyable line
 
 
-class UsageError(MqlabError):
-    """Bad command-line input (unknown implementation or scenario, bad count)."""
-
-    exit_code = 2
+UsageError = errors.UsageError
+"""Bad command-line input (:attr:`~shared.exit_codes.ExitCode.USAGE`)."""
 
 
 def split(values: list[str] | None) -> list[str]:

@@ -1,4 +1,4 @@
-"""Connection and queue settings for the hand-written pika implementation.
+"""The hand-written pika implementation's broker connection and queues: connect, declare.
 
 Queue names follow the RabbitMQ tutorials (``hello``, ``task_queue``), prefixed by
 ``MQLAB_QUEUE_PREFIX``. Connection settings come from :mod:`shared.settings` (``AMQP_URL``...).
@@ -6,13 +6,14 @@ Queue names follow the RabbitMQ tutorials (``hello``, ``task_queue``), prefixed 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared import pika_errors, queues, settings
+from shared import pika_connection, pika_errors, queues, settings
 from shared.errors import QueueMismatch, queue_mismatch_message
 
 HELLO_QUEUE = "hello"
@@ -29,8 +30,9 @@ def task_queue() -> str:
     return settings.load().queue(TASK_QUEUE)
 
 
-def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
-    """Open a blocking connection, failing fast with a clear error.
+def connect(amqp_url: str | None = None) -> pika_connection.Connected:
+    """Open a blocking connection, failing fast with a clear error; return it with the
+    parameters it was opened with (for error messages).
 
     Parameters:
         amqp_url: broker URI, or several nodes' URIs joined by ``;`` (connects to the first
@@ -43,19 +45,25 @@ def connect(amqp_url: str | None = None) -> pika.BlockingConnection:
     """
     s = settings.load()
     # Several nodes (AMQP_URL="url1;url2;url3"): pika tries each in turn, once.
-    params = pika_errors.node_parameters(
+    params = pika_connection.node_parameters(
         settings.amqp_urls(amqp_url or s.amqp_url),
         timeout=s.connect_timeout,
         heartbeat=s.heartbeat,
         blocked_timeout=s.blocked_timeout,
     )
-    return pika_errors.connect(params)
+    return pika_connection.connect(params)
 
 
 def declare_queue(
-    channel: BlockingChannel, queue: str, arguments: dict[str, Any], *, durable: bool = True
+    channel: BlockingChannel,
+    queue: str,
+    arguments: dict[str, Any],
+    params: Sequence[pika.ConnectionParameters],
+    *,
+    durable: bool = True,
 ) -> None:
     """Declare a queue; durable by default (tutorial 2: ``durable=True`` survives a restart).
+    ``params`` are the connection's (:func:`connect`), named in errors.
 
     Raises:
         QueueMismatch: the queue exists with other arguments, e.g. non-durable or of another
@@ -67,10 +75,12 @@ def declare_queue(
     except pika.exceptions.ChannelClosedByBroker as e:
         if e.reply_code == 406:
             raise QueueMismatch(queue_mismatch_message(queue, e.reply_text)) from e
-        raise pika_errors.translate(e, channel.connection._impl.params, queue, "declare") from e
+        raise pika_errors.translate(e, params, queue, "declare") from e
 
 
-def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
+def declare_task_queue(
+    channel: BlockingChannel, queue: str, params: Sequence[pika.ConnectionParameters]
+) -> None:
     """Declare the work queue and its dead-letter queue, of type ``MQLAB_QUEUE_TYPE``.
 
     The work queue dead-letters rejected messages (and, on quorum queues, those past
@@ -81,13 +91,15 @@ def declare_task_queue(channel: BlockingChannel, queue: str) -> None:
         AccessRefused: no configure permission (403).
     """
     s = settings.load()
-    declare_queue(channel, queues.dead_letter_queue(queue), queues.arguments(s.queue_type))
-    declare_queue(
-        channel, queue, queues.work_queue_arguments(queue, s.queue_type, s.delivery_limit)
-    )
+    dead = queues.dead_letter_queue(queue)
+    declare_queue(channel, dead, queues.arguments(s.queue_type), params)
+    arguments = queues.work_queue_arguments(queue, s.queue_type, s.delivery_limit)
+    declare_queue(channel, queue, arguments, params)
 
 
-def declare_hello_queue(channel: BlockingChannel, queue: str) -> None:
+def declare_hello_queue(
+    channel: BlockingChannel, queue: str, params: Sequence[pika.ConnectionParameters]
+) -> None:
     """Declare the hello queue: tutorial 1's plain (non-durable) classic queue, or a quorum
     queue (always durable) with ``MQLAB_QUEUE_TYPE=quorum``.
 
@@ -96,4 +108,5 @@ def declare_hello_queue(channel: BlockingChannel, queue: str) -> None:
         AccessRefused: no configure permission (403).
     """
     queue_type = settings.load().queue_type
-    declare_queue(channel, queue, queues.arguments(queue_type), durable=queue_type == "quorum")
+    arguments = queues.arguments(queue_type)
+    declare_queue(channel, queue, arguments, params, durable=queue_type == "quorum")

@@ -181,15 +181,12 @@ logging.getLogger("amqp").setLevel(logging.ERROR)
 
 
 def connect(amqp_url: str | None = None) -> Connection:
-    """Open a connection to the broker with one attempt, failing fast with a clear error.
-
-    Parameters:
-        amqp_url: broker URI, or several nodes' URIs joined by ``;`` (connects to the first
-            that answers); default ``AMQP_URL``.
+    """A kombu connection to ``amqp_url`` (default ``AMQP_URL``; several nodes joined by ``;``
+    are kombu's failover list), one attempt per node of ``MQLAB_CONNECT_TIMEOUT`` seconds;
+    the connection carries its user and vhost for error messages.
 
     Raises:
-        BrokerUnreachable: refused, timed out or not an AMQP server (one attempt per node,
-            ``MQLAB_CONNECT_TIMEOUT`` seconds each).
+        BrokerUnreachable: no node answered (refused, timed out, not an AMQP server).
         AccessRefused: wrong user name or password, or no access to the vhost.
     """
     s = settings.load()
