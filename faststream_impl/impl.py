@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from faststream_impl import broker, producer
+from faststream_impl import broker
+from faststream_impl.producer import Producer
 from shared.impl import Implementation
 
 
@@ -15,8 +16,7 @@ class FastStreamImplementation(Implementation):
     package = "faststream_impl"
     early_ack_flag = "--ack-first"  # FastStream's AckPolicy.ACK_FIRST
     unlimited_prefetch = 0  # Channel(prefetch_count=None): no basic.qos at all
-    publish = staticmethod(producer.publish)
-    producer_class = producer.Producer
+    producer_class = Producer
 
     def task_queue(self) -> str:
         return broker.task_queue()

@@ -42,17 +42,9 @@ from faststream_impl.broker import (
     translate,
     work_queue,
 )
-from shared import settings
 from shared.contract import CONTENT_TYPE, Envelope
-from shared.errors import (
-    MqlabError,
-    PublishRefused,
-    Unroutable,
-    blocked,
-    lost_twice,
-    unconfirmed,
-)
-from shared.producer import BaseProducer
+from shared.errors import MqlabError, PublisherBlocked, PublishRefused, Unroutable, blocked
+from shared.producer import BaseProducer, Failure
 
 T = TypeVar("T")
 
@@ -70,20 +62,21 @@ BLOCKED_POLL = 0.1
 
 
 class Producer(BaseProducer[Envelope]):
-    """A producer to keep open: ``with Producer() as p: p.publish("task...")``.
+    """A producer to keep open: ``with Producer() as p: p.publish("task...")``
+    (:class:`shared.producer.BaseProducer`: its one confirm / retry / classify loop; each hook
+    here runs its coroutine on the producer's own event loop).
 
-    * Each :meth:`publish` returns only once the broker confirmed the message (publisher
-      confirms; with ``MQLAB_CONFIRMS=0`` once it is written), else it raises.
+    * Each publish returns only once the broker confirmed the message (publisher confirms;
+      with ``MQLAB_CONFIRMS=0`` once it is written), else it raises.
     * A connection lost before or during a publish (a broker restart) is replaced by a new
       one and the message published once more with the same message_id (at-least-once); a
       second failure raises.
     * While RabbitMQ blocks publishers (``connection.blocked``: a memory or disk alarm) a publish
       waits at most ``MQLAB_BLOCKED_TIMEOUT`` seconds, then raises
       :class:`~shared.errors.PublisherBlocked` naming the alarm (aiormq itself would hold it
-      back until the alarm clears or the confirm timeout; :class:`~faststream_impl.broker.
-      BlockedWatch` hears the block).
-    * A confirm that does not arrive within ``MQLAB_CONFIRM_TIMEOUT`` seconds (a quorum queue
-      without a majority) drops the connection and raises
+      back until the alarm clears; :class:`~faststream_impl.broker.BlockedWatch` hears it).
+    * A confirm (or a queue declare) that does not arrive within ``MQLAB_CONFIRM_TIMEOUT``
+      seconds (a quorum queue without a majority) drops the connection and raises
       :class:`~shared.errors.PublishUnconfirmed`; it is not published again.
 
     Parameters:
@@ -102,10 +95,7 @@ class Producer(BaseProducer[Envelope]):
         declare: bool = True,
         durable: bool = True,
     ) -> None:
-        self.settings = settings.load()
-        self.amqp_url = amqp_url
-        self.queue = queue or task_queue()
-        self.declare = declare
+        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare)
         self.durable = durable
         self._loop = asyncio.new_event_loop()
         self._broker: RabbitBroker | None = None
@@ -113,7 +103,13 @@ class Producer(BaseProducer[Envelope]):
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self._loop.run_until_complete(coroutine)
 
-    async def _ready(self) -> RabbitBroker:
+    def _message(self, body: str) -> Envelope:
+        return Envelope()
+
+    def _ready(self) -> None:
+        self._run(self._connected())
+
+    async def _connected(self) -> RabbitBroker:
         if self._broker is not None:
             return self._broker
         channel = Channel(publisher_confirms=self.settings.confirms, on_return_raises=True)
@@ -137,8 +133,21 @@ class Producer(BaseProducer[Envelope]):
         else:
             self._on_blocked(reason)
 
+    def _publish_one(self, message: Envelope, body: str) -> None:
+        try:
+            self._run(self._publish(body, message))
+        except PublisherBlocked:
+            self._drop()
+            raise
+        except DeliveryError as e:
+            if e.message is not None:  # basic.return: no queue took it
+                raise Unroutable(
+                    f"message returned unroutable: no queue named '{self.queue}'"
+                ) from e
+            raise PublishRefused(f"broker refused (nacked) a message for '{self.queue}'") from e
+
     async def _publish(self, body: str, envelope: Envelope) -> None:
-        broker = await self._ready()
+        broker = await self._connected()
         sending = asyncio.ensure_future(self._send(broker, body, envelope))
         blocked_at_start = self._blocked is not None
         started, blocked_since = time.monotonic(), None
@@ -146,15 +155,14 @@ class Producer(BaseProducer[Envelope]):
             now = time.monotonic()
             if self._blocked is not None:
                 blocked_since = blocked_since or now
-                if now - blocked_since > self.settings.blocked_timeout:
+                if now - blocked_since > self.blocked_wait:
                     sending.cancel()
                     reason = self._blocked
-                    sent = not blocked_at_start
-                    raise blocked(reason, self.settings.blocked_timeout, sent=sent)
+                    raise blocked(reason, self.blocked_wait, sent=not blocked_at_start)
             else:
                 blocked_since = None
             # aiormq's publish timeout bounds writing the frames, not the wait for the confirm.
-            if now - started > self.settings.confirm_timeout:
+            if now - started > self.confirm_timeout:
                 sending.cancel()
                 raise TimeoutError("no publisher confirm")
         sending.result()
@@ -169,40 +177,20 @@ class Producer(BaseProducer[Envelope]):
             timestamp=datetime.fromtimestamp(envelope.timestamp, UTC),
             headers=dict(envelope.headers()),
             content_type=CONTENT_TYPE,
-            timeout=self.settings.confirm_timeout,
+            timeout=self.confirm_timeout,
         )
 
-    def publish(self, body: str) -> Envelope:
-        """Publish one message; return its envelope once the broker confirmed it.
+    def _classify(self, error: Exception) -> Failure | MqlabError | None:
+        if isinstance(error, TimeoutError):
+            return Failure.UNCONFIRMED
+        if isinstance(error, aiormq.exceptions.ChannelClosed):
+            return translate(error, self.amqp_url, "publish", self.queue)
+        if isinstance(error, (*LOST, *CONNECTION_EXCEPTIONS)):
+            return Failure.LOST
+        return None
 
-        Raises:
-            shared.errors.MqlabError: see the class docstring.
-        """
-        envelope = Envelope()
-        for attempt in (1, 2):
-            try:
-                self._run(self._publish(body, envelope))
-                return envelope
-            except MqlabError:
-                self._drop()
-                raise
-            except DeliveryError as e:
-                if e.message is not None:  # basic.return: no queue took it
-                    raise Unroutable(
-                        f"message returned unroutable: no queue named '{self.queue}'"
-                    ) from e
-                raise PublishRefused(f"broker refused (nacked) a message for '{self.queue}'") from e
-            except TimeoutError as e:
-                self._drop()
-                raise unconfirmed(self.settings.confirm_timeout, 0, 1) from e
-            except aiormq.exceptions.ChannelClosed as e:
-                self._drop()
-                raise translate(e, self.amqp_url, "publish", self.queue) from e
-            except (*LOST, *CONNECTION_EXCEPTIONS) as e:
-                self._drop()
-                if attempt == 2:
-                    raise lost_twice(f"{type(e).__name__}: {e}") from e
-        raise AssertionError("unreachable")
+    def _cause(self, error: Exception) -> str:
+        return f"{type(error).__name__}: {error}"
 
     def close(self) -> None:
         """Close the connection, then the producer's event loop (after the tasks aio-pika left
@@ -221,25 +209,7 @@ class Producer(BaseProducer[Envelope]):
 
     def _drop(self) -> None:
         broker, self._broker = self._broker, None
+        self._blocked = None
         if broker is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):  # it is gone anyway
                 self._run(asyncio.wait_for(broker.stop(), self.settings.connect_timeout))
-
-
-def publish(
-    bodies: list[str] | tuple[str, ...],
-    *,
-    amqp_url: str | None = None,
-    queue: str | None = None,
-    declare: bool = True,
-) -> list[Envelope]:
-    """Publish one persistent message per body through a :class:`Producer`; return their
-    envelopes.
-
-    Raises:
-        shared.errors.MqlabError: unreachable broker, refused credentials or permissions, 406
-            on declare, unroutable, nacked or unconfirmed publish (the message says how many
-            were confirmed before).
-    """
-    with Producer(amqp_url, queue=queue, declare=declare) as producer:
-        return producer.publish_all(bodies)

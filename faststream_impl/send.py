@@ -5,11 +5,9 @@ python -m faststream_impl.send "Hello World!"
 
 from __future__ import annotations
 
-import sys
-
 from faststream_impl.broker import hello_queue
 from faststream_impl.producer import Producer
-from shared import cli, settings
+from shared import cli
 
 
 def send(text: str, *, amqp_url: str | None = None) -> str:
@@ -25,11 +23,7 @@ def send(text: str, *, amqp_url: str | None = None) -> str:
 
 
 def main() -> int:
-    text = " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "Hello World!"
-    send(text)
-    print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}")
-    print(f" [x] Sent {text}")
-    return 0
+    return cli.send_main(send)
 
 
 if __name__ == "__main__":
