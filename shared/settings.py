@@ -53,9 +53,9 @@ from shared import broker_up
 from shared.errors import NOWHERE_HOST, BadSetting
 from shared.queues import QUEUE_TYPES
 
-LONGEST_QUEUE_NAME = "dramatiq.task_queue.XQ"
-"""The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (Dramatiq's
-dead-letter sibling of its work queue)."""
+LONGEST_QUEUE_NAME = "faststream.task_queue.dead"
+"""The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (FastStream's
+dead-letter queue)."""
 
 MAX_QUEUE_NAME_BYTES = 255
 """AMQP 0-9-1 queue names are short strings: at most 255 bytes of UTF-8 (RabbitMQ docs,

@@ -238,6 +238,7 @@ RAW_MESSAGES: dict[str, Callable[[str], list[Raw]]] = {
     "pika": pika_messages,
     "celery": celery_messages,
     "dramatiq": dramatiq_messages,
+    "faststream": pika_messages,  # the body is the task's text there too (no framework envelope)
 }
 """Raw poison (and control) messages per implementation, given the work queue's name."""
 

@@ -64,12 +64,16 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     # the defaults rows stand beside the hardened ones where the scenario has them (restart's
     # only in a full run: each one is a broker restart)
     rows = {(r["scenario"], r["impl"]) for r in results["runs"]}
-    for impl in {"celery", "dramatiq"} & set(results["implementations"]):
+    for impl in {"celery", "dramatiq", "faststream"} & set(results["implementations"]):
         for scenario in ("throughput", "crash"):
             assert (scenario, f"{impl}-defaults") in rows, (scenario, impl)
         assert ("restart", f"{impl}-defaults") not in rows
     full = plan(["restart"], list(registry.available().values()), Config(), "single")
-    assert {t.name for _s, t, _r in full if t} >= {"celery-defaults", "dramatiq-defaults"}
+    assert {t.name for _s, t, _r in full if t} >= {
+        "celery-defaults",
+        "dramatiq-defaults",
+        "faststream-defaults",
+    }
     report = (out / "report.md").read_text()
     for name in results["missing"]:
         assert f"| {name} |" in report and "missing" in report

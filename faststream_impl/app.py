@@ -1,0 +1,20 @@
+"""The worker for FastStream's own command, configured from the environment only:
+
+    faststream run faststream_impl.app:app
+
+is ``python -m faststream_impl.worker`` with its options from ``MQLAB_CONCURRENCY``,
+``MQLAB_PREFETCH``, ``MQLAB_SLOWDOWN`` and ``MQLAB_WORKER_NAME``. Do not add FastStream's
+``--workers N`` (N processes, each one worker: use ``MQLAB_CONCURRENCY`` for slots).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from faststream_impl.worker import build, parser
+
+app = build(parser().parse_args([]))
+"""The worker app (:func:`faststream_impl.worker.build`)."""
+
+if __name__ == "__main__":
+    sys.exit("run it with: faststream run faststream_impl.app:app")

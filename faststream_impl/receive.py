@@ -1,0 +1,40 @@
+"""Tutorial 1 consumer: print every message from the ``faststream.hello`` queue.
+
+python -m faststream_impl.receive
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream import AckPolicy, FastStream
+
+from faststream_impl.broker import connect, hello_queue, make_broker, plain_queue
+from shared import cli, settings, tasks
+
+
+def main() -> int:
+    broker = make_broker()
+
+    # Tutorial 1 acknowledges on delivery (AckPolicy.ACK_FIRST); tutorial 2's worker does better.
+    @broker.subscriber(plain_queue(hello_queue()), ack_policy=AckPolicy.ACK_FIRST)
+    async def callback(body: bytes) -> None:
+        tasks.hello(body.decode("utf-8", errors="replace"))
+
+    app = FastStream(broker, logger=None)
+
+    @app.on_startup
+    async def connected() -> None:
+        await connect(broker)
+        print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
+
+    @app.after_startup
+    async def waiting() -> None:
+        print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
+
+    asyncio.run(app.run())
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
