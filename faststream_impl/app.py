@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from faststream_impl.worker import build, parser
+from faststream_impl.subscriber import build, parser
+from shared import cli, settings
 
-app = build(parser().parse_args([]))
-"""The worker app (:func:`faststream_impl.worker.build`)."""
+cli.check_journal(settings.load().journal)  # as the worker does, once at start
+app = build(parser("faststream run faststream_impl.app:app", __doc__).parse_args([]))
+"""The worker app (:func:`faststream_impl.subscriber.build`)."""
 
 if __name__ == "__main__":
     sys.exit("run it with: faststream run faststream_impl.app:app")

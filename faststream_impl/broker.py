@@ -247,6 +247,14 @@ async def connect(broker: RabbitBroker, amqp_url: str | None = None) -> None:
         raise
 
 
+def connected_node(broker: RabbitBroker) -> str:
+    """The node ``broker`` is connected to, as ``host:port`` (one of ``AMQP_URL``'s list: the
+    URL :class:`NodeListConnection` last connected with)."""
+    connection = broker._connection  # FastStream's RobustConnection (its Context name)
+    assert connection is not None, "connect the broker first"
+    return settings.node_address(connection.url.host or "", connection.url.port or 5672)
+
+
 async def declare(broker: RabbitBroker, *queues_: RabbitQueue) -> None:
     """Declare each queue on the broker's channel (``broker.declare_queue``).
 
