@@ -9,15 +9,16 @@ import asyncio
 
 from faststream import AckPolicy, FastStream
 
-from faststream_impl.broker import connect, hello_queue, make_broker, plain_queue
-from shared import cli, settings, tasks
+from faststream_impl.broker import connect, connected_node, hello_queue, make_broker, plain_queue
+from shared import cli, tasks
 
 
 def main() -> int:
     broker = make_broker()
 
     # Tutorial 1 acknowledges on delivery (AckPolicy.ACK_FIRST); tutorial 2's worker does better.
-    @broker.subscriber(plain_queue(hello_queue()), ack_policy=AckPolicy.ACK_FIRST)
+    # no_reply=True: a message's reply_to gets no reply (FastStream's RPC), as in the worker.
+    @broker.subscriber(plain_queue(hello_queue()), ack_policy=AckPolicy.ACK_FIRST, no_reply=True)
     async def callback(body: bytes) -> None:
         tasks.hello(body.decode("utf-8", errors="replace"))
 
@@ -26,7 +27,7 @@ def main() -> int:
     @app.on_startup
     async def connected() -> None:
         await connect(broker)
-        print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
+        print(f" [*] Connected to {connected_node(broker)}", flush=True)
 
     @app.after_startup
     async def waiting() -> None:

@@ -79,7 +79,10 @@ def build(args: argparse.Namespace, give_up: GiveUp | None = None) -> FastStream
     async def raw_body(message: StreamMessage[IncomingMessage]) -> bytes:
         return message.body  # no decoding by content type: undecodable bodies are ours to park
 
-    @broker.subscriber(work_queue(queue), ack_policy=ack_policy, decoder=raw_body)
+    # A message's own fields steer nothing: no_reply=True turns off FastStream's RPC reply (it
+    # would publish the handler's result to the message's reply_to, a queue or "queue|exchange"
+    # of the sender's choosing), and raw_body decodes no content type.
+    @broker.subscriber(work_queue(queue), ack_policy=ack_policy, decoder=raw_body, no_reply=True)
     async def callback(body: bytes) -> None:
         """Run one message's task on a slot thread; the ack follows when this returns. A
         processing fault parks the message; it never ends the worker."""
