@@ -308,5 +308,10 @@ def translate(
         )
     if isinstance(error, aiormq.exceptions.ConnectionNotAllowed):
         return AccessRefused(vhost_refused(user, vhost, f"530 {text}"))
+    if isinstance(error, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in text:
+        # RabbitMQ answers connection.open for a missing vhost with connection.close (530
+        # NOT_ALLOWED); aiormq 6 raises that as "Expected one of ['Connection.OpenOk'], got
+        # <Connection.Close ...>" and keeps only the frame's repr, not its reply code.
+        return AccessRefused(vhost_refused(user, vhost, "connection.close at connection.open"))
     where = settings.broker_address(amqp_url or s.amqp_url)
     return unreachable(where, f"{type(error).__name__}: {text}" if text else type(error).__name__)
