@@ -9,14 +9,15 @@ is ``python -m faststream_impl.worker`` with its options from ``MQLAB_CONCURRENC
 
 from __future__ import annotations
 
-import sys
-
 from faststream_impl.subscriber import build, parser
 from shared import cli, settings
+from shared.errors import UsageError
 
-cli.check_journal(settings.load().journal)  # as the worker does, once at start
-app = build(parser("faststream run faststream_impl.app:app", __doc__).parse_args([]))
-"""The worker app (:func:`faststream_impl.subscriber.build`)."""
+with cli.one_line_errors():  # a bad setting: one line and its exit code, as in the worker
+    cli.check_journal(settings.load().journal)  # once at start, as the worker does
+    app = build(parser("faststream run faststream_impl.app:app", __doc__).parse_args([]))
+    """The worker app (:func:`faststream_impl.subscriber.build`)."""
 
 if __name__ == "__main__":
-    sys.exit("run it with: faststream run faststream_impl.app:app")
+    with cli.one_line_errors():
+        raise UsageError("run it with: faststream run faststream_impl.app:app")
