@@ -82,6 +82,17 @@ logging.getLogger("aiormq.connection").addFilter(BLOCKED_WATCH)
 logging.getLogger("aiormq.connection").setLevel(logging.WARNING)  # the filter sees WARNING up
 logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
+
+def _not_aiormq_close_task(record: logging.LogRecord) -> bool:
+    """Drop asyncio's "Task exception was never retrieved" for aiormq's own
+    ``close_writer_task`` (``aiormq/connection.py``: a task it creates and never awaits, which
+    re-raises the channel error that closed the connection, e.g. a 403 on ``basic.consume``):
+    the program has already said that error in its one line."""
+    return "close_writer_task" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_not_aiormq_close_task)
+
 RECONNECT_INTERVAL = 1.0
 """Seconds between reconnection attempts (FastStream's ``reconnect_interval``, default 5 s):
 each attempt tries every node of the list once."""

@@ -7,9 +7,18 @@ from __future__ import annotations
 
 import asyncio
 
+import aiormq.exceptions
 from faststream import AckPolicy, FastStream
 
-from faststream_impl.broker import connect, connected_node, hello_queue, make_broker, plain_queue
+from faststream_impl.broker import (
+    connect,
+    connected_node,
+    declare,
+    hello_queue,
+    make_broker,
+    plain_queue,
+    translate,
+)
 from shared import cli, tasks
 
 
@@ -27,13 +36,17 @@ def main() -> int:
     @app.on_startup
     async def connected() -> None:
         await connect(broker)
+        await declare(broker, plain_queue(hello_queue()))  # a refusal names the declare
         print(f" [*] Connected to {connected_node(broker)}", flush=True)
 
     @app.after_startup
     async def waiting() -> None:
         print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
 
-    asyncio.run(app.run())
+    try:
+        asyncio.run(app.run())
+    except aiormq.exceptions.AMQPError as e:  # e.g. 403 on declare or consume
+        raise translate(e, None, "consume", hello_queue()) from e
     return 0
 
 
