@@ -13,6 +13,7 @@ prefix so the four implementations never share a queue, plus ``MQLAB_QUEUE_PREFI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
@@ -22,6 +23,7 @@ from typing import Any, cast
 import aiormq.exceptions
 from aio_pika import RobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from faststream import FastStream
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 from yarl import URL
 
@@ -82,16 +84,6 @@ logging.getLogger("aiormq.connection").addFilter(BLOCKED_WATCH)
 logging.getLogger("aiormq.connection").setLevel(logging.WARNING)  # the filter sees WARNING up
 logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
-
-def _not_aiormq_close_task(record: logging.LogRecord) -> bool:
-    """Drop asyncio's "Task exception was never retrieved" for aiormq's own
-    ``close_writer_task`` (``aiormq/connection.py``: a task it creates and never awaits, which
-    re-raises the channel error that closed the connection, e.g. a 403 on ``basic.consume``):
-    the program has already said that error in its one line."""
-    return "close_writer_task" not in record.getMessage()
-
-
-logging.getLogger("asyncio").addFilter(_not_aiormq_close_task)
 
 RECONNECT_INTERVAL = 1.0
 """Seconds between reconnection attempts (FastStream's ``reconnect_interval``, default 5 s):
@@ -278,6 +270,26 @@ async def declare(broker: RabbitBroker, *queues_: RabbitQueue) -> None:
             await broker.declare_queue(queue)
         except aiormq.exceptions.AMQPError as e:
             raise translate(e, None, "declare", queue.name) from e
+
+
+async def run_app(app: FastStream) -> None:
+    """Run ``app`` (FastStream's ``app.run()``). If it stops on a broker error (a 403 on
+    ``basic.consume``, raised by ``app.run()`` as it starts the subscriber), its broker's
+    connection is closed before the error leaves the event loop: FastStream does not close it
+    then, and aiormq's still-pending tasks would be reported by asyncio at exit ("Task was
+    destroyed but it is pending!", "Future exception was never retrieved") after the program's
+    one line.
+
+    Raises:
+        aiormq.exceptions.AMQPError: what stopped it (the caller translates it).
+    """
+    try:
+        await app.run()
+    except aiormq.exceptions.AMQPError:
+        if app.broker is not None:
+            with contextlib.suppress(Exception):  # the connection may be half gone already
+                await app.broker.stop()
+        raise
 
 
 CHANNEL_CODES: dict[type[Exception], int] = {

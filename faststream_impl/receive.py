@@ -17,6 +17,7 @@ from faststream_impl.broker import (
     hello_queue,
     make_broker,
     plain_queue,
+    run_app,
     translate,
 )
 from shared import cli, tasks
@@ -44,7 +45,7 @@ def main() -> int:
         print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
 
     try:
-        asyncio.run(app.run())
+        asyncio.run(run_app(app))
     except aiormq.exceptions.AMQPError as e:  # e.g. 403 on declare or consume
         raise translate(e, None, "consume", hello_queue()) from e
     return 0

@@ -32,7 +32,7 @@ import asyncio
 
 import aiormq.exceptions
 
-from faststream_impl.broker import task_queue, translate
+from faststream_impl.broker import run_app, task_queue, translate
 from faststream_impl.consumer import GiveUp
 from faststream_impl.subscriber import build, parser
 from shared import cli
@@ -42,7 +42,7 @@ def main() -> int:
     args = cli.parse_worker_args(parser("python -m faststream_impl.worker", __doc__))
     give_up = GiveUp()
     try:
-        asyncio.run(build(args, give_up).run())
+        asyncio.run(run_app(build(args, give_up)))
     except aiormq.exceptions.AMQPError as e:  # e.g. 403 on consume after permissions changed
         raise translate(e, None, "consume", task_queue()) from e
     if give_up.error is not None:
