@@ -18,6 +18,7 @@ import time
 import traceback
 from collections import Counter
 
+import psutil
 import pytest
 
 from shared.errors import MqlabError
@@ -165,6 +166,116 @@ def test_node_loss_loses_no_confirmed_message(
     by_worker = Counter(r.worker for r in journal_rows(journal_path) if r.message_id in late)
     assert by_worker["w1"] > 0 and by_worker["w2"] > 0, by_worker
     cluster.management.wait_for_queue(queue, 60, ready=0, unacked=0, fresh_after=time.time())
+
+
+class KeptProducer(threading.Thread):
+    """One producer kept open (``impl.producer()``, opened, used and closed in this thread, as
+    Dramatiq's connection is per thread) publishing ``total`` work messages one after the
+    other; keeps the confirmed message_ids, the one-line error that stopped it, and its count
+    of republished messages."""
+
+    def __init__(self, impl: Implementation, amqp_url: str, total: int) -> None:
+        super().__init__(daemon=True)
+        self.impl, self.amqp_url, self.total = impl, amqp_url, total
+        self.confirmed: list[str] = []
+        self.error = ""
+        self.republished = 0
+        self.crashed = ""
+
+    def run(self) -> None:
+        try:
+            with self.impl.producer(amqp_url=self.amqp_url) as producer:
+                try:
+                    for n in range(self.total):
+                        message = producer.publish(f"ride through {n}.")
+                        self.confirmed.append(message.message_id)
+                except MqlabError as e:
+                    self.error = str(e)
+                self.republished = producer.republished
+        except BaseException:
+            self.crashed = traceback.format_exc()
+            raise
+
+
+def _nodes_of_connections(cluster: Cluster) -> set[str]:
+    """The nodes holding an AMQP connection of this (the test's) process: the kept producer's,
+    found by its local ports among the management API's connections (``peer_port``)."""
+    amqp_ports = {n.amqp_port for n in cluster.nodes}
+    ports = {
+        c.laddr.port
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port in amqp_ports
+    }
+    return {c["node"] for c in cluster.management.connections() if c.get("peer_port") in ports}
+
+
+RIDE_TOTAL = 150
+"""Messages the kept producer publishes in the ride-through test; its node dies after 30."""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("failover", ["on", "off"])
+@pytest.mark.parametrize("impl", QUORUM, indirect=True)
+def test_producer_rides_through_the_loss_of_its_node(
+    cluster: Cluster,
+    impl: Implementation,
+    start_worker: StartWorker,
+    journal_path: str,
+    monkeypatch: pytest.MonkeyPatch,
+    failover: str,
+) -> None:
+    """The node a kept producer is connected to is SIGKILLed mid-stream: the producer
+    reconnects to a surviving node, republishes what was not confirmed (same message_id) and
+    publishes all ``RIDE_TOTAL``; every confirmed message runs (0 lost), and every extra run is
+    a republish (the producer's count) or a redelivery. Negative control (``off``:
+    ``MQLAB_FAILOVER_TIMEOUT=0``, the producer of before): it stops with its one line, messages
+    left unconfirmed, and still nothing confirmed is lost."""
+    queue = impl.task_queue()
+    monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
+    monkeypatch.setenv("MQLAB_FAILOVER_TIMEOUT", "60" if failover == "on" else "0")
+    start_worker(impl, "w1", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[-1])})
+    producer = KeptProducer(impl, cluster.failover_url, RIDE_TOTAL)
+    producer.start()
+    lost = None
+    try:
+        wait_until(lambda: len(producer.confirmed) >= 30 or not producer.is_alive(), 60,
+                   what="30 confirmed messages")  # fmt: skip
+        assert not producer.crashed and not producer.error, producer.crashed or producer.error
+        [node_name] = _nodes_of_connections(cluster)  # the producer's one connection
+        lost = cluster.node(node_name)
+        cluster.sync_metadata()  # the queue just declared is on disk (Node.sync_metadata)
+        killed_after = len(producer.confirmed)
+        cluster.kill_node(lost)
+        cluster.leader_of(queue)  # a leader on a live node: the queue serves again
+        producer.join(timeout=200)
+        assert not producer.is_alive() and not producer.crashed, producer.crashed
+    finally:
+        if lost is not None:
+            cluster.start_node(lost)
+    confirmed = producer.confirmed
+    if failover == "on":
+        assert producer.error == "" and len(confirmed) == RIDE_TOTAL, producer.error
+        assert producer.republished >= 1  # negative control: the kill did hit a publish
+    else:
+        assert "\n" not in producer.error and producer.error, producer.error
+        assert killed_after <= len(confirmed) < RIDE_TOTAL
+
+    rows = wait_for_finished(journal_path, confirmed, timeout=120)
+    runs = executions_per_message(rows)
+    assert set(confirmed) <= set(runs)  # 0 lost
+    extra = [r for r in sorted(rows, key=lambda r: r.started_at) if runs[r.message_id] > 1]
+    seen: set[str] = set()
+    not_redelivered = 0
+    for row in extra:
+        if row.message_id in seen and not row.redelivered:
+            not_redelivered += 1  # a republished message stored twice
+        seen.add(row.message_id)
+    assert not_redelivered <= producer.republished
+    print(
+        f"\n{impl.name} (failover {failover}): {len(confirmed)} of {RIDE_TOTAL} confirmed, "
+        f"{producer.republished} republished, {sum(runs.values()) - len(runs)} extra runs "
+        f"({not_redelivered} of them republished duplicates); error: {producer.error or '-'}"
+    )
 
 
 @pytest.mark.timeout(240)
