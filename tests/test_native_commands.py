@@ -9,8 +9,9 @@ delivery-limit cases.
 
 The cases are the suite's own test functions, collected here a second time with
 ``Implementation.worker_command`` swapped for the native command (:func:`_native`); the
-conftest deletes every queue before each test, so the native command alone must declare the
-work queue and its dead-letter queue. The wrapper's options travel as the native commands
+conftest deletes every queue before each test and the test's producers here declare none
+(``declare=False``), so the native command alone must declare the work queue and its
+dead-letter queue. The wrapper's options travel as the native commands
 read them: the environment (``MQLAB_PREFETCH``, ``MQLAB_SLOWDOWN``, ``MQLAB_WORKER_NAME``,
 ``MQLAB_JOURNAL``; Dramatiq's ``dramatiq_queue_prefetch``). Negative control: before
 ``celery_impl.broker.WorkQueue`` the Celery native command printed that it parked a poison
@@ -96,3 +97,13 @@ def _native(impl: Implementation, native: str, monkeypatch: pytest.MonkeyPatch) 
         return Command(NATIVE[native](spec, impl.task_queue()), env)
 
     monkeypatch.setattr(impl, "worker_command", worker_command)
+    # The test's producers declare nothing: the queues (the dead-letter queue above all) are
+    # there only if the native worker declared them.
+    producer = impl.producer
+    monkeypatch.setattr(
+        impl,
+        "producer",
+        lambda *, amqp_url=None, queue=None, declare=True: producer(
+            amqp_url=amqp_url, queue=queue, declare=False
+        ),
+    )
