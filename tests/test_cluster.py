@@ -112,8 +112,11 @@ def test_node_loss_loses_no_confirmed_message(
 ) -> None:
     queue = impl.task_queue()
     # A publish caught by the leader's death waits at most 5 s for its confirm, then is
-    # reported unsent and published anew (a new message_id).
+    # reported unsent and published anew (a new message_id): the producer does not republish
+    # it itself (MQLAB_FAILOVER_TIMEOUT=0), so every extra run below is a redelivery; the
+    # producer's own ride-through is test_producer_rides_through_the_loss_of_its_node.
     monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
+    monkeypatch.setenv("MQLAB_FAILOVER_TIMEOUT", "0")
     # Two workers, each connected to another node first.
     w1 = start_worker(impl, "w1", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[0])})
     w2 = start_worker(impl, "w2", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[1])})
@@ -321,7 +324,12 @@ def test_worker_connected_to_the_lost_node_fails_over(
 def test_minority_left_refuses_publishes(
     cluster: Cluster, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
-    env = {"AMQP_URL": cluster.failover_url, "MQLAB_CONFIRM_TIMEOUT": "3"}
+    # Unconfirmed after 3 s, republished for 5 s more (MQLAB_FAILOVER_TIMEOUT), then the line.
+    env = {
+        "AMQP_URL": cluster.failover_url,
+        "MQLAB_CONFIRM_TIMEOUT": "3",
+        "MQLAB_FAILOVER_TIMEOUT": "5",
+    }
     # Negative control: with every node up the very same program publishes and exits 0.
     ok = run_to_end(impl.new_task_command(["before."]), env, timeout=60)
     assert ok.returncode == 0, ok.stderr
