@@ -36,19 +36,22 @@ class Failure(Enum):
     """How a client error raised out of a publish ends it (:meth:`BaseProducer._classify`)."""
 
     LOST = "lost"
-    """The connection died (broker restart, missed heartbeats): publish once more on a new
-    one, same message_id (at-least-once); lost twice raises ``BrokerUnreachable``."""
+    """The connection died (its node killed, a broker restart, missed heartbeats): publish
+    again on a new one, same message_id (at-least-once), within ``MQLAB_FAILOVER_TIMEOUT``
+    (once with 0); then ``BrokerUnreachable``."""
     BLOCKED = "blocked"
     """A resource alarm outlasted the wait: ``PublisherBlocked``, the message not confirmed."""
     UNCONFIRMED = "unconfirmed"
-    """No confirm in time (a quorum queue without a majority): ``PublishUnconfirmed``; not
-    published again (it may yet be stored)."""
+    """No confirm in time (a quorum queue electing a leader, or without a majority): publish
+    again on a new connection within ``MQLAB_FAILOVER_TIMEOUT`` (the first copy may yet be
+    stored: a duplicate); then ``PublishUnconfirmed``."""
 
 
 class BaseProducer(ABC, Generic[Sent]):
     """A producer to keep open: ``with Producer() as p: p.publish("task...")``. Each
     :meth:`publish` returns only for a message the broker confirmed (publisher confirms),
-    reconnecting after an idle period or a broker restart, and raises
+    reconnecting after an idle period or a broker restart, riding through the loss of its node
+    (:meth:`publish`), and raises
     :class:`~shared.errors.MqlabError` otherwise (``PublisherBlocked`` after
     ``MQLAB_BLOCKED_TIMEOUT`` under a resource alarm).
 
