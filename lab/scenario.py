@@ -151,6 +151,8 @@ class Scenario:
         quick_variants: whether ``--quick`` measures the variants too (off where each run
             is long, to keep ``--quick`` near two minutes).
         topologies: the topologies it runs on (``single``, ``cluster``).
+        cluster_kind: the provider of its ``cluster`` topology (:mod:`testbed.provider`):
+            ``netns`` for a cluster whose links can be cut (partitions).
         seconds: rough seconds per run (quick, full), for the up-front estimate.
     """
 
@@ -170,6 +172,7 @@ class Scenario:
     variants: tuple[str, ...] = ()
     quick_variants: bool = True
     topologies: tuple[str, ...] = ("single", "cluster")
+    cluster_kind: str = "cluster"
     seconds: tuple[float, float] = (5.0, 10.0)
 
     def param(self, name: str) -> Param:

@@ -25,7 +25,6 @@ from dataclasses import replace
 
 import pytest
 
-from shared import settings
 from shared.errors import (
     BrokerUnreachable,
     MqlabError,
@@ -166,7 +165,8 @@ class _ScriptedProducer(BaseProducer[str]):
     with :attr:`forever` set raises that. ``failover`` is ``MQLAB_FAILOVER_TIMEOUT``."""
 
     def __init__(self, ok: int, failures: Sequence[Exception] = (), failover: float = 0) -> None:
-        self.settings = replace(settings.load(), failover_timeout=failover)
+        super().__init__(None, queue="task_queue", declare=False)  # the hook contract
+        self.settings = replace(self.settings, failover_timeout=failover)
         self.ok = ok
         self.failures = list(failures)
         self.nacks = not failures  # without failures: every publish after the ok ones
@@ -201,12 +201,15 @@ class _ScriptedProducer(BaseProducer[str]):
 
 
 @pytest.mark.timeout(10)
-def test_a_failed_publish_is_republished_within_the_failover_timeout() -> None:
+def test_a_failed_publish_is_republished_within_the_failover_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A lost connection, a missing confirm and a nack in a row (a node SIGKILLed, its queue
     electing a leader): the same message is published again each time and confirmed; the
     producer counts 3 republishes. Control: with ``MQLAB_FAILOVER_TIMEOUT=0`` only a lost
     connection is retried (once), so a missing confirm or a nack raises at once, and a message
     that keeps failing raises after the timeout, saying so."""
+    monkeypatch.setenv("AMQP_URL", "amqp://u:p@127.0.0.1:1/%2F")  # settings only, never used
     failures = [ConnectionError("reset"), TimeoutError("no confirm"), PublishRefused("nack")]
     rides = _ScriptedProducer(ok=1, failures=failures, failover=30)
     assert rides.publish_all(["a", "b", "c"]) == ["a", "b", "c"]
@@ -234,15 +237,20 @@ def test_a_failed_publish_is_republished_within_the_failover_timeout() -> None:
 
 
 @pytest.mark.timeout(10)
-def test_a_nack_mid_batch_says_how_many_were_confirmed() -> None:
+def test_a_nack_mid_batch_says_how_many_were_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:
     """`new_task --count 3000` on a cluster whose queue leader was SIGKILLed mid-run: 690 were
     confirmed, then one nack, and the one line said only "broker refused (nacked) a message":
-    the user could not tell what was sent. Control: a nack of the first message has no count."""
+    the user could not tell what was sent. Control: a nack of the first message has no count.
+    With publisher confirms off nothing is confirmed: the count is of messages written."""
+    monkeypatch.setenv("AMQP_URL", "amqp://u:p@127.0.0.1:1/%2F")  # settings only, never used
     with pytest.raises(PublishRefused, match=r"\(2 of 5 messages were confirmed before\)"):
         _ScriptedProducer(ok=2).publish_all(["m"] * 5)
     with pytest.raises(PublishRefused) as first:
         _ScriptedProducer(ok=0).publish_all(["m"] * 5)
     assert "confirmed before" not in str(first.value)
+    monkeypatch.setenv("MQLAB_CONFIRMS", "0")
+    with pytest.raises(PublishRefused, match=r"2 of 5 messages were written \(not confirmed\)"):
+        _ScriptedProducer(ok=2).publish_all(["m"] * 5)
 
 
 @pytest.mark.timeout(10)

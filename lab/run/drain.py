@@ -44,6 +44,7 @@ import psutil
 
 from lab.scenario import ScenarioFailed
 from shared import cli
+from shared.exit_codes import ExitCode
 from shared.impl import Command
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
@@ -348,7 +349,7 @@ def main() -> int:
               fill=args.fill)  # fmt: skip
     except pika.exceptions.AMQPError as e:
         Path(args.out).write_text(json.dumps({"error": str(e) or type(e).__name__}))
-        return 1
+        return ExitCode.UNAVAILABLE
     try:
         out: dict[str, Any] = readings.window()
     except ValueError as e:
