@@ -213,6 +213,24 @@ def _nodes_of_connections(cluster: Cluster) -> set[str]:
     return {c["node"] for c in cluster.management.connections() if c.get("peer_port") in ports}
 
 
+def _producer_node(cluster: Cluster) -> str:
+    """The node of this process's one AMQP connection (the kept producer's), once the
+    management API lists it (it lists a new connection with a lag).
+
+    Raises:
+        TimeoutError: not exactly one such connection within 30 s.
+    """
+    found: list[set[str]] = [set()]
+
+    def one() -> bool:
+        found[0] = _nodes_of_connections(cluster)
+        return len(found[0]) == 1
+
+    wait_until(one, 30, interval=0.2, what="the producer's connection in the management API")
+    [node] = found[0]
+    return node
+
+
 RIDE_TOTAL = 300
 """Messages the kept producer publishes in the ride-through test, one every ``RIDE_PAUSE``
 seconds at most (a long-lived producer); its node dies after 30."""
@@ -251,8 +269,7 @@ def test_producer_rides_through_the_loss_of_its_node(
         wait_until(lambda: len(producer.confirmed) >= 30 or not producer.is_alive(), 60,
                    what="30 confirmed messages")  # fmt: skip
         assert not producer.crashed and not producer.error, producer.crashed or producer.error
-        [node_name] = _nodes_of_connections(cluster)  # the producer's one connection
-        own = cluster.node(node_name)
+        own = cluster.node(_producer_node(cluster))
         killed_after = len(producer.confirmed)
         killed.append(own)
         cluster.kill_node(own)
