@@ -71,8 +71,8 @@ def main() -> int:
         except Exception as e:
             why = poison.describe(e)
             parked_in = None if args.auto_ack else queues.dead_letter_queue(queue)
-            poison.report(delivery.props.message_id, parked_in, why)
             delivery.reject(requeue=False)  # dead-lettered to <queue>.dead
+            poison.report(delivery.props.message_id, parked_in, why)  # once rejected
             return
         delivery.ack()
 
