@@ -52,7 +52,7 @@ def main() -> int:
     queue = task_queue()
 
     connected = connect()  # the first connection fails fast with a clear error
-    node = connected.connection._impl.params  # the node pika connected to, of AMQP_URL's
+    node = connected.node or connected.params[0]  # the node that answered, of AMQP_URL's
     print(
         f" [*] {args.name} connected to {settings.node_address(node.host, node.port)}", flush=True
     )
