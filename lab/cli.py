@@ -100,7 +100,9 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         help=f"scenario(s): {', '.join(ALL)} (default: all), or {', '.join(ON_DEMAND)}",
     )
-    c.add_argument("--repeat", type=int, default=1, help="runs per scenario (median, min-max)")
+    c.add_argument(
+        "--repeat", type=int, default=1, help="interleaved repeats per row (median, 95%% interval)"
+    )
     c.add_argument(
         "--quick",
         action="store_true",

@@ -22,7 +22,7 @@ from lab.commands.compare import parse_sets
 from lab.commands.usage import UsageError
 from lab.report import markdown
 from lab.report.checks import check
-from lab.report.stats import Summary
+from lab.report.stats import Summary, summarize
 from lab.report.view import cell, run_status
 from lab.run.config import Config
 from lab.run.drain import Readings, drain_rate
@@ -102,13 +102,15 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
         assert any(what in p for p in problems), (what, problems)
 
 
-def test_constants_print_without_a_range_and_statuses_read_right() -> None:
-    assert cell(Summary(80.0, 80.0, 80.0, 3), lambda v: f"{v:.1f}%") == "80.0%"
-    assert cell(Summary(78.0, 75.0, 80.0, 3), lambda v: f"{v:.1f}%") == "78.0% (75.0%-80.0%)"
-    assert cell(Summary(78.0, 78.0, 78.0, 1), lambda v: f"{v:.1f}%") == "78.0%"
-    assert run_status(2, 0, 0) == "ok"
+def test_constants_print_without_an_interval_and_statuses_read_right() -> None:
+    pct = "{:.1f}%".format
+    assert cell(summarize([80.0, 80.0, 80.0]), pct) == "80.0%"
+    assert cell(Summary(78.0, 75.0, 80.0, 3, (76.0, 79.5)), pct) == "78.0% [76.0%-79.5%]"
+    assert cell(summarize([78.0]), pct) == "78.0%"
+    assert run_status(2, 0, 0) == "n=2"
+    assert run_status(1, 0, 0) == "n=1 (no interval)"
     assert run_status(2, 0, 2) == "skipped"
-    assert run_status(3, 1, 0) == "1/3 failed"
+    assert run_status(3, 1, 0) == "n=2, 1/3 failed"
 
 
 def _mqlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

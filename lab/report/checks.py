@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.run import cost
 from shared.journal import Execution, by_message, read
 
 
@@ -91,3 +92,26 @@ def check_outcome(c: Checker, run: dict[str, Any], key: str) -> None:
     if s["executions"] != len(rows):
         c.problems.append(f"{where}: {s['executions']} executions, journal has {len(rows)}")
     c.shown(f"{share:.1f}%", where)
+
+
+def check_cost(
+    c: Checker, where: str, drained: dict[str, Any], m: dict[str, Any], label: str, tol: float
+) -> None:
+    """A drain's CPU-per-task figures (:func:`lab.run.cost.record`) recomputed from its
+    windows, and each against the observer's own reading of ``/proc``
+    (:func:`lab.run.cost.agrees`: within ``tol`` plus the clock's resolution)."""
+    for who in ("consumer", "broker"):
+        key = f"cpu_{label}_us" if who == "consumer" else f"broker_cpu_{label}_us"
+        mine = cost.per_task_us(drained["lab"], who)
+        if mine is None:
+            if m.get(key) is not None:
+                c.problems.append(f"{where}: {who} CPU reported without a reading")
+            continue
+        c.close(m[key], mine, f"{where} {who} CPU")
+        other = cost.per_task_us(drained["observer"], who)
+        if other is None:
+            c.problems.append(f"{where}: no independent {who} CPU reading")
+        elif not cost.agrees(mine, other, drained["lab"]["r1"], tol):
+            c.problems.append(
+                f"{where} {who} CPU: lab {mine:.1f} us/task, observer {other:.1f} us/task"
+            )

@@ -1,8 +1,9 @@
 """Reading :class:`lab.run.runner.Results` back: summaries over repeats, table columns and cells.
 
 Every figure the report, the charts and the decision table show is the median over the repeats
-of a run (with the min-max range when there was more than one), computed here from the raw
-metrics. Scenario modules build their columns, readings and charts from these helpers.
+of a run, with its 95% bootstrap interval in brackets when there was more than one
+(:mod:`lab.report.stats`), computed here from the raw metrics.
+Scenario modules build their columns, readings and charts from these helpers.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def mb(v: float) -> str:
     return f"{v:.1f} MB"
 
 
+def us(v: float) -> str:
+    """``1,234`` microseconds (the header says us)."""
+    return f"{v:,.0f}"
+
+
 def ratio(v: float) -> str:
     """``1.23x``."""
     return f"{v:.2f}x"
@@ -77,26 +83,32 @@ class Column:
 
 
 def cell(s: Summary | None, fmt: Format) -> str:
-    """``median`` or ``median (min-max)``; ``-`` when there is no value.
+    """``median [low-high]`` (the 95% interval of the median), or ``median`` alone from one
+    repeat; ``-`` when there is no value.
 
-    The range is shown only when the repeats differ as printed (a constant, such as the ideal
-    fast share or 0 lost, is printed alone).
+    The interval is shown only when its ends differ as printed (a constant, such as the ideal
+    fast share or 0 lost, is printed alone); the ``runs`` column says how many repeats.
     """
     if s is None:
         return "-"
-    low, high = fmt(s.low), fmt(s.high)
-    if s.spread() and low != high:
-        return f"{fmt(s.median)} ({low}-{high})"
+    if s.ci is None:
+        return fmt(s.median)
+    low, high = fmt(s.ci[0]), fmt(s.ci[1])
+    if low != high:
+        return f"{fmt(s.median)} [{low}-{high}]"
     return fmt(s.median)
 
 
 def run_status(runs: int, failed: int, skipped: int) -> str:
-    """The ``runs`` column: ``ok``, ``skipped``, or how many of the runs failed / were skipped."""
+    """The ``runs`` column: ``n=5`` (the repeats behind each figure), ``n=1 (no interval)``,
+    ``skipped``, or how many of the runs failed / were skipped."""
     if runs and skipped == runs:
         return "skipped"
-    parts = [f"{failed}/{runs} failed"] if failed else []
+    good = runs - failed - skipped
+    parts = [f"n={good}" + (" (no interval)" if good == 1 else "")]
+    parts += [f"{failed}/{runs} failed"] if failed else []
     parts += [f"{skipped}/{runs} skipped"] if skipped else []
-    return ", ".join(parts) or "ok"
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)

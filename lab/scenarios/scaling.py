@@ -170,8 +170,9 @@ def charts(view: View, out_dir: Path) -> list[Path]:
                 if s is not None:
                     xs.append(c)
                     ys.append(s.median)
-                    lo.append(s.median - s.low)
-                    hi.append(s.high - s.median)
+                    low, high = plot.error(s)
+                    lo.append(low)
+                    hi.append(high)
             if xs:
                 style = "--" if plot.variant(row.target) else "-"
                 ax.errorbar(
@@ -194,7 +195,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
                 ax.plot(levels, best, color="black", linestyle=":", label="ideal")
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(c) for c in levels])
-        ax.set_xlabel("concurrency (task slots of one worker)")
+        ax.set_xlabel(f"concurrency (task slots of one worker); {plot.repeats_note(view)}")
         ax.set_ylim(bottom=0)
         ax.set_ylabel("tasks per second")
         ax.set_title(title)
