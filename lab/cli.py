@@ -3,6 +3,7 @@
     mqlab compare [--impl pika,celery] [--scenario NAME] [--repeat 3] [--quick] [--out DIR]
                   [--queue-type classic,quorum] [--topology single,cluster]
                   [--set SCENARIO.PARAM=VALUE ...]
+    mqlab diff OLD NEW [--changes]     (two runs' results.json, or their report directories)
     mqlab scenarios
     mqlab broker up [--cluster] [--detach] | down | status | purge [--impl pika,celery]
     mqlab worker --impl pika [--concurrency 1] [--prefetch 1] [--name w1]
@@ -21,6 +22,7 @@ import os
 
 from lab.commands.broker import amqp_url, cmd_broker
 from lab.commands.compare import cmd_compare
+from lab.commands.diff import cmd_diff
 from lab.commands.usage import UsageError, console, one_impl
 from lab.scenarios import ALL, KNOWN, ON_DEMAND
 from shared import cli as shared_cli
@@ -133,6 +135,17 @@ def parser() -> argparse.ArgumentParser:
         "--keep-journals", action="store_true", help="copy journals and worker logs to --out"
     )
     c.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser(
+        "diff",
+        help="two runs side by side, marking the differences beyond noise",
+        description="Two runs' figures side by side (same rows and figures); a difference is "
+        "beyond noise when the two 95%% intervals do not overlap.",
+    )
+    d.add_argument("old", help="the old run's results.json (or its report directory)")
+    d.add_argument("new", help="the new run's results.json (or its report directory)")
+    d.add_argument("--changes", action="store_true", help="only the figures beyond noise")
+    d.set_defaults(func=cmd_diff)
 
     sc = sub.add_parser("scenarios", help="list the scenarios and their --set parameters")
     sc.set_defaults(func=cmd_scenarios)

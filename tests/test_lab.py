@@ -14,19 +14,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from lab.cli import scenario_listing
 from lab.commands.compare import parse_sets
 from lab.commands.usage import UsageError
-from lab.report import markdown
-from lab.report.checks import check
+from lab.report import decision, diff, markdown
+from lab.report.checks import Checker, check, check_figures
 from lab.report.stats import Summary, summarize
-from lab.report.view import cell, run_status
+from lab.report.view import View, cell, run_status
 from lab.run.config import Config
 from lab.run.drain import Readings, drain_rate
-from lab.run.runner import finish, new_results, plan, skip_all
+from lab.run.runner import RunRecord, finish, new_results, plan, skip_all
 from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
 from shared.exit_codes import ExitCode
@@ -298,3 +301,85 @@ def test_the_decision_table_lists_every_need_when_one_scenario_runs() -> None:
         assert f"| {need} | - | not measured in this run" in text, need
     assert "- Throughput: 3,000 zero-work tasks per drain" in text
     assert "- Scaling:" not in text  # a scenario's settings line only when it runs
+
+
+def _throughput_results(values: dict[str, list[float]], metric: str = "consume_p100_per_s") -> Any:
+    """Results of a throughput run with ``values[row]`` as that row's repeats of ``metric``
+    (interleaved: repeat by repeat), broker-free."""
+    config = Config.preset(True, [ALL["throughput"]], max(len(v) for v in values.values()))
+    results = new_results(config, [registry.get("pika")], ["throughput"], {})
+    for repeat in range(1, config.repeat + 1):
+        for row, vs in values.items():
+            if repeat <= len(vs):
+                results.runs.append(
+                    RunRecord("throughput", row, repeat, metrics={metric: vs[repeat - 1]})
+                )
+    finish(results)
+    return results
+
+
+def _need(results: Any, need: str) -> list[str]:
+    return next(r for r in decision.rows(View(results)) if r[0] == need)
+
+
+def test_an_interval_is_the_bootstrap_of_the_median_and_one_repeat_has_none() -> None:
+    values = [10.0, 12.0, 11.0, 30.0, 11.5]
+    s = summarize(values)
+    assert s is not None and s.ci is not None and s.n == 5
+    again = scipy_stats.bootstrap(
+        (np.asarray(values),), np.median, confidence_level=0.95, n_resamples=2000,
+        method="percentile", rng=np.random.default_rng(20),
+    ).confidence_interval  # fmt: skip
+    assert s.ci == pytest.approx((again.low, again.high))
+    assert s.ci[0] <= s.median <= s.ci[1]
+    assert summarize([3.0]) == Summary(3.0, 3.0, 3.0, 1, None)
+    assert summarize([2.0, 2.0, 2.0]) == Summary(2.0, 2.0, 2.0, 3, (2.0, 2.0))
+    wide, narrow = Summary(5, 1, 9, 3, (1.0, 9.0)), Summary(10, 10, 11, 3, (10.0, 11.0))
+    assert narrow.clears(wide, lowest=False) and not wide.clears(narrow, lowest=False)
+    assert wide.clears(narrow, lowest=True)  # lower is better: wide lies wholly below
+    assert not Summary(8, 2, 9, 3, (2.0, 9.0)).clears(wide, lowest=False)  # they overlap
+
+
+def test_the_decision_names_a_winner_only_where_its_interval_clears_the_runner_up() -> None:
+    close = _throughput_results(
+        {"pika": [100.0, 104.0, 102.0], "celery": [99.0, 101.0, 103.0], "dramatiq": [50, 51, 52]}
+    )
+    row = _need(close, "most throughput")
+    assert row[1] == "tie: pika, celery (within noise)", row
+    assert "vs celery" in row[2] and "n=3" in row[2]
+    apart = _throughput_results({"pika": [200.0, 201.0, 202.0], "celery": [99.0, 101.0, 103.0]})
+    assert _need(apart, "most throughput")[1] == "pika"
+    # negative control: one repeat separates nothing, so its best is provisional
+    once = _throughput_results({"pika": [200.0], "celery": [99.0]})
+    assert _need(once, "most throughput")[1] == "pika (provisional: one repeat)"
+    assert "no intervals, and every winner below is provisional" in markdown.markdown(once, [])
+    # lower is better for CPU per task, and the cost backs the throughput need
+    cpu = _throughput_results({"pika": [50.0, 51, 52], "celery": [500.0, 510, 520]}, "cpu_p100_us")
+    assert _need(cpu, "least CPU per task")[1] == "pika"
+
+
+def test_diff_marks_only_the_changes_beyond_noise_and_checks_catch_a_tampered_interval(
+    tmp_path: Path,
+) -> None:
+    old = _throughput_results({"pika": [100.0, 101.0, 102.0], "celery": [50.0, 51.0, 52.0]})
+    new = _throughput_results({"pika": [150.0, 151.0, 152.0], "celery": [50.5, 51.0, 51.5]})
+    changes, gone, added = diff.compare(old, new)
+    marked = {c.key[1]: c.beyond_noise() for c in changes}
+    assert marked == {"pika": True, "celery": False} and not gone and not added
+    text = diff.markdown(old, new, ("a", "b"))
+    assert "| throughput | pika | classic/single | consume_p100_per_s |" in text
+    assert text.count("**beyond noise**") == 1 and "+49.5%" in text
+    assert "celery" not in diff.markdown(old, new, ("a", "b"), only=True).split("|---")[-1]
+    # the figures written to results.json are recomputed from the raw runs; a tampered
+    # interval is caught (negative control)
+    markdown.write(new, tmp_path, [])
+    data = json.loads((tmp_path / "results.json").read_text())
+
+    def problems() -> list[str]:
+        checker = Checker(tmp_path, data, "")
+        check_figures(checker)
+        return checker.problems
+
+    assert problems() == []
+    data["figures"][0]["ci"][1] *= 0.9
+    assert any("interval high" in p for p in problems())

@@ -68,6 +68,7 @@ def check(out: Path, results: dict[str, Any]) -> list[str]:
     from lab.scenarios import find  # the scenarios import Checker from here
 
     checker = Checker(out, results, (out / "report.md").read_text())
+    check_figures(checker)
     for run in results["runs"]:
         if run["error"] or run["skipped"]:
             continue
@@ -115,3 +116,36 @@ def check_cost(
             c.problems.append(
                 f"{where} {who} CPU: lab {mine:.1f} us/task, observer {other:.1f} us/task"
             )
+
+
+def check_figures(c: Checker) -> None:
+    """Every figure of results.json's ``figures`` (median, 95% interval, n) recomputed from the
+    raw metrics of its runs (:func:`lab.report.stats.summarize`), and none left out."""
+    from lab.report.stats import summarize
+
+    raw: dict[tuple[str, str, str, str], list[float]] = {}
+    for run in c.results["runs"]:
+        if run["error"] is None:
+            for metric, v in run["metrics"].items():
+                if v is not None:
+                    key = (run["scenario"], run["impl"], run["setup"], metric)
+                    raw.setdefault(key, []).append(v)
+    listed = set()
+    for f in c.results.get("figures", []):
+        key = (f["scenario"], f["row"], f["setup"], f["metric"])
+        listed.add(key)
+        s = summarize(raw.get(key, []))
+        where = "/".join(key)
+        if s is None:
+            c.problems.append(f"{where}: a figure without runs")
+            continue
+        c.close(f["median"], s.median, f"{where} median")
+        if f["n"] != s.n:
+            c.problems.append(f"{where}: n {f['n']}, runs {s.n}")
+        if (f["ci"] is None) != (s.ci is None):
+            c.problems.append(f"{where}: interval {f['ci']}, recomputed {s.ci}")
+        elif s.ci is not None:
+            c.close(f["ci"][0], s.ci[0], f"{where} interval low")
+            c.close(f["ci"][1], s.ci[1], f"{where} interval high")
+    for key in sorted(set(raw) - listed):
+        c.problems.append(f"{'/'.join(key)}: measured but not among the figures")

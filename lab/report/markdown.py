@@ -197,7 +197,8 @@ def markdown(results: Results, charts: list[Path]) -> str:
 def write(results: Results, out_dir: Path, charts: list[Path]) -> Path:
     """Write results.json and report.md into ``out_dir``; return the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results.as_dict(), indent=1) + "\n")
+    data = {**results.as_dict(), "figures": View(results).figures()}
+    (out_dir / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     path = out_dir / "report.md"
     path.write_text(markdown(results, charts))
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lab.report.stats import Summary, summarize
 
@@ -203,6 +203,23 @@ class View:
         for r in self.results.runs:
             if r.scenario == scenario and r.skipped and r.skipped not in out:
                 out.append(r.skipped)
+        return out
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Every figure of the run: ``{"scenario", "row", "setup", "metric", "median", "ci",
+        "n"}`` for each metric of each row of each scenario (results.json's ``figures``)."""
+        out = []
+        for scenario in self.results.scenarios:
+            for row in self.rows(scenario):
+                metrics = dict.fromkeys(k for r in self.runs(scenario, row) for k in r.metrics)
+                for metric in metrics:
+                    s = self.summary(scenario, row, metric)
+                    if s is not None:
+                        out.append(
+                            {"scenario": scenario, "row": row.target, "setup": row.setup,
+                             "metric": metric, "median": s.median,
+                             "ci": list(s.ci) if s.ci else None, "n": s.n}
+                        )  # fmt: skip
         return out
 
     def best(

@@ -21,7 +21,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import psutil
@@ -36,8 +36,8 @@ from shared.impl import Implementation
 from testbed.node import Node
 
 __all__ = [
-    "BASELINE", "Results", "RunRecord", "broker_facts", "estimate", "finish", "new_results",
-    "plan", "run_setup", "skip_all",
+    "BASELINE", "Results", "RunRecord", "broker_facts", "estimate", "finish", "load",
+    "new_results", "plan", "run_setup", "skip_all",
 ]  # fmt: skip
 
 TOOLS = ("requests", "matplotlib", "rich", "psutil")
@@ -100,6 +100,15 @@ class Results:
     def as_dict(self) -> dict[str, Any]:
         """The results as JSON-able data."""
         return asdict(self)
+
+
+def load(data: dict[str, Any]) -> Results:
+    """:class:`Results` from results.json's data (keys an older file lacks take their
+    defaults; keys this version does not know are ignored)."""
+    known = {f.name for f in fields(RunRecord)}
+    runs = [RunRecord(**{k: v for k, v in r.items() if k in known}) for r in data["runs"]]
+    top = {f.name for f in fields(Results)} - {"runs"}
+    return Results(**{k: v for k, v in data.items() if k in top}, runs=runs)
 
 
 def broker_facts(broker: Node) -> dict[str, str]:
