@@ -136,6 +136,17 @@ def _ready(channel: Any, queue: str) -> int:
     return int(channel.queue_declare(queue=queue, passive=True).method.message_count)
 
 
+def ready_count(amqp_url: str, queue: str) -> int:
+    """``queue``'s messages ready for delivery now, on a connection of its own (the passive
+    ``queue.declare-ok``'s ``message_count``; exact, unlike the management API's sampled
+    figures)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        return _ready(connection.channel(), queue)
+    finally:
+        connection.close()
+
+
 def watch(amqp_url: str, queue: str, n: int, interval: float, stop: threading.Event,
           readings: Readings, started: threading.Event | None = None,
           fill: bool = False) -> None:  # fmt: skip
