@@ -51,8 +51,14 @@ def git() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    """The command that started this process, shell-quoted (``mqlab compare --quick``)."""
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command that started this process, shell-quoted (``mqlab compare --quick``;
+    ``python -m lab.cli compare ...`` when started as a module)."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py" or program.parent.name == "lab":
+        head = ["python", "-m", f"lab.{program.stem}" if program.stem != "__main__" else "lab"]
+    else:
+        head = [program.name]
+    return shlex.join([*head, *sys.argv[1:]])
 
 
 def _stat() -> tuple[float, float]:
