@@ -51,8 +51,8 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    charts = ("throughput", "latency", "latency_cdf", "scaling", "fairness", "crash", "restart",
-              "footprint")  # fmt: skip
+    charts = ("throughput", "throughput_cpu", "latency", "latency_cdf", "scaling", "fairness",
+              "crash", "restart", "footprint")  # fmt: skip
     for name in ("report.md", *[f"{c}.png" for c in charts]):
         assert (out / name).stat().st_size > 0, name
 
@@ -81,7 +81,20 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     errors = [(r["scenario"], r["impl"], r["error"]) for r in results["runs"] if r["error"]]
     assert not errors, errors
 
+    # every figure (with its interval and n) is recomputed from the raw runs, and every CPU
+    # figure against the observer's own /proc reading, inside check()
     assert check(out, results) == []
+    assert results["figures"] and all(f["n"] == 1 and f["ci"] is None for f in results["figures"])
+    for run in (r for r in results["runs"] if r["scenario"] == "throughput"):
+        for label in [k for k, v in run["samples"].items() if isinstance(v, dict) and "lab" in v]:
+            assert run["metrics"][f"cpu_{label}_us"] > 0, (run["impl"], label)
+            assert run["metrics"][f"broker_cpu_{label}_us"] > 0, (run["impl"], label)
+            assert "cpu0_consumer" in run["samples"][label]["observer"], (run["impl"], label)
+        assert run["metrics"]["producer_cpu_us"] > 0, run["impl"]
+    # provenance: the commit, the command line and every run's load
+    assert results["meta"]["git"]["commit"] in report and "compare --quick" in report
+    assert all("busy" in r["load"] for r in results["runs"] if not r["skipped"])
+    assert "provisional: one repeat" in report and "n=1 (no interval)" in report
 
     # the journals are where results.json and the footer say they are
     assert results["meta"]["journals_kept"] is True
@@ -96,12 +109,15 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     crash["metrics"]["duplicate_executions"] += 1
     drain = next(r for r in tampered["runs"] if r["scenario"] == "throughput")
     drain["metrics"]["consume_p1_per_s"] *= 1.2
+    drain["metrics"]["cpu_p100_us"] *= 1.2
+    drain["samples"]["p1"]["observer"]["cpu0_consumer"] += 10.0  # 10 s of CPU the lab missed
     scaling = next(r for r in tampered["runs"] if r["scenario"] == "scaling")
     scaling["metrics"]["io_c1_eff_pct"] += 5
     loaded = next(r for r in tampered["runs"] if r["scenario"] == "loaded")
     loaded["metrics"]["start_p99_ms"] /= 2
     problems = check(out, tampered)
-    for what in ("completed_pct", "duplicates", "p1 rate", "c1 io efficiency", "loaded/"):
+    for what in ("completed_pct", "duplicates", "p1 rate", "c1 io efficiency", "loaded/",
+                 "p100 consumer CPU", "p1 consumer CPU: lab", "cpu_p100_us median"):  # fmt: skip
         assert any(what in p for p in problems), (what, problems)
 
 

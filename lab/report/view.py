@@ -222,6 +222,19 @@ class View:
                         )  # fmt: skip
         return out
 
+    def imprecise(self, scenario: str, metrics: list[str], within: float) -> list[str]:
+        """``row metric`` for each figure of ``metrics`` whose 95% interval reaches further
+        than ``within`` (a share) from its median, or that has no interval (one repeat)."""
+        out = []
+        for row in self.rows(scenario):
+            for metric in metrics:
+                s = self.summary(scenario, row, metric)
+                if s is not None and (
+                    s.ci is None or max(s.median - s.ci[0], s.ci[1] - s.median) > within * s.median
+                ):
+                    out.append(f"{self.label(row)} {metric}")
+        return out
+
     def best(
         self, scenario: str, metric: str, *, lowest: bool = False, setup: str | None = None
     ) -> tuple[Row, float] | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import resource
 from collections.abc import Callable, Iterator
@@ -141,6 +142,29 @@ def agrees(ours: float, theirs: float, tasks: float, tolerance: float) -> bool:
     clock's resolution: 4 ticks (each reading's two ends, twice) spread over the ``tasks``."""
     slack = tolerance * abs(ours) + 4 * CLOCK_TICK_S / tasks * 1e6
     return abs(ours - theirs) <= slack
+
+
+Drain = Callable[[int], tuple[dict[str, Any], float, float]]
+"""``drain(n) -> (drain result, publish seconds, producer CPU seconds)``: publish ``n`` tasks
+and drain them once (:func:`lab.run.drain.drain`)."""
+MAX_N = 100_000
+"""The most tasks a drain sized for its CPU window publishes."""
+
+
+def sized(
+    n: int, cpu_seconds: float, once: Drain
+) -> tuple[tuple[dict[str, Any], float, float], int, dict[str, float]]:
+    """Drain ``n`` tasks; if the consumer's window held less than ``cpu_seconds`` of CPU,
+    drain again with N sized from this probe so that it holds about that much (at most
+    :data:`MAX_N`). Returns the drain kept, its N, and the probe's ``{"probe_n",
+    "probe_cpu_us"}`` (empty when no second drain ran)."""
+    drained = once(n)
+    held = per_task_us(drained[0]["lab"], "consumer")
+    if cpu_seconds > 0 and held and held * n / 1e6 < cpu_seconds:
+        bigger = min(MAX_N, math.ceil(cpu_seconds / (held / 1e6) * 1.1))
+        if bigger > n:
+            return once(bigger), bigger, {"probe_n": float(n), "probe_cpu_us": held}
+    return drained, n, {}
 
 
 def record(out: Outcome, label: str, drained: dict[str, Any], remedy: str) -> None:

@@ -13,9 +13,7 @@ within 10%), and the broker's ack count for the queue must equal N. The bare pik
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +35,8 @@ TOLERANCE = 0.10
 """How far a figure may be from the independent observer's timing of the same drain."""
 PIKA_BAR = 0.8
 """The pika worker should drain at least this fraction of the bare loop's rate."""
-MAX_N = 100_000
-"""The most tasks a drain sized for its CPU window publishes."""
+PRECISION = 0.10
+"""How close to its median a CPU figure's 95% interval should stay (rows beyond: flagged)."""
 
 
 def _labels(target: Target | None, config_prefetch: tuple[int, ...]) -> list[tuple[str, int]]:
@@ -47,24 +45,10 @@ def _labels(target: Target | None, config_prefetch: tuple[int, ...]) -> list[tup
     return [(f"p{p}", p) for p in config_prefetch]
 
 
-Drain = Callable[[int], tuple[dict[str, Any], float, float]]
-"""``drain(n) -> (drain result, publish seconds, producer CPU seconds)``: publish ``n`` and
-drain them once (:func:`lab.run.drain.drain`)."""
-
-
-def _measure(out: Outcome, label: str, n: int, cpu_seconds: float, once: Drain) -> None:
-    """Drain ``n`` tasks; if the consumer's CPU window held less than ``cpu_seconds``, drain
-    again with N sized from this probe so that it holds about that much (at most
-    :data:`MAX_N`), and keep the second drain's figures (the probe's N and CPU in samples)."""
-    result, took, producer = once(n)
-    probe = {}
-    held = cost.per_task_us(result["lab"], "consumer")
-    if cpu_seconds > 0 and held and held * n / 1e6 < cpu_seconds:
-        sized = min(MAX_N, math.ceil(cpu_seconds / (held / 1e6) * 1.1))
-        if sized > n:
-            probe = {"probe_n": n, "probe_cpu_us": held}
-            n = sized
-            result, took, producer = once(n)
+def _measure(out: Outcome, label: str, n: int, cpu_seconds: float, once: cost.Drain) -> None:
+    """Drain ``n`` tasks (sized for ``cpu_seconds`` of consumer CPU, :func:`lab.run.cost.sized`)
+    and record the rates and costs of the drain."""
+    (result, took, producer), n, probe = cost.sized(n, cpu_seconds, once)
     ours, theirs = drain_rate(result["lab"]), drain_rate(result["observer"])
     out.metrics[f"consume_{label}_per_s"] = ours
     out.metrics[f"check_{label}"] = ours / theirs
@@ -80,7 +64,9 @@ def run(lab: Lab, target: Target) -> Outcome:
     out = Outcome()
     for label, prefetch in _labels(target, p["prefetch"]):
 
-        def once(n: int, label: str = label, prefetch: int = prefetch) -> tuple[Any, ...]:
+        def once(
+            n: int, label: str = label, prefetch: int = prefetch
+        ) -> tuple[dict[str, Any], float, float]:
             lab.reset([target.impl])
             observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
             with observer.killed_on_error():
@@ -128,7 +114,9 @@ def run_baseline(lab: Lab) -> Outcome:
     out = Outcome()
     for label, prefetch in _labels(None, p["prefetch"]):
 
-        def once(n: int, label: str = label, prefetch: int = prefetch) -> tuple[Any, ...]:
+        def once(
+            n: int, label: str = label, prefetch: int = prefetch
+        ) -> tuple[dict[str, Any], float, float]:
             lab.reset([])
             observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
             with observer.killed_on_error(), cost.thread_cpu() as cpu:
@@ -222,6 +210,19 @@ def reading(view: View) -> list[str]:
                 if kind == "publish" and verdict.startswith("NOT")
                 else ""
             )
+        )
+    cpu = [
+        f"cpu_{k}_us"
+        for k in ("default", *(f"p{p}" for p in params(view.config, NAME)["prefetch"]))
+    ]
+    loose = view.imprecise(NAME, cpu, PRECISION)
+    if any(view.summary(NAME, r, m) for r in view.rows(NAME) for m in cpu):
+        out.append(
+            f"CPU per task: every row's median is within +-{PRECISION:.0%} at 95%."
+            if not loose
+            else f"CPU per task not within +-{PRECISION:.0%} at 95% (more repeats needed): "
+            + ", ".join(loose)
+            + "."
         )
     for row in view.rows(NAME):
         if not row.target.endswith("-defaults"):
