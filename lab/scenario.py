@@ -152,6 +152,9 @@ class Scenario:
             is long, to keep ``--quick`` near two minutes).
         topologies: the topologies it runs on (``single``, ``cluster``).
         seconds: rough seconds per run (quick, full), for the up-front estimate.
+        sampled: metric -> (samples key, percentile) for a figure that is a percentile of
+            many samples (``{"start_p50_ms": ("start_ms", 50)}``): from one repeat its 95%
+            interval is bootstrapped over those samples (:mod:`lab.report.stats`).
     """
 
     name: str
@@ -171,6 +174,7 @@ class Scenario:
     quick_variants: bool = True
     topologies: tuple[str, ...] = ("single", "cluster")
     seconds: tuple[float, float] = (5.0, 10.0)
+    sampled: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def param(self, name: str) -> Param:
         """Its parameter ``name``.

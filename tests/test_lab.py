@@ -25,8 +25,8 @@ from lab.commands.compare import parse_sets
 from lab.commands.usage import UsageError
 from lab.report import decision, diff, markdown
 from lab.report.checks import Checker, check, check_figures
-from lab.report.stats import Summary, summarize
-from lab.report.view import View, cell, run_status
+from lab.report.stats import Summary, percentile, summarize
+from lab.report.view import Row, View, cell, run_status
 from lab.run.config import Config
 from lab.run.drain import Readings, drain_rate
 from lab.run.runner import RunRecord, finish, new_results, plan, skip_all
@@ -399,3 +399,20 @@ def test_diff_marks_only_the_changes_beyond_noise_and_checks_catch_a_tampered_in
     assert problems() == []
     data["figures"][0]["ci"][1] *= 0.9
     assert any("interval high" in p for p in problems())
+
+
+def test_a_percentile_of_one_repeat_has_its_interval_over_the_samples() -> None:
+    config = Config.preset(True, [ALL["latency"]], 1)
+    results = new_results(config, [registry.get("pika")], ["latency"], {})
+    samples = [float(i % 17) for i in range(60)]
+    run = RunRecord("latency", "pika", 1, metrics={"start_p50_ms": percentile(samples, 50)})
+    run.samples = {"start_ms": samples}
+    results.runs.append(run)
+    finish(results)
+    s = View(results).summary("latency", Row("pika", "classic/single"), "start_p50_ms")
+    assert s is not None and s.n == 1 and s.ci is not None
+    assert s.ci[0] <= s.median <= s.ci[1] and s.ci[0] < s.ci[1]
+    # negative control: a figure that is not a declared percentile gets no interval from one run
+    run.metrics["start_mean_ms"] = 8.0
+    mean = View(results).summary("latency", Row("pika", "classic/single"), "start_mean_ms")
+    assert mean is not None and mean.ci is None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.report.stats import summarize
 from lab.run import cost
 from shared.journal import Execution, by_message, read
 
@@ -120,9 +121,12 @@ def check_cost(
 
 def check_figures(c: Checker) -> None:
     """Every figure of results.json's ``figures`` (median, 95% interval, n) recomputed from the
-    raw metrics of its runs (:func:`lab.report.stats.summarize`), and none left out."""
-    from lab.report.stats import summarize
+    raw metrics of its runs (:func:`lab.report.stats.summarize`; a percentile figure of one
+    repeat from its samples, :func:`lab.report.view.sampled`), and none left out."""
+    from lab.report.view import Row, View, sampled
+    from lab.run.runner import load
 
+    view = View(load(c.results))
     raw: dict[tuple[str, str, str, str], list[float]] = {}
     for run in c.results["runs"]:
         if run["error"] is None:
@@ -134,7 +138,8 @@ def check_figures(c: Checker) -> None:
     for f in c.results.get("figures", []):
         key = (f["scenario"], f["row"], f["setup"], f["metric"])
         listed.add(key)
-        s = summarize(raw.get(key, []))
+        runs = [r for r in view.runs(key[0], Row(key[1], key[2])) if r.error is None]
+        s = sampled(key[0], key[3], runs, summarize(raw.get(key, [])))
         where = "/".join(key)
         if s is None:
             c.problems.append(f"{where}: a figure without runs")

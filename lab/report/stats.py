@@ -61,6 +61,24 @@ def interval(values: Sequence[float]) -> tuple[float, float] | None:
     return (float(found.low), float(found.high))
 
 
+def percentile_interval(values: Sequence[float], pct: float) -> tuple[float, float] | None:
+    """The :data:`LEVEL` bootstrap interval of the ``pct``-th percentile of ``values`` (the
+    samples of one run, say its latencies); ``None`` for fewer than 20 values."""
+    if len(values) < 20:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = stats.bootstrap(
+            (np.asarray(values, dtype=float),),
+            lambda x, axis: np.percentile(x, pct, axis=axis),
+            confidence_level=LEVEL,
+            n_resamples=RESAMPLES,
+            method="percentile",
+            rng=np.random.default_rng(SEED),
+        ).confidence_interval
+    return (float(found.low), float(found.high))
+
+
 @dataclass(frozen=True)
 class Summary:
     """Median, range and 95% interval of one metric over the repeats of a run.

@@ -9,10 +9,10 @@ Scenario modules build their columns, readings and charts from these helpers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from lab.report.stats import Summary, summarize
+from lab.report.stats import Summary, percentile_interval, summarize
 
 if TYPE_CHECKING:
     from lab.run.runner import Results, RunRecord
@@ -128,6 +128,21 @@ class Row:
         return self.target.split("-", 1)[0]
 
 
+def sampled(
+    scenario: str, metric: str, runs: list[RunRecord], found: Summary | None
+) -> Summary | None:
+    """``found`` (one repeat, no interval) with the interval of a percentile figure over that
+    run's samples, when the scenario declares ``metric`` one (else ``found`` as it is)."""
+    from lab.scenarios import find  # the scenarios import this module
+
+    if found is None or found.n != 1 or metric not in find(scenario).sampled:
+        return found
+    key, pct = find(scenario).sampled[metric]
+    values = next((r.samples.get(key) for r in runs if r.metrics.get(metric) is not None), None)
+    ci = percentile_interval(values or [], pct)
+    return found if ci is None else replace(found, ci=ci)
+
+
 class View:
     """Summaries of one run's results.
 
@@ -165,13 +180,12 @@ class View:
         return sorted(seen, key=lambda x: (order.index(x.target), self.setups.index(x.setup)))
 
     def summary(self, scenario: str, row: Row, metric: str) -> Summary | None:
-        """Median/min/max of ``metric`` over the successful runs that have it."""
-        values = [
-            v
-            for r in self.runs(scenario, row)
-            if r.error is None and (v := r.metrics.get(metric)) is not None
-        ]
-        return summarize(values)
+        """Median/min/max of ``metric`` over the successful runs that have it, with its 95%
+        interval over the repeats, or from one repeat over its samples where the scenario
+        declares the metric a percentile of many (:attr:`lab.scenario.Scenario.sampled`)."""
+        runs = [r for r in self.runs(scenario, row) if r.error is None]
+        found = summarize([v for r in runs if (v := r.metrics.get(metric)) is not None])
+        return sampled(scenario, metric, runs, found)
 
     def median(self, scenario: str, row: Row, metric: str) -> float | None:
         """The median of ``metric``, or ``None``."""
