@@ -84,7 +84,10 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     # every figure (with its interval and n) is recomputed from the raw runs, and every CPU
     # figure against the observer's own /proc reading, inside check()
     assert check(out, results) == []
-    assert results["figures"] and all(f["n"] == 1 and f["ci"] is None for f in results["figures"])
+    figures = results["figures"]
+    assert figures and all(f["n"] == 1 for f in figures)  # one repeat: intervals only where a
+    assert {f["scenario"] for f in figures if f["ci"]} == {"latency", "loaded"}  # percentile is
+    assert "p50 ms" in report and "] |" in report  # bootstrapped over its run's samples
     for run in (r for r in results["runs"] if r["scenario"] == "throughput"):
         for label in [k for k, v in run["samples"].items() if isinstance(v, dict) and "lab" in v]:
             assert run["metrics"][f"cpu_{label}_us"] > 0, (run["impl"], label)
