@@ -7,6 +7,15 @@ ARGS ?=
 
 .PHONY: venv demo test test-fast lint format compare clean lock
 
+# Variables given on the command line that no target reads (make ARG=--quick, a typo for ARGS):
+# stop before anything runs, rather than run a target without them (the full compare, say).
+KNOWN_VARIABLES := ARGS PYTHON
+UNKNOWN_VARIABLES := $(filter-out $(KNOWN_VARIABLES),$(foreach v,$(.VARIABLES),\
+	$(if $(filter command line,$(origin $(v))),$(v))))
+ifneq ($(UNKNOWN_VARIABLES),)
+$(error unknown variable(s) $(UNKNOWN_VARIABLES): options go in ARGS, e.g. make compare ARGS=--quick)
+endif
+
 venv: $(STAMP)
 
 # Reinstalled when a package appears: the editable install maps the top-level packages it saw.

@@ -1,5 +1,5 @@
-"""Celery's worker consumer: per-consumer prefetch, every processing fault parked, a non-zero
-exit when the broker refuses the worker, and no ETA message holding the only slot.
+"""Celery's worker consumer: per-consumer prefetch, every processing fault parked, and a non-zero
+exit when the broker refuses the worker.
 
 **Per-consumer prefetch** (``basic.qos`` with ``global=false``). Against RabbitMQ 3.3+, Celery
 applies its prefetch count with ``global=true`` (``Tasks.qos_global``:
@@ -23,36 +23,29 @@ the message "discarded". Two gaps are closed:
 
 * ``on_decode_error`` *acks* a body that does not decode ("so it doesn't enter a loop"): the
   message is gone. Here it is rejected, so it is parked.
-* Any other exception in the task message handler (``create_task_handler``: a body ``[1]``,
-  protocol headers without ``id``, a ``timelimit`` header ``"abc"``) propagates into the
-  consumer's event loop, which stops the worker with "Unrecoverable error" and exit code 0 while
-  the message goes back first in line. Here the body's shape is checked first
-  (:func:`protocol_fault`), anything else raised is caught, and the message is parked with one
-  line while the worker goes on.
-
-A message cannot set its own time limits: its ``timelimit`` header is ignored (mqlab sets none;
-a hard limit's ``TimeLimitExceeded`` would requeue the message, ``task_acks_on_failure_or_timeout``
-being off).
+* A message's own fields never steer the worker: :func:`celery_impl.admission.refusal` decides,
+  before Celery's handler sees it, what of each task message is honoured (an allow-list) and
+  parks the rest (an ETA, a past ``expires``, a canvas, protocol 1, a body of the wrong shape).
+  Anything else Celery's handler raises for one message (which would propagate into the
+  consumer's event loop and stop the worker with "Unrecoverable error" and exit code 0, the
+  message back first in line) is caught, and the message is parked with one line while the
+  worker goes on.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import amqp.exceptions
-from celery.utils.time import maybe_iso8601
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.exceptions import DecodeError
 from kombu.message import Message
 
+from celery_impl import admission
 from celery_impl.broker import app, refused_by_broker, task_queue
 from shared import poison, queues
 from shared.errors import MqlabError
-
-logger = logging.getLogger(__name__)
 
 FATAL: list[MqlabError] = []
 """The broker's refusal that stopped this process's consumer, for the worker to report."""
@@ -77,38 +70,6 @@ def park(message: Message, why: str) -> None:
         message.reject(requeue=False)
 
 
-CANVAS = ("callbacks", "errbacks", "chain", "chord")
-"""Embedded options of a protocol-2 body that make a worker publish further tasks; mqlab's
-producers always send them empty."""
-
-
-def protocol_fault(message: Message) -> str | None:
-    """What is wrong with a protocol-2 task message's body, or ``None``.
-
-    The body must be ``[args, kwargs, embed]`` (Celery docs, "Message Protocol: Version 2").
-    Celery unpacks it in places where a wrong shape raises outside any handler: a body ``[1]``
-    in the consumer, an ``embed`` that is not a mapping in the pool's failure callback (the
-    message then stays unacked, holding its prefetch slot). A canvas (callbacks, a chain) is
-    refused: this worker runs the tutorial's tasks, nothing that publishes further tasks.
-    The decoded body is cached on the message (kombu ``Message.payload``), which Celery's
-    ``Request`` reads too, so this costs no second decode.
-
-    Raises:
-        kombu.exceptions.DecodeError: the body does not decode.
-    """
-    body = message.payload
-    if not (isinstance(body, (list, tuple)) and len(body) == 3):
-        return "the body is not [args, kwargs, embed]"
-    args, kwargs, embed = body
-    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        return "args must be a list and kwargs a mapping"
-    if embed is not None and not isinstance(embed, dict):
-        return "embed must be a mapping"
-    if any((embed or {}).get(key) for key in CANVAS):
-        return "a canvas (callbacks, errbacks, chain or chord) this worker does not run"
-    return None
-
-
 class Consumer(CeleryConsumer):  # type: ignore[misc]
     """Celery's consumer, whose broker connection asks for per-consumer ``basic.qos``, which
     parks what it cannot process, which stops the worker with a non-zero exit code when the
@@ -122,8 +83,8 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         ``worker_detect_quorum_queues`` says): it declares 28 ``celery_delayed_*`` quorum
         queues and their exchanges, which route a due task back through its queue's exchange.
         Ours is the default exchange (tutorial routing), and ETA/countdown messages are refused
-        (:func:`refuse_eta`), so they would serve nothing, while each quorum queue is a Raft
-        group on every node that a cluster restart must recover.
+        (:mod:`celery_impl.admission`), so they would serve nothing, while each quorum queue is
+        a Raft group on every node that a cluster restart must recover.
         """
 
         default_steps = [
@@ -166,16 +127,14 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
 
         def on_task_received(message: Message) -> None:
             try:
-                if isinstance(message.headers, dict) and "task" in message.headers:
-                    try:
-                        fault = protocol_fault(message)
-                    except DecodeError as e:
-                        self.on_decode_error(message, e)
-                        return
-                    if fault:
-                        park(message, f"not a valid Celery task message ({fault})")
-                        return
-                    message.headers["timelimit"] = (None, None)  # no message sets its own
+                try:
+                    why = admission.refusal(message)  # what of the message is honoured
+                except DecodeError as e:
+                    self.on_decode_error(message, e)
+                    return
+                if why:
+                    park(message, why)
+                    return
                 handle(message)
             except Exception as e:  # a protocol error of this one message
                 park(message, f"not a valid Celery task message ({poison.describe(e)})")
@@ -213,59 +172,6 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         except REFUSALS as e:
             FATAL.append(refused_by_broker(e, self.app.connection_for_read(), "consume"))
             raise SystemExit(FATAL[-1].exit_code) from None
-
-
-def expired(expires: object) -> bool:
-    """Whether a protocol-2 ``expires`` header (ISO 8601) names a time already past; ``False``
-    for none or one Celery cannot read (its own check then parks the message as invalid)."""
-    if not expires:
-        return False
-    try:
-        when = maybe_iso8601(expires)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    if when is None:
-        return False
-    return datetime.now(UTC if when.tzinfo else None) > when
-
-
-ETA_REFUSED = (
-    "refused a message with an ETA/countdown on the work queue ({id}): the worker would hold it "
-    "unacked until its time, in its only prefetch slot, and serve nothing behind it; "
-    "it goes to the dead-letter queue"
-)
-
-
-def refuse_eta(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:
-    """Celery's default task strategy (``celery.worker.strategy.default``), except that a
-    message with an ``eta`` (``apply_async(eta=...)`` or ``countdown=...``) is rejected without
-    requeue, which dead-letters it, instead of being held unacked until its time.
-
-    Celery keeps an ETA message unacked in the worker and raises the prefetch count to fetch
-    the next one; with per-consumer ``basic.qos`` (this module's :class:`Consumer`, and quorum
-    queues) RabbitMQ applies the higher count only to new consumers, so a prefetch-1 worker
-    would serve nothing until the ETA (and past ``consumer_timeout`` lose its channel). Set as
-    the work task's ``Strategy`` (:mod:`celery_impl.tasks`).
-
-    A message whose ``expires`` has passed (``apply_async(expires=...)`` from another producer)
-    is parked too: Celery would ack it away as revoked ("Discarding revoked task", INFO), where
-    RabbitMQ dead-letters a message whose own TTL ran out.
-    """
-    from celery.worker.strategy import default
-
-    handler = default(task, app, consumer, **kwargs)
-
-    def task_message_handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any) -> Any:
-        if (message.headers or {}).get("eta"):
-            logger.error(ETA_REFUSED.format(id=(message.headers or {}).get("id")))
-            message.reject(requeue=False)
-            return None
-        if expired((message.headers or {}).get("expires")):
-            park(message, "expired before it ran (its 'expires' header is past)")
-            return None
-        return handler(message, body, ack, reject, callbacks)
-
-    return task_message_handler
 
 
 def worker_argv(

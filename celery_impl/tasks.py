@@ -24,7 +24,7 @@ from typing import Any
 
 from celery import Task
 
-from celery_impl import consumer
+from celery_impl import consumer, stopping  # noqa: F401  (stopping: its signal handlers)
 from celery_impl.broker import app
 from shared import poison, settings
 from shared import tasks as catalogue
@@ -127,11 +127,9 @@ def hello(self: Task, text: str) -> str:
 
 
 class WorkTask(ParkingTask):
-    """The work task's class: it refuses ``eta``/``countdown`` at the producer, and its worker
-    strategy (:func:`celery_impl.consumer.refuse_eta`) dead-letters an ETA message that arrives
-    anyway, so no ETA message takes a prefetch-1 worker's only slot."""
-
-    Strategy = "celery_impl.consumer:refuse_eta"
+    """The work task's class: it refuses ``eta``/``countdown`` at the producer; the worker parks
+    an ETA message that arrives anyway (:mod:`celery_impl.admission`), so no ETA message takes
+    a prefetch-1 worker's only slot."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
         """``Task.apply_async`` without ``eta`` or ``countdown``.

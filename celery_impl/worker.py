@@ -20,8 +20,9 @@ It is the native worker, run in this process, equivalent to::
   multiplier to 0, which Celery takes as "no limit".
 * A message it cannot process is parked in ``celery.task_queue.dead`` with one line, and the
   worker goes on (:mod:`celery_impl.consumer`, :class:`celery_impl.tasks.ParkingTask`).
-* SIGTERM or Ctrl+C: a warm shutdown, the task in hand is finished and acked; messages
-  prefetched but not started go back to the queue when the connection closes.
+* SIGTERM or Ctrl+C, to the process or to its whole group: a warm shutdown, exit 0; the task in
+  hand is finished and acked; messages prefetched but not started go back to the queue when the
+  connection closes (:mod:`celery_impl.stopping`).
 
 Before starting, the worker connects once and declares its queue, so a wrong URL or password or
 a non-durable queue of the same name (406) is one clear line and a non-zero exit.
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import sys
 
-from celery_impl import tasks
+from celery_impl import stopping, tasks
 from celery_impl.broker import app, connect, declare_work_queue, task_queue
 from celery_impl.consumer import run_worker, worker_argv
 from shared import cli, settings
@@ -50,11 +51,12 @@ def main() -> int:
     )
     parser.add_argument("--pool", "-P", choices=POOLS, default="prefork", help="execution pool")
     args = cli.parse_worker_args(parser)
-    s = settings.load()
+    settings.load()  # every setting checked before anything starts
 
     queue = task_queue()
     with connect() as conn:  # connect once, fail fast
-        print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+        host, port = conn.connection.sock.getpeername()[:2]  # the node kombu connected to
+        print(f" [*] {args.name} connected to {settings.node_address(host, port)}", flush=True)
         declare_work_queue(conn, queue)  # durable, with its dead-letter queue
     # qos: prefetch per slot x pool size; set before the worker starts, read once.
     app.conf.worker_prefetch_multiplier = args.prefetch
@@ -65,7 +67,7 @@ def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
     code = run_worker(worker_argv(queue, args.name, concurrency=args.concurrency, pool=args.pool))
-    if code:
+    if code and not stopping.stopped_by_ctrl_c(code):  # Celery exits 1 after a clean Ctrl+C
         raise WorkerCannotGoOn(f"the Celery worker stopped on an error (exit {code}; see above)")
     print(f" [*] {args.name} stopped", flush=True)
     return 0

@@ -57,17 +57,10 @@ password at start); Dramatiq's main process then stops the others and exits with
 (``dramatiq/cli.py``: "Worker ... exited
 unexpectedly"), so a supervisor restarts it.
 
-**Poison envelopes.** Dramatiq decodes each delivery into a ``Message``
-(``_RabbitmqConsumer.__next__``; a body that does not decode is already nacked without requeue, i.e.
-dead-lettered to ``.XQ``). A message that decodes but whose envelope does not fit is not caught
-anywhere: a ``queue_name`` other than the queue it came from makes the worker thread look up a
-consumer that does not exist (``Worker.process_message``: ``self.consumers[message.queue_name]``)
-and die with a KeyError, leaving the worker alive but serving nothing; ``options`` that are not a
-mapping break the middleware; an ``eta`` in the future on the work queue (another producer's
-delayed message, which Dramatiq itself sends to ``.DQ``) would be held unacked in a prefetch slot
-until its time, so a prefetch-1 worker serves nothing behind it. :class:`Consumer`
-checks the envelope as it comes off the queue and nacks what does not fit (parked in ``.XQ``,
-one line, :mod:`shared.poison`); :class:`Broker`'s ``consumer_class`` plugs it in.
+**What of a message is honoured** is decided as it comes off the queue, before any middleware
+sees it (:mod:`dramatiq_impl.admission`): :class:`Consumer` nacks what is refused (parked in
+``.XQ``, one line, :mod:`shared.poison`) and hands on the rest with its options cut down to an
+allow-list; :class:`Broker`'s ``consumer_class`` plugs it in.
 """
 
 from __future__ import annotations
@@ -80,14 +73,16 @@ from typing import Any, cast
 import pika
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker, _RabbitmqConsumer
-from dramatiq.common import current_millis, dq_name, q_name, xq_name
+from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware, Retries, default_middleware
 
+from dramatiq_impl import admission
 from dramatiq_impl.middleware import (
     JournalMiddleware,
     ParkPoison,
     PrefetchPerThread,
+    RetryUntilPublished,
     ShutdownOnce,
 )
 from shared import pika_connection, pika_errors, poison, queues, settings
@@ -99,7 +94,7 @@ TASK_QUEUE = "dramatiq.task_queue"
 MAX_RETRIES = poison.MAX_ATTEMPTS - 1
 """Retries after a failed execution, so a message runs at most ``MAX_ATTEMPTS`` (3) times, as in
 the other implementations (Dramatiq default: 20). A message cannot change it
-(:class:`~dramatiq_impl.middleware.ParkPoison`)."""
+(:mod:`dramatiq_impl.admission`)."""
 MIN_BACKOFF_MS = 100
 """First retry after 100-200 ms (Dramatiq default ``min_backoff``: 15 000 ms)."""
 MAX_BACKOFF_MS = 1000
@@ -135,8 +130,9 @@ def middleware() -> list[Middleware]:
             # Default: Retries(max_retries=20, min_backoff=15 s, max_backoff=7 days). A message
             # that still fails after MAX_RETRIES is nacked without requeue and dead-lettered to
             # its queue's .XQ sibling (the queue's x-dead-letter-routing-key).
+            # RetryUntilPublished: a retry the broker cannot take now keeps its message unacked.
             stack.append(
-                Retries(
+                RetryUntilPublished(
                     max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS, max_backoff=MAX_BACKOFF_MS
                 )
             )
@@ -173,34 +169,6 @@ def refusal(error: BaseException | None) -> BaseException | None:
     return None
 
 
-def envelope_fault(message: Any, queue_name: str) -> str | None:
-    """What is wrong with the envelope of ``message`` delivered from ``queue_name``, or
-    ``None``."""
-    if message.queue_name != queue_name:
-        return f"queue_name {message.queue_name!r} is not the queue it came from"
-    if not isinstance(message.actor_name, str):
-        return "actor_name is not a string"
-    if not isinstance(message.options, dict):
-        return "options is not a mapping"
-    if not isinstance(message.kwargs, dict):
-        return "kwargs is not a mapping"
-    eta = message.options.get("eta")
-    if (
-        queue_name == q_name(queue_name)  # the work queue, not its .DQ
-        and isinstance(eta, (int, float))
-        and not isinstance(eta, bool)
-        and eta > current_millis()
-    ):
-        # Dramatiq holds such a message unacked in memory until its eta, in a prefetch slot
-        # of the work queue: a prefetch-1 worker would serve nothing behind it until then.
-        # Its own delayed messages wait in .DQ and reach the work queue without an eta.
-        return (
-            f"an eta {(eta - current_millis()) / 1000:.0f} s ahead on the work queue (delayed "
-            "messages belong in .DQ); the worker would hold it unacked until then"
-        )
-    return None
-
-
 def _give_up_on_refusal(error: BrokerConnectionError, broker: RabbitmqBroker, queue: str) -> None:
     """End this process with one ``error:`` line if ``error`` wraps a refusal that retrying
     cannot heal (403 ACCESS_REFUSED, 530 NOT_ALLOWED on ``basic.consume``)."""
@@ -213,8 +181,9 @@ def _give_up_on_refusal(error: BrokerConnectionError, broker: RabbitmqBroker, qu
 
 class Consumer(_RabbitmqConsumer):
     """Dramatiq's RabbitMQ consumer (``basic.consume`` happens on the first ``next``), which
-    gives up on a refusal (:func:`_give_up_on_refusal`) and parks a message whose envelope does
-    not fit (:func:`envelope_fault`) instead of handing it to a worker thread."""
+    gives up on a refusal (:func:`_give_up_on_refusal`) and decides what of each message is
+    honoured (:func:`dramatiq_impl.admission.refusal`), parking what is refused instead of
+    handing it to a worker thread."""
 
     def __next__(self) -> Any:
         try:
@@ -224,10 +193,10 @@ class Consumer(_RabbitmqConsumer):
             raise
         if message is None:
             return None
-        fault = envelope_fault(message, self.queue_name)
+        fault = admission.refusal(message, self.queue_name)
         if fault is None:
             return message
-        poison.report(message.message_id, xq_name(self.queue_name), f"bad envelope: {fault}")
+        poison.report(message.message_id, xq_name(self.queue_name), fault)
         self.nack(message)  # basic_nack without requeue: dead-lettered to .XQ
         return None
 

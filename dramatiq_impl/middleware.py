@@ -10,6 +10,7 @@
 * :class:`ShutdownOnce` keeps a group-wide SIGTERM a warm shutdown (see its docstring).
 * :class:`ParkPoison` parks what can never run and keeps every retry bound ours
   (:mod:`shared.poison`).
+* :class:`RetryUntilPublished` keeps a failed message unacked until its retry is published.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from __future__ import annotations
 import inspect
 import os
 import signal
+import sys
 import threading
 import time
 from types import FrameType
 from typing import Any
 
+import pika.exceptions
 from dramatiq import Broker, Middleware, Worker
 from dramatiq.broker import MessageProxy
 from dramatiq.common import q_name, xq_name
-from dramatiq.errors import ActorNotFound
-from dramatiq.middleware import SkipMessage
+from dramatiq.errors import ActorNotFound, BrokerError
+from dramatiq.middleware import Retries, SkipMessage
 
 from shared import poison, settings
 from shared.contract import published_at_from_millis
@@ -130,13 +133,6 @@ class ShutdownOnce(Middleware):
         signal.signal(signal.SIGTERM, handler)
 
 
-MESSAGE_OPTIONS_WE_OWN = ("max_retries", "min_backoff", "max_backoff", "retry_when", "throws",
-                          "on_retry_exhausted", "time_limit", "max_age")  # fmt: skip
-"""Options Dramatiq reads from the message before the actor's (``Retries``, ``TimeLimit``,
-``AgeLimit``, the worker's ``throws``): a message carrying them could raise its own retry bound
-or trigger another actor. They are dropped; the actor's and our middleware's settings apply."""
-
-
 class ParkPoison(Middleware):
     """Park a message that can never run, and keep every bound in our hands.
 
@@ -144,11 +140,10 @@ class ParkPoison(Middleware):
     unknown actor, and one whose retries are exhausted (``message.fail()`` -> ``basic_nack``
     without requeue). This middleware adds, before the actor runs:
 
-    * arguments that do not fit the actor's signature: failed at once (no attempt, no retry),
-      where Dramatiq would retry the ``TypeError`` ``max_retries`` times;
-    * options a message must not set (:data:`MESSAGE_OPTIONS_WE_OWN`) are dropped, and its
-      ``retries`` count is made a non-negative integer (a message with ``max_retries: 15`` ran
-      15 times; one with ``retries: "x"`` made ``Retries`` raise, and the message was acked);
+    * an actor of another queue (``hello`` on the work queue), and arguments that do not fit
+      the actor's signature: failed at once (no attempt, no retry),
+      where Dramatiq would retry the ``TypeError`` ``max_retries`` times (the options a message
+      may set at all are decided earlier, :mod:`dramatiq_impl.admission`);
     * one line on stderr for every message parked (``after_nack``).
 
     It must come before :class:`JournalMiddleware` in the stack: a skipped message is not run,
@@ -156,14 +151,12 @@ class ParkPoison(Middleware):
     """
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        options = message.options
-        for key in MESSAGE_OPTIONS_WE_OWN:
-            options.pop(key, None)
-        retries = options.get("retries", 0)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            options["retries"] = 0
         try:
             actor = broker.get_actor(message.actor_name)
+            if actor.queue_name != q_name(message.queue_name):
+                raise TypeError(
+                    f"actor {actor.actor_name!r} does not take messages from this queue"
+                )
             inspect.signature(actor.fn).bind(*message.args, **message.kwargs)
         except (ActorNotFound, TypeError) as e:
             message.stuff_exception(poison.Unprocessable(poison.describe(e)))
@@ -174,3 +167,78 @@ class ParkPoison(Middleware):
         error = message._exception  # set by the worker for the exception it caught
         why = poison.describe(error) if error is not None else "failed"
         poison.report(message.message_id, xq_name(q_name(message.queue_name)), why)
+
+
+class RetryUntilPublished(Retries):
+    """Dramatiq's ``Retries``, except that a retry that cannot be published loses nothing.
+
+    ``Retries`` republishes a failed message (to ``.DQ``, with its backoff) from
+    ``after_process_message``; when that publish fails (a memory or disk alarm blocks the
+    connection past ``MQLAB_BLOCKED_TIMEOUT``, the connection is lost), Dramatiq logs
+    "Unexpected failure in after_process_message" and acks the message: neither retried nor
+    parked. Here the publish is tried again every :attr:`pause` seconds, the message unacked
+    meanwhile (if the worker stops or its connection closes first, RabbitMQ redelivers it).
+    A publish that fails for another reason (not the broker's connection) fails the message,
+    which parks it in ``.XQ`` (:class:`ParkPoison` says so).
+
+    In the worker, a publish blocked by an alarm waits for the alarm to clear (no
+    ``blocked_connection_timeout``): RabbitMQ takes the message that a connection publishes as
+    it blocks, but holds its confirm, so giving up and publishing again would put one more copy
+    of the retry in ``.DQ`` for every attempt. The producers keep their bound
+    (``MQLAB_BLOCKED_TIMEOUT``).
+    """
+
+    pause = 1.0
+
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        params = broker.parameters  # type: ignore[attr-defined]
+        for node in params if isinstance(params, list) else [params]:
+            node.blocked_connection_timeout = None
+
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        super().after_process_message(
+            _Republishing(broker, message, self.pause),
+            message,
+            result=result,
+            exception=exception,
+        )
+
+
+class _Republishing:
+    """``broker`` for :class:`RetryUntilPublished`: its ``enqueue`` tries until it succeeds."""
+
+    def __init__(self, broker: Broker, message: MessageProxy, pause: float) -> None:
+        self._broker = broker
+        self._message = message
+        self._pause = pause
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+    def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+        said = False
+        while True:
+            try:
+                return self._broker.enqueue(message, delay=delay)
+            except (BrokerError, pika.exceptions.AMQPError, OSError) as e:  # the broker's side
+                if not said:
+                    print(
+                        f" [!] the retry of message {message.message_id} cannot be published "
+                        f"({poison.describe(e)}); it stays unacked, trying again every "
+                        f"{self._pause:g} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    said = True
+                time.sleep(self._pause)  # a backoff between publishes, not synchronisation
+            except Exception as e:  # not the connection: this message cannot be retried
+                self._message.stuff_exception(poison.Unprocessable(poison.describe(e)))
+                self._message.fail()
+                return None

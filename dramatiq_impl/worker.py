@@ -46,14 +46,17 @@ def main() -> int:
         help="threads per process (= --concurrency)",
     )
     args = cli.parse_worker_args(parser)
-    s = settings.load()
+    settings.load()  # every setting checked before anything starts
     if args.processes < 1:
         parser.error("--processes must be 1 or more")
 
     queue = task_queue()
     # Connect and declare, failing fast: unreachable broker, wrong password, 406.
     declare(actors.broker, queue)
-    print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+    node = actors.broker.connection._impl.params  # the node pika connected to
+    print(
+        f" [*] {args.name} connected to {settings.node_address(node.host, node.port)}", flush=True
+    )
     actors.broker.close()
 
     env = {

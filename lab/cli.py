@@ -1,24 +1,24 @@
-"""``mqlab``: the comparison lab and a few handy commands around it.
+"""mqlab: RabbitMQ work queues built several ways, and a lab that compares them.
 
-    mqlab compare [--impl pika,celery] [--scenario NAME] [--repeat 3] [--quick] [--out DIR]
-                  [--queue-type classic,quorum] [--topology single,cluster]
-                  [--set SCENARIO.PARAM=VALUE ...]
-    mqlab diff OLD NEW [--changes]     (two runs' results.json, or their report directories)
-    mqlab scenarios
-    mqlab broker up [--cluster] [--detach] | down | status | purge [--impl pika,celery]
-    mqlab worker --impl pika [--concurrency 1] [--prefetch 1] [--name w1]
-    mqlab send --impl pika "A task..." [--count 10]
+examples:
+  mqlab broker up --detach            a private RabbitMQ node (--cluster: three)
+  eval "$(mqlab broker env --show-password)"
+  mqlab worker --impl pika            one worker in the foreground
+  mqlab send --impl pika "A task..."  three dots: three seconds of work
+  mqlab compare --quick               about 2 min; writes reports/<UTC time>/
+  mqlab compare --impl pika,celery --scenario latency
+  mqlab scenarios                     the scenarios and their --set parameters
+  mqlab diff OLD NEW                  two runs side by side, changes beyond noise marked
+  mqlab broker down
 
-``compare`` provisions a private RabbitMQ node for the run (or uses ``--amqp-url``), runs every
-scenario for every available implementation (missing ones are listed as missing) and writes
-``reports/<UTC timestamp>/`` (or ``--out DIR``): report.md, results.json and PNG charts.
-This module only parses arguments and dispatches to :mod:`lab.commands`.
+Each command has its own --help.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 
 from lab.commands.broker import amqp_url, cmd_broker
 from lab.commands.compare import cmd_compare
@@ -70,13 +70,31 @@ def scenario_listing() -> str:
         for p in scenario.params:
             full, quick = (",".join(map(str, v)) if isinstance(v, tuple) else str(v)
                            for v in (p.full, p.quick))  # fmt: skip
-            lines.append(f"  --set {name}.{p.name}={full}  (--quick: {quick}) {p.help}")
+            lines += textwrap.wrap(
+                f"--set {name}.{p.name}={full}  (--quick: {quick}) {p.help}",
+                width=78,
+                initial_indent="  ",
+                subsequent_indent="      ",
+                break_on_hyphens=False,
+            )
     return "\n".join(lines)
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
     console.print(scenario_listing(), markup=False, highlight=False)
     return 0
+
+
+BROKER_EXAMPLES = """examples:
+  mqlab broker up --detach
+  mqlab broker env --show-password
+  mqlab broker status
+  mqlab broker purge --impl pika
+  mqlab broker up --cluster --detach
+  mqlab broker kill 2
+  mqlab broker start 2
+  mqlab broker down
+"""
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -150,20 +168,61 @@ def parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scenarios", help="list the scenarios and their --set parameters")
     sc.set_defaults(func=cmd_scenarios)
 
-    b = sub.add_parser("broker", help="a private RabbitMQ node to play with")
-    b.add_argument("action", choices=["up", "down", "status", "purge"])
-    b.add_argument("--detach", action="store_true", help="up: run in the background")
-    b.add_argument(
+    b = sub.add_parser(
+        "broker",
+        help="a private RabbitMQ node (or cluster) to play with",
+        description="A private RabbitMQ node (or a cluster of three) that every mqlab\n"
+        "program uses while AMQP_URL is unset.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=BROKER_EXAMPLES,
+    )
+    actions = b.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser(
+        "up",
+        help="start a private node (or --cluster) and keep it until Ctrl+C or 'broker down'",
+        description="Start a private RabbitMQ node on loopback ports of its own, with its own "
+        "administrator and a random password, and keep it until Ctrl+C, SIGTERM or "
+        "'mqlab broker down'.",
+    )
+    up.add_argument("--detach", action="store_true", help="run in the background")
+    up.add_argument(
         "--cluster",
         action="store_true",
-        help="up: three clustered nodes on loopback (for MQLAB_QUEUE_TYPE=quorum)",
+        help="three clustered nodes (for MQLAB_QUEUE_TYPE=quorum and node loss)",
     )
-    b.add_argument("--impl", action="append", help="purge: implementation(s) (default: all)")
-    b.add_argument(
+    actions.add_parser("down", help="stop the node or cluster 'broker up' started")
+    actions.add_parser(
+        "status", help="each node's pid and state, which node leads each queue, queue counts"
+    )
+    env = actions.add_parser(
+        "env",
+        help="print 'export AMQP_URL=...' and the management UI's address and login",
+        description="Print the shell lines that point a program at the 'broker up' node, and "
+        "the management UI's address and login. Set them with: "
+        'eval "$(mqlab broker env --show-password)"',
+    )
+    env.add_argument(
+        "--show-password",
+        action="store_true",
+        help="print the password (masked otherwise); also the management UI's login",
+    )
+    purge = actions.add_parser(
+        "purge", help="remove the ready messages of the implementations' queues"
+    )
+    purge.add_argument("--impl", action="append", help="implementation(s) (default: all)")
+    purge.add_argument(
         "--amqp-url",
-        help="purge: this broker, or several nodes' URIs joined by ';' (default AMQP_URL, else "
-        "the 'broker up' node)",
+        help="this broker, or several nodes' URIs joined by ';' (default AMQP_URL, else the "
+        "'broker up' node)",
     )
+    kill = actions.add_parser(
+        "kill", help="SIGKILL one node of the cluster (a crash); its data stays"
+    )
+    kill.add_argument("node", help="its number (2) or its name as 'broker status' shows it")
+    start = actions.add_parser(
+        "start", help="start a killed node of the cluster again; it rejoins with its data"
+    )
+    start.add_argument("node", help="its number (2) or its name as 'broker status' shows it")
     b.set_defaults(func=cmd_broker)
 
     w = sub.add_parser("worker", help="run one worker of an implementation in the foreground")

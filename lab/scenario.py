@@ -151,6 +151,8 @@ class Scenario:
         quick_variants: whether ``--quick`` measures the variants too (off where each run
             is long, to keep ``--quick`` near two minutes).
         topologies: the topologies it runs on (``single``, ``cluster``).
+        cluster_kind: the provider of its ``cluster`` topology (:mod:`testbed.provider`):
+            ``netns`` for a cluster whose links can be cut (partitions).
         seconds: rough seconds per run (quick, full), for the up-front estimate.
         sampled: metric -> (samples key, percentile) for a figure that is a percentile of
             many samples (``{"start_p50_ms": ("start_ms", 50)}``): from one repeat its 95%
@@ -173,6 +175,7 @@ class Scenario:
     variants: tuple[str, ...] = ()
     quick_variants: bool = True
     topologies: tuple[str, ...] = ("single", "cluster")
+    cluster_kind: str = "cluster"
     seconds: tuple[float, float] = (5.0, 10.0)
     sampled: dict[str, tuple[str, float]] = field(default_factory=dict)
 

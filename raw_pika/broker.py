@@ -13,7 +13,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared import pika_connection, pika_errors, queues, settings
+from shared import pika_connection, pika_errors, policy, queues, settings
 from shared.errors import QueueMismatch, queue_mismatch_message
 
 HELLO_QUEUE = "hello"
@@ -84,7 +84,10 @@ def declare_task_queue(
     """Declare the work queue and its dead-letter queue, of type ``MQLAB_QUEUE_TYPE``.
 
     The work queue dead-letters rejected messages (and, on quorum queues, those past
-    ``MQLAB_DELIVERY_LIMIT`` deliveries) to ``<queue>.dead`` (:mod:`shared.queues`).
+    ``MQLAB_DELIVERY_LIMIT`` deliveries) to ``<queue>.dead`` (:mod:`shared.queues`). A quorum
+    work queue gets that from the policy ``mqlab-<queue>`` where the management API lets it be
+    set, and is declared with the RabbitMQ tutorial's arguments, so the tutorial's own programs
+    can share it; else from x-arguments (:mod:`shared.policy`).
 
     Raises:
         QueueMismatch: either queue exists with other arguments (406 PRECONDITION_FAILED).
@@ -93,6 +96,13 @@ def declare_task_queue(
     s = settings.load()
     dead = queues.dead_letter_queue(queue)
     declare_queue(channel, dead, queues.arguments(s.queue_type), params)
+    if s.queue_type == "quorum" and policy.dead_letter_by_policy(
+        s.amqp_urls[0], queue, s.delivery_limit
+    ):
+        # The tutorial's declaration (durable, x-queue-type quorum), so its programs can share
+        # the queue; the policy dead-letters and bounds deliveries (shared.policy).
+        declare_queue(channel, queue, queues.arguments(s.queue_type), params)
+        return
     arguments = queues.work_queue_arguments(queue, s.queue_type, s.delivery_limit)
     declare_queue(channel, queue, arguments, params)
 

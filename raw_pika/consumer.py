@@ -2,10 +2,12 @@
 
 * **Slots.** The work runs on ``concurrency`` slot threads (a ``ThreadPoolExecutor``), never on
   the connection's thread, which keeps calling ``process_data_events`` and so keeps sending
-  heartbeats however long a task takes. A slot acknowledges through
-  ``connection.add_callback_threadsafe``, so ``basic_ack`` runs on the connection's thread, the
+  heartbeats however long a task takes. ``basic_ack`` runs on the connection's thread, the
   only one that may use the connection (pika docs, FAQ "Is Pika thread safe?" and "Requesting
-  message acknowledgements from another thread"; pika ``examples/basic_consumer_threaded.py``).
+  message acknowledgements from another thread"; pika ``examples/basic_consumer_threaded.py``):
+  handed back while that thread waits for a full prefetch window, else through
+  ``connection.add_callback_threadsafe``, and folded into ``multiple`` acks
+  (:mod:`raw_pika.settlements`).
   Work inside pika's callback would block heartbeats: past the heartbeat timeout RabbitMQ drops
   the connection, the ack is lost and the message runs again (pika issues #418, #930).
 * **Warm shutdown.** SIGTERM or Ctrl+C: no new message is started, the slots finish and ack the
@@ -33,13 +35,11 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from queue import SimpleQueue
 from types import FrameType
 
@@ -48,6 +48,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
+from raw_pika.settlements import HANDOFF_WAIT_SECONDS, Delivery, Settlements
 from shared import pika_errors
 from shared.errors import BrokerUnreachable, WorkerCannotGoOn
 from shared.pika_connection import Connected
@@ -67,91 +68,9 @@ FLUSH_SECONDS = 0.2
 """How often the connection thread flushes the (buffered) task output."""
 
 
-@dataclass
-class Delivery:
-    """One message handed to a slot: its body, its AMQP method and properties, and the means to
-    acknowledge it from the slot's thread.
-
-    Attributes:
-        body: the message body, bytes as delivered.
-        method: pika's ``Basic.Deliver`` (``delivery_tag``, ``redelivered``).
-        props: the message properties (``message_id``, ``headers``, ``timestamp``).
-    """
-
-    body: bytes
-    method: Basic.Deliver
-    props: BasicProperties
-    _settlements: Settlements
-    _auto_ack: bool
-
-    def channel_is_open(self) -> bool:
-        """Whether the channel it came on is still open (else its ack cannot be sent)."""
-        return bool(self._settlements.channel.is_open)
-
-    def ack(self) -> None:
-        """``basic.ack`` this delivery, on the connection's thread (no-op under auto-ack)."""
-        if not self._auto_ack:
-            channel = self._settlements.channel
-            self._settlements.add(functools.partial(channel.basic_ack, self.method.delivery_tag))
-
-    def reject(self, requeue: bool = False) -> None:
-        """``basic.reject`` this delivery (dead-lettered if the queue has a dead-letter
-        exchange, else dropped; ``requeue=True`` puts it back), on the connection's thread."""
-        if not self._auto_ack:
-            channel, tag = self._settlements.channel, self.method.delivery_tag
-            self._settlements.add(functools.partial(channel.basic_reject, tag, requeue=requeue))
-
-
-class Settlements:
-    """The acks and rejects the slots asked for on one channel, sent by the connection's thread.
-
-    A slot queues its ack here; the first one queued wakes the connection's thread with
-    ``connection.add_callback_threadsafe``, which then sends every ack queued meanwhile, so
-    a busy worker pays one wake-up per batch, not one per message.
-
-    Parameters:
-        connection: the channel's connection.
-        channel: the channel the deliveries came on (acks are only valid there).
-    """
-
-    def __init__(self, connection: pika.BlockingConnection, channel: BlockingChannel) -> None:
-        self.connection, self.channel = connection, channel
-        self._pending: list[functools.partial[None]] = []
-        self._lock = threading.Lock()
-
-    def add(self, settle: functools.partial[None]) -> None:
-        """Queue ``settle`` (a ``basic_ack``/``basic_reject`` call) for the connection's thread."""
-        with self._lock:
-            self._pending.append(settle)
-            wake = len(self._pending) == 1
-        if wake:
-            try:
-                self.connection.add_callback_threadsafe(self._send)
-            except pika.exceptions.AMQPError:  # the connection is gone (broker restart)
-                lost_ack(settle.args[0], "its connection was lost")
-
-    def _send(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        for settle in batch:
-            if self.channel.is_open:
-                settle()
-            else:
-                lost_ack(settle.args[0], "its channel was closed")
-
-
 def say(line: str) -> None:
     """Print a status line now (stdout is block-buffered for the task lines)."""
     print(line, flush=True)
-
-
-def lost_ack(tag: int, why: str) -> None:
-    """Say that delivery ``tag`` could not be acknowledged; RabbitMQ delivers it again."""
-    print(
-        f" [!] could not ack delivery {tag}: {why}; RabbitMQ delivers it again",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 Handler = Callable[[Delivery], None]
@@ -173,6 +92,10 @@ class Consumer:
         auto_ack: consume with ``auto_ack`` (tutorial 1's mode: no acks at all).
         name: the worker's name, for its status lines.
         reconnect_seconds: how long to try to reconnect after the connection dropped.
+        window: the ``basic.qos`` prefetch count ``setup`` sets (0: unlimited). Once that many
+            deliveries are unsettled RabbitMQ sends no more until an ack (RabbitMQ docs,
+            "Consumer Prefetch"), so the connection's thread waits for the slots to settle
+            one instead of going back to pika's I/O loop (:class:`Settlements`).
     """
 
     def __init__(
@@ -186,8 +109,10 @@ class Consumer:
         auto_ack: bool,
         name: str,
         reconnect_seconds: float,
+        window: int = 0,
     ) -> None:
         self.connect, self.setup, self.handle = connect, setup, handle
+        self.window = 0 if auto_ack else window
         self.queue, self.auto_ack, self.name = queue, auto_ack, name
         self.reconnect_seconds = reconnect_seconds
         self.stopping = threading.Event()
@@ -300,11 +225,15 @@ class Consumer:
         def on_message(
             ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
         ) -> None:
+            if not self.auto_ack:
+                settlements.delivered(method.delivery_tag)  # unacked until settled, or requeued
             if self.stopping.is_set():
                 return  # not started: closing the channel requeues it
             with self.lock:
                 self.in_hand += 1
             self.waiting.put(Delivery(body, method, props, settlements, self.auto_ack))
+            if 0 < self.window <= settlements.unsettled():
+                settlements.wait(HANDOFF_WAIT_SECONDS)  # the window is full: nothing else to do
 
         self.setup(channel, params)
         channel.add_on_cancel_callback(on_cancel)
@@ -337,10 +266,12 @@ class Consumer:
         # Warm shutdown: let the slots finish what they started; their acks go out from here.
         while self.in_hand:
             connection.process_data_events(time_limit=0.05)
+            settlements.send()
             self._flush()
             if self.failure is not None:
                 raise self.failure
-        connection.process_data_events(time_limit=0)  # acks queued by the last slot
+        settlements.send()  # acks queued by the last slot
+        connection.process_data_events(time_limit=0)
         return True
 
     def _flush(self) -> None:

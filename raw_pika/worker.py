@@ -14,10 +14,10 @@ callback, consume.
   acked the previous one (fair dispatch, RabbitMQ tutorial 2). With ``--concurrency N`` the
   worker runs N tasks at once on N threads and holds ``N x --prefetch`` messages.
 * The work runs on those threads, not on the connection's: heartbeats keep going during a task
-  longer than the heartbeat timeout, and the ack goes back through
-  ``connection.add_callback_threadsafe`` (:mod:`raw_pika.consumer`, which also holds the warm
-  shutdown on SIGTERM, the reconnect after a broker restart, the consumer-cancel and the
-  ``consumer_timeout`` handling).
+  longer than the heartbeat timeout, and the ack goes back to the connection's thread
+  (:mod:`raw_pika.settlements`). :mod:`raw_pika.consumer` holds the warm shutdown on SIGTERM,
+  the reconnect after a broker restart, the consumer-cancel and the ``consumer_timeout``
+  handling.
 * A message it cannot process (a body that is not UTF-8; a task that raised on each of its
   ``MAX_ATTEMPTS`` runs) is rejected without requeue, so RabbitMQ parks it in
   ``task_queue.dead``, and the worker goes on (:mod:`shared.poison`): no exception of a message
@@ -32,7 +32,8 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from raw_pika.broker import connect, declare_task_queue, task_queue
-from raw_pika.consumer import Consumer, Delivery
+from raw_pika.consumer import Consumer
+from raw_pika.settlements import Delivery
 from shared import cli, poison, queues, settings, tasks
 from shared.contract import published_at_from
 from shared.journal import JournalWriter
@@ -51,7 +52,10 @@ def main() -> int:
     queue = task_queue()
 
     connected = connect()  # the first connection fails fast with a clear error
-    print(f" [*] {args.name} connected to {settings.broker_address(s.amqp_url)}", flush=True)
+    node = connected.connection._impl.params  # the node pika connected to, of AMQP_URL's
+    print(
+        f" [*] {args.name} connected to {settings.node_address(node.host, node.port)}", flush=True
+    )
     cli.buffer_stdout()  # the per-message lines: cheap, flushed by the consumer
 
     def setup(channel: BlockingChannel, params: Sequence[pika.ConnectionParameters]) -> None:
@@ -100,6 +104,7 @@ def main() -> int:
         auto_ack=args.auto_ack,
         name=args.name,
         reconnect_seconds=s.reconnect_seconds,
+        window=cli.total_prefetch(args.prefetch, args.concurrency),
     )
     return consumer.run(connected)
 

@@ -18,12 +18,18 @@ A record is trusted only when it is this user's own (see :func:`private_dir` and
   (psutil: uids, command line, create time), so a stale record whose pid was reused, or a pid
   the user cannot inspect or signal, is treated as gone, never signalled.
 
+One node per record: a ``broker up`` holds an exclusive lock on ``broker.lock`` beside the
+record from before it starts a node until it exits (:func:`claim`), so a second one, started at
+the same moment, finds the node already starting instead of starting another that the record
+would not name (``broker down`` would leave it running, invisible to ``status``).
+
 Written and read here only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -57,6 +63,34 @@ def state_file() -> Path:
     """Where ``mqlab broker up`` records its node: per user and per checkout, in the temp dir."""
     key = hashlib.sha256(str(CHECKOUT).encode()).hexdigest()[:10]
     return _user_dir() / f"{CHECKOUT.name}-{key}" / "broker.json"
+
+
+LOCK_FD_ENV = "MQLAB_BROKER_UP_LOCK_FD"
+"""The lock's file descriptor that ``broker up --detach`` hands to the background ``broker up``
+it starts (inherited, so the lock is held without a gap between the two processes)."""
+
+
+def claim() -> int | None:
+    """Take the lock of this checkout's ``broker up`` (``flock``, exclusive, not waiting) and
+    return its file descriptor, held until it is closed or this process exits; ``None`` if
+    another ``broker up`` holds it (its node is starting or running). An inherited descriptor
+    (:data:`LOCK_FD_ENV`) is already the lock: it is returned as it is.
+
+    Raises:
+        RecordUnsafe: the record's directory is not this user's private directory.
+    """
+    inherited = os.environ.pop(LOCK_FD_ENV, None)
+    if inherited is not None and inherited.isdigit():
+        return int(inherited)
+    directory = private_dir(create=True)
+    assert directory is not None
+    fd = os.open(directory / "broker.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def log_file() -> Path:

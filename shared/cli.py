@@ -6,14 +6,17 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
+import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
 from shared import settings
 from shared.contract import Published
-from shared.errors import MqlabError
+from shared.errors import BadSetting, MqlabError
 from shared.exit_codes import ExitCode
 
 MAX_COUNT = 1_000_000
@@ -93,6 +96,54 @@ def buffer_stdout() -> None:
     )
 
 
+def help_text(docstring: str, width: int = 78) -> str:
+    """A program's docstring as ``--help`` text for users, ``width`` columns wide.
+
+    The reStructuredText markup goes (````x````, ``:mod:`x```, a trailing ``::``); indented
+    lines (examples, commands) stay lines of their own, listed as they are; bullet points
+    (``* ``) and other paragraphs are wrapped to ``width``.
+    """
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", docstring)
+    text = re.sub(r"``([^`]+)``", r"\1", text).replace("::\n", ":\n")
+    out: list[str] = []
+    for block in re.split(r"\n\s*\n", text.strip("\n")):
+        lines = block.splitlines()
+        if all(line.startswith("    ") for line in lines):  # examples: one per line
+            out.append(_examples([line[4:] for line in lines], width))
+            continue
+        items: list[str] = []
+        for line in lines:
+            if line.startswith("* ") or not items:
+                items.append(line.strip())
+            else:
+                items[-1] += " " + line.strip()
+        out.append(
+            "\n".join(
+                textwrap.fill(item, width, subsequent_indent="  " if item[:2] == "* " else "")
+                for item in items
+            )
+        )
+    return "\n\n".join(out)
+
+
+def _examples(lines: list[str], width: int) -> str:
+    """The example lines of :func:`help_text`, indented, their ``# comments`` aligned as
+    closely as fits ``width``; a comment that still does not fit goes on the next line."""
+    split = [(c.rstrip(), "#" + t if h else "") for c, h, t in (x.partition("  #") for x in lines)]
+    column = max(len(c) for c, t in split if t) + 2 if any(t for _c, t in split) else 0
+    out = []
+    for command, comment in split:
+        if not comment:
+            out.append(f"  {command}")
+        elif 2 + column + len(comment) <= width:
+            out.append(f"  {command.ljust(column)}{comment}")
+        elif 2 + len(command) + 2 + len(comment) <= width:
+            out.append(f"  {command}  {comment}")
+        else:
+            out.append(f"  {command}\n      {comment}")
+    return "\n".join(out)
+
+
 def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the options every worker takes.
 
@@ -102,7 +153,11 @@ def worker_parser(prog: str, description: str | None) -> argparse.ArgumentParser
     :func:`parse_worker_args` to parse and check them.
     """
     s = settings.load()
-    parser = Parser(prog=prog, description=description)
+    parser = Parser(
+        prog=prog,
+        description=help_text(description or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--concurrency",
         "-c",
@@ -128,7 +183,33 @@ def parse_worker_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         parser.error(problem)
     if not 1 <= args.concurrency <= 1024:
         parser.error(f"--concurrency {args.concurrency}: must be 1 to 1024")
+    check_journal(settings.load().journal)
     return args
+
+
+def check_journal(path: str | None) -> None:
+    """Check once, at a worker's start, that the journal ``path`` (``MQLAB_JOURNAL``) can be
+    written: its directory exists and is writable, and it is not a directory itself. Without
+    this, the first task failed instead (the pika worker died, the Celery worker parked every
+    message, Dramatiq ran them without a row).
+
+    Raises:
+        BadSetting: it cannot (one line naming ``MQLAB_JOURNAL``).
+    """
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    why = None
+    if not os.path.isdir(directory):
+        why = f"its directory {directory} does not exist"
+    elif os.path.isdir(path):
+        why = "it is a directory"
+    elif not os.access(directory, os.W_OK | os.X_OK) or (
+        os.path.exists(path) and not os.access(path, os.W_OK)
+    ):
+        why = "it cannot be written"
+    if why:
+        raise BadSetting(f"MQLAB_JOURNAL={path!r}: {why}")
 
 
 def total_prefetch(prefetch: int, concurrency: int) -> int:

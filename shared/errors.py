@@ -102,9 +102,13 @@ def queue_mismatch_message(queue: str, detail: str) -> str:
 
 
 def unreachable(where: str, reason: str) -> BrokerUnreachable:
-    """The error for a broker at ``where`` (``host:port``) that could not be reached."""
+    """The error for a broker at ``where`` (``host:port``) that could not be reached;
+    :class:`NoBroker` when ``where`` is :data:`NOWHERE_HOST` (no broker was configured)."""
+    if where.split(":")[0] == NOWHERE_HOST:
+        return NoBroker(NO_BROKER)
     return BrokerUnreachable(
-        f"cannot connect to RabbitMQ at {where} ({reason}); is it running, and is AMQP_URL right?"
+        f"cannot connect to RabbitMQ at {where} ({reason}); is it running, and is AMQP_URL "
+        "right? (for a private node: mqlab broker up --detach)"
     )
 
 
@@ -204,3 +208,21 @@ def vhost_refused(user: str, vhost: str, detail: str) -> str:
         "not exist or the user has no permissions on it (rabbitmqctl list_vhosts; "
         "rabbitmqctl list_user_permissions <user>)"
     )
+
+
+NOWHERE_HOST = "no-broker-configured.invalid"
+"""The host of :data:`shared.settings.NOWHERE`, the AMQP URL when no broker is configured."""
+
+NO_BROKER = (
+    "no broker to use: start a private one with 'mqlab broker up --detach', or set AMQP_URL "
+    "(amqp://guest:guest@localhost:5672/%2F for a RabbitMQ of your own on this machine)"
+)
+"""The one line every program stops with when neither ``AMQP_URL`` nor a ``mqlab broker up``
+node says which broker to use (mqlab never falls back to ``localhost:5672`` by itself)."""
+
+
+class NoBroker(BrokerUnreachable):
+    """Neither ``AMQP_URL`` is set nor a ``mqlab broker up`` node runs: a configuration error
+    (:attr:`~shared.exit_codes.ExitCode.CONFIG`)."""
+
+    exit_code = ExitCode.CONFIG

@@ -54,6 +54,7 @@ class ExitCode(IntEnum):
     a missing configure / write / read permission."""
     CONFIG = 78
     """``EX_CONFIG``: a setting mqlab cannot use (``MQLAB_PREFETCH=abc``, an ``AMQP_URL`` that
-    is not an AMQP URI, an unsafe ``broker up`` record directory)."""
+    is not an AMQP URI, an unsafe ``broker up`` record directory), or no broker to use
+    (neither ``AMQP_URL`` nor a ``mqlab broker up`` node)."""
     INTERRUPTED = 130
     """Ctrl+C (128 + SIGINT), the shell's convention."""

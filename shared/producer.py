@@ -229,7 +229,9 @@ class BaseProducer(ABC, Generic[Sent]):
             except MqlabError as e:  # lost connection, nack (a quorum queue's leader lost)...
                 if not sent:
                     raise
+                # With MQLAB_CONFIRMS=0 nothing is confirmed: a publish returned once written.
+                done = "confirmed" if self.settings.confirms else "written (not confirmed)"
                 raise type(e)(
-                    f"{e} ({len(sent)} of {len(bodies)} messages were confirmed before)"
+                    f"{e} ({len(sent)} of {len(bodies)} messages were {done} before)"
                 ) from e
         return sent

@@ -8,9 +8,10 @@ implementations the same way.
 variable                    meaning                                     default
 ==========================  ==========================================  =====================
 ``AMQP_URL``                the broker (RabbitMQ URI spec); several     the ``mqlab broker up``
-                            nodes of one cluster as ``url1;url2;url3``
-                                                                        node if one runs, else
-                                                                        ``amqp://guest:guest@localhost:5672/%2F``
+                            nodes of one cluster as ``url1;url2;url3``  node if one runs, else
+                                                                        none: the first connection
+                                                                        stops the program (exit 78,
+                                                                        :data:`NOWHERE`)
 ``MQLAB_PREFETCH``          consumer prefetch count per worker slot,    ``1``
                             0 = unlimited
 ``MQLAB_CONFIRMS``          publisher confirms on (``1``) or off        ``1``
@@ -49,10 +50,8 @@ from urllib.parse import parse_qsl, urlencode, urlparse
 import pika
 
 from shared import broker_up
-from shared.errors import BadSetting
+from shared.errors import NOWHERE_HOST, BadSetting
 from shared.queues import QUEUE_TYPES
-
-DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 
 LONGEST_QUEUE_NAME = "dramatiq.task_queue.XQ"
 """The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (Dramatiq's
@@ -65,6 +64,13 @@ MAX_QUEUE_NAME_BYTES = 255
 QUEUE_NAME_RULE = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 """Dramatiq's rule for queue names (``dramatiq/actor.py``, ``_queue_name_re``); a prefix obeying
 it keeps every name valid for all three implementations."""
+
+
+NOWHERE = f"amqp://{NOWHERE_HOST}/%2F"
+"""The AMQP URL when there is no broker to use: programs are built with it (``--help`` works,
+a framework's app is made at import), and the first connection fails with
+:class:`~shared.errors.NoBroker` (:func:`shared.errors.unreachable`); the ``.invalid``
+top-level domain never resolves (RFC 2606), so it can reach nobody's broker."""
 
 
 def _flag(value: str) -> bool:
@@ -130,15 +136,18 @@ class Settings:
 def load() -> Settings:
     """Read :class:`Settings` from the environment (see the module docstring for variables).
 
-    ``AMQP_URL`` unset means the node ``mqlab broker up`` started (:mod:`shared.broker_up`),
-    else RabbitMQ's default ``localhost:5672``.
+    ``AMQP_URL`` unset (or empty) means the node ``mqlab broker up`` started
+    (:mod:`shared.broker_up`); with neither, :data:`NOWHERE`, and the program's first
+    connection stops it with :class:`~shared.errors.NoBroker` (exit 78, one line naming both
+    ways to get a broker). mqlab never falls back to ``localhost:5672`` by itself: on a machine
+    with a system broker, a misspelt variable would publish into it.
 
     Raises:
         BadSetting: a variable does not parse or is out of range (the message names it), or
             ``AMQP_URL`` is not an AMQP URI.
     """
     env = os.environ
-    amqp_url = env.get("AMQP_URL") or broker_up.amqp_url() or DEFAULT_AMQP_URL
+    amqp_url = env.get("AMQP_URL") or broker_up.amqp_url() or NOWHERE
     amqp_urls(amqp_url)  # validates every node's URI
     return Settings(
         amqp_url=amqp_url,
@@ -217,6 +226,12 @@ def broker_address(amqp_url: str) -> str:
     return f"{host}:{parsed.port or (5671 if parsed.scheme == 'amqps' else 5672)}"
 
 
+def node_address(host: str, port: int) -> str:
+    """``host:port`` of the one node a connection is open to (``[::1]:5672`` for IPv6), for
+    the first line every worker prints: with several nodes in ``AMQP_URL``, the one it chose."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _check_query(query: str) -> None:
     """Raise ValueError naming the first query option pika refuses (``?heartbeat=abc``)."""
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -273,14 +288,39 @@ def check_amqp_url(url: str) -> None:
     # Masked without urlparse, which raises for a broken [IPv6] host before it finds the password.
     shown = re.sub(r"^([^:/]*://[^:@/]*):[^@]*@", r"\1:**@", url)
     try:
-        parsed = urlparse(url)  # raises ValueError for a broken [IPv6] host
-        parsed.port  # noqa: B018  (raises ValueError for a port that is not 0-65535)
-        if parsed.scheme not in ("amqp", "amqps"):
-            raise ValueError("the scheme must be amqp:// or amqps://")
-        if not parsed.hostname:
-            raise ValueError("no host")
-        _check_query(parsed.query)
+        _check_uri(url)
     except ValueError as e:
         raise BadSetting(
             f"AMQP_URL={shown!r} is not an AMQP URI like amqp://user:password@host:5672/vhost ({e})"
         ) from None
+
+
+def _check_uri(url: str) -> None:
+    """Raise ValueError saying what is wrong with the AMQP URI ``url``; the reasons never quote
+    a part of the URL, which could be a piece of the password (a ``#`` in it ends the URI's
+    authority there, and urlparse would call the rest of the password a port)."""
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        raise ValueError("a broken [IPv6] host") from None
+    if parsed.scheme not in ("amqp", "amqps"):
+        raise ValueError("the scheme must be amqp:// or amqps://")
+    if "#" in url:
+        raise ValueError("'#' ends a URI: write it as %23 (in a password, say)")
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if port == 0:  # kombu would read it as "not given" and connect to 5672
+        raise ValueError("port 0: the port must be a number from 1 to 65535")
+    if not parsed.hostname:
+        raise ValueError("no host")
+    try:
+        parsed.hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError(
+            f"host {parsed.hostname!r} is not a host name (an empty or over-long label)"
+        ) from None
+    if parsed.username is not None and parsed.password is None:
+        raise ValueError("a user name without a password: amqp://user:password@host")
+    _check_query(parsed.query)

@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Self
 
 import requests
 
@@ -79,14 +80,14 @@ class Cluster(Node):
         # every node's URI holds the same account.
         password = secrets.token_urlsafe(18)
         base = f"mqlab-{uuid.uuid4().hex[:6]}"
-        seed = f"{base}-1"
         # The seed boots on its own; every other node names it as its peer.
         join_seed = (
             "cluster_formation.peer_discovery_backend = classic_config\n"
-            f"cluster_formation.classic_config.nodes.1 = {seed}@localhost\n"
+            f"cluster_formation.classic_config.nodes.1 = {base}-1@{self._host(1)}\n"
         )
         self.nodes = [
-            LocalNode(
+            self._new_node(
+                i,
                 name=f"{base}-{i}",
                 cookie=cookie,
                 password=password,
@@ -98,9 +99,19 @@ class Cluster(Node):
         self.management_url = self.nodes[0].management_url
         self._formed = False
 
+    def _host(self, index: int) -> str:
+        """The host part of node ``index``'s name (1-based)."""
+        return "localhost"
+
+    def _new_node(
+        self, index: int, *, name: str, cookie: str, password: str, extra_config: str
+    ) -> LocalNode:
+        """Construct (not start) node ``index`` (1-based) of the cluster."""
+        return LocalNode(name=name, cookie=cookie, password=password, extra_config=extra_config)
+
     @classmethod
     @contextmanager
-    def started(cls, size: int = SIZE) -> Iterator[Cluster]:
+    def started(cls, size: int = SIZE) -> Iterator[Self]:
         """A formed cluster for the duration of a ``with`` block, removed after.
 
         Raises:
@@ -357,7 +368,7 @@ class Cluster(Node):
 
     def describe(self) -> str:
         """One line per node: its name, AMQP URI (password masked) and management UI."""
-        lines = [f"RabbitMQ cluster of {len(self.nodes)} nodes (local):"]
+        lines = [f"RabbitMQ cluster of {len(self.nodes)} nodes ({self.provider}):"]
         lines += [
             f"  {n.node}  AMQP {mask_password(n.amqp_url)}  management UI {n.management_url}"
             for n in self.nodes

@@ -105,6 +105,10 @@ class LocalNode(Node):
             one: joining a cluster replaces a node's users with the cluster's); default: a
             random one.
         extra_config: further ``rabbitmq.conf`` lines.
+        host: the node name's host part (default ``localhost``); it must resolve to the node's
+            address for its peers (a node in a network namespace: :mod:`testbed.netns_cluster`).
+        listen_ip: the address AMQP and the management API listen on and clients use
+            (default ``127.0.0.1``).
         rabbit_env: extra settings of the ``rabbit`` application, written into
             ``advanced.config`` as Erlang terms (e.g. ``{"consumer_timeout": 2000,
             "channel_tick_interval": 250}``: values are written as they are, so strings must be
@@ -116,6 +120,8 @@ class LocalNode(Node):
 
     provider = "local"
     can_kill = True
+    prefix: tuple[str, ...] = ()
+    """What every command of this node (server, CLI) runs under, e.g. ``ip netns exec NS``."""
 
     def __init__(
         self,
@@ -125,6 +131,8 @@ class LocalNode(Node):
         cookie: str | None = None,
         password: str | None = None,
         extra_config: str = "",
+        host: str = "localhost",
+        listen_ip: str = "127.0.0.1",
     ) -> None:
         server, ctl = _find("rabbitmq-server"), _find("rabbitmqctl")
         if server is None or ctl is None:
@@ -132,15 +140,15 @@ class LocalNode(Node):
         self.server, self.ctl_path = server, ctl
         self.dir = Path(tempfile.mkdtemp(prefix="mqlab-broker-"))
         reaper.register_dir(str(self.dir))
-        self.node = f"{name or 'mqlab-' + uuid.uuid4().hex[:8]}@localhost"
+        self.node = f"{name or 'mqlab-' + uuid.uuid4().hex[:8]}@{host}"
         self.amqp_port, self.management_port = _listen_port(), _listen_port()
         self.dist_port = _dist_port()
         # Its own administrator with a random password instead of guest/guest (which any local
         # user could use): RabbitMQ creates default_user on first boot and no guest then
         # (RabbitMQ docs, "Access Control": default user). Printed URLs mask it (mask_password).
         self.user, self.password = "mqlab", password or secrets.token_urlsafe(18)
-        self.amqp_url = f"amqp://{self.user}:{self.password}@127.0.0.1:{self.amqp_port}/%2F"
-        self.management_url = f"http://127.0.0.1:{self.management_port}"
+        self.amqp_url = f"amqp://{self.user}:{self.password}@{listen_ip}:{self.amqp_port}/%2F"
+        self.management_url = f"http://{listen_ip}:{self.management_port}"
         (self.dir / "home").mkdir()
         if cookie is not None:
             cookie_file = self.dir / "home" / ".erlang.cookie"
@@ -149,8 +157,8 @@ class LocalNode(Node):
         (self.dir / "rabbitmq-env.conf").write_text("")
         (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
         (self.dir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
-            "management.tcp.ip = 127.0.0.1\n"
+            f"listeners.tcp.default = {listen_ip}:{self.amqp_port}\n"
+            f"management.tcp.ip = {listen_ip}\n"
             f"management.tcp.port = {self.management_port}\n"
             f"collect_statistics_interval = {STATS_INTERVAL_MS}\n"
             "log.console = false\n"
@@ -218,7 +226,9 @@ class LocalNode(Node):
         if self._proc is not None and self._proc.alive():
             return
         self.pid_file.unlink(missing_ok=True)
-        self._proc = GroupProcess(Command([self.server], self._env()), log_path=self.log_file)
+        self._proc = GroupProcess(
+            Command([*self.prefix, self.server], self._env()), log_path=self.log_file
+        )
 
     def alive(self) -> bool:
         """Whether the node's process is running (it may still be booting)."""
@@ -232,7 +242,7 @@ class LocalNode(Node):
             subprocess.TimeoutExpired: it ran longer than ``timeout`` seconds.
         """
         return subprocess.run(
-            [self.ctl_path, "-n", self.node, *args],
+            [*self.prefix, self.ctl_path, "-n", self.node, *args],
             env={**os.environ, **self._env()},
             capture_output=True,
             text=True,
@@ -253,7 +263,14 @@ class LocalNode(Node):
             what="the node's pid file",
         )
         result = subprocess.run(
-            [self.ctl_path, "wait", "--timeout", str(int(timeout)), str(self.pid_file)],
+            [
+                *self.prefix,
+                self.ctl_path,
+                "wait",
+                "--timeout",
+                str(int(timeout)),
+                str(self.pid_file),
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -275,7 +292,7 @@ class LocalNode(Node):
             RuntimeError: it failed (the message quotes its stderr).
         """
         result = subprocess.run(
-            [self.ctl_path, "-n", self.node, "-q", *args],
+            [*self.prefix, self.ctl_path, "-n", self.node, "-q", *args],
             env={**os.environ, **self._env()},
             capture_output=True,
             text=True,

@@ -6,6 +6,8 @@
 * ``docker`` — a container, when an engine answers (:mod:`testbed.docker_node`);
 * ``cluster`` — three private nodes clustered on loopback (:mod:`testbed.cluster`), for
   quorum queues and node-loss tests; its :attr:`~testbed.node.Node.failover_url` lists them all;
+* ``netns`` — three private nodes, each in its own network namespace, whose links can be cut
+  and healed (:mod:`testbed.netns_cluster`, for partition tests; root on Linux only);
 * ``external`` — the broker at ``AMQP_URL`` (or the given URL); never killed or purged wholesale;
 * ``auto`` (default) — external if an AMQP URL is given or ``AMQP_URL`` is set, else a private
   node (local binary, else Docker), else :class:`~shared.errors.BrokerUnavailable` saying how
@@ -22,9 +24,10 @@ from shared.errors import BrokerUnavailable
 from testbed.cluster import Cluster
 from testbed.docker_node import DockerNode, docker_engine_available
 from testbed.local_node import HOW_TO_GET_RABBITMQ, LocalNode, local_binary_available
+from testbed.netns_cluster import NetnsCluster
 from testbed.node import ExternalNode, Node
 
-KINDS = ("auto", "local", "docker", "cluster", "external")
+KINDS = ("auto", "local", "docker", "cluster", "netns", "external")
 
 
 def make_node(
@@ -44,7 +47,7 @@ def make_node(
     kind = (kind or os.environ.get("MQLAB_BROKER") or "auto").lower()
     if kind not in KINDS:
         raise ValueError(
-            f"MQLAB_BROKER must be auto, local, docker, cluster or external, not {kind!r}"
+            f"MQLAB_BROKER must be auto, local, docker, cluster, netns or external, not {kind!r}"
         )
     if kind == "auto":
         if amqp_url or os.environ.get("AMQP_URL"):
@@ -63,6 +66,10 @@ def make_node(
         if not local_binary_available():
             raise BrokerUnavailable(f"the cluster provider runs local nodes: {HOW_TO_GET_RABBITMQ}")
         return Cluster()
+    if kind == "netns":
+        if not local_binary_available():
+            raise BrokerUnavailable(f"the netns provider runs local nodes: {HOW_TO_GET_RABBITMQ}")
+        return NetnsCluster()
     return DockerNode()
 
 

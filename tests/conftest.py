@@ -125,7 +125,16 @@ def broker(request: pytest.FixtureRequest, topology: str) -> Iterator[Node]:
     if isinstance(node, Cluster):
         heal(node)
     restart_nodes_without_statistics(node)
-    restore = restoring_env({"AMQP_URL": node.failover_url, "MQLAB_QUEUE_TYPE": topology})
+    restore = restoring_env(
+        {
+            "AMQP_URL": node.failover_url,
+            "MQLAB_QUEUE_TYPE": topology,
+            # raw_pika sets its quorum work queue's dead-letter policy there (shared.policy)
+            "MQLAB_MANAGEMENT_URL": ";".join(
+                n.management_url for n in (node.nodes if isinstance(node, Cluster) else [node])
+            ),
+        }
+    )
     try:
         yield node
     finally:

@@ -13,11 +13,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pika
 
 from shared.contract import PUBLISHED_AT_HEADER
+from shared.tasks import FAIL_MARKER
 
 KIND_HEADER = "x-poison-kind"
 """Header naming the kind of each message the tests publish raw."""
@@ -35,6 +37,7 @@ class Raw:
         parked: whether it must end in the dead-letter queue (else: executed once).
         attempts: journal rows expected for its message_id (executions before parking).
         message_id: the AMQP ``message_id`` property (also the task id where one is encoded).
+        properties: further AMQP properties (``reply_to``, ``priority``, ``expiration``...).
     """
 
     kind: str
@@ -44,6 +47,7 @@ class Raw:
     parked: bool
     attempts: int
     message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 def publish_raw(amqp_url: str, queue: str, messages: list[Raw]) -> None:
@@ -63,6 +67,7 @@ def publish_raw(amqp_url: str, queue: str, messages: list[Raw]) -> None:
                     content_encoding="utf-8",
                     message_id=m.message_id,
                     headers={**m.headers, KIND_HEADER: m.kind},
+                    **m.properties,
                 ),
                 mandatory=True,
             )
@@ -128,6 +133,7 @@ def _celery(
     parked: bool,
     attempts: int,
     edit: Callable[[dict[str, Any]], None] | None = None,
+    properties: dict[str, Any] | None = None,
 ) -> Raw:
     message_id = str(uuid.uuid4())
     headers: dict[str, Any] = {
@@ -140,7 +146,9 @@ def _celery(
         edit(headers)
     if body is None:
         body = _json([list(args) if isinstance(args, tuple) else args, {}, {}])
-    return Raw(kind, body, headers, "application/json", parked, attempts, message_id)
+    return Raw(
+        kind, body, headers, "application/json", parked, attempts, message_id, properties or {}
+    )
 
 
 def celery_messages(queue: str) -> list[Raw]:
@@ -194,6 +202,7 @@ def _dramatiq(
     parked: bool,
     attempts: int,
     body: bytes | None = None,
+    properties: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Raw:
     message_id = str(uuid.uuid4())
@@ -204,7 +213,7 @@ def _dramatiq(
     message.update(fields)
     if body is None:
         body = json.dumps(message).encode()  # allow_nan: NaN is written as NaN, as Python does
-    return Raw(kind, body, {}, "application/json", parked, attempts, message_id)
+    return Raw(kind, body, {}, "application/json", parked, attempts, message_id, properties or {})
 
 
 def dramatiq_messages(queue: str) -> list[Raw]:
@@ -231,3 +240,140 @@ RAW_MESSAGES: dict[str, Callable[[str], list[Raw]]] = {
     "dramatiq": dramatiq_messages,
 }
 """Raw poison (and control) messages per implementation, given the work queue's name."""
+
+
+# -- hostile fields: every field a framework reads from a message, in a hostile form -----------
+#
+# By class: wrong type, out of range, past and future times, references to other queues or
+# tasks. Each must run once or be parked, and steer nothing else (tests/test_message_fields.py).
+
+INJECTED_QUEUE = "mqlab-injected.q"
+"""A queue a hostile message names; it must never come to exist."""
+
+AN_HOUR_MS = 3_600_000
+
+
+def _iso(seconds_from_now: float) -> str:
+    return datetime.fromtimestamp(time.time() + seconds_from_now, UTC).isoformat()
+
+
+def pika_hostile(queue: str) -> list[Raw]:
+    """The hand-written worker reads the body and the contract header; properties steer nothing."""
+    text = "text/plain"
+    return [
+        Raw("prop-reply-to", b"hostile reply_to", {}, text, parked=False, attempts=1,
+            properties={"reply_to": INJECTED_QUEUE, "correlation_id": "x"}),
+        Raw("prop-priority", b"hostile priority", {}, text, parked=False, attempts=1,
+            properties={"priority": 255}),
+        Raw("header-future", b"publish time ahead", {PUBLISHED_AT_HEADER: "32503680000.0"},
+            text, parked=False, attempts=1),
+        Raw("header-negative", b"publish time negative", {PUBLISHED_AT_HEADER: "-1"}, text,
+            parked=False, attempts=1),
+        Raw("header-list", b"publish time a list", {PUBLISHED_AT_HEADER: [1, 2]}, text,
+            parked=False, attempts=1),
+    ]  # fmt: skip
+
+
+def celery_hostile(queue: str) -> list[Raw]:
+    """Celery task messages with hostile protocol fields (Celery docs, "Message Protocol")."""
+
+    def header(key: str, value: object) -> Callable[[dict[str, Any]], None]:
+        def edit(h: dict[str, Any]) -> None:
+            h[key] = value
+
+        return edit
+
+    def proto1(kind: str, **fields: Any) -> Raw:
+        message_id = str(uuid.uuid4())
+        body = {"task": "celery_impl.work", "id": message_id, "args": ["proto1"], "kwargs": {},
+                "retries": 0, "eta": None, "expires": None, "utc": True, **fields}  # fmt: skip
+        return Raw(kind, _json(body), {}, "application/json", True, 0, message_id)
+
+    fail = (f"hostile {FAIL_MARKER}",)
+    slow = ("." * 15,)  # 1.5 s: past a 1 s hard time limit
+    return [
+        # protocol 1: task fields in the body, none of them checked by Celery's expiry check
+        proto1("p1-callbacks", callbacks=[{"task": "celery_impl.hello", "args": ["injected"]}]),
+        proto1("p1-timelimit", timelimit=[1, 1], args=list(slow)),
+        proto1("p1-expires-past", expires=_iso(-3600)),
+        # wrong type
+        _celery("id-int", edit=header("id", 123), parked=True, attempts=0),
+        _celery("task-list", edit=header("task", ["celery_impl.work"]), parked=True, attempts=0),
+        _celery("retries-str", args=fail, edit=header("retries", "x"), parked=True, attempts=3),
+        _celery("eta-garbage", edit=header("eta", "not a time"), parked=True, attempts=0),
+        _celery("expires-int", edit=header("expires", 12345), parked=True, attempts=0),
+        _celery("shadow-list", edit=header("shadow", [1]), parked=False, attempts=1),
+        _celery("stamps-str", edit=header("stamps", "x"), parked=False, attempts=1),
+        # out of range
+        _celery("timelimit-1s", args=slow, edit=header("timelimit", [1, 1]),
+                parked=False, attempts=1),
+        _celery("retries-300", args=fail, edit=header("retries", 300), parked=True, attempts=3),
+        _celery("prop-priority", parked=False, attempts=1, properties={"priority": 255}),
+        # past and future times
+        _celery("eta-past", edit=header("eta", _iso(-3600)), parked=True, attempts=0),
+        _celery("eta-future", edit=header("eta", _iso(3600)), parked=True, attempts=0),
+        _celery("expires-future", edit=header("expires", _iso(3600)), parked=False, attempts=1),
+        # references to other queues or tasks
+        _celery("reply-to", parked=False, attempts=1,
+                properties={"reply_to": INJECTED_QUEUE, "correlation_id": "x"}),
+        _celery("builtin-task", task="celery.backend_cleanup", args=(), parked=True, attempts=0),
+        _celery("group-task", task="celery.group", parked=True, attempts=0,
+                body=_json([[[{"task": "celery_impl.hello", "args": ["injected"]}]], {}, {}])),
+        _celery("hello-on-work-queue", task="celery_impl.hello", parked=True, attempts=0),
+        _celery("errbacks", body=b'[["x"], {}, {"errbacks": [{"task": "celery_impl.hello"}]}]',
+                parked=True, attempts=0),
+        _celery("chain", body=b'[["x"], {}, {"chain": [{"task": "celery_impl.hello"}]}]',
+                parked=True, attempts=0),
+        _celery("group-header", edit=header("group", "g-1"), parked=False, attempts=1),
+    ]  # fmt: skip
+
+
+def dramatiq_hostile(queue: str) -> list[Raw]:
+    """Dramatiq messages with hostile envelope fields and options (Dramatiq 2.2's middleware)."""
+    now = int(time.time() * 1000)
+    fail = [f"hostile {FAIL_MARKER}"]
+    injected = {"queue_name": INJECTED_QUEUE, "actor_name": "work", "args": ["injected"],
+                "kwargs": {}, "options": {}, "message_id": str(uuid.uuid4()),
+                "message_timestamp": now}  # fmt: skip
+
+    def d(kind: str, parked: bool, attempts: int, **fields: Any) -> Raw:
+        return _dramatiq(queue, kind, parked=parked, attempts=attempts, **fields)
+
+    return [
+        # references to other queues or tasks
+        d("pipe-target", False, 1, options={"pipe_target": injected}),
+        d("on-success", False, 1, options={"on_success": "hello"}),
+        d("on-failure", True, 3, args=fail, options={"on_failure": "hello"}),
+        d("on-retry-exhausted", True, 3, args=fail, options={"on_retry_exhausted": "hello"}),
+        d("hello-on-work-queue", True, 0, actor_name="hello"),
+        d("group-callbacks", False, 1,
+          options={"group_completion_uuid": "g", "group_completion_callbacks": [injected]}),
+        # wrong type
+        d("priority-str", True, 3, args=fail, options={"broker_priority": "high"}),
+        d("retries-str", True, 3, args=fail, options={"retries": "x"}),
+        d("throws-str", True, 3, args=fail, options={"throws": "Exception"}),
+        d("eta-str", True, 0, options={"eta": "soon"}),
+        d("message-id-null", True, 0, message_id=None),
+        d("message-id-list", True, 0, message_id=["a"]),
+        d("args-dict", False, 1, args={"body": "x"}),  # Dramatiq makes it a tuple of its keys
+        d("time-limit-str", False, 1, options={"time_limit": "x"}),
+        # out of range
+        d("priority-300", True, 3, args=fail, options={"broker_priority": 300}),
+        d("max-retries-100", True, 3, args=fail, options={"max_retries": 100}),
+        d("time-limit-1ms", False, 1, args=["." * 3], options={"time_limit": 1}),
+        d("max-age-1ms", False, 1, options={"max_age": 1}),
+        d("notify-shutdown", False, 1, options={"notify_shutdown": True}),
+        # past and future times
+        d("eta-past", False, 1, options={"eta": now - AN_HOUR_MS}),
+        d("eta-future", True, 0, options={"eta": now + AN_HOUR_MS}),
+        d("timestamp-future", False, 1, message_timestamp=now + 100 * AN_HOUR_MS),
+        d("timestamp-negative", False, 1, message_timestamp=-1),
+    ]  # fmt: skip
+
+
+HOSTILE_MESSAGES: dict[str, Callable[[str], list[Raw]]] = {
+    "pika": pika_hostile,
+    "celery": celery_hostile,
+    "dramatiq": dramatiq_hostile,
+}
+"""Messages with each field the framework reads in a hostile form, given the work queue."""

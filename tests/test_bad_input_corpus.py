@@ -9,7 +9,9 @@ every work queue before the case is still there after it.
 Cases: a missing vhost; users without any permission, or without configure, write or read
 (403); queue-name prefixes RabbitMQ or Dramatiq refuses (``amq.``, too many bytes, a space, a
 leading digit); ``AMQP_URL`` query options (``?heartbeat=abc``, ``?ssl_options=zz``) and
-unparseable URLs; an unreachable or unresolvable broker; a wrong password; settings that do not
+unparseable URLs, URLs that parse into something else than meant (an empty host label, port 0,
+a user without a password, an unescaped ``#`` in the password); a journal in a directory that
+does not exist; an unreachable or unresolvable broker; a wrong password; settings that do not
 parse; worker options out of range (``--slowdown inf|nan|2000``, ``--prefetch 70000``).
 """
 
@@ -106,6 +108,16 @@ def _with(url: str, *, user: str | None = None, password: str | None = None, **p
     return urlunparse(p._replace(netloc=netloc, **parts))
 
 
+def _netloc(url: str, netloc: str) -> str:
+    """``url`` with its ``user:password@host:port`` part replaced by ``netloc``."""
+    return urlunparse(urlparse(url)._replace(netloc=netloc))
+
+
+def _host(url: str) -> str:
+    """``host:port`` of ``url``."""
+    return urlparse(url).netloc.rsplit("@", 1)[-1]
+
+
 def _as(user: str) -> Callable[[str], dict[str, str]]:
     return lambda url: {"AMQP_URL": _with(url, user=user, password=PASSWORD)}
 
@@ -198,6 +210,41 @@ CASES = [
         lambda url: {"AMQP_URL": "amqp://u:p@[::1:5672/"},
         ("AMQP_URL",),
         ExitCode.CONFIG,
+    ),
+    # URL forms that parse into something else than meant: one line, never another broker.
+    Case(
+        "url-empty-host-label",
+        lambda url: {"AMQP_URL": _netloc(url, f"u:p@rabbit..local:{urlparse(url).port}")},
+        ("AMQP_URL", "rabbit..local", "host name"),
+        ExitCode.CONFIG,
+    ),
+    Case(
+        "url-port-0",  # kombu read port 0 as "not given": Celery reached 5672
+        lambda url: {"AMQP_URL": "amqp://u:p@127.0.0.1:0/%2F"},
+        ("AMQP_URL", "port 0"),
+        ExitCode.CONFIG,
+    ),
+    # Credentials: a user without a password; a password with an unescaped '#'.
+    Case(
+        "url-user-without-password",
+        lambda url: {"AMQP_URL": _netloc(url, f"{urlparse(url).username}@{_host(url)}")},
+        ("AMQP_URL", "without a password"),
+        ExitCode.CONFIG,
+    ),
+    Case(
+        "url-hash-in-password",
+        lambda url: {"AMQP_URL": _netloc(url, f"u:S3cret#Mark@{_host(url)}")},
+        ("AMQP_URL", "%23"),
+        ExitCode.CONFIG,
+        not_words=("S3cret", "Mark"),
+    ),
+    # Paths: a journal in a directory that does not exist (the workers write it).
+    Case(
+        "journal-no-directory",
+        lambda url: {"MQLAB_JOURNAL": "/nonexistent-mqlab-dir/journal.db"},
+        ("MQLAB_JOURNAL", "does not exist"),
+        ExitCode.CONFIG,
+        _workers,
     ),
     Case(
         "unreachable",

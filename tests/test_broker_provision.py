@@ -36,7 +36,7 @@ def test_auto_without_any_rabbitmq_says_how_to_get_it(monkeypatch: pytest.Monkey
 
 def test_unknown_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MQLAB_BROKER", "podman")
-    with pytest.raises(ValueError, match="auto, local, docker, cluster or external"):
+    with pytest.raises(ValueError, match="auto, local, docker, cluster, netns or external"):
         provider.make_node()
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -225,3 +226,63 @@ def test_broker_up_of_another_kind_is_refused(tmpdir_env: Path, cluster: bool) -
             assert result.returncode == 0, result.stderr
             assert "already running" in result.stdout
         assert proc.poll() is None  # the running node is left alone
+
+
+def _broker_up_processes(tmp: Path) -> list[psutil.Process]:
+    """This user's ``lab.cli broker up`` processes (not ``--detach`` parents) run with TMPDIR
+    ``tmp``: each one keeps a node."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        try:
+            argv = proc.info["cmdline"] or []
+            if proc.info["uids"].real != os.getuid() or argv[-2:] != ["broker", "up"]:
+                continue
+            if proc.environ().get("TMPDIR") == str(tmp):
+                found.append(proc)
+        except (psutil.Error, TypeError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("same_checkout", [True, False], ids=["same-record", "control-two-tmpdirs"])
+def test_two_broker_ups_at_once_start_one_node(tmp_path: Path, same_checkout: bool) -> None:
+    """Two ``mqlab broker up --detach`` started at the same moment both exited 0 and started two
+    nodes; the record named one, so ``broker down`` left the other running. Now the second
+    finds the lock taken, waits for the first one's node and says it is already running: one
+    node, and ``broker down`` leaves none. Control: two TMPDIRs (two records) do give two nodes,
+    so the count below can see a second one."""
+    tmps = [tmp_path / "a", tmp_path / ("a" if same_checkout else "b")]
+    for tmp in set(tmps):
+        tmp.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if k != "AMQP_URL"}
+    argv = [sys.executable, "-m", "lab.cli", "broker", "up", "--detach"]
+    try:
+        ups = [
+            subprocess.Popen(argv, env={**env, "TMPDIR": str(t)}, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for t in tmps
+        ]  # fmt: skip
+        results = [(p.wait(timeout=240), *p.communicate()) for p in ups]
+        assert [code for code, _, _ in results] == [0, 0], results
+        running = {p.pid for t in set(tmps) for p in _broker_up_processes(t)}
+        assert len(running) == (1 if same_checkout else 2), results
+        if same_checkout:
+            assert any("already running" in out for _, out, _ in results), results
+        for tmp in set(tmps):
+            down = subprocess.run(
+                [sys.executable, "-m", "lab.cli", "broker", "down"],
+                env={**env, "TMPDIR": str(tmp)}, capture_output=True, text=True, timeout=90,
+            )  # fmt: skip
+            assert down.returncode == 0, down.stderr
+        wait_until(
+            lambda: not any(_broker_up_processes(t) for t in set(tmps)),
+            60,
+            what="every broker up to stop",
+        )
+    finally:
+        for tmp in set(tmps):  # only the processes this test started (by their TMPDIR)
+            for proc in _broker_up_processes(tmp):
+                with contextlib.suppress(psutil.Error):
+                    proc.terminate()

@@ -2,7 +2,7 @@
 
 * Celery: the work task refuses ``eta``/``countdown`` at the producer, and a worker that gets an
   ETA message anyway (another producer) dead-letters it at once instead of holding it unacked
-  until its time (:func:`celery_impl.consumer.refuse_eta`).
+  until its time (:mod:`celery_impl.admission`).
 * Dramatiq: a delayed message (``delay=``) waits in the ``.DQ`` delay queue, consumed apart from
   the work queue; the messages behind it run first, and it runs when due.
 * pika: the hand-written worker has no ETA at all.

@@ -184,6 +184,10 @@ def test_broker_purge_empties_only_the_chosen_implementations_queues(broker: Nod
     result = _mqlab("broker", "purge", "--impl", "pika", "--amqp-url", broker.amqp_url)
     assert result.returncode == 0, result.stderr
     assert f"pika: {pika.task_queue()}: purged 3 ready message(s)" in result.stdout
+    # one line per queue it emptied, then one summary line; nothing about absent queues
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("purged 3 ready message(s) from "), result.stdout
+    assert len(lines) == 2 and "no such queue" not in result.stdout, result.stdout
     purged = time.time()
     broker.management.wait_for_queue(pika.task_queue(), 10, ready=0, fresh_after=purged)
     for impl in others:  # negative control: the other implementations' queues keep theirs
@@ -201,6 +205,7 @@ def test_broker_purge_unreachable_is_one_line() -> None:
     shown = url.replace("guest:guest@", "guest:**@")  # the password is never printed
     assert len(lines) == 1 and lines[0].startswith("error: ") and shown in lines[0], result.stderr
     assert "guest:guest" not in result.stderr
+    assert "mqlab broker up --detach" in lines[0]  # the way to a private node
 
 
 def test_a_drain_is_timed_from_the_ready_count() -> None:

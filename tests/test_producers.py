@@ -153,6 +153,7 @@ class _NackingProducer(BaseProducer[str]):
     just killed does)."""
 
     def __init__(self, ok: int) -> None:
+        super().__init__(None, queue="task_queue", declare=False)  # the hook contract
         self.ok = ok
 
     def _message(self, body: str) -> str:
@@ -177,15 +178,20 @@ class _NackingProducer(BaseProducer[str]):
 
 
 @pytest.mark.timeout(10)
-def test_a_nack_mid_batch_says_how_many_were_confirmed() -> None:
+def test_a_nack_mid_batch_says_how_many_were_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:
     """`new_task --count 3000` on a cluster whose queue leader was SIGKILLed mid-run: 690 were
     confirmed, then one nack, and the one line said only "broker refused (nacked) a message":
-    the user could not tell what was sent. Control: a nack of the first message has no count."""
+    the user could not tell what was sent. Control: a nack of the first message has no count.
+    With publisher confirms off nothing is confirmed: the count is of messages written."""
+    monkeypatch.setenv("AMQP_URL", "amqp://u:p@127.0.0.1:1/%2F")  # settings only, never used
     with pytest.raises(PublishRefused, match=r"\(2 of 5 messages were confirmed before\)"):
         _NackingProducer(ok=2).publish_all(["m"] * 5)
     with pytest.raises(PublishRefused) as first:
         _NackingProducer(ok=0).publish_all(["m"] * 5)
     assert "confirmed before" not in str(first.value)
+    monkeypatch.setenv("MQLAB_CONFIRMS", "0")
+    with pytest.raises(PublishRefused, match=r"2 of 5 messages were written \(not confirmed\)"):
+        _NackingProducer(ok=2).publish_all(["m"] * 5)
 
 
 @pytest.mark.timeout(10)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from shared.exit_codes import ExitCode
-from shared.impl import Implementation, WorkerSpec
+from shared.impl import Command, Implementation, WorkerSpec
 from testbed.node import Node
 from testbed.process import GroupProcess
 from tests.helpers import IMPLEMENTATIONS, assert_one_line_error, each_implementation, run_to_end
@@ -63,3 +64,27 @@ def test_new_task_refuses_a_count_it_cannot_hold(impl: Implementation) -> None:
     assert "--count must be 0 to" in assert_one_line_error(result.returncode, result.stderr)
     result = run_to_end(impl.new_task_command(["x"], count=2), UNREACHABLE, timeout=15)
     assert "cannot connect" in assert_one_line_error(result.returncode, result.stderr)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["existing-file", "unwritable", "control-writable-out"])
+def test_compare_out_that_cannot_be_written_is_one_line(tmp_path: Path, where: str) -> None:
+    """`mqlab compare --out` to an existing file or a path that cannot be created ended in a
+    traceback after the run had started. It is refused before anything runs, one line, exit 64.
+    Control: a writable --out gets past the check (to the unreachable broker)."""
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    out = {
+        "existing-file": str(target),
+        "unwritable": "/proc/mqlab/x",
+        "control-writable-out": str(tmp_path / "r"),
+    }[where]
+    argv = [sys.executable, "-m", "lab.cli", "compare", "--quick", "--impl", "pika",
+            "--amqp-url", UNREACHABLE["AMQP_URL"], "--management-url", "http://127.0.0.1:1",
+            "--out", out]  # fmt: skip
+    result = run_to_end(Command(argv), UNREACHABLE, timeout=50)
+    if where == "control-writable-out":  # a writable --out: past the check, to the broker
+        assert "cannot write the report" not in result.stderr, result.stderr
+        return
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "--out" in assert_one_line_error(result.returncode, result.stderr)

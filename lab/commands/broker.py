@@ -1,8 +1,11 @@
-"""``mqlab broker up|down|status|purge``.
+"""``mqlab broker up|down|status|env|purge|kill|start``.
 
 ``broker up`` starts a private node (``--cluster``: three clustered nodes) and keeps it until
 Ctrl+C, SIGTERM or ``broker down``; its record (:mod:`shared.broker_up`) lets every program
-find it without ``AMQP_URL``.
+find it without ``AMQP_URL``. ``broker env`` prints the lines to use it from a shell (and the
+management UI's login); ``broker kill NODE`` SIGKILLs one node of the cluster (a crash) and
+``broker start NODE`` asks the ``broker up`` process, which owns the nodes, to start it again
+with its data, so it rejoins.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from urllib.parse import urlparse
 import pika
 import pika.exceptions
 import requests
+from rich import box
 from rich.table import Table as RichTable
 
+from lab.commands.nodes import broker_kill, broker_start, node_pid, serve_start_requests
 from lab.commands.usage import UsageError, console, select_implementations, split
 from shared import broker_up as up_record
 from shared import pika_connection, pika_errors
@@ -38,11 +43,17 @@ from testbed.provider import private_kind, provision
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    """``mqlab broker ACTION``: dispatch to up, down, status or purge."""
+    """``mqlab broker ACTION``: dispatch to up, down, status, env, purge, kill or start."""
     if args.action == "up":
         return broker_up(args.detach, cluster=getattr(args, "cluster", False))
     if args.action == "purge":
         return broker_purge(args)
+    if args.action == "env":
+        return broker_env(args.show_password)
+    if args.action == "kill":
+        return broker_kill(args.node)
+    if args.action == "start":
+        return broker_start(args.node)
     if args.action == "down":
         state = up_record.read()
         if state is None:
@@ -73,7 +84,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     broker = ExternalNode(state["amqp_url"], state["management_url"])
     versions = broker.management.versions()
     console.print(
-        f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']}), pid {state['pid']}\n"
+        f"RabbitMQ {versions['rabbitmq']} (Erlang {versions['erlang']}), node pid "
+        f"{node_pid(state.get('pid_file')) or '-'} ('mqlab broker up' pid {state['pid']})\n"
         f"  AMQP_URL={mask_password(state['amqp_url'])}\n  management UI {state['management_url']}"
     )
     console.print(queue_table(broker.management))
@@ -96,17 +108,21 @@ def cluster_status(state: dict[str, Any]) -> int:
             if q.get("type") == "quorum" and q.get("leader"):
                 leads.setdefault(str(q["leader"]), []).append(str(q["name"]))
     console.print(
-        f"RabbitMQ cluster of {len(nodes)} nodes, pid {state['pid']}\n"
+        f"RabbitMQ cluster of {len(nodes)} nodes ('mqlab broker up' pid {state['pid']})\n"
         f"  AMQP_URL={mask_password(state['amqp_url'])}"
     )
-    table = RichTable("node", "state", "AMQP", "management", "leads (quorum queues)")
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("node", "pid", "state", "AMQP port", "UI port"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("leads (quorum queues)", overflow="fold")
     for n in nodes:
         up = Management(n["management_url"], state["amqp_url"]).answers()
         table.add_row(
             n["name"].removesuffix("@localhost"),
+            str(node_pid(n.get("pid_file")) or "-"),
             "up" if up else "DOWN",
-            str(urlparse(n["amqp_url"]).netloc.split("@")[-1]),
-            n["management_url"].removeprefix("http://"),
+            str(urlparse(n["amqp_url"]).port),
+            str(urlparse(n["management_url"]).port),
             ", ".join(sorted(leads.get(n["name"], []))) or "-",
         )
     console.print(table)
@@ -122,7 +138,10 @@ def queue_table(management: Management) -> RichTable:
     Raises:
         requests.RequestException: the management API does not answer.
     """
-    table = RichTable("queue", "ready", "unacked", "consumers")
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("queue", overflow="fold")
+    for header in ("ready", "unacked", "consumers"):
+        table.add_column(header, justify="right", no_wrap=True)
     for name in management.queue_names():
         q = management.queue(name)
         if q is not None:
@@ -165,6 +184,9 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
             )
         console.print(f"already running: {mask_password(existing['amqp_url'])}")
         return 0
+    lock = up_record.claim()  # one node per record: held until this process (or its child) ends
+    if lock is None:
+        return _already_starting()
     if detach:
         up_record.private_dir(create=True)  # 0700, checked, before the log goes in it
         log = up_record.log_file()
@@ -177,11 +199,15 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=(lock,),  # the background process goes on holding the lock
+                env={**os.environ, up_record.LOCK_FD_ENV: str(lock)},
             )
         try:
             wait_until(lambda: up_record.read() is not None, 120, interval=0.2, what="the broker")
         except TimeoutError as e:
             raise MqlabError(f"{e}; see {log}") from None
+        finally:
+            os.close(lock)
         state = up_record.read()
         assert state is not None
         console.print(
@@ -206,12 +232,68 @@ def broker_up(detach: bool, cluster: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with (
         provision("cluster" if cluster else private_kind()) as node,
-        up_record.recorded(node.failover_url, node.management_url, nodes=_nodes(node)),
+        up_record.recorded(
+            node.failover_url,
+            node.management_url,
+            nodes=_nodes(node),
+            pid_file=str(getattr(node, "pid_file", "")),
+        ),
     ):
         print(node.describe(), flush=True)
         print("every mqlab program uses it while AMQP_URL is unset (Ctrl+C to stop)", flush=True)
-        while not stop.wait(1.0):
-            pass
+        while not stop.wait(0.5):
+            if isinstance(node, Cluster):
+                serve_start_requests(node)
+    return 0
+
+
+def broker_env(show_password: bool) -> int:
+    """Print the shell lines that point a program at the ``broker up`` node (``export
+    AMQP_URL=...``, and ``MQLAB_MANAGEMENT_URL`` for ``mqlab compare --amqp-url``) and the
+    management UI's address and login, as comments. The password is masked unless
+    ``show_password``: then ``eval "$(mqlab broker env --show-password)"`` sets them.
+
+    Raises:
+        UsageError: no ``broker up`` node runs.
+    """
+    state = up_record.read()
+    if state is None:
+        raise UsageError(
+            "no broker started by 'mqlab broker up' is running; mqlab broker up --detach"
+        )
+    url: str = state["amqp_url"]
+    shown = url if show_password else mask_password(url)
+    user = urlparse(amqp_urls(url)[0])
+    console.print(f"export AMQP_URL='{shown}'", markup=False, highlight=False)
+    console.print(f"export MQLAB_MANAGEMENT_URL={state['management_url']}", highlight=False)
+    for n in state.get("nodes") or [{"name": "", "management_url": state["management_url"]}]:
+        where = f" ({n['name']})" if n["name"] else ""
+        console.print(f"# management UI{where}: {n['management_url']}", highlight=False)
+    password = user.password if show_password else "(add --show-password to print it)"
+    console.print(
+        f"# log in as {user.username}, password {password}", markup=False, highlight=False
+    )
+    return 0
+
+
+def _already_starting() -> int:
+    """Another ``broker up`` holds the lock: wait for its record (its node is starting) and say
+    where it runs, as for a node already running.
+
+    Raises:
+        MqlabError: no record appeared within 120 s (the other one is still starting, or stuck).
+    """
+    console.print("a node is already starting (another 'mqlab broker up'); waiting for it")
+    try:
+        wait_until(lambda: up_record.read() is not None, 120, interval=0.2, what="that node")
+    except TimeoutError:
+        raise MqlabError(
+            "another 'mqlab broker up' is still starting its node after 120 s; see "
+            f"{up_record.log_file()}, or stop it with: mqlab broker down"
+        ) from None
+    state = up_record.read()
+    assert state is not None
+    console.print(f"already running: {mask_password(state['amqp_url'])}")
     return 0
 
 
@@ -220,7 +302,12 @@ def _nodes(node: Node) -> list[dict[str, str]]:
     if not isinstance(node, Cluster):
         return []
     return [
-        {"name": n.node, "amqp_url": n.amqp_url, "management_url": n.management_url}
+        {
+            "name": n.node,
+            "amqp_url": n.amqp_url,
+            "management_url": n.management_url,
+            "pid_file": str(n.pid_file),
+        }
         for n in node.nodes
     ]
 
@@ -246,6 +333,7 @@ def broker_purge(args: argparse.Namespace) -> int:
         connection = pika_connection.connect(params).connection
     except MqlabError as e:
         raise type(e)(f"{e} (AMQP_URL {mask_password(url)})") from None
+    queues = messages = absent = 0
     with contextlib.closing(connection):
         for impl in impls:
             for name in impl.queues():
@@ -255,10 +343,18 @@ def broker_purge(args: argparse.Namespace) -> int:
                 except pika.exceptions.ChannelClosedByBroker as e:
                     if e.reply_code != 404:
                         raise pika_errors.translate(e, params, name, "purge") from None
-                    console.print(f"{impl.name}: {name}: no such queue")
+                    absent += 1  # not declared yet: nothing to purge
                     continue
                 channel.close()
-                console.print(f"{impl.name}: {name}: purged {purged} ready message(s)")
+                queues += 1
+                if purged:
+                    messages += purged
+                    console.print(f"{impl.name}: {name}: purged {purged} ready message(s)")
+    console.print(
+        f"purged {messages} ready message(s) from {queues} queue(s) of "
+        f"{', '.join(impl.name for impl in impls)}"
+        + (f" ({absent} not declared yet)" if absent else "")
+    )
     return 0
 
 

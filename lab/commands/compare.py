@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
@@ -35,6 +36,7 @@ from lab.scenario import ParamValue
 from lab.scenarios import find
 from shared.errors import MqlabError
 from shared.queues import QUEUE_TYPES
+from testbed.netns import why_unavailable
 from testbed.node import Node
 from testbed.provider import provision
 
@@ -43,13 +45,48 @@ BOOT_SECONDS = {"cluster": 60.0}
 """Rough seconds to boot and form a topology's nodes, for the estimate."""
 
 
-def render(table: markdown.Table) -> RichTable:
-    """A report table as a rich table for the terminal."""
-    out = RichTable(title=table.title, title_justify="left")
-    for i, header in enumerate(table.headers):
-        out.add_column(header, justify="left" if i == 0 else "right")
-    for row in table.rows:
-        out.add_row(*row)
+def render(table: markdown.Table, width: int = 80) -> list[RichTable]:
+    """A report table as rich tables for a terminal ``width`` columns wide (80 or more).
+
+    Cells and headers wrap at spaces, and a header word still too long folds onto the next
+    line (rich ``overflow="fold"``), never cut with an ellipsis; each column is at least as wide
+    as the longest word of its cells (``min_width``), so a number is never folded or cut. No
+    vertical rules (``box.SIMPLE_HEAD``). When the columns cannot all fit at those widths, the
+    table is split into several, each repeating the first column (the implementation), titled
+    ``(continued)``.
+    """
+    widths = [
+        max((len(w) for row in table.rows if i < len(row) for w in row[i].split()), default=1)
+        for i in range(len(table.headers))
+    ]
+    # What a column takes: its widest word, of a cell or of the header (rich's minimum), and 3
+    # for the padding and the space between columns.
+    takes = [
+        max(widths[i], *(len(w) for w in header.split()), 1) + 3
+        for i, header in enumerate(table.headers)
+    ]
+    parts: list[list[int]] = [[]]
+    used = takes[0] if takes else 0
+    for i in range(1, len(table.headers)):
+        if parts[-1] and used + takes[i] > width:
+            parts.append([])
+            used = takes[0]
+        parts[-1].append(i)
+        used += takes[i]
+    out = []
+    for n, columns in enumerate(parts):
+        title = table.title if n == 0 else f"{table.title} (continued)"
+        rich = RichTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for i in [0, *columns]:
+            rich.add_column(
+                table.headers[i],
+                justify="left" if i == 0 else "right",
+                overflow="fold",
+                min_width=widths[i],
+            )
+        for row in table.rows:
+            rich.add_row(*[row[i] if i < len(row) else "" for i in [0, *columns]])
+        out.append(rich)
     return out
 
 
@@ -121,7 +158,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenarios = runnable
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.out) if args.out else Path("reports") / stamp
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:  # checked before anything runs: a report that cannot be written is a usage error
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".mqlab-write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--out {out_dir}: cannot write the report there ({e.strerror})") from None
     for name, reason in missing.items():
         console.print(f"[yellow]missing[/]: {name} ({reason})")
     plans = {t: plan(scenarios, impls, config, t) for t in config.topologies}
@@ -160,7 +203,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             progress.update(bar, advance=1, description=f"{record.setup} {record.scenario}")
 
         for topology in config.topologies:
-            with topology_node(topology, args) as (broker, unavailable):
+            with topology_node(topology, args, scenarios) as (broker, unavailable):
                 if broker is not None:
                     progress.console.print(broker.describe())
                     if results.meta["broker"]["provider"] == "none":
@@ -181,7 +224,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     drawn = plot.draw(results, out_dir)
     path = markdown.write(results, out_dir, drawn)
     for table in markdown.tables(results):
-        console.print(render(table))
+        for part in render(table, max(console.width, 80)):
+            console.print(part)
     for line in markdown.reading(results):
         console.print(f"- {line}")
     console.print(f"report: {path}  ({results.meta['seconds']:.0f} s)")
@@ -189,16 +233,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def topology_node(topology: str, args: argparse.Namespace) -> Iterator[tuple[Node | None, str]]:
+def topology_node(
+    topology: str, args: argparse.Namespace, scenarios: list[str]
+) -> Iterator[tuple[Node | None, str]]:
     """The broker of ``topology`` for the block, or ``(None, why)`` when a cluster cannot be
-    provisioned here (a single node that cannot be provisioned is an error, as before)."""
+    provisioned here (a single node that cannot be provisioned is an error, as before). The
+    cluster is the ``netns`` one (its links can be cut) when one of ``scenarios`` asks for it
+    and this machine can run it (:func:`testbed.netns.why_unavailable`)."""
     if topology == "single":
         with lab_node(args.amqp_url, args.management_url) as broker:
             yield broker, ""
         return
     with contextlib.ExitStack() as stack:
         try:
-            broker = stack.enter_context(provision("cluster"))
+            kind = "cluster"
+            if any(find(n).cluster_kind == "netns" for n in scenarios) and not why_unavailable():
+                kind = "netns"
+            broker = stack.enter_context(provision(kind))
         except (MqlabError, ValueError, RuntimeError, TimeoutError) as e:
             yield None, f"no cluster on this machine ({e})"
             return

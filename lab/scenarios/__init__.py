@@ -18,7 +18,7 @@ from lab.scenario import Scenario
 
 RUN_ORDER = ("throughput", "latency", "loaded", "scaling", "fairness", "crash", "restart", "nodeloss", "footprint")  # fmt: skip  # noqa: E501
 """The scenarios of a default ``mqlab compare`` run, in run order."""
-ON_DEMAND = ("example",)
+ON_DEMAND = ("example", "partition")
 """Scenarios that run only when ``--scenario`` names them."""
 
 

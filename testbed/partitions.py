@@ -1,0 +1,107 @@
+"""The partition schemes: which node of a :class:`~testbed.netns_cluster.NetnsCluster` to cut
+off, chosen from what the cluster reports, and a partition as a ``with`` block::
+
+    node = target(cluster, "leader", "task_queue")
+    with partitioned(cluster, node) as times:
+        ...                                   # the majority serves; ``node`` pauses
+    print(times.detected, times.healed)       # seconds
+
+Schemes (:data:`SCHEMES`): the work queue's ``leader``; a ``follower`` (a member that does
+not lead); the node a ``worker`` consumes through; the node a ``producer`` publishes through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psutil
+
+from testbed.local_node import LocalNode
+from testbed.netns_cluster import NetnsCluster
+
+SCHEMES = ("leader", "follower", "worker", "producer")
+"""Which node to cut off (module docstring)."""
+
+
+def _local_ports(pids: Iterable[int]) -> set[int]:
+    ports = set()
+    for pid in pids:
+        try:
+            ports |= {c.laddr.port for c in psutil.Process(pid).net_connections("tcp")}
+        except psutil.Error:
+            continue
+    return ports
+
+
+def target(
+    cluster: NetnsCluster,
+    scheme: str,
+    queue: str,
+    *,
+    worker_pids: Iterable[int] = (),
+    producer_pids: Iterable[int] = (),
+) -> LocalNode:
+    """The node ``scheme`` cuts off, for work queue ``queue``.
+
+    Parameters:
+        cluster: the cluster.
+        scheme: one of :data:`SCHEMES`.
+        queue: the quorum work queue.
+        worker_pids: the worker's processes (``worker``): its consumer's node.
+        producer_pids: the producer's processes (``producer``): the node of its AMQP
+            connection (management API ``connections``, matched by the client's port).
+
+    Raises:
+        ValueError: unknown scheme.
+        LookupError: no consumer or connection of those processes.
+        TimeoutError: the queue has no leader (``leader``, ``follower``).
+    """
+    if scheme == "leader":
+        return cluster.leader_of(queue)
+    if scheme == "follower":
+        leader = cluster.leader_of(queue)
+        return next(n for n in cluster.nodes if n is not leader)
+    if scheme == "worker":
+        consumers = cluster.management.consumers_of(queue, worker_pids)
+        if not consumers:
+            raise LookupError(f"no consumer of {queue} from processes {list(worker_pids)}")
+        return cluster.node(consumers[0].node)
+    if scheme == "producer":
+        ports = _local_ports(producer_pids)
+        for connection in cluster.management.connections():
+            if connection.get("peer_port") in ports:
+                return cluster.node(str(connection["node"]))
+        raise LookupError(f"no AMQP connection from processes {list(producer_pids)}")
+    raise ValueError(f"unknown partition scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+
+
+@dataclass
+class Times:
+    """Seconds from the cut: until the other nodes saw the node gone (``detected``), and from
+    the heal until the cluster was whole again (``healed``)."""
+
+    detected: float = 0.0
+    healed: float = 0.0
+
+
+@contextmanager
+def partitioned(cluster: NetnsCluster, node: LocalNode) -> Iterator[Times]:
+    """Cut ``node`` off, wait until the others see it gone, run the block, heal, and wait
+    until the cluster is whole (every node running, every quorum queue led).
+
+    Raises:
+        TimeoutError: the partition was not detected, or the cluster did not heal, in time.
+    """
+    times = Times()
+    cut_at = cluster.cut(node)
+    try:
+        times.detected = cluster.await_partitioned(node) - cut_at
+        yield times
+    finally:
+        cluster.heal(node)
+    healing = time.time()
+    cluster.await_healed()
+    times.healed = time.time() - healing
