@@ -108,11 +108,12 @@ def _row(view: View, scenario: str, need: Need) -> list[str]:
     named, alone = separate(found, need.lowest)
     figure = _figure(need.unit.format(named[0][0].median, **words), named[0][0])
     if not alone:
-        if len(named) > 1:
-            figure += " vs " + ", ".join(
-                f"{view.label(r)} {_figure(need.unit.format(s.median, **words), s)}"
-                for s, r in named[1:]
-            )
+        others = [
+            f"{view.label(r)} {_figure(need.unit.format(s.median, **words), s)}"
+            for s, r in named[1:]
+        ]
+        if others and any(not o.endswith(f" {figure}") for o in others):
+            figure += " vs " + ", ".join(others)
         if need.then is not None:
             ties = [(t, r) for _s, r in named if (t := view.summary(scenario, r, need.then))]
             if ties:
@@ -142,4 +143,5 @@ def _figure(text: str, s: Summary) -> str:
     """``text`` with the figure's 95% interval and repeats: ``6,133 tasks/s [5,900-6,400, n=5]``."""
     if s.ci is None:
         return text
-    return f"{text} [{s.ci[0]:,.4g}-{s.ci[1]:,.4g}, n={s.n}]"
+    n = "over one run's samples" if s.n == 1 else f"n={s.n}"
+    return f"{text} [{s.ci[0]:,.4g}-{s.ci[1]:,.4g}, {n}]"

@@ -1,13 +1,13 @@
 """Node restart: SIGKILL the node under load and start it again, workers still running.
 
-Two workers (prefetch 1) consume short tasks while the implementation's producer publishes a
-batch under publisher confirms; if the workers kept up, so that less than a quarter of the batch
-is still queued, it publishes again, sized from the rate they consumed at
-(:func:`publish_backlog`), so that every implementation has work queued at the kill (where it
-cannot, resumption is "not measured", not 0). As soon as every message is confirmed the lab
-SIGKILLs the broker (:meth:`testbed.node.Node.kill`) and starts it again on the same data. A durable
-queue keeps its persistent messages across the restart (RabbitMQ docs, "Queues: Durability");
-the workers must reconnect by themselves to go on.
+The implementation's producer publishes a batch of short tasks under publisher confirms; then
+two workers (prefetch 1) start on it, and as soon as the journal shows them through the first
+:data:`STARTED_SHARE` of it the lab SIGKILLs the broker (:meth:`testbed.node.Node.kill`), so
+every implementation has work queued at the kill whatever its consume rate against its publish
+rate (workers started first could keep up with the producer and leave nothing to resume; where
+nothing is queued, resumption is "not measured", not 0). The lab then starts the node again on
+the same data. A durable queue keeps its persistent messages across the restart (RabbitMQ
+docs, "Queues: Durability"); the workers must reconnect by themselves to go on.
 
 Two moments are measured from the lab itself. *Killed*: when the node's process group is dead.
 *Ready*: the first time the node's AMQP port accepts a TCP connection again, polled every
@@ -45,10 +45,9 @@ NAME = "restart"
 BODY = "task."
 PORT_POLL_S = 0.02
 """How often the lab tries the AMQP port while the node boots, seconds."""
-MIN_BACKLOG = 0.25
-"""The share of the ``messages`` that must still be queued at the kill."""
-BACKLOG_TRIES = 4
-"""Batches :func:`publish_backlog` publishes at most to build that backlog."""
+STARTED_SHARE = 0.05
+"""The share of the ``messages`` the workers finish before the kill: they are mid-drain, and
+the rest is still queued, whatever their rate against the producer's."""
 
 
 class PortWatch:
@@ -85,27 +84,6 @@ class PortWatch:
         self._thread.join()
 
 
-def publish_backlog(lab: Lab, target: Target, n: int) -> tuple[list[str], int]:
-    """Publish ``n`` tasks while the workers consume; while fewer than
-    :data:`MIN_BACKLOG` of ``n`` are still queued when the last is confirmed (a fast consumer
-    has caught up), publish again, sized from this implementation's measured rates: what the
-    workers consumed during the last batch, plus the backlog wanted. At most
-    :data:`BACKLOG_TRIES` batches; returns every message_id and the ready count at the end."""
-    queue, want = target.impl.task_queue(), max(1, int(n * MIN_BACKLOG))
-    ids: list[str] = []
-    batch = n
-    for _ in range(BACKLOG_TRIES):
-        started = time.perf_counter()
-        ids += lab.publish(target, [BODY] * batch)
-        took = time.perf_counter() - started
-        ready = ready_count(lab.node_url, queue)
-        if ready >= want:
-            break
-        consumed_per_s = max(1.0, len(ids) - ready) / max(took, 1e-3)
-        batch = int(consumed_per_s * took * 2) + want
-    return ids, ready
-
-
 def run(lab: Lab, target: Target) -> Outcome:
     """Publish, kill and restart the broker, then read per-worker resumption from the journal."""
     cfg, opts = lab.config, lab.config.of(NAME)
@@ -116,16 +94,19 @@ def run(lab: Lab, target: Target) -> Outcome:
     out = Outcome()
     resumed: dict[str, dict[str, object]] = {}
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
+        ids = lab.publish(target, [BODY] * opts["messages"])
+        # The queues are on disk (Node.sync_metadata): the scenario measures the messages and
+        # the workers, not RabbitMQ's metadata window.
+        lab.broker.sync_metadata()
         workers = [
             lab.start_worker(target, name, journal, dot_seconds=opts["dot_seconds"])
             for name in ("w1", "w2")
         ]
-        lab.wait_consuming(impl, workers)
-        ids, backlog = publish_backlog(lab, target, opts["messages"])
+        some = max(2, int(len(ids) * STARTED_SHARE))
+        wait_until(lambda: j.finished_count() >= some, cfg.drain_timeout, interval=0.01,
+                   what=f"the workers to finish {some} tasks")  # fmt: skip
+        backlog = ready_count(lab.node_url, impl.task_queue())
         done_before = j.finished_count()
-        # The queues the workers declared are on disk (Node.sync_metadata): the scenario
-        # measures the messages and the workers, not RabbitMQ's metadata window.
-        lab.broker.sync_metadata()
         lab.broker.kill()
         killed_at = time.time()
         watch = PortWatch(lab.node_url)
@@ -192,9 +173,7 @@ def run(lab: Lab, target: Target) -> Outcome:
     out.metrics["duplicate_executions"] = float(sum(len(r) - 1 for r in runs.values()))
     if backlog == 0 and not any(r["resumed"] for r in resumed.values()):
         out.metrics["workers_resumed"] = None  # nothing queued at the kill: not measured
-        out.notes.append(
-            f"no work was queued at the kill after {BACKLOG_TRIES} batches: resumption not measured"
-        )
+        out.notes.append("no work was queued at the kill: resumption not measured")
     else:
         out.metrics["workers_resumed"] = float(sum(1 for r in resumed.values() if r["resumed"]))
     times = [float(str(r["after_s"])) for r in resumed.values() if r["resumed"]]
