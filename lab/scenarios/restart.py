@@ -279,8 +279,9 @@ SCENARIO = Scenario(
     name=NAME,
     title="Node restart",
     description=(
-        "Messages published under load, then the broker is SIGKILLed and started again with "
-        "the workers still running: % survived, whether each worker resumed by itself and how "
+        "Messages published, two workers started on them, and once they are through 5% the "
+        "broker is SIGKILLed (the rest still queued) and started again with the workers still "
+        "running: % survived, whether each worker resumed by itself and how "
         "fast. *broker down->ready* runs from the SIGKILL to the moment the node's AMQP port "
         "accepts connections again (polled by the lab every 20 ms); *first task after broker "
         "ready* from that moment to the first task a worker started (journal `started_at`), for "
