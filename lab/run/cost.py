@@ -93,6 +93,15 @@ def stat_cpu(pid: int) -> tuple[int, float] | None:
     return int(fields[2]), (int(fields[11]) + int(fields[12])) * CLOCK_TICK_S
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of every live process in process group ``pgid``, from ``/proc`` directly."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := stat_cpu(int(entry))) and found[0] == pgid:
+            total += found[1]
+    return total
+
+
 def stat_probe(pids_file: Path) -> Probe:
     """The observer's reading: every process whose group is the consumer's, and the broker's
     pids, from ``/proc`` directly; ``pids_file`` (written by the lab once the consumer runs)
@@ -103,11 +112,7 @@ def stat_probe(pids_file: Path) -> Probe:
             known = json.loads(pids_file.read_text())
         except (OSError, ValueError):
             return {}
-        consumer = 0.0
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and (found := stat_cpu(int(entry))) and found[0] == known["pgid"]:
-                consumer += found[1]
-        out = {"consumer": consumer}
+        out = {"consumer": group_cpu(known["pgid"])}
         if known["broker"]:
             out["broker"] = sum(found[1] for p in known["broker"] if (found := stat_cpu(p)))
         return out
