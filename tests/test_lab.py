@@ -9,6 +9,7 @@ checks (negative control).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -27,7 +28,9 @@ from lab.report import decision, diff, markdown
 from lab.report.checks import Checker, check, check_figures
 from lab.report.stats import Summary, percentile, summarize
 from lab.report.view import Row, View, cell, run_status
+from lab.run import cost
 from lab.run.config import Config
+from lab.run.provenance import CLOCK_TICK_S
 from lab.run.drain import Readings, drain_rate
 from lab.run.runner import RunRecord, finish, new_results, plan, skip_all
 from lab.scenarios import ALL
@@ -424,3 +427,19 @@ def test_a_percentile_of_one_repeat_has_its_interval_over_the_samples() -> None:
     run.metrics["start_mean_ms"] = 8.0
     mean = View(results).summary("latency", Row("pika", "classic/single"), "start_mean_ms")
     assert mean is not None and mean.ci is None
+
+
+def test_cpu_per_task_comes_from_a_window_and_two_readings_must_agree() -> None:
+    window = {"r1": 1000.0, "cpu1_consumer": 1.0, "cpu0_consumer": 1.5}
+    assert cost.per_task_us(window, "consumer") == pytest.approx(500.0)
+    assert cost.per_task_us(window, "broker") is None  # not read: no figure, not a 0
+    assert cost.tick_share(window) == pytest.approx(CLOCK_TICK_S / 0.5)
+    # /proc read directly agrees with psutil on this very process, to a few clock ticks
+    sum(i * i for i in range(300_000))  # some CPU of our own
+    found = cost.stat_cpu(os.getpid())
+    assert found is not None and found[0] == os.getpgid(0)
+    assert abs(found[1] - cost.tree_cpu([os.getpid()])) <= 4 * CLOCK_TICK_S
+    assert cost.group_cpu(os.getpgid(0)) >= found[1] - CLOCK_TICK_S
+    # the agreement allows 10% plus four ticks over the tasks, no more (negative control)
+    assert cost.agrees(500.0, 540.0, 1000, 0.10)
+    assert not cost.agrees(500.0, 700.0, 1000, 0.10)
