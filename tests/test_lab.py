@@ -30,8 +30,8 @@ from lab.report.stats import Summary, percentile, summarize
 from lab.report.view import Row, View, cell, run_status
 from lab.run import cost
 from lab.run.config import Config
-from lab.run.provenance import CLOCK_TICK_S
 from lab.run.drain import Readings, drain_rate
+from lab.run.provenance import CLOCK_TICK_S
 from lab.run.runner import RunRecord, finish, new_results, plan, skip_all
 from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
