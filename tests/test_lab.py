@@ -326,7 +326,7 @@ def test_the_decision_table_lists_every_need_when_one_scenario_runs() -> None:
     text = markdown.markdown(results, [])
     for need in ("most throughput", "CPU-bound work", "survive a node loss", "least code"):
         assert f"| {need} | - | not measured in this run" in text, need
-    assert "- Throughput: 3,000 zero-work tasks per drain" in text
+    assert "- Throughput: 2,000 zero-work tasks per drain" in text
     assert "- Scaling:" not in text  # a scenario's settings line only when it runs
 
 
