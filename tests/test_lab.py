@@ -292,7 +292,7 @@ def test_the_example_scenario_runs_end_to_end_with_its_parameter_set(tmp_path: P
 
 def test_scenario_parameters_are_listed_and_a_bad_set_is_one_line() -> None:
     listing = scenario_listing()
-    assert "--set throughput.n=5000  (--quick: 3000)" in listing
+    assert "--set throughput.n=5000  (--quick: 2000)" in listing
     assert "example: Example (on demand" in listing
     assert parse_sets(["example.n=4", "scaling.levels=1,2"]) == {
         "example": {"n": 4},
