@@ -15,7 +15,8 @@ from shared.errors import BrokerUnreachable
 
 
 def main() -> int:
-    connection, params = connect()
+    connected = connect()
+    connection, params = connected.connection, connected.params
     queue = hello_queue()
     try:
         channel = connection.channel()
