@@ -4,5 +4,8 @@
 """
 
 from celery_impl.broker import app
+from shared import cli
+
+cli.tolerant_output()  # a body stdout cannot encode is escaped, not an error (shared.cli)
 
 __all__ = ["app"]

@@ -74,12 +74,31 @@ def durable_queue(name: str, arguments: dict[str, Any] | None = None) -> Queue:
     return Queue(name, Exchange(""), routing_key=name, durable=True, queue_arguments=arguments)
 
 
+class WorkQueue(Queue):
+    """A work queue that declares its dead-letter queue ``<name>.dead`` first, whoever
+    declares it: this module's :func:`declare_work_queue`, and Celery's own consumer
+    (``celery -A celery_impl worker``, which declares the queues it consumes on each
+    connection through kombu's ``Queue.declare``). RabbitMQ drops a message dead-lettered to a
+    queue that does not exist (RabbitMQ docs, "Dead Letter Exchanges": no queue bound, the
+    message is discarded), so without it the native command lost every parked message."""
+
+    def declare(self, nowait: bool = False, channel: Any = None) -> Any:
+        """Declare ``<name>.dead`` (same type, durable), then this queue (kombu's declare)."""
+        dead = durable_queue(
+            queues.dead_letter_queue(self.name), queues.arguments(settings.load().queue_type)
+        )
+        dead(channel or self.channel).declare(nowait=nowait)
+        return super().declare(nowait=nowait, channel=channel)
+
+
 def work_queue(name: str) -> Queue:
     """The work queue ``name``: of type ``MQLAB_QUEUE_TYPE``, dead-lettering to
     ``<name>.dead`` what is rejected (and, on quorum queues, what exceeds
-    ``MQLAB_DELIVERY_LIMIT`` deliveries); :mod:`shared.queues`."""
+    ``MQLAB_DELIVERY_LIMIT`` deliveries); :mod:`shared.queues`. Declaring it declares the
+    dead-letter queue too (:class:`WorkQueue`)."""
     s = settings.load()
-    return durable_queue(name, queues.work_queue_arguments(name, s.queue_type, s.delivery_limit))
+    arguments = queues.work_queue_arguments(name, s.queue_type, s.delivery_limit)
+    return WorkQueue(name, Exchange(""), routing_key=name, durable=True, queue_arguments=arguments)
 
 
 def hello_queue_entity() -> Queue:

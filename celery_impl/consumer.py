@@ -61,13 +61,14 @@ def dead_letter_queue(queue: str | None) -> str | None:
 
 
 def park(message: Message, why: str) -> None:
-    """Reject ``message`` without requeue (RabbitMQ dead-letters it) and say so in one line;
-    nothing if it was already acknowledged or rejected."""
+    """Reject ``message`` without requeue (RabbitMQ dead-letters it to the dead-letter queue
+    the consumer declared with the work queue: :class:`celery_impl.broker.WorkQueue`), then
+    say so in one line; nothing if it was already acknowledged or rejected."""
     headers = message.headers if isinstance(message.headers, dict) else {}
     message_id = message.properties.get("message_id") or headers.get("id")
-    poison.report(message_id, dead_letter_queue(message.delivery_info.get("routing_key")), why)
     if not message.acknowledged:
         message.reject(requeue=False)
+    poison.report(message_id, dead_letter_queue(message.delivery_info.get("routing_key")), why)
 
 
 class Consumer(CeleryConsumer):  # type: ignore[misc]

@@ -103,15 +103,16 @@ class Producer(BaseProducer[Envelope]):
       (longer than the heartbeat timeout: py-amqp only answers heartbeats while it reads; a
       broker restart) is noticed and replaced, not written into: without confirms that is
       kombu issue #59, a publish that returns but never arrives. A connection lost *during*
-      a publish is replaced and the message published once more with the same task id
-      (at-least-once; :class:`~shared.producer.BaseProducer`); a second failure raises.
+      a publish is replaced and the message published again with the same task id
+      (at-least-once; riding through a node loss: :meth:`~shared.producer.BaseProducer.publish`).
     * While RabbitMQ blocks publishers (``connection.blocked``, memory or disk alarm) a
       publish waits at most ``MQLAB_BLOCKED_TIMEOUT`` seconds (py-amqp's ``confirm_timeout``,
       and a socket timeout on close), then raises :class:`~shared.errors.PublisherBlocked`
       naming the alarm. Celery itself would wait forever.
     * A confirm that does not arrive in time (a quorum queue without a majority) drops the
-      connection and raises :class:`~shared.errors.PublishUnconfirmed`; it is not published
-      again. py-amqp has one ``confirm_timeout`` for both waits: the smaller of
+      connection; the base publishes the message again, then raises
+      :class:`~shared.errors.PublishUnconfirmed`. py-amqp has one ``confirm_timeout`` for
+      both waits: the smaller of
       ``MQLAB_CONFIRM_TIMEOUT`` and ``MQLAB_BLOCKED_TIMEOUT``.
 
     Parameters:

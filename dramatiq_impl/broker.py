@@ -196,8 +196,8 @@ class Consumer(_RabbitmqConsumer):
         fault = admission.refusal(message, self.queue_name)
         if fault is None:
             return message
-        poison.report(message.message_id, xq_name(self.queue_name), fault)
         self.nack(message)  # basic_nack without requeue: dead-lettered to .XQ
+        poison.report(message.message_id, xq_name(self.queue_name), fault)  # once nacked
         return None
 
 

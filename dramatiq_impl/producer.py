@@ -35,17 +35,18 @@ class Producer(BaseProducer[Message[Any]]):
       (``process_data_events(0)``), so a connection that died while the application was idle
       (longer than the heartbeat timeout; a broker restart) is replaced before it is written
       into (django_dramatiq issue #85: ``StreamLostError`` on the next send).
-    * A connection lost *during* a publish is replaced and the message published once more,
-      same message_id (at-least-once; :class:`~shared.producer.BaseProducer`); a second
-      failure raises. ``enqueue`` retries six times, silently, which under a memory alarm took
-      six blocked-connection timeouts.
+    * A connection lost *during* a publish is replaced and the message published again, same
+      message_id (at-least-once; riding through a node loss:
+      :meth:`~shared.producer.BaseProducer.publish`), for a bounded time, then raises.
+      ``enqueue`` retries six times, silently, which under a memory alarm took six
+      blocked-connection timeouts.
     * While RabbitMQ blocks publishers (``connection.blocked``, memory or disk alarm) a
       publish waits at most ``MQLAB_BLOCKED_TIMEOUT`` seconds (pika's
       ``blocked_connection_timeout``), then raises :class:`~shared.errors.PublisherBlocked`
       naming the alarm.
     * A confirm that does not arrive within ``MQLAB_CONFIRM_TIMEOUT`` seconds (a quorum queue
-      without a majority) drops the connection and raises
-      :class:`~shared.errors.PublishUnconfirmed`; it is not published again.
+      without a majority) drops the connection; the base publishes the message again, then
+      raises :class:`~shared.errors.PublishUnconfirmed`.
 
     With ``declare`` the queue and its ``.DQ``/``.XQ`` siblings are declared once per
     connection (``declare_queue(ensure=True)``); without it a missing queue is

@@ -8,6 +8,7 @@ examples:
   mqlab compare --quick               about 2 min; writes reports/<UTC time>/
   mqlab compare --impl pika,celery --scenario latency
   mqlab scenarios                     the scenarios and their --set parameters
+  mqlab diff OLD NEW                  two runs side by side, changes beyond noise marked
   mqlab broker down
 
 Each command has its own --help.
@@ -21,6 +22,7 @@ import textwrap
 
 from lab.commands.broker import amqp_url, cmd_broker
 from lab.commands.compare import cmd_compare
+from lab.commands.diff import cmd_diff
 from lab.commands.usage import UsageError, console, one_impl
 from lab.scenarios import ALL, KNOWN, ON_DEMAND
 from shared import cli as shared_cli
@@ -118,7 +120,9 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         help=f"scenario(s): {', '.join(ALL)} (default: all), or {', '.join(ON_DEMAND)}",
     )
-    c.add_argument("--repeat", type=int, default=1, help="runs per scenario (median, min-max)")
+    c.add_argument(
+        "--repeat", type=int, default=1, help="interleaved repeats per row (median, 95%% interval)"
+    )
     c.add_argument(
         "--quick",
         action="store_true",
@@ -149,6 +153,17 @@ def parser() -> argparse.ArgumentParser:
         "--keep-journals", action="store_true", help="copy journals and worker logs to --out"
     )
     c.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser(
+        "diff",
+        help="two runs side by side, marking the differences beyond noise",
+        description="Two runs' figures side by side (same rows and figures); a difference is "
+        "beyond noise when the two 95%% intervals do not overlap.",
+    )
+    d.add_argument("old", help="the old run's results.json (or its report directory)")
+    d.add_argument("new", help="the new run's results.json (or its report directory)")
+    d.add_argument("--changes", action="store_true", help="only the figures beyond noise")
+    d.set_defaults(func=cmd_diff)
 
     sc = sub.add_parser("scenarios", help="list the scenarios and their --set parameters")
     sc.set_defaults(func=cmd_scenarios)

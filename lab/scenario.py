@@ -154,6 +154,9 @@ class Scenario:
         cluster_kind: the provider of its ``cluster`` topology (:mod:`testbed.provider`):
             ``netns`` for a cluster whose links can be cut (partitions).
         seconds: rough seconds per run (quick, full), for the up-front estimate.
+        sampled: metric -> (samples key, percentile) for a figure that is a percentile of
+            many samples (``{"start_p50_ms": ("start_ms", 50)}``): from one repeat its 95%
+            interval is bootstrapped over those samples (:mod:`lab.report.stats`).
     """
 
     name: str
@@ -174,6 +177,7 @@ class Scenario:
     topologies: tuple[str, ...] = ("single", "cluster")
     cluster_kind: str = "cluster"
     seconds: tuple[float, float] = (5.0, 10.0)
+    sampled: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def param(self, name: str) -> Param:
         """Its parameter ``name``.

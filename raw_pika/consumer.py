@@ -158,7 +158,7 @@ class Consumer:
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        connection, params = connected
+        connection, params = connected.connection, connected.params
         lost_at = 0.0  # when the connection was lost with no consumer registered since
         try:
             while True:
@@ -181,7 +181,8 @@ class Consumer:
                         ) from e
                     say(f" [!] {self.name} lost its connection ({root_cause(e)}); reconnecting")
                     try:
-                        connection, params = self._reconnect(deadline)
+                        reconnected = self._reconnect(deadline)
+                        connection, params = reconnected.connection, reconnected.params
                     except KeyboardInterrupt:  # Ctrl+C or SIGTERM while reconnecting
                         if not self.stopping.is_set():
                             raise

@@ -74,7 +74,8 @@ class Producer(BaseProducer[Envelope]):
 
     def _open(self) -> BlockingChannel:
         self._drop()
-        connection, self._params = connect(self.amqp_url)
+        connected = connect(self.amqp_url)
+        connection, self._params = connected.connection, connected.params
         self._connection = connection
         pika_connection.watch_blocked(connection, self._on_blocked, self._on_unblocked)
         try:

@@ -16,7 +16,8 @@ from shared.errors import BrokerUnreachable
 
 def main() -> int:
     cli.receive_args("python -m raw_pika.receive", __doc__)
-    connection, params = connect()
+    connected = connect()
+    connection, params = connected.connection, connected.params
     queue = hello_queue()
     try:
         channel = connection.channel()

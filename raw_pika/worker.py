@@ -52,7 +52,7 @@ def main() -> int:
     queue = task_queue()
 
     connected = connect()  # the first connection fails fast with a clear error
-    node = connected.connection._impl.params  # the node pika connected to, of AMQP_URL's
+    node = connected.node or connected.params[0]  # the node that answered, of AMQP_URL's
     print(
         f" [*] {args.name} connected to {settings.node_address(node.host, node.port)}", flush=True
     )
@@ -71,8 +71,8 @@ def main() -> int:
         except Exception as e:
             why = poison.describe(e)
             parked_in = None if args.auto_ack else queues.dead_letter_queue(queue)
-            poison.report(delivery.props.message_id, parked_in, why)
             delivery.reject(requeue=False)  # dead-lettered to <queue>.dead
+            poison.report(delivery.props.message_id, parked_in, why)  # once rejected
             return
         delivery.ack()
 

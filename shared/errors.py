@@ -52,20 +52,36 @@ class PublishRefused(MqlabError):
 
 class PublishUnconfirmed(MqlabError):
     """No publisher confirm arrived within ``MQLAB_CONFIRM_TIMEOUT``: the message may or may not
-    be stored (a quorum queue without a majority of its nodes neither confirms nor refuses)."""
+    be stored (a quorum queue without a majority of its nodes neither confirms nor refuses).
+
+    Attributes:
+        retried_for: seconds the message was published again (``MQLAB_FAILOVER_TIMEOUT``),
+            0 if it was not.
+    """
 
     exit_code = ExitCode.UNCONFIRMED
+    retried_for: float = 0.0
 
 
-def unconfirmed(seconds: float, confirmed: int, total: int) -> PublishUnconfirmed:
-    """The error for a publish the broker did not confirm within ``seconds``, after
-    ``confirmed`` of ``total`` messages were."""
-    return PublishUnconfirmed(
-        f"RabbitMQ did not confirm message {confirmed + 1} of {total} within {seconds:g} s "
+def unconfirmed(
+    seconds: float, confirmed: int, total: int, retried_for: float = 0.0
+) -> PublishUnconfirmed:
+    """The error for a publish the broker did not confirm within ``seconds`` (nor when
+    published again for ``retried_for`` seconds), after ``confirmed`` of ``total`` messages
+    were."""
+    again = (
+        f", nor when published again for {retried_for:g} s (MQLAB_FAILOVER_TIMEOUT)"
+        if retried_for
+        else ""
+    )
+    error = PublishUnconfirmed(
+        f"RabbitMQ did not confirm message {confirmed + 1} of {total} within {seconds:g} s{again} "
         f"(a quorum queue without a majority of its nodes?); {confirmed} were confirmed; message "
         f"{confirmed + 1} may still be stored once the queue has a majority again (sending it "
         "again may duplicate it), the rest were not sent"
     )
+    error.retried_for = retried_for
+    return error
 
 
 class BadSetting(MqlabError):
@@ -112,10 +128,13 @@ def unreachable(where: str, reason: str) -> BrokerUnreachable:
     )
 
 
-def lost_twice(cause: str) -> BrokerUnreachable:
-    """The error for a publish whose connection was lost, replaced, and lost again."""
+def lost_twice(cause: str, tries: int = 2, retried_for: float = 0.0) -> BrokerUnreachable:
+    """The error for a publish whose connection was lost, replaced, and lost again (``tries``
+    times in all, republishing for ``retried_for`` seconds: ``MQLAB_FAILOVER_TIMEOUT``)."""
+    times = "twice" if tries == 2 else f"{tries} times"
+    during = f" over {retried_for:g} s (MQLAB_FAILOVER_TIMEOUT)" if retried_for else ""
     return BrokerUnreachable(
-        f"lost the connection to RabbitMQ twice while publishing ({cause}); "
+        f"lost the connection to RabbitMQ {times} while publishing{during} ({cause}); "
         "the message was not confirmed"
     )
 

@@ -41,10 +41,18 @@ LOST: tuple[type[BaseException], ...] = (
 
 class Connected(NamedTuple):
     """An open connection and the parameters it was opened with (one per node of a cluster),
-    which name the host, user and vhost in error messages."""
+    which name the host, user and vhost in error messages.
+
+    Attributes:
+        connection: the open blocking connection.
+        params: every node's parameters, in ``AMQP_URL`` order.
+        node: the parameters of the node that answered (``None`` where the caller built the
+            connection itself), so nothing reads pika's private ``connection._impl.params``.
+    """
 
     connection: pika.BlockingConnection
     params: list[pika.ConnectionParameters]
+    node: pika.ConnectionParameters | None = None
 
 
 def node_parameters(
@@ -77,16 +85,21 @@ def node_parameters(
 
 def connect(params: Sequence[pika.ConnectionParameters]) -> Connected:
     """A blocking connection to the first node of ``params`` that answers
-    (:func:`node_parameters`), with those parameters.
+    (:func:`node_parameters`), tried one after another in order, with those parameters and
+    the one that answered.
 
     Raises:
         MqlabError: :func:`~shared.pika_errors.translate`'s one-line reason (unreachable,
             refused login, ...).
     """
-    try:
-        return Connected(pika.BlockingConnection(params), list(params))
-    except CONNECT_ERRORS as e:
-        raise translate(e, params) from e
+    failure: BaseException | None = None
+    for node in params:  # in order, as pika does with a list, so we know which one answered
+        try:
+            return Connected(pika.BlockingConnection(node), list(params), node)
+        except CONNECT_ERRORS as e:
+            failure = e  # pika, given the list, raises its last attempt's error too
+    assert failure is not None, "connect() needs at least one node"
+    raise translate(failure, params) from failure
 
 
 def watch_blocked(

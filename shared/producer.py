@@ -18,7 +18,14 @@ from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from shared import settings as mqlab_settings
-from shared.errors import MqlabError, PublishUnconfirmed, blocked, lost_twice, unconfirmed
+from shared.errors import (
+    MqlabError,
+    PublishRefused,
+    PublishUnconfirmed,
+    blocked,
+    lost_twice,
+    unconfirmed,
+)
 from shared.settings import Settings
 
 Sent = TypeVar("Sent")
@@ -29,19 +36,22 @@ class Failure(Enum):
     """How a client error raised out of a publish ends it (:meth:`BaseProducer._classify`)."""
 
     LOST = "lost"
-    """The connection died (broker restart, missed heartbeats): publish once more on a new
-    one, same message_id (at-least-once); lost twice raises ``BrokerUnreachable``."""
+    """The connection died (its node killed, a broker restart, missed heartbeats): publish
+    again on a new one, same message_id (at-least-once), within ``MQLAB_FAILOVER_TIMEOUT``
+    (once with 0); then ``BrokerUnreachable``."""
     BLOCKED = "blocked"
     """A resource alarm outlasted the wait: ``PublisherBlocked``, the message not confirmed."""
     UNCONFIRMED = "unconfirmed"
-    """No confirm in time (a quorum queue without a majority): ``PublishUnconfirmed``; not
-    published again (it may yet be stored)."""
+    """No confirm in time (a quorum queue electing a leader, or without a majority): publish
+    again on a new connection within ``MQLAB_FAILOVER_TIMEOUT`` (the first copy may yet be
+    stored: a duplicate); then ``PublishUnconfirmed``."""
 
 
 class BaseProducer(ABC, Generic[Sent]):
     """A producer to keep open: ``with Producer() as p: p.publish("task...")``. Each
     :meth:`publish` returns only for a message the broker confirmed (publisher confirms),
-    reconnecting after an idle period or a broker restart, and raises
+    reconnecting after an idle period or a broker restart, riding through the loss of its node
+    (:meth:`publish`), and raises
     :class:`~shared.errors.MqlabError` otherwise (``PublisherBlocked`` after
     ``MQLAB_BLOCKED_TIMEOUT`` under a resource alarm).
 
@@ -78,6 +88,10 @@ class BaseProducer(ABC, Generic[Sent]):
     """
 
     settings: Settings
+    republished: int = 0
+    """How many times a message was published again after a failure (a lost connection, an
+    unconfirmed or nacked publish): each may be stored twice, so at most this many
+    duplicates."""
     _blocked: str | None = None
     """The broker's reason while it blocks this connection, else ``None``."""
 
@@ -108,19 +122,45 @@ class BaseProducer(ABC, Generic[Sent]):
         """Seconds a publish waits out a resource alarm (``MQLAB_BLOCKED_TIMEOUT``)."""
         return self.settings.blocked_timeout
 
+    @property
+    def failover_wait(self) -> float:
+        """Seconds after a message's first failed publish during which it is published again
+        (``MQLAB_FAILOVER_TIMEOUT``; 0: once more after a lost connection only)."""
+        return self.settings.failover_timeout
+
     def publish(self, body: str) -> Sent:
         """Publish one message; return it once the broker confirmed it.
 
+        **Riding through a node loss.** When the connection is lost (its node was killed, a
+        partition) or the publish stays unconfirmed or is nacked (a quorum queue electing a
+        new leader), the same message (same message_id) is published again on a new
+        connection, to the first node of ``AMQP_URL`` that answers, for
+        :attr:`failover_wait` seconds after the first failure. RabbitMQ docs, "Quorum
+        Queues": a queue keeps confirming while a majority of its nodes is up; so only a lost
+        majority (no node answers, or no confirm past the wait) stops the producer. A message
+        whose first publish was stored but not confirmed is then stored twice: each
+        republish is counted in :attr:`republished`, and the consumer sees the same
+        message_id again (at-least-once).
+
         Raises:
             shared.errors.MqlabError: unreachable broker, refused credentials or permissions,
-                406 on declare, unroutable, nacked, unconfirmed or blocked publish.
+                406 on declare, unroutable, blocked publish; nacked, unconfirmed or lost
+                connection still after :attr:`failover_wait` seconds.
         """
         message = self._message(body)
-        for attempt in (1, 2):
+        first_failure: float | None = None
+        tries = 0
+        while True:
+            tries += 1
             try:
                 self._ready()
                 self._publish_one(message, body)
                 return message
+            except PublishRefused as e:  # a nack: the queue lost its leader, say
+                first_failure = first_failure or time.monotonic()
+                if not self._rides_through(first_failure):
+                    raise
+                failure: Failure | MqlabError | None = e
             except MqlabError:
                 raise
             except Exception as e:
@@ -134,13 +174,26 @@ class BaseProducer(ABC, Generic[Sent]):
                     reason = self._blocked or ""
                     self._drop()
                     raise blocked(reason, self.blocked_wait, sent=True) from e
+                first_failure = first_failure or time.monotonic()
+                rides = self._rides_through(first_failure)
                 if failure is Failure.UNCONFIRMED:
                     self._forget()
-                    raise unconfirmed(self.confirm_timeout, 0, 1) from e
-                self._drop()  # Failure.LOST: once more on a new connection
-                if attempt == 2:
-                    raise lost_twice(self._cause(e)) from e
-        raise AssertionError("unreachable")
+                    if not rides:
+                        retried = self.failover_wait if tries > 1 else 0.0
+                        raise unconfirmed(self.confirm_timeout, 0, 1, retried) from e
+                else:  # Failure.LOST: on a new connection
+                    self._drop()
+                    if not rides and (tries > 1 or self.failover_wait > 0):
+                        raise lost_twice(self._cause(e), tries, self.failover_wait) from e
+            self.republished += 1
+            # No pause for the first retry (a new connection to a live node); then a short
+            # one, so a cluster electing a leader is not flooded.
+            time.sleep(min(0.2 * (tries - 1), 1.0))
+
+    def _rides_through(self, first_failure: float) -> bool:
+        """Whether a failed publish is published again: within :attr:`failover_wait` seconds
+        of its first failure."""
+        return time.monotonic() - first_failure < self.failover_wait
 
     @abstractmethod
     def _message(self, body: str) -> Sent:
@@ -225,7 +278,9 @@ class BaseProducer(ABC, Generic[Sent]):
             except PublishUnconfirmed as e:
                 # A quorum queue without a majority: the message may yet be stored, but is
                 # not counted as sent.
-                raise unconfirmed(self.confirm_timeout, len(sent), len(bodies)) from e
+                raise unconfirmed(
+                    self.confirm_timeout, len(sent), len(bodies), e.retried_for
+                ) from e
             except MqlabError as e:  # lost connection, nack (a quorum queue's leader lost)...
                 if not sent:
                     raise

@@ -36,6 +36,11 @@ variable                    meaning                                     default
 ``MQLAB_BLOCKED_TIMEOUT``   how long a publish waits while the broker   ``10``
                             blocks publishers (memory or disk alarm)
                             before it fails, seconds
+``MQLAB_FAILOVER_TIMEOUT``  how long a producer republishes a message   ``30``
+                            after its connection was lost or its
+                            publish unconfirmed or nacked (another
+                            node of ``AMQP_URL``), s; ``0`` = once more
+                            after a lost connection only
 ==========================  ==========================================  =====================
 """
 
@@ -53,9 +58,9 @@ from shared import broker_up
 from shared.errors import NOWHERE_HOST, BadSetting
 from shared.queues import QUEUE_TYPES
 
-LONGEST_QUEUE_NAME = "dramatiq.task_queue.XQ"
-"""The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (Dramatiq's
-dead-letter sibling of its work queue)."""
+LONGEST_QUEUE_NAME = "faststream.task_queue.dead"
+"""The longest queue name any implementation appends to ``MQLAB_QUEUE_PREFIX`` (FastStream's
+dead-letter queue)."""
 
 MAX_QUEUE_NAME_BYTES = 255
 """AMQP 0-9-1 queue names are short strings: at most 255 bytes of UTF-8 (RabbitMQ docs,
@@ -101,6 +106,10 @@ class Settings:
         queue_prefix: prefix for every queue name, so test runs can use their own namespace.
         blocked_timeout: seconds a publish waits while RabbitMQ blocks publishers
             (``connection.blocked``: memory or disk alarm) before it fails.
+        failover_timeout: seconds after a message's first failed publish (connection lost,
+            unconfirmed, nacked) during which the producer publishes it again, on a new
+            connection to the first node of ``AMQP_URL`` that answers
+            (:meth:`shared.producer.BaseProducer.publish`).
         queue_type: ``classic`` or ``quorum`` (:mod:`shared.queues`).
         delivery_limit: ``x-delivery-limit`` of quorum work queues.
         concurrency: task slots of one worker; each slot may hold ``prefetch`` messages.
@@ -119,6 +128,7 @@ class Settings:
     journal: str | None
     queue_prefix: str
     blocked_timeout: float = 10.0
+    failover_timeout: float = 30.0
     queue_type: str = "classic"
     delivery_limit: int = 5
     concurrency: int = 1
@@ -167,6 +177,7 @@ def load() -> Settings:
         delivery_limit=int(_number("MQLAB_DELIVERY_LIMIT", "5", int, 1, 1_000_000)),
         concurrency=int(_number("MQLAB_CONCURRENCY", "1", int, 1, 1024)),
         blocked_timeout=_number("MQLAB_BLOCKED_TIMEOUT", "10", float, 0.1, 3600),
+        failover_timeout=_number("MQLAB_FAILOVER_TIMEOUT", "30", float, 0, 86400),
     )
 
 

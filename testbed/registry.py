@@ -10,6 +10,7 @@ KNOWN: dict[str, str] = {
     "pika": "raw_pika.impl",
     "celery": "celery_impl.impl",
     "dramatiq": "dramatiq_impl.impl",
+    "faststream": "faststream_impl.impl",
 }
 """Implementation id -> module exposing ``IMPLEMENTATION``."""
 

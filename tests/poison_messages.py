@@ -238,6 +238,7 @@ RAW_MESSAGES: dict[str, Callable[[str], list[Raw]]] = {
     "pika": pika_messages,
     "celery": celery_messages,
     "dramatiq": dramatiq_messages,
+    "faststream": pika_messages,  # the body is the task's text there too (no framework envelope)
 }
 """Raw poison (and control) messages per implementation, given the work queue's name."""
 
@@ -371,9 +372,29 @@ def dramatiq_hostile(queue: str) -> list[Raw]:
     ]  # fmt: skip
 
 
+def faststream_hostile(queue: str) -> list[Raw]:
+    """FastStream reads a message's ``reply_to`` (it publishes the handler's result there, to
+    ``queue`` or ``queue|exchange``: FastStream's RPC replies), ``content_type`` (its decoder)
+    and ``message_id``/``correlation_id``; the worker turns replies off (``no_reply=True``) and
+    decodes no content type. A reply to ``<queue>.dead`` would show as a message parked there."""
+    dead = f"{queue}.dead"
+    text = "text/plain"
+    return pika_hostile(queue) + [
+        Raw("reply-to-dead", b"hostile reply_to own dead", {}, text, parked=False, attempts=1,
+            properties={"reply_to": dead, "correlation_id": "x"}),
+        Raw("reply-to-exchange", b"hostile reply_to exchange", {}, text, parked=False,
+            attempts=1, properties={"reply_to": f"{dead}|"}),
+        Raw("content-type-json", b"{not json", {}, "application/json", parked=False,
+            attempts=1),
+        Raw("content-type-odd", b"odd content type", {}, "application/x-python-pickle",
+            parked=False, attempts=1, properties={"type": "faststream.rpc"}),
+    ]  # fmt: skip
+
+
 HOSTILE_MESSAGES: dict[str, Callable[[str], list[Raw]]] = {
     "pika": pika_hostile,
     "celery": celery_hostile,
     "dramatiq": dramatiq_hostile,
+    "faststream": faststream_hostile,
 }
 """Messages with each field the framework reads in a hostile form, given the work queue."""

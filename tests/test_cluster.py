@@ -18,6 +18,7 @@ import time
 import traceback
 from collections import Counter
 
+import psutil
 import pytest
 
 from shared.errors import MqlabError
@@ -111,8 +112,11 @@ def test_node_loss_loses_no_confirmed_message(
 ) -> None:
     queue = impl.task_queue()
     # A publish caught by the leader's death waits at most 5 s for its confirm, then is
-    # reported unsent and published anew (a new message_id).
+    # reported unsent and published anew (a new message_id): the producer does not republish
+    # it itself (MQLAB_FAILOVER_TIMEOUT=0), so every extra run below is a redelivery; the
+    # producer's own ride-through is test_producer_rides_through_the_loss_of_its_node.
     monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
+    monkeypatch.setenv("MQLAB_FAILOVER_TIMEOUT", "0")
     # Two workers, each connected to another node first.
     w1 = start_worker(impl, "w1", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[0])})
     w2 = start_worker(impl, "w2", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[1])})
@@ -167,6 +171,146 @@ def test_node_loss_loses_no_confirmed_message(
     cluster.management.wait_for_queue(queue, 60, ready=0, unacked=0, fresh_after=time.time())
 
 
+class KeptProducer(threading.Thread):
+    """One producer kept open (``impl.producer()``, opened, used and closed in this thread, as
+    Dramatiq's connection is per thread) publishing ``total`` work messages one after the
+    other; keeps the confirmed message_ids, the one-line error that stopped it, and its count
+    of republished messages."""
+
+    def __init__(self, impl: Implementation, amqp_url: str, total: int, pause: float) -> None:
+        super().__init__(daemon=True)
+        self.impl, self.amqp_url, self.total, self.pause = impl, amqp_url, total, pause
+        self.confirmed: list[str] = []
+        self.error = ""
+        self.republished = 0
+        self.crashed = ""
+
+    def run(self) -> None:
+        try:
+            with self.impl.producer(amqp_url=self.amqp_url) as producer:
+                try:
+                    for n in range(self.total):
+                        message = producer.publish(f"ride through {n}.")
+                        self.confirmed.append(message.message_id)
+                        time.sleep(self.pause)  # a producer with a pace, not a benchmark
+                except MqlabError as e:
+                    self.error = str(e)
+                self.republished = producer.republished
+        except BaseException:
+            self.crashed = traceback.format_exc()
+            raise
+
+
+def _nodes_of_connections(cluster: Cluster) -> set[str]:
+    """The nodes holding an AMQP connection of this (the test's) process: the kept producer's,
+    found by its local ports among the management API's connections (``peer_port``)."""
+    amqp_ports = {n.amqp_port for n in cluster.nodes}
+    ports = {
+        c.laddr.port
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port in amqp_ports
+    }
+    return {c["node"] for c in cluster.management.connections() if c.get("peer_port") in ports}
+
+
+def _producer_node(cluster: Cluster) -> str:
+    """The node of this process's one AMQP connection (the kept producer's), once the
+    management API lists it (it lists a new connection with a lag).
+
+    Raises:
+        TimeoutError: not exactly one such connection within 30 s.
+    """
+    found: list[set[str]] = [set()]
+
+    def one() -> bool:
+        found[0] = _nodes_of_connections(cluster)
+        return len(found[0]) == 1
+
+    wait_until(one, 30, interval=0.2, what="the producer's connection in the management API")
+    [node] = found[0]
+    return node
+
+
+RIDE_TOTAL = 300
+"""Messages the kept producer publishes in the ride-through test, one every ``RIDE_PAUSE``
+seconds at most (a long-lived producer); its node dies after 30."""
+
+RIDE_PAUSE = 0.02
+"""Seconds between two publishes of the kept producer, so the kill lands mid-stream."""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("lose", ["its node", "the majority"])
+@pytest.mark.parametrize("impl", QUORUM, indirect=True)
+def test_producer_rides_through_the_loss_of_its_node(
+    cluster: Cluster,
+    impl: Implementation,
+    start_worker: StartWorker,
+    journal_path: str,
+    monkeypatch: pytest.MonkeyPatch,
+    lose: str,
+) -> None:
+    """The node a kept producer is connected to is SIGKILLed mid-stream: the producer
+    reconnects to a surviving node, republishes what was not confirmed (same message_id) and
+    publishes all ``RIDE_TOTAL``; every confirmed message runs (0 lost), and every extra run is
+    a republish (the producer's count) or a redelivery. Negative control (``the majority``: a
+    second node killed with it): the producer stops with its one line within
+    ``MQLAB_FAILOVER_TIMEOUT``, messages left unconfirmed, and still nothing confirmed is
+    lost."""
+    queue = impl.task_queue()
+    monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
+    monkeypatch.setenv("MQLAB_FAILOVER_TIMEOUT", "20")
+    start_worker(impl, "w1", env={"AMQP_URL": _urls_from(cluster, cluster.nodes[-1])})
+    cluster.sync_metadata()  # the queue the worker just declared is on disk (Node.sync_metadata)
+    producer = KeptProducer(impl, cluster.failover_url, RIDE_TOTAL, RIDE_PAUSE)
+    producer.start()
+    killed: list[LocalNode] = []
+    try:
+        wait_until(lambda: len(producer.confirmed) >= 30 or not producer.is_alive(), 60,
+                   what="30 confirmed messages")  # fmt: skip
+        assert not producer.crashed and not producer.error, producer.crashed or producer.error
+        own = cluster.node(_producer_node(cluster))
+        killed_after = len(producer.confirmed)
+        killed.append(own)
+        cluster.kill_node(own)
+        if lose == "the majority":
+            other = next(n for n in cluster.nodes if n is not own and n is not cluster.nodes[-1])
+            killed.append(other)
+            cluster.kill_node(other)
+        else:
+            cluster.leader_of(queue)  # a leader on a live node: the queue serves again
+        producer.join(timeout=200)
+        assert not producer.is_alive() and not producer.crashed, producer.crashed
+    finally:
+        for node in killed:
+            cluster.start_node(node)
+    confirmed = producer.confirmed
+    assert killed_after < RIDE_TOTAL - 50  # the kill landed mid-stream
+    if lose == "its node":
+        assert producer.error == "" and len(confirmed) == RIDE_TOTAL, producer.error
+    else:
+        assert producer.error and "\n" not in producer.error, producer.error
+        assert "did not confirm" in producer.error or "lost the connection" in producer.error
+        assert len(confirmed) < RIDE_TOTAL
+
+    rows = wait_for_finished(journal_path, confirmed, timeout=120)
+    runs = executions_per_message(rows)
+    assert set(confirmed) <= set(runs)  # 0 lost
+    seen: set[str] = set()
+    not_redelivered = 0
+    for row in sorted(rows, key=lambda r: r.started_at):
+        if row.message_id in seen and not row.redelivered:
+            not_redelivered += 1  # a republished message stored twice
+        seen.add(row.message_id)
+    assert not_redelivered <= producer.republished
+    print(
+        f"\n{impl.name} (lose {lose}): killed after {killed_after}, {len(confirmed)} of "
+        f"{RIDE_TOTAL} confirmed, {producer.republished} republished, "
+        f"{sum(runs.values()) - len(runs)} extra runs ({not_redelivered} of them republished "
+        f"duplicates); error: {producer.error or '-'}"
+    )
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("impl", QUORUM, indirect=True)
 def test_worker_connected_to_the_lost_node_fails_over(
@@ -197,7 +341,12 @@ def test_worker_connected_to_the_lost_node_fails_over(
 def test_minority_left_refuses_publishes(
     cluster: Cluster, impl: Implementation, start_worker: StartWorker, journal_path: str
 ) -> None:
-    env = {"AMQP_URL": cluster.failover_url, "MQLAB_CONFIRM_TIMEOUT": "3"}
+    # Unconfirmed after 3 s, republished for 5 s more (MQLAB_FAILOVER_TIMEOUT), then the line.
+    env = {
+        "AMQP_URL": cluster.failover_url,
+        "MQLAB_CONFIRM_TIMEOUT": "3",
+        "MQLAB_FAILOVER_TIMEOUT": "5",
+    }
     # Negative control: with every node up the very same program publishes and exits 0.
     ok = run_to_end(impl.new_task_command(["before."]), env, timeout=60)
     assert ok.returncode == 0, ok.stderr

@@ -17,6 +17,7 @@ import pytest
 from shared import pika_errors
 from shared.errors import BrokerUnreachable, MqlabError
 from shared.impl import Implementation
+from shared.pika_connection import Connected
 from testbed.node import Node
 from tests.helpers import assert_one_line_error, each_implementation, program_command, run_to_end
 
@@ -134,7 +135,9 @@ def test_pika_receive_reports_a_refused_declare_in_one_line(
     import raw_pika.receive
 
     connection = SimpleNamespace(channel=lambda: _ClosingChannel(error))
-    monkeypatch.setattr(raw_pika.receive, "connect", lambda: (connection, [_pika_params()]))
+    monkeypatch.setattr(
+        raw_pika.receive, "connect", lambda: Connected(connection, [_pika_params()])
+    )
     with pytest.raises(MqlabError) as raised:
         raw_pika.receive.main()
     assert expected in str(raised.value)

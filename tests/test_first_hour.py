@@ -237,7 +237,7 @@ of "no fallback" can never reach the system broker, even if a fallback came back
 
 PROGRAMS = [
     f"{package}.{program}"
-    for package in ("raw_pika", "celery_impl", "dramatiq_impl")
+    for package in ("raw_pika", "celery_impl", "dramatiq_impl", "faststream_impl")
     for program in ("new_task", "worker", "send", "receive")
 ]
 

@@ -9,24 +9,30 @@ checks (negative control).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from lab.cli import scenario_listing
 from lab.commands.compare import parse_sets
 from lab.commands.usage import UsageError
-from lab.report import markdown
-from lab.report.checks import check
-from lab.report.stats import Summary
-from lab.report.view import cell, run_status
+from lab.report import decision, diff, markdown
+from lab.report.checks import Checker, check, check_figures
+from lab.report.stats import Summary, percentile, summarize
+from lab.report.view import Row, View, cell, run_status
+from lab.run import cost
 from lab.run.config import Config
 from lab.run.drain import Readings, drain_rate
-from lab.run.runner import finish, new_results, plan, skip_all
+from lab.run.provenance import CLOCK_TICK_S
+from lab.run.runner import RunRecord, finish, new_results, plan, skip_all
 from lab.scenarios import ALL
 from lab.scenarios.nodeloss import consumption_gap
 from shared.exit_codes import ExitCode
@@ -36,7 +42,8 @@ from testbed.node import Node
 
 
 @pytest.mark.broker  # `mqlab compare` starts its own private node
-@pytest.mark.timeout(420)  # --quick is about 2 min; 3 when other work loads the machine
+@pytest.mark.timeout(900)  # a hang guard, not a speed limit: --quick with four implementations
+# (six rows) takes 3-5 min on this 2-core machine, more while other tests load it
 def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = subprocess.run(
@@ -44,12 +51,12 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
          "--keep-journals"],
         capture_output=True,
         text=True,
-        timeout=410,
+        timeout=890,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    charts = ("throughput", "latency", "latency_cdf", "scaling", "fairness", "crash", "restart",
-              "footprint")  # fmt: skip
+    charts = ("throughput", "throughput_cpu", "latency", "latency_cdf", "scaling", "fairness",
+              "crash", "restart", "footprint")  # fmt: skip
     for name in ("report.md", *[f"{c}.png" for c in charts]):
         assert (out / name).stat().st_size > 0, name
 
@@ -64,12 +71,16 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     # the defaults rows stand beside the hardened ones where the scenario has them (restart's
     # only in a full run: each one is a broker restart)
     rows = {(r["scenario"], r["impl"]) for r in results["runs"]}
-    for impl in {"celery", "dramatiq"} & set(results["implementations"]):
+    for impl in {"celery", "dramatiq", "faststream"} & set(results["implementations"]):
         for scenario in ("throughput", "crash"):
             assert (scenario, f"{impl}-defaults") in rows, (scenario, impl)
         assert ("restart", f"{impl}-defaults") not in rows
     full = plan(["restart"], list(registry.available().values()), Config(), "single")
-    assert {t.name for _s, t, _r in full if t} >= {"celery-defaults", "dramatiq-defaults"}
+    assert {t.name for _s, t, _r in full if t} >= {
+        "celery-defaults",
+        "dramatiq-defaults",
+        "faststream-defaults",
+    }
     report = (out / "report.md").read_text()
     for name in results["missing"]:
         assert f"| {name} |" in report and "missing" in report
@@ -78,7 +89,23 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     errors = [(r["scenario"], r["impl"], r["error"]) for r in results["runs"] if r["error"]]
     assert not errors, errors
 
+    # every figure (with its interval and n) is recomputed from the raw runs, and every CPU
+    # figure against the observer's own /proc reading, inside check()
     assert check(out, results) == []
+    figures = results["figures"]
+    assert figures and all(f["n"] == 1 for f in figures)  # one repeat: intervals only where a
+    assert {f["scenario"] for f in figures if f["ci"]} == {"latency", "loaded"}  # percentile is
+    assert "p50 ms" in report and "] |" in report  # bootstrapped over its run's samples
+    for run in (r for r in results["runs"] if r["scenario"] == "throughput"):
+        for label in [k for k, v in run["samples"].items() if isinstance(v, dict) and "lab" in v]:
+            assert run["metrics"][f"cpu_{label}_us"] > 0, (run["impl"], label)
+            assert run["metrics"][f"broker_cpu_{label}_us"] > 0, (run["impl"], label)
+            assert "cpu0_consumer" in run["samples"][label]["observer"], (run["impl"], label)
+        assert run["metrics"]["producer_cpu_us"] > 0, run["impl"]
+    # provenance: the commit, the command line and every run's load
+    assert results["meta"]["git"]["commit"] in report and "compare --quick" in report
+    assert all("busy" in r["load"] for r in results["runs"] if not r["skipped"])
+    assert "provisional: one repeat" in report and "n=1 (no interval)" in report
 
     # the journals are where results.json and the footer say they are
     assert results["meta"]["journals_kept"] is True
@@ -93,22 +120,27 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     crash["metrics"]["duplicate_executions"] += 1
     drain = next(r for r in tampered["runs"] if r["scenario"] == "throughput")
     drain["metrics"]["consume_p1_per_s"] *= 1.2
+    drain["metrics"]["cpu_p100_us"] *= 1.2
+    drain["samples"]["p1"]["observer"]["cpu0_consumer"] += 10.0  # 10 s of CPU the lab missed
     scaling = next(r for r in tampered["runs"] if r["scenario"] == "scaling")
     scaling["metrics"]["io_c1_eff_pct"] += 5
     loaded = next(r for r in tampered["runs"] if r["scenario"] == "loaded")
     loaded["metrics"]["start_p99_ms"] /= 2
     problems = check(out, tampered)
-    for what in ("completed_pct", "duplicates", "p1 rate", "c1 io efficiency", "loaded/"):
+    for what in ("completed_pct", "duplicates", "p1 rate", "c1 io efficiency", "loaded/",
+                 "p100 consumer CPU", "p1 consumer CPU: lab", "cpu_p100_us median"):  # fmt: skip
         assert any(what in p for p in problems), (what, problems)
 
 
-def test_constants_print_without_a_range_and_statuses_read_right() -> None:
-    assert cell(Summary(80.0, 80.0, 80.0, 3), lambda v: f"{v:.1f}%") == "80.0%"
-    assert cell(Summary(78.0, 75.0, 80.0, 3), lambda v: f"{v:.1f}%") == "78.0% (75.0%-80.0%)"
-    assert cell(Summary(78.0, 78.0, 78.0, 1), lambda v: f"{v:.1f}%") == "78.0%"
-    assert run_status(2, 0, 0) == "ok"
+def test_constants_print_without_an_interval_and_statuses_read_right() -> None:
+    pct = "{:.1f}%".format
+    assert cell(summarize([80.0, 80.0, 80.0]), pct) == "80.0%"
+    assert cell(Summary(78.0, 75.0, 80.0, 3, (76.0, 79.5)), pct) == "78.0% [76.0%-79.5%]"
+    assert cell(summarize([78.0]), pct) == "78.0%"
+    assert run_status(2, 0, 0) == "n=2"
+    assert run_status(1, 0, 0) == "n=1 (no interval)"
     assert run_status(2, 0, 2) == "skipped"
-    assert run_status(3, 1, 0) == "1/3 failed"
+    assert run_status(3, 1, 0) == "n=2, 1/3 failed"
 
 
 def _mqlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -265,7 +297,7 @@ def test_the_example_scenario_runs_end_to_end_with_its_parameter_set(tmp_path: P
 
 def test_scenario_parameters_are_listed_and_a_bad_set_is_one_line() -> None:
     listing = scenario_listing()
-    assert "--set throughput.n=5000  (--quick: 3000)" in listing
+    assert "--set throughput.n=5000  (--quick: 2000)" in listing
     assert "example: Example (on demand" in listing
     assert parse_sets(["example.n=4", "scaling.levels=1,2"]) == {
         "example": {"n": 4},
@@ -299,5 +331,120 @@ def test_the_decision_table_lists_every_need_when_one_scenario_runs() -> None:
     text = markdown.markdown(results, [])
     for need in ("most throughput", "CPU-bound work", "survive a node loss", "least code"):
         assert f"| {need} | - | not measured in this run" in text, need
-    assert "- Throughput: 3,000 zero-work tasks per drain" in text
+    assert "- Throughput: 2,000 zero-work tasks per drain" in text
     assert "- Scaling:" not in text  # a scenario's settings line only when it runs
+
+
+def _throughput_results(values: dict[str, list[float]], metric: str = "consume_p100_per_s") -> Any:
+    """Results of a throughput run with ``values[row]`` as that row's repeats of ``metric``
+    (interleaved: repeat by repeat), broker-free."""
+    config = Config.preset(True, [ALL["throughput"]], max(len(v) for v in values.values()))
+    results = new_results(config, [registry.get("pika")], ["throughput"], {})
+    for repeat in range(1, config.repeat + 1):
+        for row, vs in values.items():
+            if repeat <= len(vs):
+                results.runs.append(
+                    RunRecord("throughput", row, repeat, metrics={metric: vs[repeat - 1]})
+                )
+    finish(results)
+    return results
+
+
+def _need(results: Any, need: str) -> list[str]:
+    return next(r for r in decision.rows(View(results)) if r[0] == need)
+
+
+def test_an_interval_is_the_bootstrap_of_the_median_and_one_repeat_has_none() -> None:
+    values = [10.0, 12.0, 11.0, 30.0, 11.5]
+    s = summarize(values)
+    assert s is not None and s.ci is not None and s.n == 5
+    again = scipy_stats.bootstrap(
+        (np.asarray(values),), np.median, confidence_level=0.95, n_resamples=2000,
+        method="percentile", rng=np.random.default_rng(20),
+    ).confidence_interval  # fmt: skip
+    assert s.ci == pytest.approx((again.low, again.high))
+    assert s.ci[0] <= s.median <= s.ci[1]
+    assert summarize([3.0]) == Summary(3.0, 3.0, 3.0, 1, None)
+    assert summarize([2.0, 2.0, 2.0]) == Summary(2.0, 2.0, 2.0, 3, (2.0, 2.0))
+    wide, narrow = Summary(5, 1, 9, 3, (1.0, 9.0)), Summary(10, 10, 11, 3, (10.0, 11.0))
+    assert narrow.clears(wide, lowest=False) and not wide.clears(narrow, lowest=False)
+    assert wide.clears(narrow, lowest=True)  # lower is better: wide lies wholly below
+    assert not Summary(8, 2, 9, 3, (2.0, 9.0)).clears(wide, lowest=False)  # they overlap
+
+
+def test_the_decision_names_a_winner_only_where_its_interval_clears_the_runner_up() -> None:
+    close = _throughput_results(
+        {"pika": [100.0, 104.0, 102.0], "celery": [99.0, 101.0, 103.0], "dramatiq": [50, 51, 52]}
+    )
+    row = _need(close, "most throughput")
+    assert row[1] == "tie: pika, celery (within noise)", row
+    assert "vs celery" in row[2] and "n=3" in row[2]
+    apart = _throughput_results({"pika": [200.0, 201.0, 202.0], "celery": [99.0, 101.0, 103.0]})
+    assert _need(apart, "most throughput")[1] == "pika"
+    # negative control: one repeat separates nothing, so its best is provisional
+    once = _throughput_results({"pika": [200.0], "celery": [99.0]})
+    assert _need(once, "most throughput")[1] == "pika (provisional: one repeat)"
+    assert "no intervals, and every winner below is provisional" in markdown.markdown(once, [])
+    # lower is better for CPU per task, and the cost backs the throughput need
+    cpu = _throughput_results({"pika": [50.0, 51, 52], "celery": [500.0, 510, 520]}, "cpu_p100_us")
+    assert _need(cpu, "least CPU per task")[1] == "pika"
+
+
+def test_diff_marks_only_the_changes_beyond_noise_and_checks_catch_a_tampered_interval(
+    tmp_path: Path,
+) -> None:
+    old = _throughput_results({"pika": [100.0, 101.0, 102.0], "celery": [50.0, 51.0, 52.0]})
+    new = _throughput_results({"pika": [150.0, 151.0, 152.0], "celery": [50.5, 51.0, 51.5]})
+    changes, gone, added = diff.compare(old, new)
+    marked = {c.key[1]: c.beyond_noise() for c in changes}
+    assert marked == {"pika": True, "celery": False} and not gone and not added
+    text = diff.markdown(old, new, ("a", "b"))
+    assert "| throughput | pika | classic/single | consume_p100_per_s |" in text
+    assert text.count("**beyond noise**") == 1 and "+49.5%" in text
+    assert "celery" not in diff.markdown(old, new, ("a", "b"), only=True).split("|---")[-1]
+    # the figures written to results.json are recomputed from the raw runs; a tampered
+    # interval is caught (negative control)
+    markdown.write(new, tmp_path, [])
+    data = json.loads((tmp_path / "results.json").read_text())
+
+    def problems() -> list[str]:
+        checker = Checker(tmp_path, data, "")
+        check_figures(checker)
+        return checker.problems
+
+    assert problems() == []
+    data["figures"][0]["ci"][1] *= 0.9
+    assert any("interval high" in p for p in problems())
+
+
+def test_a_percentile_of_one_repeat_has_its_interval_over_the_samples() -> None:
+    config = Config.preset(True, [ALL["latency"]], 1)
+    results = new_results(config, [registry.get("pika")], ["latency"], {})
+    samples = [float(i % 17) for i in range(60)]
+    run = RunRecord("latency", "pika", 1, metrics={"start_p50_ms": percentile(samples, 50)})
+    run.samples = {"start_ms": samples}
+    results.runs.append(run)
+    finish(results)
+    s = View(results).summary("latency", Row("pika", "classic/single"), "start_p50_ms")
+    assert s is not None and s.n == 1 and s.ci is not None
+    assert s.ci[0] <= s.median <= s.ci[1] and s.ci[0] < s.ci[1]
+    # negative control: a figure that is not a declared percentile gets no interval from one run
+    run.metrics["start_mean_ms"] = 8.0
+    mean = View(results).summary("latency", Row("pika", "classic/single"), "start_mean_ms")
+    assert mean is not None and mean.ci is None
+
+
+def test_cpu_per_task_comes_from_a_window_and_two_readings_must_agree() -> None:
+    window = {"r1": 1000.0, "cpu1_consumer": 1.0, "cpu0_consumer": 1.5}
+    assert cost.per_task_us(window, "consumer") == pytest.approx(500.0)
+    assert cost.per_task_us(window, "broker") is None  # not read: no figure, not a 0
+    assert cost.tick_share(window) == pytest.approx(CLOCK_TICK_S / 0.5)
+    # /proc read directly agrees with psutil on this very process, to a few clock ticks
+    sum(i * i for i in range(300_000))  # some CPU of our own
+    found = cost.stat_cpu(os.getpid())
+    assert found is not None and found[0] == os.getpgid(0)
+    assert abs(found[1] - cost.tree_cpu([os.getpid()])) <= 4 * CLOCK_TICK_S
+    assert cost.group_cpu(os.getpgid(0)) >= found[1] - CLOCK_TICK_S
+    # the agreement allows 10% plus four ticks over the tasks, no more (negative control)
+    assert cost.agrees(500.0, 540.0, 1000, 0.10)
+    assert not cost.agrees(500.0, 700.0, 1000, 0.10)

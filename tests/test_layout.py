@@ -17,14 +17,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"shared", "raw_pika", "celery_impl", "dramatiq_impl", "testbed", "lab", "tests"}
-IMPLEMENTATIONS = {"raw_pika", "celery_impl", "dramatiq_impl"}
+OURS = {
+    "shared", "raw_pika", "celery_impl", "dramatiq_impl", "faststream_impl", "testbed", "lab",
+    "tests",
+}  # fmt: skip
+IMPLEMENTATIONS = {"raw_pika", "celery_impl", "dramatiq_impl", "faststream_impl"}
 
 ALLOWED: dict[str, set[str]] = {
     "shared": {"shared"},
     "raw_pika": {"shared", "raw_pika"},
     "celery_impl": {"shared", "celery_impl"},
     "dramatiq_impl": {"shared", "dramatiq_impl"},
+    "faststream_impl": {"shared", "faststream_impl"},
     "testbed": {"shared", "testbed"},
 }
 """Package -> the packages of ours it may import (``testbed`` reaches the implementations only

@@ -73,7 +73,9 @@ def test_hostile_fields_run_once_or_park_and_steer_nothing(
     rows = wait_for_finished(journal_path, good, timeout=180)
     must_park = [r for r in hostile if r.parked]
     try:
-        broker.management.wait_for_queue(impl.dead_letter_queue(), 90, ready=len(must_park))
+        broker.management.wait_for_queue(  # fresh counts: a reply published there shows
+            impl.dead_letter_queue(), 90, ready=len(must_park), fresh_after=time.time()
+        )
     except TimeoutError as e:
         runs = executions_per_message(journal_rows(journal_path))
         seen = {r.kind: runs[r.message_id] for r in hostile}

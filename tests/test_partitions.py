@@ -188,18 +188,25 @@ def final_counts(
     return count(producer.attempts, journal_rows(journal), empty)
 
 
-def check(counts: Counts, rows: list[Execution]) -> None:
+def check(counts: Counts, rows: list[Execution], republished: int = 0) -> None:
     """The Jepsen verdict: nothing confirmed lost, nothing unexpected, the queue drained, and
     every extra run of a duplicated message a redelivery (its ack was lost with a connection
-    to the cut node, so the queue delivered it again with ``redelivered`` set)."""
+    to the cut node, so the queue delivered it again with ``redelivered`` set), except at most
+    ``republished`` of them: a message the producer published again after a missing confirm
+    may be stored twice, and its second copy is a fresh delivery."""
     assert not counts.lost, f"confirmed and never executed: {sorted(counts.lost)[:5]}"
     assert not counts.unexpected, f"executed, never published: {sorted(counts.unexpected)[:5]}"
     assert counts.queue_empty
     seen: set[str] = set()
+    fresh_copies: list[str] = []
     for row in sorted(rows, key=lambda r: r.started_at):
-        if row.message_id in seen:
-            assert row.redelivered, f"a second run of {row.message_id} was not a redelivery"
+        if row.message_id in seen and not row.redelivered:
+            fresh_copies.append(row.message_id)
         seen.add(row.message_id)
+    assert len(fresh_copies) <= republished, (
+        f"{len(fresh_copies)} second runs were not redeliveries ({fresh_copies[:5]}), "
+        f"but the producer republished only {republished}"
+    )
 
 
 @pytest.mark.broker
@@ -237,7 +244,7 @@ def test_leader_isolated_while_producing_and_consuming(
     # reports them lost), the leader moved, and messages were confirmed during the partition.
     assert len(control.lost) == CONTROL_MESSAGES
     assert new_leader.node != leader.node
-    check(counts, journal_rows(journal_path))
+    check(counts, journal_rows(journal_path), producer.republished)
     assert worker.alive()
     cluster.management.delete_queue(control_queue)
 
@@ -290,7 +297,7 @@ def test_worker_node_isolated(
     )
     assert len(control.lost) == CONTROL_MESSAGES  # negative control, as above
     assert during > 0
-    check(counts, journal_rows(journal_path))
+    check(counts, journal_rows(journal_path), producer.republished)
     assert worker.alive()
     cluster.management.delete_queue(control_queue)
 

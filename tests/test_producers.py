@@ -20,12 +20,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
-from shared.errors import MqlabError, PublisherBlocked, PublishRefused, unconfirmed
+from shared.errors import (
+    BrokerUnreachable,
+    MqlabError,
+    PublisherBlocked,
+    PublishRefused,
+    PublishUnconfirmed,
+    unconfirmed,
+)
 from shared.impl import Implementation
-from shared.producer import BaseProducer
+from shared.producer import BaseProducer, Failure
 from testbed.node import Node
 from testbed.process import wait_until
 from tests.helpers import run_to_end
@@ -148,13 +157,20 @@ def test_blocked_broker_fails_the_publish_within_the_bound(
     )
 
 
-class _NackingProducer(BaseProducer[str]):
-    """Confirms ``ok`` messages, then the broker nacks one (as a quorum queue whose leader was
-    just killed does)."""
+class _ScriptedProducer(BaseProducer[str]):
+    """Confirms ``ok`` messages, then fails each publish with the next error of ``failures``
+    (``ConnectionError``: a lost connection; ``TimeoutError``: no confirm in time; a
+    ``PublishRefused``: a nack, as from a quorum queue whose leader was just killed), then
+    confirms again; without ``failures`` it nacks every publish after the ``ok`` ones, and
+    with :attr:`forever` set raises that. ``failover`` is ``MQLAB_FAILOVER_TIMEOUT``."""
 
-    def __init__(self, ok: int) -> None:
+    def __init__(self, ok: int, failures: Sequence[Exception] = (), failover: float = 0) -> None:
         super().__init__(None, queue="task_queue", declare=False)  # the hook contract
+        self.settings = replace(self.settings, failover_timeout=failover)
         self.ok = ok
+        self.failures = list(failures)
+        self.nacks = not failures  # without failures: every publish after the ok ones
+        self.forever: Exception | None = None
 
     def _message(self, body: str) -> str:
         return body
@@ -163,18 +179,61 @@ class _NackingProducer(BaseProducer[str]):
         pass
 
     def _publish_one(self, message: str, body: str) -> None:
-        if self.ok == 0:
+        if self.ok > 0:
+            self.ok -= 1
+        elif self.forever is not None:
+            raise self.forever
+        elif self.failures:
+            raise self.failures.pop(0)
+        elif self.nacks:
             raise PublishRefused("broker refused (nacked) a message for 'task_queue'")
-        self.ok -= 1
 
-    def _classify(self, error: Exception) -> None:
-        return None
+    def _classify(self, error: Exception) -> Failure | None:
+        if isinstance(error, ConnectionError):
+            return Failure.LOST
+        return Failure.UNCONFIRMED if isinstance(error, TimeoutError) else None
 
     def close(self) -> None:
         pass
 
     def _drop(self) -> None:
         pass
+
+
+@pytest.mark.timeout(10)
+def test_a_failed_publish_is_republished_within_the_failover_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lost connection, a missing confirm and a nack in a row (a node SIGKILLed, its queue
+    electing a leader): the same message is published again each time and confirmed; the
+    producer counts 3 republishes. Control: with ``MQLAB_FAILOVER_TIMEOUT=0`` only a lost
+    connection is retried (once), so a missing confirm or a nack raises at once, and a message
+    that keeps failing raises after the timeout, saying so."""
+    monkeypatch.setenv("AMQP_URL", "amqp://u:p@127.0.0.1:1/%2F")  # settings only, never used
+    failures = [ConnectionError("reset"), TimeoutError("no confirm"), PublishRefused("nack")]
+    rides = _ScriptedProducer(ok=1, failures=failures, failover=30)
+    assert rides.publish_all(["a", "b", "c"]) == ["a", "b", "c"]
+    assert rides.republished == 3
+
+    lost_once = _ScriptedProducer(ok=0, failures=[ConnectionError("reset")])
+    assert lost_once.publish("m") == "m" and lost_once.republished == 1
+    twice = [ConnectionError("reset"), ConnectionError("reset again")]
+    with pytest.raises(BrokerUnreachable, match="twice"):
+        _ScriptedProducer(ok=0, failures=twice).publish("m")
+    with pytest.raises(PublishUnconfirmed):
+        _ScriptedProducer(ok=0, failures=[TimeoutError("no confirm")]).publish("m")
+    with pytest.raises(PublishRefused):
+        _ScriptedProducer(ok=0, failures=[PublishRefused("nack")]).publish("m")
+
+    lost = _ScriptedProducer(ok=0, failover=0.1)
+    lost.forever = ConnectionError("reset")
+    with pytest.raises(BrokerUnreachable, match=r"MQLAB_FAILOVER_TIMEOUT"):
+        lost.publish("m")
+    assert lost.republished >= 1
+    unconfirmed_too = _ScriptedProducer(ok=3, failover=0.1)
+    unconfirmed_too.forever = TimeoutError("no confirm")
+    with pytest.raises(PublishUnconfirmed, match=r"message 4 of 5 .* nor when published again"):
+        unconfirmed_too.publish_all(["m"] * 5)
 
 
 @pytest.mark.timeout(10)
@@ -185,13 +244,13 @@ def test_a_nack_mid_batch_says_how_many_were_confirmed(monkeypatch: pytest.Monke
     With publisher confirms off nothing is confirmed: the count is of messages written."""
     monkeypatch.setenv("AMQP_URL", "amqp://u:p@127.0.0.1:1/%2F")  # settings only, never used
     with pytest.raises(PublishRefused, match=r"\(2 of 5 messages were confirmed before\)"):
-        _NackingProducer(ok=2).publish_all(["m"] * 5)
+        _ScriptedProducer(ok=2).publish_all(["m"] * 5)
     with pytest.raises(PublishRefused) as first:
-        _NackingProducer(ok=0).publish_all(["m"] * 5)
+        _ScriptedProducer(ok=0).publish_all(["m"] * 5)
     assert "confirmed before" not in str(first.value)
     monkeypatch.setenv("MQLAB_CONFIRMS", "0")
     with pytest.raises(PublishRefused, match=r"2 of 5 messages were written \(not confirmed\)"):
-        _NackingProducer(ok=2).publish_all(["m"] * 5)
+        _ScriptedProducer(ok=2).publish_all(["m"] * 5)
 
 
 @pytest.mark.timeout(10)

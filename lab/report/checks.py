@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.report.stats import summarize
+from lab.run import cost
 from shared.journal import Execution, by_message, read
 
 
@@ -67,6 +69,7 @@ def check(out: Path, results: dict[str, Any]) -> list[str]:
     from lab.scenarios import find  # the scenarios import Checker from here
 
     checker = Checker(out, results, (out / "report.md").read_text())
+    check_figures(checker)
     for run in results["runs"]:
         if run["error"] or run["skipped"]:
             continue
@@ -91,3 +94,63 @@ def check_outcome(c: Checker, run: dict[str, Any], key: str) -> None:
     if s["executions"] != len(rows):
         c.problems.append(f"{where}: {s['executions']} executions, journal has {len(rows)}")
     c.shown(f"{share:.1f}%", where)
+
+
+def check_cost(
+    c: Checker, where: str, drained: dict[str, Any], m: dict[str, Any], label: str, tol: float
+) -> None:
+    """A drain's CPU-per-task figures (:func:`lab.run.cost.record`) recomputed from its
+    windows, and each against the observer's own reading of ``/proc``
+    (:func:`lab.run.cost.agrees`: within ``tol`` plus the clock's resolution)."""
+    for who in ("consumer", "broker"):
+        key = f"cpu_{label}_us" if who == "consumer" else f"broker_cpu_{label}_us"
+        mine = cost.per_task_us(drained["lab"], who)
+        if mine is None:
+            if m.get(key) is not None:
+                c.problems.append(f"{where}: {who} CPU reported without a reading")
+            continue
+        c.close(m[key], mine, f"{where} {who} CPU")
+        other = cost.per_task_us(drained["observer"], who)
+        if other is None:
+            c.problems.append(f"{where}: no independent {who} CPU reading")
+        elif not cost.agrees(mine, other, drained["lab"]["r1"], tol):
+            c.problems.append(
+                f"{where} {who} CPU: lab {mine:.1f} us/task, observer {other:.1f} us/task"
+            )
+
+
+def check_figures(c: Checker) -> None:
+    """Every figure of results.json's ``figures`` (median, 95% interval, n) recomputed from the
+    raw metrics of its runs (:func:`lab.report.stats.summarize`; a percentile figure of one
+    repeat from its samples, :func:`lab.report.view.sampled`), and none left out."""
+    from lab.report.view import Row, View, sampled
+    from lab.run.runner import load
+
+    view = View(load(c.results))
+    raw: dict[tuple[str, str, str, str], list[float]] = {}
+    for run in c.results["runs"]:
+        if run["error"] is None:
+            for metric, v in run["metrics"].items():
+                if v is not None:
+                    key = (run["scenario"], run["impl"], run["setup"], metric)
+                    raw.setdefault(key, []).append(v)
+    listed = set()
+    for f in c.results.get("figures", []):
+        key = (f["scenario"], f["row"], f["setup"], f["metric"])
+        listed.add(key)
+        runs = [r for r in view.runs(key[0], Row(key[1], key[2])) if r.error is None]
+        s = sampled(key[0], key[3], runs, summarize(raw.get(key, [])))
+        where = "/".join(key)
+        if s is None:
+            c.problems.append(f"{where}: a figure without runs")
+            continue
+        c.close(f["median"], s.median, f"{where} median")
+        if f["n"] != s.n:
+            c.problems.append(f"{where}: n {f['n']}, runs {s.n}")
+        if (f["ci"] is None) != (s.ci is None):
+            c.problems.append(f"{where}: interval {f['ci']}, recomputed {s.ci}")
+        elif s.ci is not None:
+            c.close(f["ci"][0], s.ci[0], f"{where} interval low")
+            c.close(f["ci"][1], s.ci[1], f"{where} interval high")
+    for key in sorted(set(raw) - listed):
+        c.problems.append(f"{'/'.join(key)}: measured but not among the figures")

@@ -2,9 +2,10 @@
 
 Nothing here knows a scenario by name: each scenario module declares its columns, its reading
 and its charts (:class:`lab.scenario.Scenario`); the decision table comes from
-:mod:`lab.report.decision`. Every figure shown is the median over the repeats of a run (with the
-min-max range when there was more than one), computed by :mod:`lab.report.view` from the raw metrics
-in results.json; the end-to-end test recomputes them from that file and the journals.
+:mod:`lab.report.decision`. Every figure shown is the median over the repeats of a run (with
+the 95% interval of the median when there was more than one), computed by
+:mod:`lab.report.view` from the raw metrics in results.json; the end-to-end test recomputes
+them from that file and the journals.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from lab.report import decision
 from lab.report.view import View, cell, run_status
+from lab.run.provenance import BUSY_OTHER, BUSY_STEAL
 from lab.run.runner import Results
 from lab.scenarios import find
 
@@ -88,13 +90,51 @@ def settings_lines(results: Results) -> list[str]:
     """The run's settings, one bullet each."""
     cfg = results.config
     return [
-        f"- Repeats: {cfg['repeat']} (figures are medians; with more than one repeat the "
-        "min-max range follows in brackets)" + ("; quick preset" if cfg["quick"] else ""),
+        f"- Repeats: {cfg['repeat']}, interleaved (each repeat runs every row once, in a "
+        "shuffled order, before the next; seed " + str(cfg.get("seed", "?")) + "). Figures are "
+        "medians over the repeats; with more than one, [a-b] is the median's 95% bootstrap "
+        "interval (percentile method) and the *runs* column gives n"
+        + (
+            ". **One repeat: no intervals, and every winner below is provisional**"
+            if cfg["repeat"] == 1
+            else ""
+        )
+        + ("; quick preset" if cfg["quick"] else ""),
         f"- Setups (queue type/topology): {', '.join(results.setups)}",
         f"- Lab deadlines: {cfg['drain_timeout']:.0f} s to drain a queue, "
         f"{cfg['resume_deadline']:.0f} s for a worker to resume after a broker restart",
         *[f"- {line}" for name in results.scenarios if (line := find(name).settings(cfg))],
     ]
+
+
+def provenance_lines(results: Results) -> list[str]:
+    """The code's commit, the command line and the machine's load during the runs
+    (:mod:`lab.run.provenance`), one bullet each."""
+    meta = results.meta
+    git = meta.get("git") or {"commit": "unknown", "dirty": None}
+    dirty = {True: " (work tree had uncommitted changes)", False: " (clean work tree)"}
+    loads = [r.load for r in results.runs if r.load]
+    out = [
+        f"- Code: git commit {git['commit']}{dirty.get(git['dirty'], '')}",
+        f"- Command: `{meta.get('command', 'unknown')}`",
+    ]
+    if loads:
+        busy = [r for r in results.runs if r.load.get("busy")]
+        others = sorted(x["other_cpu_share"] for x in loads)
+        out.append(
+            f"- Load (other processes' CPU, share of all cores, from /proc/stat): median "
+            f"{others[len(others) // 2]:.0%}, highest {others[-1]:.0%}; steal highest "
+            f"{max(x['steal_share'] for x in loads):.0%}; "
+            + (
+                f"**{len(busy)}/{len(loads)} runs on a busy machine** (other processes above "
+                f"{BUSY_OTHER:.0%} or steal above {BUSY_STEAL:.0%}): "
+                + ", ".join(f"{r.scenario}/{r.impl} #{r.repeat}" for r in busy[:12])
+                + (" ..." if len(busy) > 12 else "")
+                if busy
+                else "no run on a busy machine"
+            )
+        )
+    return out
 
 
 def markdown(results: Results, charts: list[Path]) -> str:
@@ -120,6 +160,7 @@ def markdown(results: Results, charts: list[Path]) -> str:
         f"- RabbitMQ {meta['broker']['rabbitmq']} on Erlang {meta['broker']['erlang']} "
         f"({meta['broker']['provider']} broker)",
         f"- Python {meta['python']}; {libs}",
+        *provenance_lines(results),
         f"- Whole run: {meta['seconds']:.0f} s",
         "",
         "## Settings",
@@ -156,7 +197,8 @@ def markdown(results: Results, charts: list[Path]) -> str:
 def write(results: Results, out_dir: Path, charts: list[Path]) -> Path:
     """Write results.json and report.md into ``out_dir``; return the report's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results.as_dict(), indent=1) + "\n")
+    data = {**results.as_dict(), "figures": View(results).figures()}
+    (out_dir / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     path = out_dir / "report.md"
     path.write_text(markdown(results, charts))
     return path

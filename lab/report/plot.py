@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from lab.report.stats import Summary  # noqa: E402
 from lab.report.view import BASELINE, Row, View  # noqa: E402
 from lab.run import targets  # noqa: E402
 
@@ -51,8 +52,25 @@ Group = tuple[str, str, str]
 """One group of bars: (scenario, metric, x label)."""
 
 
+def error(s: Summary) -> tuple[float, float]:
+    """The error bar of a figure: its 95% interval below and above the median (0, 0 from one
+    repeat: :mod:`lab.report.stats`)."""
+    if s.ci is None:
+        return 0.0, 0.0
+    return max(0.0, s.median - s.ci[0]), max(0.0, s.ci[1] - s.median)
+
+
+def repeats_note(view: View) -> str:
+    """What a chart's error bars are, for its caption."""
+    n = view.config["repeat"]
+    if n == 1:
+        return "one repeat: no error bars"
+    return f"error bars: 95% interval of the median over {n} repeats"
+
+
 def bars(ax: Axes, view: View, rows: Sequence[Row], groups: Sequence[Group]) -> None:
-    """Grouped bars: one group per metric, one bar per row, min-max error bars with repeats."""
+    """Grouped bars: one group per metric, one bar per row, 95% interval error bars
+    (:func:`error`), with the repeats noted under the axis (:func:`repeats_note`)."""
     width = 0.8 / max(len(rows), 1)
     for k, row in enumerate(rows):
         xs, heights, lows, highs = [], [], [], []
@@ -63,8 +81,9 @@ def bars(ax: Axes, view: View, rows: Sequence[Row], groups: Sequence[Group]) -> 
                 continue
             xs.append(m + k * width)
             heights.append(s.median)
-            lows.append(s.median - s.low)
-            highs.append(s.high - s.median)
+            low, high = error(s)
+            lows.append(low)
+            highs.append(high)
             repeated = repeated or s.spread()
         if xs:
             ax.bar(
@@ -82,6 +101,7 @@ def bars(ax: Axes, view: View, rows: Sequence[Row], groups: Sequence[Group]) -> 
     ax.set_xticks([m + width * (len(rows) - 1) / 2 for m in range(len(groups))])
     ax.set_xticklabels([label for _s, _m, label in groups])
     ax.grid(axis="y", alpha=0.3)
+    ax.set_xlabel(repeats_note(view), fontsize="small")
 
 
 def legend_outside(ax: Axes) -> None:

@@ -1,17 +1,18 @@
 """Reading :class:`lab.run.runner.Results` back: summaries over repeats, table columns and cells.
 
 Every figure the report, the charts and the decision table show is the median over the repeats
-of a run (with the min-max range when there was more than one), computed here from the raw
-metrics. Scenario modules build their columns, readings and charts from these helpers.
+of a run, with its 95% bootstrap interval in brackets when there was more than one
+(:mod:`lab.report.stats`), computed here from the raw metrics.
+Scenario modules build their columns, readings and charts from these helpers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-from lab.report.stats import Summary, summarize
+from lab.report.stats import Summary, percentile_interval, summarize
 
 if TYPE_CHECKING:
     from lab.run.runner import Results, RunRecord
@@ -54,6 +55,11 @@ def mb(v: float) -> str:
     return f"{v:.1f} MB"
 
 
+def us(v: float) -> str:
+    """``1,234`` microseconds (the header says us)."""
+    return f"{v:,.0f}"
+
+
 def ratio(v: float) -> str:
     """``1.23x``."""
     return f"{v:.2f}x"
@@ -77,26 +83,32 @@ class Column:
 
 
 def cell(s: Summary | None, fmt: Format) -> str:
-    """``median`` or ``median (min-max)``; ``-`` when there is no value.
+    """``median [low-high]`` (the 95% interval of the median), or ``median`` alone from one
+    repeat; ``-`` when there is no value.
 
-    The range is shown only when the repeats differ as printed (a constant, such as the ideal
-    fast share or 0 lost, is printed alone).
+    The interval is shown only when its ends differ as printed (a constant, such as the ideal
+    fast share or 0 lost, is printed alone); the ``runs`` column says how many repeats.
     """
     if s is None:
         return "-"
-    low, high = fmt(s.low), fmt(s.high)
-    if s.spread() and low != high:
-        return f"{fmt(s.median)} ({low}-{high})"
+    if s.ci is None:
+        return fmt(s.median)
+    low, high = fmt(s.ci[0]), fmt(s.ci[1])
+    if low != high:
+        return f"{fmt(s.median)} [{low}-{high}]"
     return fmt(s.median)
 
 
 def run_status(runs: int, failed: int, skipped: int) -> str:
-    """The ``runs`` column: ``ok``, ``skipped``, or how many of the runs failed / were skipped."""
+    """The ``runs`` column: ``n=5`` (the repeats behind each figure), ``n=1 (no interval)``,
+    ``skipped``, or how many of the runs failed / were skipped."""
     if runs and skipped == runs:
         return "skipped"
-    parts = [f"{failed}/{runs} failed"] if failed else []
+    good = runs - failed - skipped
+    parts = [f"n={good}" + (" (no interval)" if good == 1 else "")]
+    parts += [f"{failed}/{runs} failed"] if failed else []
     parts += [f"{skipped}/{runs} skipped"] if skipped else []
-    return ", ".join(parts) or "ok"
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,21 @@ class Row:
     def impl(self) -> str:
         """The implementation behind the target (``celery`` for ``celery-threads``)."""
         return self.target.split("-", 1)[0]
+
+
+def sampled(
+    scenario: str, metric: str, runs: list[RunRecord], found: Summary | None
+) -> Summary | None:
+    """``found`` (one repeat, no interval) with the interval of a percentile figure over that
+    run's samples, when the scenario declares ``metric`` one (else ``found`` as it is)."""
+    from lab.scenarios import find  # the scenarios import this module
+
+    if found is None or found.n != 1 or metric not in find(scenario).sampled:
+        return found
+    key, pct = find(scenario).sampled[metric]
+    values = next((r.samples.get(key) for r in runs if r.metrics.get(metric) is not None), None)
+    ci = percentile_interval(values or [], pct)
+    return found if ci is None else replace(found, ci=ci)
 
 
 class View:
@@ -153,13 +180,12 @@ class View:
         return sorted(seen, key=lambda x: (order.index(x.target), self.setups.index(x.setup)))
 
     def summary(self, scenario: str, row: Row, metric: str) -> Summary | None:
-        """Median/min/max of ``metric`` over the successful runs that have it."""
-        values = [
-            v
-            for r in self.runs(scenario, row)
-            if r.error is None and (v := r.metrics.get(metric)) is not None
-        ]
-        return summarize(values)
+        """Median/min/max of ``metric`` over the successful runs that have it, with its 95%
+        interval over the repeats, or from one repeat over its samples where the scenario
+        declares the metric a percentile of many (:attr:`lab.scenario.Scenario.sampled`)."""
+        runs = [r for r in self.runs(scenario, row) if r.error is None]
+        found = summarize([v for r in runs if (v := r.metrics.get(metric)) is not None])
+        return sampled(scenario, metric, runs, found)
 
     def median(self, scenario: str, row: Row, metric: str) -> float | None:
         """The median of ``metric``, or ``None``."""
@@ -191,6 +217,36 @@ class View:
         for r in self.results.runs:
             if r.scenario == scenario and r.skipped and r.skipped not in out:
                 out.append(r.skipped)
+        return out
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Every figure of the run: ``{"scenario", "row", "setup", "metric", "median", "ci",
+        "n"}`` for each metric of each row of each scenario (results.json's ``figures``)."""
+        out = []
+        for scenario in self.results.scenarios:
+            for row in self.rows(scenario):
+                metrics = dict.fromkeys(k for r in self.runs(scenario, row) for k in r.metrics)
+                for metric in metrics:
+                    s = self.summary(scenario, row, metric)
+                    if s is not None:
+                        out.append(
+                            {"scenario": scenario, "row": row.target, "setup": row.setup,
+                             "metric": metric, "median": s.median,
+                             "ci": list(s.ci) if s.ci else None, "n": s.n}
+                        )  # fmt: skip
+        return out
+
+    def imprecise(self, scenario: str, metrics: list[str], within: float) -> list[str]:
+        """``row metric`` for each figure of ``metrics`` whose 95% interval reaches further
+        than ``within`` (a share) from its median, or that has no interval (one repeat)."""
+        out = []
+        for row in self.rows(scenario):
+            for metric in metrics:
+                s = self.summary(scenario, row, metric)
+                if s is not None and (
+                    s.ci is None or max(s.median - s.ci[0], s.ci[1] - s.median) > within * s.median
+                ):
+                    out.append(f"{self.label(row)} {metric}")
         return out
 
     def best(

@@ -7,6 +7,7 @@ overrides on top, so no scenario's settings are spelled out here.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ class Config:
         drain_timeout: deadline for draining any queue.
         params: scenario name -> its parameters (:meth:`lab.scenario.Scenario.defaults`,
             then the ``--set`` overrides).
+        seed: seeds the shuffled order of the rows within each repeat
+            (:func:`lab.run.runner.plan`); random unless given.
     """
 
     quick: bool = False
@@ -41,6 +44,7 @@ class Config:
     resume_deadline: float = 30.0
     drain_timeout: float = 180.0
     params: dict[str, dict[str, ParamValue]] = field(default_factory=dict)
+    seed: int = field(default_factory=lambda: random.randrange(2**31))
 
     @staticmethod
     def preset(

@@ -23,6 +23,10 @@ for it (``message_stats.ack`` of the management API).
 :class:`Observer` is that separate process, started before the producer; :func:`drain` starts
 the lab's own poller and the consumer, waits for the drain, checks the broker's ack count and
 returns both windows. No scenario owns this module: any scenario that times a drain uses it.
+
+At ``t1`` and ``t0`` both pollers also read the CPU time of the consumer's process tree and of
+the broker (:mod:`lab.run.cost`): the lab through ``psutil``, the observer from ``/proc``
+itself; each window then carries ``cpu1_<who>`` and ``cpu0_<who>`` (seconds).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import pika
 import pika.exceptions
 import psutil
 
+from lab.run import cost
 from lab.scenario import ScenarioFailed
 from shared import cli
 from shared.exit_codes import ExitCode
@@ -68,8 +73,10 @@ def drain_rate(window: dict[str, float]) -> float:
 class Readings:
     """Ready counts of one queue as (epoch seconds, ready) pairs, reduced to the drain window."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, probe: cost.Probe | None = None) -> None:
         self.n = n
+        self.probe = probe
+        self.cpu: dict[str, float] = {}
         self.polls = 0
         self.t1: float | None = None
         self.r1 = 0
@@ -90,10 +97,16 @@ class Readings:
             self.full = True
         elif self.full and self.t1 is None:
             self.t1, self.r1 = at, ready
+            self._read_cpu("cpu1")
         if self.t1 is not None and ready == 0:
             self.t0 = at
+            self._read_cpu("cpu0")
             return True
         return False
+
+    def _read_cpu(self, mark: str) -> None:
+        if self.probe is not None:
+            self.cpu.update({f"{mark}_{who}": v for who, v in self.probe().items()})
 
     def window(self) -> dict[str, float]:
         """``{"t1", "r1", "t0", "polls"}``.
@@ -104,7 +117,7 @@ class Readings:
         if self.t1 is None or self.t0 is None:
             raise ValueError(f"drain not seen (full={self.full}, polls={self.polls})")
         out = {"n": float(self.n), "t1": self.t1, "r1": float(self.r1), "t0": self.t0,
-               "polls": float(self.polls)}  # fmt: skip
+               "polls": float(self.polls), **self.cpu}  # fmt: skip
         if self.fill_t1 is not None and self.fill_t0 is not None and self.fill_t0 > self.fill_t1:
             out.update(fill_t1=self.fill_t1, fill_r1=float(self.fill_r1), fill_t0=self.fill_t0)
         return out
@@ -121,6 +134,17 @@ def fill_rate(window: dict[str, float]) -> float | None:
 
 def _ready(channel: Any, queue: str) -> int:
     return int(channel.queue_declare(queue=queue, passive=True).method.message_count)
+
+
+def ready_count(amqp_url: str, queue: str) -> int:
+    """``queue``'s messages ready for delivery now, on a connection of its own (the passive
+    ``queue.declare-ok``'s ``message_count``; exact, unlike the management API's sampled
+    figures)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        return _ready(connection.channel(), queue)
+    finally:
+        connection.close()
 
 
 def watch(amqp_url: str, queue: str, n: int, interval: float, stop: threading.Event,
@@ -227,10 +251,12 @@ class Observer:
     def __init__(self, lab: Lab, queue: str, n: int, label: str) -> None:
         cfg = lab.config
         self.out = lab.workdir / "logs" / f"drain-{label}-{time.time_ns()}.json"
+        self.pids = self.out.with_suffix(".pids")
         argv = [
             sys.executable, "-m", "lab.run.drain", "--amqp-url", lab.node_url, "--queue", queue,
             "--count", str(n), "--interval", str(cfg.drain_poll), "--timeout",
-            str(cfg.drain_timeout), "--fill", "--out", str(self.out),
+            str(cfg.drain_timeout), "--fill", "--out", str(self.out), "--cpu-pids",
+            str(self.pids),
         ]  # fmt: skip
         self.process = GroupProcess(Command(argv), log_path=self.out.with_suffix(".log"))
         marker = Path(str(self.out) + ".started")
@@ -277,6 +303,9 @@ def drain(
             if watch.error is not None:
                 raise ScenarioFailed(f"queue poller failed: {watch.error}")
             with GroupProcess(consumer, log_path=logs / f"{label}-{time.time_ns()}.log") as proc:
+                beams = cost.broker_pids(lab.broker)
+                watch.readings.probe = cost.CpuProbe(proc.pid, beams)
+                cost.write_pids(observer.pids, proc.pid, beams)
 
                 def drained() -> bool:
                     if not proc.alive() and not watch.done():
@@ -309,17 +338,19 @@ def lab_rss(proc: GroupProcess) -> float:
     return total / 2**20
 
 
-def publish_rate(n: int, seconds: list[float]) -> float:
-    """N per publish over the producer's own wall time of every publish."""
-    return n * len(seconds) / sum(seconds)
+def publish_rate(counts: list[float], seconds: list[float]) -> float:
+    """Messages published over the producer's own wall time, over every publish (``counts[i]``
+    messages in ``seconds[i]``)."""
+    return sum(counts) / sum(seconds)
 
 
-def observed_publish_rate(n: int, windows: list[dict[str, Any]]) -> float | None:
+def observed_publish_rate(windows: list[dict[str, Any]]) -> float | None:
     """The same, from the observer's fill timings (``None`` if it missed a fill)."""
     rates = [fill_rate(w) for w in windows]
     if not rates or any(r is None for r in rates):
         return None
-    return n * len(rates) / sum(n / r for r in rates if r)
+    took = sum(float(w["n"]) / r for w, r in zip(windows, rates, strict=True) if r)
+    return sum(float(w["n"]) for w in windows) / took
 
 
 def main() -> int:
@@ -331,8 +362,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--fill", action="store_true", help="also time the queue filling up")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--cpu-pids", help="read the CPU of the processes this file names")
     args = parser.parse_args()
-    readings = Readings(args.count)
+    readings = Readings(args.count, cost.stat_probe(Path(args.cpu_pids)) if args.cpu_pids else None)
     stop, started = threading.Event(), threading.Event()
     marker = Path(args.out + ".started")
 

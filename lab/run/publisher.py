@@ -4,7 +4,8 @@ The lab publishes in its own process when nothing differs; this program is for a
 needs its own environment (a defaults row without publisher confirms: Celery reads
 ``confirm_publish`` when its app is built) or its own CPU (a steady offered rate while the lab
 watches the queue). It writes a JSON file: the message_ids confirmed in publish order, the
-seconds the publishing took, and the publish errors the producer raised::
+seconds the publishing took, its own CPU seconds over them (``getrusage``, user + system: the
+producer's cost, :mod:`lab.run.cost`), and the publish errors the producer raised::
 
     python -m lab.run.publisher --impl celery --count 1000 --out ids.json
     python -m lab.run.publisher --impl pika --rate 200 --seconds 5 --chunk 20 --out ids.json
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -68,7 +70,8 @@ class Publisher:
         self.process, self.out, self.timeout = process, out, timeout
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
-        """``{"ids", "seconds", "started_at", "errors"}`` once the producer is done.
+        """``{"ids", "seconds", "started_at", "errors", "cpu_seconds"}`` once the producer is
+        done.
 
         Raises:
             ScenarioFailed: it failed or did not finish in time.
@@ -101,6 +104,7 @@ def main() -> int:
     ids: list[str] = []
     errors: list[dict[str, object]] = []
     started = time.time()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     if args.rate <= 0:
         ids = impl.publish_work([args.body] * args.count, amqp_url=args.amqp_url)
     else:
@@ -117,7 +121,10 @@ def main() -> int:
                 errors.append({"at": time.time(), "chunk": n, "error": text[:200]})
                 time.sleep(args.retry_seconds)
     seconds = time.time() - started
-    out = {"message_ids": ids, "seconds": seconds, "started_at": started, "errors": errors}
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out = {"message_ids": ids, "seconds": seconds, "started_at": started, "errors": errors,
+           "cpu_seconds": cpu}  # fmt: skip
     Path(args.out).write_text(json.dumps(out))
     return 0
 

@@ -1,12 +1,15 @@
 """Runs the selected scenarios for the selected implementations and collects every sample.
 
 Order: setup by setup (queue type and topology); within a setup scenario by scenario; within a
-scenario, repeat by repeat; within a repeat, the scenario's baseline (if it declares one) and then
-each implementation followed by its variants, so slow drift of the machine spreads over all of
-them. Every queue of every implementation is deleted before each run. A
-run that raises :class:`~lab.run.harness.ScenarioFailed` (or any other error) is recorded with its
-reason and the next run starts; one that raises :class:`~lab.run.harness.ScenarioSkipped` (it
-cannot run on this lab, e.g. it must kill a broker the lab does not own) is recorded as skipped.
+scenario, repeat by repeat: each repeat runs every row (the scenario's baseline if it declares
+one, each implementation, its variants) once, in an order shuffled afresh for each repeat,
+before the next repeat starts. A busy spell of the machine or its slow drift then falls on
+different rows in different repeats instead of on every repeat of one row (the shuffle is seeded
+by ``Config.seed``, recorded in results.json, so a run can be replayed in the same order).
+Every queue of every implementation is deleted before each run. A run that raises
+:class:`~lab.run.harness.ScenarioFailed` (or any other error) is recorded with its reason and
+the next run starts; one that raises :class:`~lab.run.harness.ScenarioSkipped` (it cannot run
+on this lab, e.g. it must kill a broker the lab does not own) is recorded as skipped.
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import random
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import psutil
 
 from lab.report.view import BASELINE
+from lab.run import provenance
 from lab.run.config import Config
 from lab.run.harness import Lab, Outcome, ScenarioFailed, ScenarioSkipped
 from lab.run.targets import Target, libraries, targets
@@ -31,8 +36,8 @@ from shared.impl import Implementation
 from testbed.node import Node
 
 __all__ = [
-    "BASELINE", "Results", "RunRecord", "broker_facts", "estimate", "finish", "new_results",
-    "plan", "run_setup", "skip_all",
+    "BASELINE", "Results", "RunRecord", "broker_facts", "estimate", "finish", "load",
+    "new_results", "plan", "run_setup", "skip_all",
 ]  # fmt: skip
 
 TOOLS = ("requests", "matplotlib", "rich", "psutil")
@@ -54,6 +59,7 @@ class RunRecord:
         notes: remarks.
         error: why the run failed, or ``None``.
         skipped: why the run was skipped (it cannot run on this lab), or ``None``.
+        load: the machine's load during the run (:class:`lab.run.provenance.LoadMeter`).
     """
 
     scenario: str
@@ -66,6 +72,7 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     skipped: str | None = None
+    load: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +100,15 @@ class Results:
     def as_dict(self) -> dict[str, Any]:
         """The results as JSON-able data."""
         return asdict(self)
+
+
+def load(data: dict[str, Any]) -> Results:
+    """:class:`Results` from results.json's data (keys an older file lacks take their
+    defaults; keys this version does not know are ignored)."""
+    known = {f.name for f in fields(RunRecord)}
+    runs = [RunRecord(**{k: v for k, v in r.items() if k in known}) for r in data["runs"]]
+    top = {f.name for f in fields(Results)} - {"runs"}
+    return Results(**{k: v for k, v in data.items() if k in top}, runs=runs)
 
 
 def broker_facts(broker: Node) -> dict[str, str]:
@@ -124,6 +140,8 @@ def machine() -> dict[str, Any]:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
         "hostname": platform.node(),
+        "git": provenance.git(),
+        "command": provenance.command_line(),
     }
 
 
@@ -132,9 +150,11 @@ def plan(
 ) -> list[tuple[str, Target | None, int]]:
     """The runs of one setup, in order: ``(scenario, target or None for the baseline, repeat)``.
 
-    A scenario runs on ``topology`` only if it declares it; its variants (defaults rows) follow
-    each implementation.
+    A scenario runs on ``topology`` only if it declares it. Each repeat holds every row once
+    (baseline, implementations, variants), shuffled by a generator seeded with
+    ``config.seed`` and the topology, before the next repeat (see the module docstring).
     """
+    shuffle = random.Random(f"{config.seed}/{topology}").shuffle
     out: list[tuple[str, Target | None, int]] = []
     for name in scenarios:
         scenario = find(name)
@@ -146,7 +166,9 @@ def plan(
         rows: list[Target | None] = [None] if scenario.baseline is not None else []
         rows += targets(impls, wanted)
         for r in range(1, config.repeat + 1):
-            out.extend((name, t, r) for t in rows)
+            order = list(rows)
+            shuffle(order)
+            out.extend((name, t, r) for t in order)
     return out
 
 
@@ -209,7 +231,7 @@ def run_setup(
     """Run ``todo`` on ``lab`` (one setup) into ``results`` (never raises for a failed run)."""
     for scenario, target, repeat in todo:
         record = RunRecord(scenario, target.name if target else BASELINE, repeat, lab.setup)
-        t0 = time.perf_counter()
+        t0, load = time.perf_counter(), provenance.LoadMeter()
         try:
             outcome = run_one(lab, impls, scenario, target)
             record.metrics, record.samples, record.notes = (
@@ -227,6 +249,7 @@ def run_setup(
             if lab.broker.can_kill:  # a scenario may have left the node down
                 lab.broker.start()
         record.seconds = time.perf_counter() - t0
+        record.load = load.read()
         results.runs.append(record)
         if on_run:
             on_run(record)

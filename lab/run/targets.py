@@ -2,13 +2,15 @@
 
 A *variant* is a row of its own beside the implementation:
 
-- ``<impl>-defaults`` (Celery, Dramatiq): the framework's own defaults instead of the hardened
-  settings mqlab uses. Celery: ``task_acks_late=False`` (ack on receipt),
+- ``<impl>-defaults`` (Celery, Dramatiq, FastStream): the framework's own defaults instead of
+  the hardened settings mqlab uses. Celery: ``task_acks_late=False`` (ack on receipt),
   ``worker_prefetch_multiplier=4`` (prefetch 4 at concurrency 1) and no publisher confirms
   (py-amqp ``confirm_publish=False``); Celery docs, "Configuration and defaults". Dramatiq:
   ``dramatiq_queue_prefetch`` unset (2 x threads = 2) and ``confirm_delivery=False``;
-  Dramatiq docs, "RabbitmqBroker". What the guarantees cost in tasks/s and what the defaults
-  lose when a worker or the broker is killed is then measured, not argued.
+  Dramatiq docs, "RabbitmqBroker". FastStream: ``Channel()`` without ``prefetch_count`` (no
+  ``basic.qos``: unlimited) and ``graceful_timeout=15``. What the guarantees cost in tasks/s
+  and what the defaults lose when a worker or the broker is killed is then measured, not
+  argued.
 - ``celery-threads``: Celery's ``threads`` pool instead of prefork (scaling scenario only).
 
 Adding a row is one entry: an implementation's look in :data:`IMPLEMENTATIONS` (it is measured
@@ -69,6 +71,7 @@ IMPLEMENTATIONS: dict[str, Look] = {
     "pika": Look("#1f77b4", ("pika",)),
     "celery": Look("#2ca02c", ("celery", "kombu")),
     "dramatiq": Look("#d62728", ("dramatiq",)),
+    "faststream": Look("#ff7f0e", ("faststream", "aio-pika")),
 }
 """Implementation id (:data:`testbed.registry.KNOWN`) -> its look: one entry per implementation
 row. An implementation without an entry is still measured, drawn in :data:`OTHER_COLOUR`."""
@@ -89,6 +92,13 @@ VARIANTS: dict[str, dict[str, object]] = {
         "producer_env": NO_CONFIRMS,
         "settings": "Dramatiq defaults: prefetch 2 x threads (dramatiq_queue_prefetch "
         "unset), no publisher confirms (confirm_delivery=False)",
+    },
+    "faststream-defaults": {
+        "prefetch": 0,
+        "worker_args": ("--graceful-timeout", "15"),
+        "settings": "FastStream defaults: no basic.qos (Channel(prefetch_count=None), "
+        "unlimited), graceful_timeout=15 s; its defaults already confirm publishes "
+        "(publisher_confirms=True) and ack after the handler (AckPolicy.REJECT_ON_ERROR)",
     },
     "celery-threads": {
         "worker_args": ("--pool", "threads"),

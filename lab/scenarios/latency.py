@@ -63,7 +63,8 @@ def run(lab: Lab, target: Target) -> Outcome:
         raise ScenarioFailed("the journal's finished message_ids differ from those published")
     start_ms = [(e.started_at - e.published_at) * 1000 for e in first.values()]
     finish_ms = [((e.finished_at or 0.0) - e.published_at) * 1000 for e in first.values()]
-    out = Outcome(samples={"journal": journal, "published": len(ids), "start_ms": start_ms})
+    out = Outcome(samples={"journal": journal, "published": len(ids), "start_ms": start_ms,
+                           "finish_ms": finish_ms})  # fmt: skip
     for p in PERCENTILES:
         out.metrics[f"start_p{p}_ms"] = percentile(start_ms, p)
         out.metrics[f"finish_p{p}_ms"] = percentile(finish_ms, p)
@@ -150,4 +151,7 @@ SCENARIO = Scenario(
     charts=charts,
     check=check,
     seconds=(2.0, 4.0),
+    sampled={
+        f"{kind}_p{p}_ms": (f"{kind}_ms", p) for kind in ("start", "finish") for p in PERCENTILES
+    },  # fmt: skip
 )

@@ -187,4 +187,5 @@ SCENARIO = Scenario(
     charts=charts,
     check=check,
     seconds=(3.0, 9.0),
+    sampled={f"start_p{p}_ms": ("start_ms", p) for p in PERCENTILES},
 )

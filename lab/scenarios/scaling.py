@@ -12,6 +12,11 @@ The ideal for I/O is ``N / task time``: N sleeps overlap perfectly. For CPU it i
 fastest of 7 tries, so a busy machine shows as lost efficiency, not a lower ideal): pure
 Python holds the GIL, so threads cannot beat one core, and processes cannot beat the cores.
 Efficiency is the rate over that ideal.
+
+The worker's CPU per task (its process tree, user + system, :mod:`lab.run.cost`) is read from
+just before each batch is published to the moment its last task is finished, over the batch's
+tasks, by ``psutil`` and independently from ``/proc``; the check compares the two. A journal is
+written here, so it is the framework's cost plus two SQLite writes per task.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import matplotlib.pyplot as plt
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.decision import Need
-from lab.report.view import Column, Row, View, cell, pct, rate
+from lab.report.view import Column, Row, View, cell, pct, rate, us
+from lab.run import cost
 from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
 from lab.scenario import Param, Scenario, params, published_between
 from shared import tasks
@@ -92,16 +98,24 @@ def run(lab: Lab, target: Target) -> Outcome:
             )
             lab.wait_consuming(target.impl, [worker])
             done = 0
+            lab_cpu = cost.CpuProbe(worker.process.pid, [])
+            used: dict[str, dict[str, list[float]]] = {}
             for kind, body in (("io", "."), ("cpu", CPU_BODY if unit_s else "")):
                 if not body:
                     continue
                 marks[kind] = time.time()
+                ends = [(lab_cpu().get("consumer", 0.0), cost.group_cpu(worker.process.pid))]
                 lab.publish(target, [body] * n)
                 done += n
                 lab.wait_finished(journal, done, cfg.drain_timeout, workers=[worker])
+                ends.append((lab_cpu().get("consumer", 0.0), cost.group_cpu(worker.process.pid)))
+                used[kind] = {"lab": [e[0] for e in ends], "proc": [e[1] for e in ends]}
             marks["end"] = time.time()
             rows = j.executions()
-        level_samples: dict[str, Any] = {"journal": journal, "tasks": n, "marks": marks}
+        level_samples: dict[str, Any] = {"journal": journal, "tasks": n, "marks": marks,
+                                         "worker_cpu_s": used}  # fmt: skip
+        for kind, readings in used.items():
+            out.metrics[f"{kind}_c{level}_cpu_us"] = _per_task(readings["lab"], n)
         for kind in KINDS:
             if kind not in marks:
                 continue
@@ -118,19 +132,28 @@ def run(lab: Lab, target: Target) -> Outcome:
     return out
 
 
+def _per_task(ends: list[float], n: int) -> float:
+    """Worker CPU microseconds per task between two readings (seconds) over ``n`` tasks."""
+    return (ends[1] - ends[0]) / n * 1e6
+
+
 def columns(config: dict[str, Any]) -> list[Column]:
-    """Tasks/s (and efficiency) per kind and level."""
+    """Tasks/s (and efficiency) per kind and level; the worker's CPU per task at the top."""
+    top = params(config, NAME)["levels"][-1]
     return [
         Column(f"{kind}_c{c}_per_s", f"{'I/O' if kind == 'io' else 'CPU'} c={c}", rate)
         for kind in KINDS
         for c in params(config, NAME)["levels"]
+    ] + [
+        Column(f"{kind}_c{top}_cpu_us", f"worker CPU us/task, {label} c={top}", us)
+        for kind, label in (("io", "I/O"), ("cpu", "CPU"))
     ]
 
 
 def cell_text(view: View, row: Row, metric: str) -> str | None:
     """``480/s (96%)``: the rate and its efficiency against the ideal."""
     s = view.summary(NAME, row, metric)
-    if s is None:
+    if s is None or not metric.endswith("_per_s"):
         return None
     eff = view.summary(NAME, row, metric.replace("_per_s", "_eff_pct"))
     return cell(s, rate) + (f" ({cell(eff, pct)})" if eff else "")
@@ -170,8 +193,9 @@ def charts(view: View, out_dir: Path) -> list[Path]:
                 if s is not None:
                     xs.append(c)
                     ys.append(s.median)
-                    lo.append(s.median - s.low)
-                    hi.append(s.high - s.median)
+                    low, high = plot.error(s)
+                    lo.append(low)
+                    hi.append(high)
             if xs:
                 style = "--" if plot.variant(row.target) else "-"
                 ax.errorbar(
@@ -194,7 +218,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
                 ax.plot(levels, best, color="black", linestyle=":", label="ideal")
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(c) for c in levels])
-        ax.set_xlabel("concurrency (task slots of one worker)")
+        ax.set_xlabel(f"concurrency (task slots of one worker); {plot.repeats_note(view)}")
         ax.set_ylim(bottom=0)
         ax.set_ylabel("tasks per second")
         ax.set_title(title)
@@ -227,6 +251,16 @@ def check(c: Checker, run: dict[str, Any]) -> None:
                 100 * r / best,
                 f"{where} c{level} {kind} efficiency",
             )
+            used = ls.get("worker_cpu_s", {}).get(kind)
+            if used is None:
+                continue
+            mine = _per_task(used["lab"], ls["tasks"])
+            c.close(run["metrics"][f"{kind}_c{level}_cpu_us"], mine, f"{where} c{level} {kind} CPU")
+            other = _per_task(used["proc"], ls["tasks"])
+            if not cost.agrees(mine, other, ls["tasks"], 0.10):
+                c.problems.append(
+                    f"{where} c{level} {kind} CPU: lab {mine:.0f} us/task, /proc {other:.0f}"
+                )
 
 
 def settings(config: dict[str, Any]) -> str:

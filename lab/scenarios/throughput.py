@@ -20,10 +20,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from lab.report import plot
-from lab.report.checks import Checker
+from lab.report.checks import Checker, check_cost
 from lab.report.decision import Need
-from lab.report.view import BASELINE, Column, Row, View, cell, mb, rate, ratio
-from lab.run import bare_pika
+from lab.report.view import BASELINE, Column, Row, View, cell, mb, rate, ratio, us
+from lab.run import bare_pika, cost
 from lab.run.drain import Observer, drain, drain_rate, observed_publish_rate, publish_rate
 from lab.run.harness import BASELINE_QUEUE, Lab, Outcome, ScenarioFailed, Target
 from lab.scenario import Param, Scenario, params
@@ -35,6 +35,8 @@ TOLERANCE = 0.10
 """How far a figure may be from the independent observer's timing of the same drain."""
 PIKA_BAR = 0.8
 """The pika worker should drain at least this fraction of the bare loop's rate."""
+PRECISION = 0.10
+"""How close to its median a CPU figure's 95% interval should stay (rows beyond: flagged)."""
 
 
 def _labels(target: Target | None, config_prefetch: tuple[int, ...]) -> list[tuple[str, int]]:
@@ -43,69 +45,91 @@ def _labels(target: Target | None, config_prefetch: tuple[int, ...]) -> list[tup
     return [(f"p{p}", p) for p in config_prefetch]
 
 
-def _record(out: Outcome, label: str, published: float, result: dict[str, Any]) -> None:
+def _measure(out: Outcome, label: str, n: int, cpu_seconds: float, once: cost.Drain) -> None:
+    """Drain ``n`` tasks (sized for ``cpu_seconds`` of consumer CPU, :func:`lab.run.cost.sized`)
+    and record the rates and costs of the drain."""
+    (result, took, producer), n, probe = cost.sized(n, cpu_seconds, once)
     ours, theirs = drain_rate(result["lab"]), drain_rate(result["observer"])
     out.metrics[f"consume_{label}_per_s"] = ours
     out.metrics[f"check_{label}"] = ours / theirs
     out.metrics[f"rss_after_{label}_mb"] = result["rss_after_mb"]
-    out.samples[label] = {**result, "published": published}
+    cost.record(out, label, result, f"--set {NAME}.cpu_seconds=1")
+    out.samples[label] = {**result, "published": n, "publish_seconds": took,
+                          "producer_cpu_s": producer, **probe}  # fmt: skip
 
 
 def run(lab: Lab, target: Target) -> Outcome:
     """Publish and drain ``n`` tasks at each prefetch of the target."""
-    n, prefetches = lab.config.of(NAME)["n"], lab.config.of(NAME)["prefetch"]
+    p = lab.config.of(NAME)
     out = Outcome()
-    seconds = []
-    for label, prefetch in _labels(target, prefetches):
-        lab.reset([target.impl])
-        observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
-        with observer.killed_on_error():
-            if target.producer_env:
-                published = lab.publisher(target, body=BODY, count=n).result()
-                ids, took = published["ids"], float(published["seconds"])
-            else:
-                started = time.perf_counter()
-                ids = lab.publish(target, [BODY] * n)
-                took = time.perf_counter() - started
-            if len(ids) != n:
-                raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
-        seconds.append(took)
-        spec = lab.worker_spec(target, f"drain-{label}", None, prefetch=prefetch)
-        command = lab.worker_command(target, spec)
-        result = drain(lab, target.queue(), n, command, f"{target.name}-{label}", observer)
-        _record(out, label, n, result)
-        out.samples[label]["publish_seconds"] = took
-    _publish(out, n, seconds)
+    for label, prefetch in _labels(target, p["prefetch"]):
+
+        def once(
+            n: int, label: str = label, prefetch: int = prefetch
+        ) -> tuple[dict[str, Any], float, float]:
+            lab.reset([target.impl])
+            observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
+            with observer.killed_on_error():
+                if target.producer_env:
+                    published = lab.publisher(target, body=BODY, count=n).result()
+                    ids, took = published["ids"], float(published["seconds"])
+                    producer = float(published["cpu_seconds"])
+                else:
+                    started = time.perf_counter()
+                    with cost.thread_cpu() as cpu:
+                        ids = lab.publish(target, [BODY] * n)
+                    took, producer = time.perf_counter() - started, cpu[0]
+                if len(ids) != n:
+                    raise ScenarioFailed(f"producer returned {len(ids)} message_ids for {n} bodies")
+            spec = lab.worker_spec(target, f"drain-{label}", None, prefetch=prefetch)
+            command = lab.worker_command(target, spec)
+            result = drain(lab, target.queue(), n, command, f"{target.name}-{label}", observer)
+            return result, took, producer
+
+        _measure(out, label, p["n"], p["cpu_seconds"], once)
+    _publish(out)
     return out
 
 
-def _publish(out: Outcome, n: int, seconds: list[float]) -> None:
-    """The publish rate, and its check against the observer's timing of the same fills."""
-    mine = publish_rate(n, seconds)
+def _drains(samples: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for v in samples.values() if isinstance(v, dict) and "lab" in v]
+
+
+def _publish(out: Outcome) -> None:
+    """The publish rate and the producer's CPU per task, and the rate's check against the
+    observer's timing of the same fills."""
+    drains = _drains(out.samples)
+    counts = [d["published"] for d in drains]
+    mine = publish_rate(counts, [d["publish_seconds"] for d in drains])
     out.metrics["publish_per_s"] = mine
-    theirs = observed_publish_rate(n, [s["observer"] for s in out.samples.values()])
+    out.metrics["producer_cpu_us"] = sum(d["producer_cpu_s"] for d in drains) / sum(counts) * 1e6
+    theirs = observed_publish_rate([d["observer"] for d in drains])
     if theirs is not None:
         out.metrics["check_publish"] = mine / theirs
 
 
 def run_baseline(lab: Lab) -> Outcome:
     """The same measurements for the bare pika loop of :mod:`lab.run.bare_pika`."""
-    n, prefetches = lab.config.of(NAME)["n"], lab.config.of(NAME)["prefetch"]
+    p = lab.config.of(NAME)
     out = Outcome()
-    seconds = []
-    for label, prefetch in _labels(None, prefetches):
-        lab.reset([])
-        observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
-        with observer.killed_on_error():
-            seconds.append(bare_pika.publish(lab.node_url, n))
-        timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
-        command = bare_pika.consumer_command(lab.node_url, n, prefetch, timings)
-        result = drain(lab, BASELINE_QUEUE, n, command, f"baseline-{label}", observer)
-        _record(out, label, n, result)
-        own = bare_pika.read_timings(timings)
-        out.samples[label].update(own_first_delivery_at=own[0], own_last_ack_at=own[1])
-        out.samples[label]["publish_seconds"] = seconds[-1]
-    _publish(out, n, seconds)
+    for label, prefetch in _labels(None, p["prefetch"]):
+
+        def once(
+            n: int, label: str = label, prefetch: int = prefetch
+        ) -> tuple[dict[str, Any], float, float]:
+            lab.reset([])
+            observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
+            with observer.killed_on_error(), cost.thread_cpu() as cpu:
+                took = bare_pika.publish(lab.node_url, n)
+            timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
+            command = bare_pika.consumer_command(lab.node_url, n, prefetch, timings)
+            result = drain(lab, BASELINE_QUEUE, n, command, f"baseline-{label}", observer)
+            own = bare_pika.read_timings(timings)
+            result.update(own_first_delivery_at=own[0], own_last_ack_at=own[1])
+            return result, took, cpu[0]
+
+        _measure(out, label, p["n"], p["cpu_seconds"], once)
+    _publish(out)
     return out
 
 
@@ -118,15 +142,28 @@ def columns(config: dict[str, Any]) -> list[Column]:
         labels.append(("default", "default prefetch"))
     cols = [Column("publish_per_s", "publish", rate)]
     cols.append(Column("check_publish", "publish lab/observer", ratio))
+    cols.append(Column("producer_cpu_us", "producer CPU, us/task", us))
     cols += [Column(f"consume_{k}_per_s", f"consume, {h}", rate) for k, h in labels]
     cols += [Column(f"check_{k}", f"lab/observer, {h}", ratio) for k, h in labels]
+    cols += [Column(f"cpu_{k}_us", f"consumer CPU, us/task, {h}", us) for k, h in labels]
+    cols += [Column(f"check_cpu_{k}", f"CPU lab/observer, {h}", ratio) for k, h in labels]
+    cols += [Column(f"broker_cpu_{k}_us", f"broker CPU, us/task, {h}", us) for k, h in labels]
     cols.append(Column(f"rss_after_p{prefetches[-1]}_mb", "worker RSS after the drain", mb))
     return cols
 
 
 def cell_text(view: View, row: Row, metric: str) -> str | None:
-    """A consume cell with its ratio to the bare loop of the same repeat (``(0.85x bare)``)."""
-    if row.target == BASELINE or not metric.startswith("consume_") or "default" in metric:
+    """A consume rate or consumer CPU cell with its ratio to the bare loop of the same repeat
+    (``(0.85x bare)``)."""
+    if row.target == BASELINE or "default" in metric:
+        return None
+    if metric.startswith("cpu_"):
+        s = view.summary(NAME, row, metric)
+        if s is None:
+            return None
+        bare = view.pair_ratio(NAME, row, Row(BASELINE, row.setup), metric)
+        return cell(s, us) + (f" ({cell(bare, ratio)} bare)" if bare else "")
+    if not metric.startswith("consume_"):
         return None
     s = view.summary(NAME, row, metric)
     if s is None:
@@ -173,6 +210,19 @@ def reading(view: View) -> list[str]:
                 if kind == "publish" and verdict.startswith("NOT")
                 else ""
             )
+        )
+    cpu = [
+        f"cpu_{k}_us"
+        for k in ("default", *(f"p{p}" for p in params(view.config, NAME)["prefetch"]))
+    ]
+    loose = view.imprecise(NAME, cpu, PRECISION)
+    if any(view.summary(NAME, r, m) for r in view.rows(NAME) for m in cpu):
+        out.append(
+            f"CPU per task: every row's median is within +-{PRECISION:.0%} at 95%."
+            if not loose
+            else f"CPU per task not within +-{PRECISION:.0%} at 95% (more repeats needed): "
+            + ", ".join(loose)
+            + "."
         )
     for row in view.rows(NAME):
         if not row.target.endswith("-defaults"):
@@ -222,40 +272,67 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     plot.legend_outside(ax)
     ax.set_ylabel("messages per second")
     ax.set_title(f"Throughput ({params(view.config, NAME)['n']:,} zero-work tasks, no journal)")
-    return [plot.save(out_dir, "throughput.png")]
+    paths = [plot.save(out_dir, "throughput.png")]
+    cpu = [
+        (NAME, f"cpu_p{p}_us", f"consumer,\nprefetch {p}")
+        for p in params(view.config, NAME)["prefetch"]
+    ] + [
+        (NAME, f"broker_cpu_p{p}_us", f"broker,\nprefetch {p}")
+        for p in params(view.config, NAME)["prefetch"]
+    ]
+    if plot.has_data(view, NAME, cpu[0][1]):
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        plot.bars(ax, view, view.rows(NAME), cpu)
+        plot.legend_outside(ax)
+        ax.set_ylabel("CPU microseconds per task (user + system)")
+        ax.set_title("CPU cost per task (baseline: the bare pika loop, the floor)")
+        paths.append(plot.save(out_dir, "throughput_cpu.png"))
+    return paths
 
 
 def settings(config: dict[str, Any]) -> str:
     """N, the prefetch counts and how often the queue is read."""
     p = params(config, NAME)
+    sizing = (
+        f"drains sized to hold at least {p['cpu_seconds']:g} s of consumer CPU"
+        if p.get("cpu_seconds")
+        else "N not sized for the CPU window"
+    )
     return (
         f"Throughput: {p['n']:,} zero-work tasks per drain, prefetch "
         f"{', '.join(str(x) for x in p['prefetch'])}, no journal; queue polled every "
-        f"{config['drain_poll'] * 1000:.0f} ms"
+        f"{config['drain_poll'] * 1000:.0f} ms; {sizing}"
     )
 
 
 def check(c: Checker, run: dict[str, Any]) -> None:
-    """Each rate and cross-check ratio recomputed from the raw drain windows."""
+    """Each rate, CPU-per-task figure and cross-check ratio recomputed from the raw drain
+    windows; each CPU figure against the observer's own reading of ``/proc``
+    (:func:`lab.run.cost.agrees`: within 10% plus the clock's resolution)."""
     where = f"{NAME}/{run['impl']}"
-    drains = [v for v in run["samples"].values() if isinstance(v, dict) and "lab" in v]
-    n = params(c.results["config"], NAME)["n"]
-    mine = publish_rate(n, [d["publish_seconds"] for d in drains])
-    c.close(run["metrics"]["publish_per_s"], mine, f"{where} publish rate")
-    theirs = observed_publish_rate(n, [d["observer"] for d in drains])
+    m, drains = run["metrics"], _drains(run["samples"])
+    counts = [d["published"] for d in drains]
+    mine = publish_rate(counts, [d["publish_seconds"] for d in drains])
+    c.close(m["publish_per_s"], mine, f"{where} publish rate")
+    producer = sum(d["producer_cpu_s"] for d in drains) / sum(counts) * 1e6
+    c.close(m["producer_cpu_us"], producer, f"{where} producer CPU")
+    theirs = observed_publish_rate([d["observer"] for d in drains])
     if theirs is not None:
-        c.close(run["metrics"]["check_publish"], mine / theirs, f"{where} publish cross-check")
-    for key, value in run["metrics"].items():
+        c.close(m["check_publish"], mine / theirs, f"{where} publish cross-check")
+    one = c.results["config"]["repeat"] == 1  # else the table shows medians, not each run
+    for key, value in m.items():
         if not key.startswith("consume_"):
             continue
         label = key.removeprefix("consume_").removesuffix("_per_s")
         s = run["samples"][label]
         ours, theirs = drain_rate(s["lab"]), drain_rate(s["observer"])
         c.close(value, ours, f"{where} {label} rate")
-        c.close(run["metrics"][f"check_{label}"], ours / theirs, f"{where} {label} cross-check")
+        c.close(m[f"check_{label}"], ours / theirs, f"{where} {label} cross-check")
         if s["acks"] != s["published"]:
             c.problems.append(f"{where} {label}: {s['acks']} acks for {s['published']}")
-        c.shown(f"{value:,.0f}/s", where)
+        if one:
+            c.shown(f"{value:,.0f}/s", where)
+        check_cost(c, f"{where} {label}", s, m, label, TOLERANCE)
 
 
 SCENARIO = Scenario(
@@ -266,7 +343,10 @@ SCENARIO = Scenario(
         "worker with no journal at prefetch 1 and 100 (defaults rows: once, at the framework's "
         "default prefetch). Consume rates are timed from the queue's ready count on the lab's "
         "own connection; *lab/observer* is each figure over an independent observer process's "
-        "timing of the same drain; *x bare* is the ratio to the bare pika loop."
+        "timing of the same drain; *x bare* is the ratio to the bare pika loop. CPU per task "
+        "(user + system, microseconds) is the consumer's process tree, the broker's beam and "
+        "the producer over the tasks of the drain window (lab.run.cost); *CPU lab/observer* "
+        "is the lab's reading over the observer's own reading of /proc."
     ),
     run=run,
     columns=columns,
@@ -274,11 +354,19 @@ SCENARIO = Scenario(
         Param(
             "n",
             5000,
-            3000,
-            "zero-work tasks per drain (quick: a prefetch-100 drain must "
-            "still span several readings under load)",
+            2000,
+            "zero-work tasks per drain (quick: a prefetch-100 drain must still span several "
+            "readings under load, and the whole quick run its test's deadline)",
         ),
         Param("prefetch", (1, 100), (1, 100), "the prefetch counts the worker drains at"),
+        Param(
+            "cpu_seconds",
+            1.0,
+            0.0,
+            "consumer CPU a drain should hold, seconds: a drain holding less is repeated with "
+            "N sized from it, so a 10 ms clock tick stays under 1% (quick: 0, no sizing; "
+            "coarse figures are flagged)",
+        ),
     ),
     settings=settings,
     needs=(
@@ -288,6 +376,16 @@ SCENARIO = Scenario(
             False,
             "{:,.0f} tasks/s at prefetch {top}",
             "prefetch {top} (fair dispatch given up)",
+            words=lambda p: {"top": p["prefetch"][-1]},
+            backing="cpu_p{top}_us",
+            backing_unit="{:,.0f} us CPU/task",
+        ),
+        Need(
+            "least CPU per task",
+            "cpu_p{top}_us",
+            True,
+            "{:,.0f} us consumer CPU per task at prefetch {top}",
+            "prefetch {top}, one worker",
             words=lambda p: {"top": p["prefetch"][-1]},
         ),
     ),
