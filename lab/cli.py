@@ -8,7 +8,7 @@ examples:
   mqlab compare --quick               about 2 min; writes reports/<UTC time>/
   mqlab compare --impl pika,celery --scenario latency
   mqlab scenarios                     the scenarios and their --set parameters
-  mqlab diff OLD NEW                  two runs side by side, changes beyond noise marked
+  mqlab diff OLD NEW                  two runs, changes beyond noise marked
   mqlab broker down
 
 Each command has its own --help.
