@@ -23,7 +23,7 @@ from lab.report import plot
 from lab.report.checks import Checker, check_cost
 from lab.report.decision import Need
 from lab.report.view import BASELINE, Column, Row, View, cell, mb, rate, ratio, us
-from lab.run import bare_pika, cost
+from lab.run import bare_pika, cost, targets
 from lab.run.drain import Observer, drain, drain_rate, observed_publish_rate, publish_rate
 from lab.run.harness import BASELINE_QUEUE, Lab, Outcome, ScenarioFailed, Target
 from lab.scenario import Param, Scenario, params
@@ -231,9 +231,10 @@ def reading(view: View) -> list[str]:
         d_pub, h_pub = (view.median(NAME, r, "publish_per_s") for r in (row, hard))
         d_con = view.median(NAME, row, "consume_default_per_s")
         h_con = view.median(NAME, hard, "consume_p1_per_s")
+        how = "without" if targets.VARIANTS[row.target].get("producer_env") else "with default"
         if None not in (d_pub, h_pub, d_con, h_con):
             out.append(
-                f"{view.label(row)} against {view.label(hard)}: publish {d_pub:,.0f}/s without "
+                f"{view.label(row)} against {view.label(hard)}: publish {d_pub:,.0f}/s {how} "
                 f"confirms vs {h_pub:,.0f}/s confirmed; consume {d_con:,.0f}/s at the default "
                 f"prefetch vs {h_con:,.0f}/s at prefetch 1 (what the guarantees cost; the crash "
                 "and restart tables show what the defaults lose)."
