@@ -57,6 +57,13 @@ BOOT_TIMEOUT = 120.0
 """Seconds a node (or the whole cluster) may take to boot on this slow, shared machine."""
 
 
+RESTART_RACES = ("incompatible_feature_flags", "timeout_waiting_for_tables", "force_boot")
+"""Boot failures of a member restarted together with the others (RabbitMQ 3.10.8) that a second
+boot gets past, seen in the suite on a loaded machine: the feature-flag sync with a peer still
+booting (``{badmap,undefined}`` in ``rabbit_feature_flags:enable_dependencies``) and Mnesia
+giving up on a peer's tables ("start the other nodes first ... force_boot")."""
+
+
 class Cluster(Node):
     """Three private RabbitMQ nodes clustered on loopback; see the module docstring.
 
@@ -149,7 +156,8 @@ class Cluster(Node):
 
     def start(self) -> None:
         """Form the cluster (first call), or start every stopped node again and wait until all
-        are members and running (``await_online_nodes``).
+        are members and running (``await_online_nodes``); a member that lost a known race of
+        nodes booting together (:data:`RESTART_RACES`) is booted once more.
 
         Raises:
             RuntimeError: a node exited during boot (the message quotes its log), or the nodes
@@ -166,26 +174,34 @@ class Cluster(Node):
         stopped = [n for n in self.nodes if not n.alive()]
         for node in stopped:
             node.launch()  # all at once: restarted members wait for each other
-        self._wait_all(stopped)
+        failed = self._wait_all(stopped)
+        again = [n for n, e in failed if not n.alive() and any(r in str(e) for r in RESTART_RACES)]
+        if failed and len(again) == len(failed):
+            for node in again:  # a known race of members booting together: boot it once more
+                print(f"\n{node.node} lost a restart race ({failed[0][1]!s:.80}); booting it again")
+                node.launch()
+            failed = self._wait_all(again)
+        if failed:
+            raise failed[0][1]
         self.await_online()
         self.await_quorum_queues()
 
-    def _wait_all(self, nodes: list[LocalNode]) -> None:
-        errors: list[BaseException] = []
+    def _wait_all(self, nodes: list[LocalNode]) -> list[tuple[LocalNode, BaseException]]:
+        """Wait for ``nodes`` to boot, in parallel; the nodes that failed, with their error."""
+        errors: list[tuple[LocalNode, BaseException]] = []
 
         def wait(node: LocalNode) -> None:
             try:
                 node.wait_ready(BOOT_TIMEOUT)
-            except BaseException as e:  # reported below, in the caller's thread
-                errors.append(e)
+            except BaseException as e:  # reported to the caller, in its thread
+                errors.append((node, e))
 
         threads = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        if errors:
-            raise errors[0]
+        return errors
 
     def await_online(self, count: int | None = None) -> None:
         """``rabbitmqctl await_online_nodes N`` on a live node, then every live node's ports.
