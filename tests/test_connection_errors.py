@@ -138,6 +138,7 @@ def test_pika_receive_reports_a_refused_declare_in_one_line(
     monkeypatch.setattr(
         raw_pika.receive, "connect", lambda: Connected(connection, [_pika_params()])
     )
+    monkeypatch.setattr("sys.argv", ["python -m raw_pika.receive"])  # not pytest's own argv
     with pytest.raises(MqlabError) as raised:
         raw_pika.receive.main()
     assert expected in str(raised.value)
