@@ -175,10 +175,11 @@ class Cluster(Node):
         for node in stopped:
             node.launch()  # all at once: restarted members wait for each other
         failed = self._wait_all(stopped)
-        again = [n for n, e in failed if not n.alive() and any(r in str(e) for r in RESTART_RACES)]
+        again = [n for n, e in failed if any(r in str(e) for r in RESTART_RACES)]
         if failed and len(again) == len(failed):
             for node in again:  # a known race of members booting together: boot it once more
-                print(f"\n{node.node} lost a restart race ({failed[0][1]!s:.80}); booting it again")
+                print(f"\n{node.node} lost a restart race; booting it again")
+                node.kill()  # what is left of the failed boot (its launcher may not have exited)
                 node.launch()
             failed = self._wait_all(again)
         if failed:
