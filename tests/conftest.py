@@ -71,10 +71,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On a failed test that ran on private nodes, add each node's last warnings and errors
-    from its server log to the report (the nodes and their logs are gone after the session)."""
+    """On a failed test, add the tail of each worker's log (``start_worker`` writes
+    ``<tmp_path>/<name>.log``) and, if it ran on private nodes, each node's last warnings and
+    errors from its server log to the report (the nodes and their logs are gone after the
+    session)."""
     report = yield
     if report.failed and call.when != "teardown":
+        tmp = getattr(item, "funcargs", {}).get("tmp_path")
+        for worker_log in sorted(Path(tmp).glob("*.log")) if isinstance(tmp, Path) else []:
+            tail = worker_log.read_text(errors="replace").splitlines()[-60:]
+            report.sections.append((f"worker log {worker_log.name}", "\n".join(tail)))
         node = getattr(item, "funcargs", {}).get("broker")
         for local in getattr(node, "nodes", [node]):
             log = getattr(local, "broker_log", None)
