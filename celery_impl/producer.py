@@ -117,8 +117,7 @@ class Producer(BaseProducer[Envelope]):
 
     Parameters:
         task: the Celery task the messages are for (default ``celery_impl.work``).
-        durable: persistent messages (tutorial 2); ``False`` for tutorial 1's transient ones.
-        amqp_url, queue, declare: as :class:`~shared.producer.BaseProducer` (several nodes
+        amqp_url, queue, declare, durable: as :class:`~shared.producer.BaseProducer` (several nodes
             are kombu's failover list; the queue defaults to the work queue).
     """
 
@@ -132,8 +131,7 @@ class Producer(BaseProducer[Envelope]):
         declare: bool = True,
     ) -> None:
         self.task = task or tasks.work
-        self.durable = durable
-        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare)
+        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare, durable=durable)
         self._conn: Connection | None = None
         self._producer: KombuProducer | None = None
 

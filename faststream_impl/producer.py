@@ -82,9 +82,7 @@ class Producer(BaseProducer[Envelope]):
     Parameters:
         amqp_url: broker URI, or several nodes' URIs joined by ``;``; default ``AMQP_URL``.
         queue: target queue; default the work queue.
-        declare: declare the queue on every (re)connection (as the tutorial does).
-        durable: declare it durable and publish persistent messages (tutorial 2); ``False``
-            for tutorial 1's plain queue and transient messages.
+        declare, durable: as :class:`~shared.producer.BaseProducer`.
     """
 
     def __init__(
@@ -95,8 +93,7 @@ class Producer(BaseProducer[Envelope]):
         declare: bool = True,
         durable: bool = True,
     ) -> None:
-        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare)
-        self.durable = durable
+        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare, durable=durable)
         self._loop = asyncio.new_event_loop()
         self._broker: RabbitBroker | None = None
 

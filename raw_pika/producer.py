@@ -49,10 +49,8 @@ class Producer(BaseProducer[Envelope]):
       :func:`shared.pika_connection.confirm_deadline` bounds it by ``MQLAB_CONFIRM_TIMEOUT``.
 
     Parameters:
-        amqp_url, queue, declare: as :class:`~shared.producer.BaseProducer` (the queue
-            defaults to the work queue).
-        durable: declare it durable and publish persistent messages (tutorial 2); ``False``
-            for tutorial 1's plain queue and transient messages.
+        amqp_url, queue, declare, durable: as :class:`~shared.producer.BaseProducer` (the
+            queue defaults to the work queue).
     """
 
     def __init__(
@@ -63,8 +61,7 @@ class Producer(BaseProducer[Envelope]):
         declare: bool = True,
         durable: bool = True,
     ) -> None:
-        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare)
-        self.durable = durable
+        super().__init__(amqp_url, queue=queue or task_queue(), declare=declare, durable=durable)
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._params: list[pika.ConnectionParameters] = []

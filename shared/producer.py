@@ -82,6 +82,9 @@ class BaseProducer(ABC, Generic[Sent]):
         queue: the target queue (each subclass defaults it to its work queue).
         declare: declare the queue on every (re)connection (as the tutorial does); without it
             a missing queue is :class:`~shared.errors.Unroutable`.
+        durable: declare the queue durable and publish persistent messages (tutorial 2);
+            ``False`` for tutorial 1's plain queue and transient messages (where the
+            implementation has a tutorial 1 producer: Dramatiq's queues are always durable).
 
     Attributes:
         settings: the loaded settings (``MQLAB_BLOCKED_TIMEOUT``, ``MQLAB_CONFIRM_TIMEOUT``).
@@ -95,11 +98,14 @@ class BaseProducer(ABC, Generic[Sent]):
     _blocked: str | None = None
     """The broker's reason while it blocks this connection, else ``None``."""
 
-    def __init__(self, amqp_url: str | None, *, queue: str, declare: bool) -> None:
+    def __init__(
+        self, amqp_url: str | None, *, queue: str, declare: bool, durable: bool = True
+    ) -> None:
         self.settings = mqlab_settings.load()
         self.amqp_url = amqp_url
         self.queue = queue
         self.declare = declare
+        self.durable = durable
 
     def __enter__(self) -> Self:
         return self

@@ -337,31 +337,19 @@ class Cluster(Node):
         return outputs[0] if outputs else ""
 
     def sync_metadata(self) -> None:
-        """Fsync Mnesia's log and Ra's directory on every running node (what
-        :meth:`LocalNode.sync_metadata` does on one; see :meth:`Node.sync_metadata`), with one
-        ``rabbitmqctl eval`` that reaches the others by ``rpc:multicall``.
-
-        One CLI call rather than one per node: each ``rabbitmqctl`` boots an Erlang VM, about
-        a second of CPU, and on a loaded 2-core machine 20 s of wall time (measured at load
-        average 20), three in a row then used up a test's deadline. A node the call cannot
-        reach is synced by its own call.
+        """:meth:`LocalNode.sync_metadata` on every running node with one ``rabbitmqctl
+        eval`` (``rpc:multicall``); a node it cannot reach gets its own call. One CLI, not
+        three: each boots an Erlang VM (20 s of wall time at load average 20).
 
         Raises:
             RuntimeError: rabbitmqctl failed on a running node.
         """
         running = [node for node in self.nodes if node.alive()]
-        if not running:
-            return
-        names = ", ".join(f"'{node.node}'" for node in running)
-        expr = (
-            f"{{_, Bad1}} = rpc:multicall([{names}], mnesia, sync_log, []), "
-            f"{{_, Bad2}} = rpc:multicall([{names}], dets, sync, [ra_directory_reverse]), "
-            "lists:usort(Bad1 ++ Bad2)."
-        )
-        unreached = running[0].rabbitmqctl("eval", expr).strip()
-        for node in running:
-            if f"'{node.node}'" in unreached or node.node in unreached:
-                node.sync_metadata()
+        multicall = "rpc:multicall([" + ", ".join(f"'{n.node}'" for n in running) + "], "
+        expr = f"{{_, B1}} = {multicall}mnesia, sync_log, []), {{_, B2}} = {multicall}dets, sync, [ra_directory_reverse]), B1 ++ B2."  # noqa: E501
+        unreached = running[0].rabbitmqctl("eval", expr) if running else ""
+        for node in (n for n in running if n.node in unreached):
+            node.sync_metadata()
 
     def kill(self) -> None:
         """SIGKILL every node (a whole-cluster crash)."""
