@@ -123,3 +123,52 @@ def test_acks_for_a_closed_channel_are_reported_not_sent(
     s.send()
     assert r.sent == []
     assert "could not ack delivery 1" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(10)
+def test_an_ack_queued_between_expect_and_wait_needs_no_wakeup() -> None:
+    """The slot may finish before the connection's thread reaches :meth:`wait` (it is woken
+    while that thread is still handing over): after ``expect()`` its ack is left for ``wait``,
+    which sends it at once. The negative control is the test above: without ``expect()`` the
+    same ``add`` schedules a wake-up."""
+    s, r = settlements(1)
+    s.expect()
+    s.add(1, ack=True)
+    assert r.wakeups == []
+    started = time.monotonic()
+    s.wait(5.0)
+    assert r.sent == [("ack", 1, False)]
+    assert time.monotonic() - started < 1.0  # not the timeout: the ack was already there
+    s.add(1, ack=True)  # after wait() returned: back to the wake-up
+    assert len(r.wakeups) == 1
+
+
+@pytest.mark.timeout(10)
+def test_the_slot_queue_hands_each_item_to_one_slot_in_order() -> None:
+    """Three slot threads on one :class:`raw_pika.consumer.SlotQueue`: every item is taken
+    exactly once, and each slot stops on its ``None``; the last one closes the eventfd."""
+    from raw_pika.consumer import SlotQueue
+
+    queue = SlotQueue(3)
+    taken: list[Any] = []
+    lock = threading.Lock()
+
+    def slot() -> None:
+        while (item := queue.get()) is not None:
+            with lock:
+                taken.append(item)
+        queue.done()
+
+    threads = [threading.Thread(target=slot, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    items = [cast(Any, n) for n in range(1000)]
+    for item in items:
+        queue.put(item)
+    for _ in threads:
+        queue.put(None)
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(taken) == items  # each once
+    assert queue._fd == -1  # closed by the last slot
