@@ -35,12 +35,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from queue import SimpleQueue
 from types import FrameType
@@ -73,53 +71,6 @@ FLUSH_SECONDS = 0.2
 def say(line: str) -> None:
     """Print a status line now (stdout is block-buffered for the task lines)."""
     print(line, flush=True)
-
-
-class SlotQueue:
-    """The deliveries waiting for a slot thread, first in first out, for any number of slots.
-
-    On Linux it is a ``deque`` counted by an ``eventfd`` in semaphore mode (eventfd(2),
-    ``EFD_SEMAPHORE``; ``os.eventfd``, Python >= 3.10): :meth:`put` appends, then adds 1 with
-    ``os.eventfd_write``; :meth:`get` blocks in ``os.eventfd_read``, which takes 1, then pops.
-    The slot is thus woken inside a system call that CPython runs with the GIL released, and
-    takes the GIL at once; ``queue.SimpleQueue.put`` wakes it while the connection's thread still
-    holds the GIL, so the slot wakes, waits for the GIL and is woken a second time. Measured in a
-    two-thread round trip on the project's 2-core machine: 22-25 us of CPU against 33-35 us.
-    Elsewhere (no ``os.eventfd``) it is a ``queue.SimpleQueue``.
-
-    The eventfd is closed by the last slot that :meth:`done` is called for, once every slot
-    has read its ``None``: nothing reads it after that.
-    """
-
-    def __init__(self, slots: int) -> None:
-        self._items: deque[Delivery | None] = deque()
-        self._fd = os.eventfd(0, os.EFD_SEMAPHORE) if hasattr(os, "eventfd") else -1
-        self._simple: SimpleQueue[Delivery | None] = SimpleQueue()
-        self._open_slots = slots
-        self._lock = threading.Lock()
-
-    def put(self, item: Delivery | None) -> None:
-        """Queue ``item`` for a slot (``None``: that slot stops); never blocks."""
-        if self._fd < 0:
-            self._simple.put(item)
-            return
-        self._items.append(item)
-        os.eventfd_write(self._fd, 1)
-
-    def get(self) -> Delivery | None:
-        """Wait for the next item (a slot thread)."""
-        if self._fd < 0:
-            return self._simple.get()
-        os.eventfd_read(self._fd)  # blocks until a put; takes exactly one (EFD_SEMAPHORE)
-        return self._items.popleft()
-
-    def done(self) -> None:
-        """A slot thread has read its ``None`` and reads no more; the last one closes the fd."""
-        with self._lock:
-            self._open_slots -= 1
-            if self._open_slots == 0 and self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
 
 
 Handler = Callable[[Delivery], None]
@@ -165,7 +116,7 @@ class Consumer:
         self.queue, self.auto_ack, self.name = queue, auto_ack, name
         self.reconnect_seconds = reconnect_seconds
         self.stopping = threading.Event()
-        self.waiting = SlotQueue(slots)
+        self.waiting: SimpleQueue[Delivery | None] = SimpleQueue()
         self.in_hand = 0  # handed to the slots and not finished; changed under self.lock
         self.lock = threading.Lock()
         self.failure: BaseException | None = None
@@ -190,7 +141,6 @@ class Consumer:
             finally:
                 with self.lock:
                     self.in_hand -= 1
-        self.waiting.done()
 
     def run(self, connected: Connected) -> int:
         """Consume on ``connected``'s connection until asked to stop; return the exit code (0).
@@ -282,12 +232,9 @@ class Consumer:
                 return  # not started: closing the channel requeues it
             with self.lock:
                 self.in_hand += 1
-            full = 0 < self.window <= settlements.unsettled()  # nothing else to do till an ack
-            if full:
-                settlements.expect()  # from here the slot's ack needs no wake-up of the I/O loop
             self.waiting.put(Delivery(body, method, props, settlements, self.auto_ack))
-            if full:
-                settlements.wait(HANDOFF_WAIT_SECONDS)
+            if 0 < self.window <= settlements.unsettled():
+                settlements.wait(HANDOFF_WAIT_SECONDS)  # the window is full: nothing else to do
 
         self.setup(channel, params)
         channel.add_on_cancel_callback(on_cancel)

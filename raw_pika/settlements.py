@@ -88,7 +88,7 @@ class Settlements:
         self._pending: list[tuple[int, bool, bool]] = []  # (tag, ack, requeue)
         self._unsettled: deque[int] = deque()  # delivered tags, in order; connection's thread
         self._changed = threading.Condition(threading.Lock())
-        self._waiting = False  # the connection's thread is in or on its way to wait()
+        self._waiting = False  # the connection's thread waits in wait()
 
     def unsettled(self) -> int:
         """How many deliveries on the channel are not settled yet (connection's thread)."""
@@ -112,25 +112,16 @@ class Settlements:
             except pika.exceptions.AMQPError:  # the connection is gone (broker restart)
                 lost_ack(tag, "its connection was lost")
 
-    def expect(self) -> None:
-        """On the connection's thread, just before it hands a slot the delivery that fills the
-        window and calls :meth:`wait`: an ack queued from now on is left for :meth:`wait`,
-        without a wake-up of the I/O loop (the slot may finish before that thread gets back the
-        GIL and reaches :meth:`wait`)."""
-        with self._changed:
-            self._waiting = True
-
     def wait(self, timeout: float) -> None:
-        """On the connection's thread, after :meth:`expect`: wait up to ``timeout`` seconds
-        until a slot settles a delivery, then send what is pending. An ack queued after the
-        timeout wakes the I/O loop (:meth:`add`)."""
+        """On the connection's thread: wait up to ``timeout`` seconds until a slot settles a
+        delivery, then send what is pending."""
         with self._changed:
-            self._waiting = True
-            try:
-                if not self._pending:
+            if not self._pending:
+                self._waiting = True
+                try:
                     self._changed.wait(timeout)
-            finally:
-                self._waiting = False
+                finally:
+                    self._waiting = False
         self.send()
 
     def send(self) -> None:
