@@ -390,6 +390,23 @@ def test_the_decision_names_a_winner_only_where_its_interval_clears_the_runner_u
     assert _need(cpu, "least CPU per task")[1] == "pika"
 
 
+def test_the_throughput_reading_holds_the_pika_worker_to_its_cpu_targets() -> None:
+    """The pika worker's CPU per task over the bare loop's, paired by repeat, against
+    ``PIKA_CPU_BARS`` (1.5x at prefetch 1); the control above the bar reads "misses"."""
+    from lab.scenarios import throughput
+
+    def line(pika: list[float]) -> str:
+        results = _throughput_results(
+            {"pika": pika, "baseline": [100.0, 200.0, 100.0]}, "cpu_p1_us"
+        )
+        return next(x for x in throughput.reading(View(results)) if "CPU per task against" in x)
+
+    assert "(target at most 1.5x at prefetch 1): 1.40x at prefetch 1 (meets)" in line(
+        [140.0, 280.0, 150.0]  # paired: 1.4, 1.4, 1.5 (unpaired medians would give 1.5)
+    )
+    assert "1.60x at prefetch 1 (misses)" in line([160.0, 320.0, 170.0])
+
+
 def test_diff_marks_only_the_changes_beyond_noise_and_checks_catch_a_tampered_interval(
     tmp_path: Path,
 ) -> None:

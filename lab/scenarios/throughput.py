@@ -35,6 +35,9 @@ TOLERANCE = 0.10
 """How far a figure may be from the independent observer's timing of the same drain."""
 PIKA_BAR = 0.8
 """The pika worker should drain at least this fraction of the bare loop's rate."""
+PIKA_CPU_BARS = {1: 1.5, 100: 1.1}
+"""The pika worker's consumer CPU per task should be at most this multiple of the bare loop's,
+per prefetch (issue 20; measured in docs/anomalies.md, "The pika worker's cost")."""
 PRECISION = 0.10
 """How close to its median a CPU figure's 95% interval should stay (rows beyond: flagged)."""
 
@@ -248,11 +251,24 @@ def reading(view: View) -> list[str]:
             if s is not None:
                 verdict = "meets" if s.median >= PIKA_BAR else "misses"
                 parts.append(f"{s.median:.0%} at prefetch {p} ({verdict})")
+        where = f" on {setup}" if len(view.setups) > 1 else ""
         if parts:
-            where = f" on {setup}" if len(view.setups) > 1 else ""
             out.append(
                 f"The pika worker's own speed against the bare pika loop{where} (target at least "
                 f"{PIKA_BAR:.0%}): {', '.join(parts)}."
+            )
+        costs, bars = [], []
+        for p in params(view.config, NAME)["prefetch"]:
+            bar = PIKA_CPU_BARS.get(p)
+            s = view.pair_ratio(NAME, Row("pika", setup), Row(BASELINE, setup), f"cpu_p{p}_us")
+            if bar is not None and s is not None:
+                verdict = "meets" if s.median <= bar else "misses"
+                costs.append(f"{s.median:.2f}x at prefetch {p} ({verdict})")
+                bars.append(f"{bar:g}x at prefetch {p}")
+        if costs:
+            out.append(
+                f"The pika worker's CPU per task against the bare pika loop{where} (target at "
+                f"most {', '.join(bars)}): {', '.join(costs)}."
             )
     return out
 
