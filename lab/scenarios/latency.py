@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.decision import Need
@@ -95,7 +93,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     """Percentile bars of publish->start and publish->finish."""
     if not plot.has_data(view, NAME, "start_p50_ms"):
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plot.subplots(1, 2, figsize=(11, 4))
     for ax, kind, label in zip(
         axes, ("start", "finish"), ("publish -> start", "publish -> finish"), strict=True
     ):

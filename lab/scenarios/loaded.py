@@ -17,8 +17,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.stats import percentile
@@ -119,7 +117,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     rows = view.rows(NAME)
     if not any(plot.samples_ms(view, NAME, r) for r in rows):
         return []
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plot.subplots(figsize=(9, 4.5))
     for row in rows:
         colour = plot.colour(row.target)
         plot.cdf(

@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker, check_cost
 from lab.report.decision import Need
@@ -261,7 +259,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     """Bars of the publish and consume rates per row."""
     if not plot.has_data(view, NAME, "publish_per_s"):
         return []
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plot.subplots(figsize=(9, 4.5))
     labels = [
         (f"consume_p{p}_per_s", f"consume,\nprefetch {p}")
         for p in params(view.config, NAME)["prefetch"]
@@ -282,7 +280,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
         for p in params(view.config, NAME)["prefetch"]
     ]
     if plot.has_data(view, NAME, cpu[0][1]):
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        fig, ax = plot.subplots(figsize=(9, 4.5))
         plot.bars(ax, view, view.rows(NAME), cpu)
         plot.legend_outside(ax)
         ax.set_ylabel("CPU microseconds per task (user + system)")
