@@ -18,7 +18,7 @@ from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.decision import Need
 from lab.report.stats import percentile
-from lab.report.view import Column, View, ms
+from lab.report.view import IDLE_LATENCY, Column, View, ms
 from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
 from lab.scenario import Param, Scenario, params
 from shared.journal import Execution, Journal
@@ -44,7 +44,7 @@ def first_runs(rows: list[Execution]) -> dict[str, Execution]:
 def run(lab: Lab, target: Target) -> Outcome:
     """Send ``n`` tasks one by one and read their latencies from the journal."""
     n = lab.config.of(NAME)["n"]
-    journal = lab.journal(f"latency-{target.name}")
+    journal = lab.journal(f"{NAME}-{target.name}")
     ids: list[str] = []
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
         worker = lab.start_worker(target, "idle", journal, prefetch=1)
@@ -152,4 +152,5 @@ SCENARIO = Scenario(
     sampled={
         f"{kind}_p{p}_ms": (f"{kind}_ms", p) for kind in ("start", "finish") for p in PERCENTILES
     },  # fmt: skip
+    provides=(IDLE_LATENCY,),
 )
