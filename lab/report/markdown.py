@@ -102,8 +102,7 @@ def settings_lines(results: Results) -> list[str]:
         )
         + ("; quick preset" if cfg["quick"] else ""),
         f"- Setups (queue type/topology): {', '.join(results.setups)}",
-        f"- Lab deadlines: {cfg['drain_timeout']:.0f} s to drain a queue, "
-        f"{cfg['resume_deadline']:.0f} s for a worker to resume after a broker restart",
+        f"- Lab deadline: {cfg['drain_timeout']:.0f} s to drain a queue",
         *[f"- {line}" for name in results.scenarios if (line := find(name).settings(cfg))],
     ]
 

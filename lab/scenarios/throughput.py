@@ -66,7 +66,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             n: int, label: str = label, prefetch: int = prefetch
         ) -> tuple[dict[str, Any], float, float]:
             lab.reset([target.impl])
-            observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
+            observer = Observer(lab, target.queue(), n, f"{target.name}-{label}", p["poll"])
             with observer.killed_on_error():
                 if target.producer_env:
                     published = lab.publisher(target, body=BODY, count=n).result()
@@ -116,7 +116,7 @@ def run_baseline(lab: Lab) -> Outcome:
             n: int, label: str = label, prefetch: int = prefetch
         ) -> tuple[dict[str, Any], float, float]:
             lab.reset([])
-            observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
+            observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}", p["poll"])
             with observer.killed_on_error(), cost.thread_cpu() as cpu:
                 took = bare_pika.publish(lab.node_url, n)
             timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
@@ -300,7 +300,7 @@ def settings(config: dict[str, Any]) -> str:
     return (
         f"Throughput: {p['n']:,} zero-work tasks per drain, prefetch "
         f"{', '.join(str(x) for x in p['prefetch'])}, no journal; queue polled every "
-        f"{config['drain_poll'] * 1000:.0f} ms; {sizing}"
+        f"{p['poll'] * 1000:.0f} ms; {sizing}"
     )
 
 
@@ -358,6 +358,7 @@ SCENARIO = Scenario(
             "readings under load, and the whole quick run its test's deadline)",
         ),
         Param("prefetch", (1, 100), (1, 100), "the prefetch counts the worker drains at"),
+        Param("poll", 0.005, 0.005, "seconds between two readings of the queue in a drain"),
         Param(
             "cpu_seconds",
             1.0,
