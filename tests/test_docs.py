@@ -25,6 +25,7 @@ import runpy
 import shlex
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -239,7 +240,9 @@ def run_in_process(check: Check) -> str | None:
             if check.argv[0] == "mqlab":
                 parser().parse_args(list(check.argv[1:]))
             else:
-                runpy.run_module(check.argv[2], run_name="__main__", alter_sys=True)
+                with warnings.catch_warnings():  # another test imported the module already:
+                    warnings.simplefilter("ignore", RuntimeWarning)  # runpy runs it afresh
+                    runpy.run_module(check.argv[2], run_name="__main__", alter_sys=True)
         except SystemExit as e:
             code = e.code
         except Exception as e:  # an import error, a module that is not a program
