@@ -157,6 +157,11 @@ class Scenario:
         sampled: metric -> (samples key, percentile) for a figure that is a percentile of
             many samples (``{"start_p50_ms": ("start_ms", 50)}``): from one repeat its 95%
             interval is bootstrapped over those samples (:mod:`lab.report.stats`).
+        provides: the kinds of figures it measures that another scenario may set beside its
+            own (:data:`lab.report.view.IDLE_LATENCY`); one scenario per kind.
+        compares_with: the kinds of figures of another scenario it sets beside its own: the
+            report finds the scenario that ``provides`` each one
+            (:func:`lab.report.view.provider`), so no scenario names another.
     """
 
     name: str
@@ -178,6 +183,8 @@ class Scenario:
     cluster_kind: str = "cluster"
     seconds: tuple[float, float] = (5.0, 10.0)
     sampled: dict[str, tuple[str, float]] = field(default_factory=dict)
+    provides: tuple[str, ...] = ()
+    compares_with: tuple[str, ...] = ()
 
     def param(self, name: str) -> Param:
         """Its parameter ``name``.

@@ -3,6 +3,7 @@ engine: ``docker-compose config`` checks the file against the Compose schema cli
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,8 +25,14 @@ def _config(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@functools.cache
+def _repo_config() -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` of the repository's file, run once for the tests that read it."""
+    return _config(ROOT / "docker-compose.yml")
+
+
 def test_compose_file_is_valid() -> None:
-    result = _config(ROOT / "docker-compose.yml")
+    result = _repo_config()
     assert result.returncode == 0, result.stderr
     for impl in ("pika", "celery", "dramatiq"):
         assert f"{impl}-worker:" in result.stdout and f"{impl}-producer:" in result.stdout
@@ -37,7 +44,7 @@ def test_compose_file_is_valid() -> None:
 def test_compose_cluster_profile_is_valid() -> None:
     """The "cluster" profile: three nodes with one cookie and classic-config peer discovery,
     and workers given every node's URL with quorum queues."""
-    result = _config(ROOT / "docker-compose.yml")
+    result = _repo_config()
     assert result.returncode == 0, result.stderr
     for node in ("rabbit1", "rabbit2", "rabbit3"):
         assert f"{node}:" in result.stdout

@@ -4,16 +4,30 @@ exists: for ``mqlab ...``, ``python -m <module> ...``, ``celery -A <app> <comman
 ``dramatiq <module> ...``, ``faststream <command> ...`` its ``--help`` exits 0, and for
 ``make <target>`` ``make -n <target>`` does. No broker is needed (no ``broker`` marker):
 ``AMQP_URL`` is removed from the programs' environment. The negative controls feed the same
-checks a document with a broken link, a broken anchor and unknown commands."""
+checks a document with a broken link, a broken anchor and unknown commands.
+
+Most ``--help`` checks run in this process (a Python start imports the frameworks again each
+time, about 1 s of CPU): ``mqlab ...`` through :func:`lab.cli.parser`, ``python -m <module>``
+through :func:`runpy.run_module` as ``__main__``; ``--help`` is argparse's ``SystemExit(0)``.
+A real process still proves each entry point (:data:`REAL`): the ``mqlab`` console script,
+one ``python -m`` program per implementation, the frameworks' own commands and ``make``; those
+run once, side by side (:func:`real_failures`)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+import io
 import os
 import re
+import runpy
 import shlex
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,27 +177,128 @@ def commands(paths: list[Path]) -> dict[Check, str]:
     return found
 
 
-def failure(check: Check) -> str | None:
-    """Why ``check`` fails (its module does not import, or its call exits non-zero), or None."""
+def module_check(check: Check) -> str | None:
+    """Why ``check``'s module (``celery -A <app>``, ``dramatiq <module>``) cannot be found, or
+    None."""
     if check.module is not None:
         name = check.module.split(":")[0]
         if importlib.util.find_spec(name.split(".")[0]) is None:
             return f"module {name!r} not found"
+    return None
+
+
+def real_argv(check: Check) -> list[str]:
+    """The command line of ``check`` as a process: ``mqlab`` is the installed console script
+    (next to this interpreter)."""
     argv = list(check.argv)
     if argv[0] == "mqlab":
-        argv = [sys.executable, "-c", "import sys; from lab.cli import main; sys.exit(main())"]
-        argv += list(check.argv[1:])
+        argv[0] = str(Path(sys.executable).with_name("mqlab"))
+    return argv
+
+
+def run_real(check: Check) -> str | None:
+    """Why ``check`` fails as a real process (its module does not import, or its call exits
+    non-zero), or None."""
+    if (why := module_check(check)) is not None:
+        return why
     env = {k: v for k, v in os.environ.items() if k != "AMQP_URL"}
     done = subprocess.run(
-        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HELP_TIMEOUT, check=False
-    )
+        real_argv(check), cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=HELP_TIMEOUT, check=False,
+    )  # fmt: skip
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
         return f"{' '.join(check.argv)} exited {done.returncode}: {tail[0]}"
     return None
 
 
+@contextlib.contextmanager
+def program_context(argv: list[str]) -> Iterator[io.StringIO]:
+    """``sys.argv`` set to ``argv``, ``AMQP_URL`` unset and the output captured (yielded) for
+    the block, everything restored after it."""
+    saved_argv, saved_url = sys.argv, os.environ.pop("AMQP_URL", None)
+    out = io.StringIO()
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            yield out
+    finally:
+        sys.argv = saved_argv
+        if saved_url is not None:
+            os.environ["AMQP_URL"] = saved_url
+
+
+def run_in_process(check: Check) -> str | None:
+    """Why ``check`` (``mqlab ...`` or ``python -m <module> --help``) fails in this process, or
+    None: the ``mqlab`` parser, or the module run as ``__main__``, must end in ``SystemExit(0)``
+    (argparse's ``--help``)."""
+    from lab.cli import parser
+
+    name = " ".join(check.argv)
+    with program_context([check.argv[0], *check.argv[3:]]) as out:
+        try:
+            if check.argv[0] == "mqlab":
+                parser().parse_args(list(check.argv[1:]))
+            else:
+                with warnings.catch_warnings():  # another test imported the module already:
+                    warnings.simplefilter("ignore", RuntimeWarning)  # runpy runs it afresh
+                    runpy.run_module(check.argv[2], run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            code = e.code
+        except Exception as e:  # an import error, a module that is not a program
+            return f"{name} raised {type(e).__name__}: {e}"
+        else:
+            return f"{name} returned instead of exiting 0 after its help"
+    if code not in (0, None):
+        tail = out.getvalue().strip().splitlines()[-1:] or [""]
+        return f"{name} exited {code}: {tail[0]}"
+    return None
+
+
+def in_process(check: Check) -> bool:
+    """Whether ``check`` can run in this process: ``mqlab ...`` and ``python -m <module>`` of
+    an implementation package."""
+    if check.argv[0] == "mqlab":
+        return True
+    python_m = check.argv[1:2] == ("-m",) and check.module is None
+    return python_m and check.argv[2].split(".")[0] in IMPLEMENTATION_PACKAGES
+
+
+IMPLEMENTATION_PACKAGES = ("raw_pika", "celery_impl", "dramatiq_impl", "faststream_impl")
+
+
+def real_checks(checks: list[Check]) -> list[Check]:
+    """The checks that run as real processes: each one that cannot run in this process, the
+    ``mqlab`` console script itself (``mqlab --help``) and the first ``python -m`` program of
+    each implementation package, so that a broken entry point still fails."""
+    real = [c for c in checks if not in_process(c)] + [Check(("mqlab", "--help"))]
+    for package in IMPLEMENTATION_PACKAGES:
+        real += [c for c in checks if in_process(c) and c.argv[2].startswith(f"{package}.")][:1]
+    return list(dict.fromkeys(real))
+
+
+@functools.cache
+def real_failures(checks: tuple[Check, ...]) -> dict[Check, str | None]:
+    """:func:`run_real` of each of ``checks``, run side by side, once per test session."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip(checks, pool.map(run_real, checks), strict=True))
+
+
+def failure(check: Check, real: tuple[Check, ...] = ()) -> str | None:
+    """Why ``check`` fails, or None: in this process and also as a real process when it is one
+    of ``real`` (or cannot run in this process)."""
+    if (why := module_check(check)) is not None:
+        return why
+    if in_process(check) and (why := run_in_process(check)) is not None:
+        return why
+    if check in real or not in_process(check):
+        return real_failures(tuple(dict.fromkeys((*real, check))))[check]
+    return None
+
+
 DOC_COMMANDS = commands(documents())
+REAL = tuple(real_checks(list(DOC_COMMANDS)))
+"""The checks that also run as a real process (:func:`real_checks`)."""
 
 
 @pytest.mark.timeout(60)
@@ -195,7 +310,18 @@ def test_every_relative_link_resolves(path: Path) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("check", list(DOC_COMMANDS), ids=lambda c: " ".join(c.argv[-4:]))
 def test_every_documented_command_exists(check: Check) -> None:
-    assert failure(check) is None, DOC_COMMANDS[check]
+    assert failure(check, REAL) is None, DOC_COMMANDS[check]
+
+
+@pytest.mark.timeout(120)
+def test_each_entry_point_is_also_started_as_a_process() -> None:
+    """The console script, one program per implementation and each framework's own command
+    run as processes (the in-process checks cannot see a broken script or ``__main__``)."""
+    programs = {c.argv[0] if c.argv[1:2] != ("-m",) else c.argv[2].split(".")[0] for c in REAL}
+    assert {"mqlab", "make", *IMPLEMENTATION_PACKAGES, "celery", "dramatiq"} <= programs
+    assert {"faststream"} <= {c.argv[2] for c in REAL if c.argv[1:2] == ("-m",)}
+    failed = {" ".join(c.argv): why for c, why in real_failures(REAL).items() if why}
+    assert failed == {}
 
 
 @pytest.mark.timeout(120)
@@ -216,8 +342,18 @@ def test_a_broken_link_and_an_unknown_command_are_reported(tmp_path: Path) -> No
         "missing.md: no such file",
         "page.md#nowhere: no heading '#nowhere' in page.md",
     ]
-    failed = {" ".join(check.argv[-3:]): failure(check) for check in commands([page])}
+    found = list(commands([page]))
+    failed = {" ".join(check.argv[-3:]): failure(check) for check in found}
     good = "-m raw_pika.send --help"
     assert failed.pop(good) is None
     assert len(failed) == 4
     assert all(why is not None for why in failed.values()), failed
+    # the same as real processes: the console script with an unknown subcommand, a missing
+    # module and an app that does not exist fail there too; the good program passes
+    real = tuple(c for c in found if c.argv[0] != "make")
+    assert {" ".join(c.argv[-3:]): why is None for c, why in real_failures(real).items()} == {
+        "mqlab nosuch --help": False,
+        "-m raw_pika.nosuch --help": False,
+        "nosuch_app worker --help": False,
+        good: True,
+    }

@@ -299,6 +299,10 @@ def test_scenario_parameters_are_listed_and_a_bad_set_is_one_line() -> None:
     listing = scenario_listing()
     assert "--set throughput.n=5000  (--quick: 2000)" in listing
     assert "example: Example (on demand" in listing
+    # a scenario's deadline is its parameter, not the lab's (lab.run.config keeps lab-wide ones)
+    assert "--set restart.resume_deadline=30.0  (--quick: 15.0)" in listing
+    assert parse_sets(["restart.resume_deadline=5"]) == {"restart": {"resume_deadline": 5.0}}
+    assert "resume_deadline" not in Config().as_dict() and "drain_timeout" in Config().as_dict()
     assert parse_sets(["example.n=4", "scaling.levels=1,2"]) == {
         "example": {"n": 4},
         "scaling": {"levels": (1, 2)},

@@ -181,13 +181,107 @@ def mentions(name: str, root: Path) -> list[str]:
     ]
 
 
+ORDINARY_WORDS = {"crash", "restart", "partition", "loaded", "latency"}
+"""Scenario names that are also words of the field's prose (``a broker restart``, ``latency
+percentiles``): :func:`mentions` would find the prose, so for these only :func:`named_as_key`
+holds the rule."""
+
+
 def test_a_scenario_is_named_only_by_its_module_and_its_registration() -> None:
-    """``grep -rn <scenario> lab/`` finds only the scenario's module and its registration."""
+    """``grep -rnw <scenario> lab/`` finds only the scenario's module and its registration,
+    for every scenario whose name is not an ordinary word too."""
     from lab.scenarios import KNOWN
 
-    for name in ("throughput", "example"):
-        assert name in KNOWN
+    assert {"throughput", "latency", "example"} <= set(KNOWN)
+    for name in sorted(set(KNOWN) - ORDINARY_WORDS):
         assert mentions(name, ROOT / "lab") == [f"lab/scenarios/__init__.py:{registered(name)}"]
+
+
+CODE_PACKAGES = ("lab", "shared", "testbed", *sorted(IMPLEMENTATIONS))
+
+
+def docstring_ids(tree: ast.AST) -> set[int]:
+    """``id()`` of every string that stands alone as a statement (docstrings, attribute
+    docstrings): prose, not code."""
+    return {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    }  # fmt: skip
+
+
+def named_as_key(names: set[str], root: Path, packages: tuple[str, ...]) -> list[str]:
+    """``file:line: 'text'`` for every string in the code (not a docstring) of ``packages``
+    under ``root`` that names a scenario of ``names`` as a key: the name itself, or the name
+    and ``.``, ``-``, ``/`` or ``:`` (``"latency"``, ``"restart.resume_deadline"``,
+    ``f"crash-{x}"``), outside the scenario's own module and its registration
+    (``lab/scenarios/__init__.py``)."""
+    key = re.compile(rf"^({'|'.join(map(re.escape, sorted(names)))})(?:[./:-]|$)")
+    out = []
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root)
+            if rel == Path("lab/scenarios/__init__.py"):
+                continue
+            tree = ast.parse(path.read_text(), str(path))
+            prose = docstring_ids(tree)
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                    continue
+                found = key.match(node.value)
+                if id(node) in prose or not found:
+                    continue
+                own = rel.parent == Path("lab/scenarios") and path.stem == found.group(1)
+                if not own:
+                    out.append(f"{rel}:{node.lineno}: {node.value!r}")
+    return out
+
+
+def test_no_code_names_a_scenario_outside_its_module() -> None:
+    """No string of the code outside a scenario's module and its registration names it: a
+    scenario that sets another's figures beside its own declares the kind of figures
+    (:attr:`lab.scenario.Scenario.compares_with`), never the other's name."""
+    from lab.scenarios import KNOWN
+
+    assert named_as_key(set(KNOWN), ROOT, CODE_PACKAGES) == []
+
+
+def test_the_key_rule_catches_a_scenario_named_in_code(tmp_path: Path) -> None:
+    """Negative control: a scenario naming another, a report module keying a scenario's
+    parameters and an f-string journal name are found; the scenario naming itself, a
+    docstring, prose and a marker that merely contain the word are not."""
+    scenarios = tmp_path / "lab" / "scenarios"
+    scenarios.mkdir(parents=True)
+    (tmp_path / "lab" / "report").mkdir()
+    (scenarios / "__init__.py").write_text('RUN_ORDER = ("latency", "loaded", "crash")\n')
+    (scenarios / "loaded.py").write_text(
+        '"""Beside the latency scenario."""\nNAME = "loaded"\nIDLE = "latency"\n'
+    )
+    (scenarios / "latency.py").write_text('NAME = "latency"\nJ = f"latency-{NAME}"\n')
+    (tmp_path / "lab" / "report" / "table.py").write_text(
+        'A = cfg["params"]["crash"]\nB = f"crash-{x}"\nC = "[crash]"\nD = "a crash, then"\n'
+    )
+    assert named_as_key({"latency", "loaded", "crash"}, tmp_path, ("lab",)) == [
+        "lab/report/table.py:1: 'crash'",
+        "lab/report/table.py:2: 'crash-'",
+        "lab/scenarios/loaded.py:3: 'latency'",
+    ]
+
+
+def test_every_kind_of_figures_a_scenario_compares_with_has_one_provider() -> None:
+    """Each :attr:`~lab.scenario.Scenario.compares_with` kind is provided by exactly one
+    scenario, and the lookup refuses a kind nobody provides (negative control)."""
+    from lab.report.view import IDLE_LATENCY, provider
+    from lab.scenarios import KNOWN
+
+    wanted = {kind for s in KNOWN.values() for kind in s.compares_with}
+    assert IDLE_LATENCY in wanted
+    for kind in wanted:
+        assert provider(kind) in KNOWN
+        assert kind not in KNOWN[provider(kind)].compares_with
+    with pytest.raises(KeyError):
+        provider("no such kind")
 
 
 def registered(name: str) -> int:

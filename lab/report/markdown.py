@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.report import decision
-from lab.report.view import View, cell, run_status
+from lab.report.view import View, cell, provider, run_status
 from lab.run.provenance import BUSY_OTHER, BUSY_STEAL
 from lab.run.runner import Results
 from lab.scenarios import find
@@ -47,7 +47,8 @@ def tables(results: Results) -> list[Table]:
             for c in cols:
                 text = scenario.cell(view, row, c.metric)
                 if text is None:
-                    text = cell(view.summary(c.scenario or name, row, c.metric), c.fmt)
+                    source = provider(c.kind) if c.kind else name
+                    text = cell(view.summary(source, row, c.metric), c.fmt)
                 cells.append(text)
             rows.append([*cells, view.status(name, row)])
         if not rows:
@@ -101,8 +102,7 @@ def settings_lines(results: Results) -> list[str]:
         )
         + ("; quick preset" if cfg["quick"] else ""),
         f"- Setups (queue type/topology): {', '.join(results.setups)}",
-        f"- Lab deadlines: {cfg['drain_timeout']:.0f} s to drain a queue, "
-        f"{cfg['resume_deadline']:.0f} s for a worker to resume after a broker restart",
+        f"- Lab deadline: {cfg['drain_timeout']:.0f} s to drain a queue",
         *[f"- {line}" for name in results.scenarios if (line := find(name).settings(cfg))],
     ]
 

@@ -1,5 +1,9 @@
 """Drawing helpers the scenario modules share (matplotlib, Agg backend: no display needed).
 
+matplotlib is imported on the first chart (:func:`pyplot`), not with this module: the ``mqlab``
+commands import every scenario, and its import (about 1 s of CPU) would slow every command
+that draws nothing (``mqlab --help``, ``mqlab broker up``).
+
 One colour per implementation in every chart (:func:`colour`, set in :mod:`lab.run.targets`): a
 variant of an implementation (``celery-defaults``, ``celery-threads``) keeps its colour with a
 hatch or a dashed line, and a second setup (quorum, cluster) is drawn lighter. Bars are medians
@@ -11,26 +15,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from lab.report.stats import Summary  # noqa: E402
-from lab.report.view import BASELINE, Row, View  # noqa: E402
-from lab.run import targets  # noqa: E402
+from lab.report.stats import Summary
+from lab.report.view import BASELINE, Row, View
+from lab.run import targets
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from lab.run.runner import Results
 
 BASELINE_COLOUR = "#7f7f7f"
 HATCHES = {"defaults": "//", "threads": ".."}
 """Variant suffix -> bar hatch."""
+
+
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend (imported on the first call)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def subplots(*args: Any, **kwargs: Any) -> Any:
+    """``matplotlib.pyplot.subplots(*args, **kwargs)``: a new figure and its axes."""
+    return pyplot().subplots(*args, **kwargs)
 
 
 def colour(target: str) -> str:
@@ -112,6 +126,7 @@ def legend_outside(ax: Axes) -> None:
 def save(out_dir: Path, name: str, top: float = 1.0) -> Path:
     """Save the current figure as ``out_dir/name`` and close it; return the path."""
     path = out_dir / name
+    plt = pyplot()
     plt.tight_layout(rect=(0, 0, 1, top))
     plt.savefig(path, dpi=110)
     plt.close("all")
@@ -151,11 +166,11 @@ def outcome_chart(
     of: str = "messages published",
 ) -> list[Path]:
     """Two panels: % of messages kept (``of`` what), and counts (lost, duplicates...)."""
+    from matplotlib.ticker import MaxNLocator
+
     if not has_data(view, scenario, kept[0]):
         return []
-    fig, (left, right) = plt.subplots(
-        1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [1, 2.2]}
-    )
+    fig, (left, right) = subplots(1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [1, 2.2]})
     rows = view.rows(scenario)
     bars(left, view, rows, [(scenario, kept[0], kept[1])])
     left.set_ylim(0, 105)

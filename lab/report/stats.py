@@ -6,6 +6,10 @@ samples always give the same interval and a check can recompute it from results.
 percentile method is used because it stays defined for the few, often tied, values of a lab's
 repeats, where BCa is not. With one value there is no interval: a figure from one repeat says
 so (:func:`lab.report.view.cell`).
+
+numpy and scipy are imported by the two functions that bootstrap, not with this module: the
+``mqlab`` commands import it through every scenario, and scipy's import (about 2 s of CPU)
+would slow every command that computes no interval.
 """
 
 from __future__ import annotations
@@ -15,9 +19,6 @@ import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
-from scipy import stats
 
 LEVEL = 0.95
 """The confidence level of every interval in the report."""
@@ -48,6 +49,9 @@ def interval(values: Sequence[float]) -> tuple[float, float] | None:
         return None
     if min(values) == max(values):
         return (values[0], values[0])
+    import numpy as np
+    from scipy import stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns that a tiny sample gives a rough interval
         found = stats.bootstrap(
@@ -66,6 +70,9 @@ def percentile_interval(values: Sequence[float], pct: float) -> tuple[float, flo
     samples of one run, say its latencies); ``None`` for fewer than 20 values."""
     if len(values) < 20:
         return None
+    import numpy as np
+    from scipy import stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         found = stats.bootstrap(

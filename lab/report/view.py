@@ -23,6 +23,25 @@ BASELINE = "baseline"
 """The row id under which the bare pika loop's runs are recorded."""
 DEFAULTS = "defaults"
 """The suffix of a framework-defaults row (``celery-defaults``): see :mod:`lab.run.targets`."""
+IDLE_LATENCY = "idle latency"
+"""A kind of figures (:attr:`lab.scenario.Scenario.provides`): publish->start percentiles of
+one message at a time on an idle worker (``start_p50_ms``, ``start_p95_ms``, ``start_p99_ms``
+and the samples ``start_ms``)."""
+
+
+def provider(kind: str) -> str:
+    """The name of the scenario that provides ``kind`` of figures
+    (:attr:`lab.scenario.Scenario.provides`), for one that ``compares_with`` them.
+
+    Raises:
+        KeyError: no scenario, or more than one, provides it.
+    """
+    from lab.scenarios import KNOWN  # the scenarios import this module
+
+    found = [name for name, s in KNOWN.items() if kind in s.provides]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} scenarios provide {kind!r} figures, not one: {found}")
+    return found[0]
 
 
 def rate(v: float) -> str:
@@ -73,13 +92,14 @@ class Column:
         metric: the metric key in each run's ``metrics``.
         header: the column header.
         fmt: how a value prints.
-        scenario: take the metric from this scenario instead of the table's own.
+        kind: take the metric from the scenario that provides this kind of figures
+            (:func:`provider`) instead of the table's own.
     """
 
     metric: str
     header: str
     fmt: Format
-    scenario: str | None = None
+    kind: str | None = None
 
 
 def cell(s: Summary | None, fmt: Format) -> str:

@@ -25,9 +25,6 @@ class Config:
         queue_types: the queue types each scenario runs on (``--queue-type``).
         topologies: ``single`` (one node) and/or ``cluster`` (``--topology``).
         variants: the extra rows measured (:mod:`lab.run.targets`).
-        drain_poll: how often the lab reads the queue depth while a drain runs
-            (:mod:`lab.run.drain`).
-        resume_deadline: how long a worker has to resume after the broker is back.
         drain_timeout: deadline for draining any queue.
         params: scenario name -> its parameters (:meth:`lab.scenario.Scenario.defaults`,
             then the ``--set`` overrides).
@@ -40,8 +37,6 @@ class Config:
     queue_types: tuple[str, ...] = ("classic",)
     topologies: tuple[str, ...] = ("single",)
     variants: tuple[str, ...] = ("defaults", "threads")
-    drain_poll: float = 0.005
-    resume_deadline: float = 30.0
     drain_timeout: float = 180.0
     params: dict[str, dict[str, ParamValue]] = field(default_factory=dict)
     seed: int = field(default_factory=lambda: random.randrange(2**31))
@@ -54,11 +49,11 @@ class Config:
         sets: dict[str, dict[str, ParamValue]] | None = None,
         **overrides: Any,
     ) -> Config:
-        """The default settings, or the ``--quick`` ones (each scenario's quick parameters,
-        shorter deadlines), with ``sets`` (scenario -> parameter -> value) and ``overrides``
+        """The default settings, or the ``--quick`` ones (each scenario's quick parameters, a
+        shorter drain deadline), with ``sets`` (scenario -> parameter -> value) and ``overrides``
         (the lab's own fields) on top."""
         params = {s.name: {**s.defaults(quick), **(sets or {}).get(s.name, {})} for s in scenarios}
-        lab: dict[str, Any] = {"resume_deadline": 15.0, "drain_timeout": 60.0} if quick else {}
+        lab: dict[str, Any] = {"drain_timeout": 60.0} if quick else {}
         return Config(quick=quick, repeat=repeat, params=params, **{**lab, **overrides})
 
     def of(self, scenario: str) -> dict[str, Any]:

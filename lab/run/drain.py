@@ -4,8 +4,9 @@ A rate run publishes N messages, then starts one worker with no journal, so the 
 framework's own and not "framework + two SQLite writes per task". The lab reads the queue's
 ready count on a connection of its own (``queue.declare`` with ``passive=True`` answers with
 ``message_count``, the messages ready for delivery; AMQP 0-9-1 ``queue.declare-ok``) every
-``Config.drain_poll`` seconds from a thread, and an *independent observer* does the same from
-a separate process (``python -m lab.run.drain``), with its own connection and its own clock.
+``poll`` seconds (a parameter of the scenario that times the drain) from a thread, and an
+*independent observer* does the same from a separate process (``python -m lab.run.drain``),
+with its own connection and its own clock.
 
 While a worker drains at prefetch P, P messages are out and every ack lets one more go, so
 the ready count falls by one per task done. From the first reading below N (``t1``, ``r1``
@@ -242,19 +243,21 @@ def verify_count(node: Node, queue: str, n: int, timeout: float) -> None:
 
 
 class Observer:
-    """The independent observer (``python -m lab.run.drain --fill``), started before the producer.
+    """The independent observer (``python -m lab.run.drain --fill``), started before the producer;
+    it and the lab's own poller in :func:`drain` read the queue every ``poll`` seconds.
 
     Raises:
         ScenarioFailed: it did not take its first reading within 30 s.
     """
 
-    def __init__(self, lab: Lab, queue: str, n: int, label: str) -> None:
+    def __init__(self, lab: Lab, queue: str, n: int, label: str, poll: float) -> None:
         cfg = lab.config
+        self.poll = poll
         self.out = lab.workdir / "logs" / f"drain-{label}-{time.time_ns()}.json"
         self.pids = self.out.with_suffix(".pids")
         argv = [
             sys.executable, "-m", "lab.run.drain", "--amqp-url", lab.node_url, "--queue", queue,
-            "--count", str(n), "--interval", str(cfg.drain_poll), "--timeout",
+            "--count", str(n), "--interval", str(poll), "--timeout",
             str(cfg.drain_timeout), "--fill", "--out", str(self.out), "--cpu-pids",
             str(self.pids),
         ]  # fmt: skip
@@ -296,7 +299,7 @@ def drain(
     """
     cfg = lab.config
     logs = lab.workdir / "logs"
-    watch = QueueWatch(lab.node_url, queue, n, cfg.drain_poll)
+    watch = QueueWatch(lab.node_url, queue, n, observer.poll)
     with observer.process:
         try:
             wait_until(watch.started.is_set, 30, interval=0.02, what="the lab to see N ready")

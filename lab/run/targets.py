@@ -11,7 +11,8 @@ A *variant* is a row of its own beside the implementation:
   ``basic.qos``: unlimited) and ``graceful_timeout=15``. What the guarantees cost in tasks/s
   and what the defaults lose when a worker or the broker is killed is then measured, not
   argued.
-- ``celery-threads``: Celery's ``threads`` pool instead of prefork (scaling scenario only).
+- ``celery-threads``: Celery's ``threads`` pool instead of prefork (measured by the scenarios
+  that name the ``threads`` variant, :attr:`lab.scenario.Scenario.variants`).
 
 Adding a row is one entry: an implementation's look in :data:`IMPLEMENTATIONS` (it is measured
 once :mod:`testbed.registry` knows it), a variant's settings in :data:`VARIANTS`.

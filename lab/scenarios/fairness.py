@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.view import Column, View, pct, ratio
@@ -118,7 +116,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     """The fast worker's share at both prefetch settings, with the ideal and round-robin."""
     if not plot.has_data(view, NAME, "fast_share_p1_pct"):
         return []
-    fig, ax = plt.subplots(figsize=(8.5, 4))
+    fig, ax = plot.subplots(figsize=(8.5, 4))
     groups = [
         (NAME, "fast_share_p1_pct", "prefetch 1"),
         (NAME, "fast_share_unlimited_pct", "unlimited prefetch"),

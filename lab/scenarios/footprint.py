@@ -23,8 +23,6 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.decision import Need
@@ -144,7 +142,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     """Start-up time, idle memory and lines of code, one panel each."""
     if not plot.has_data(view, NAME, "rss_idle_mb"):
         return []
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig, axes = plot.subplots(1, 3, figsize=(12, 3.8))
     panels = (
         ("startup_to_first_task_s", "seconds", "Start-up to first task"),
         ("rss_idle_mb", "MiB", "RSS idle"),

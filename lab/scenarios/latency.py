@@ -14,13 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.decision import Need
 from lab.report.stats import percentile
-from lab.report.view import Column, View, ms
+from lab.report.view import IDLE_LATENCY, Column, View, ms
 from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
 from lab.scenario import Param, Scenario, params
 from shared.journal import Execution, Journal
@@ -46,7 +44,7 @@ def first_runs(rows: list[Execution]) -> dict[str, Execution]:
 def run(lab: Lab, target: Target) -> Outcome:
     """Send ``n`` tasks one by one and read their latencies from the journal."""
     n = lab.config.of(NAME)["n"]
-    journal = lab.journal(f"latency-{target.name}")
+    journal = lab.journal(f"{NAME}-{target.name}")
     ids: list[str] = []
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
         worker = lab.start_worker(target, "idle", journal, prefetch=1)
@@ -95,7 +93,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     """Percentile bars of publish->start and publish->finish."""
     if not plot.has_data(view, NAME, "start_p50_ms"):
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plot.subplots(1, 2, figsize=(11, 4))
     for ax, kind, label in zip(
         axes, ("start", "finish"), ("publish -> start", "publish -> finish"), strict=True
     ):
@@ -154,4 +152,5 @@ SCENARIO = Scenario(
     sampled={
         f"{kind}_p{p}_ms": (f"{kind}_ms", p) for kind in ("start", "finish") for p in PERCENTILES
     },  # fmt: skip
+    provides=(IDLE_LATENCY,),
 )

@@ -6,8 +6,9 @@ rate from the journal (first start to last finish). Then a separate producer pro
 that capacity for ``loaded_seconds``, each message handed to the producer at its scheduled
 time, as the public queue benchmarks do (a fixed offered rate, latency percentiles). The
 worker's publish->start latencies come from the journal, next to the idle ones of the
-latency scenario. The producer may not reach the offered rate (a confirmed publish costs a
-round trip): the achieved rate is reported too.
+scenario that provides :data:`~lab.report.view.IDLE_LATENCY` figures (found by the report).
+The producer may not reach the offered rate (a confirmed publish costs a round trip): the
+achieved rate is reported too.
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.stats import percentile
-from lab.report.view import Column, View, ms, rate
+from lab.report.view import IDLE_LATENCY, Column, View, ms, provider, rate
 from lab.run.harness import Lab, Outcome, ScenarioFailed, Target
 from lab.scenario import Param, Scenario, params, published_between
 from shared.journal import Execution, Journal
 
 NAME = "loaded"
-IDLE = "latency"
-"""The scenario whose idle figures this one sets beside its own, by name (scenarios never
-import each other): the same worker and producer, one message at a time."""
 PERCENTILES = (50, 95, 99)
 
 
@@ -43,10 +39,10 @@ def run(lab: Lab, target: Target) -> Outcome:
     """Probe the capacity, then publish at a fraction of it and read the latencies."""
     cfg, opts = lab.config, lab.config.of(NAME)
     probe = opts["probe"]
-    journal = lab.journal(f"loaded-{target.name}")
+    journal = lab.journal(f"{NAME}-{target.name}")
     out = Outcome(samples={"journal": journal})
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
-        worker = lab.start_worker(target, "loaded", journal, prefetch=1)
+        worker = lab.start_worker(target, NAME, journal, prefetch=1)
         lab.wait_consuming(target.impl, [worker])
         lab.publish(target, ["task"] * probe)
         rows = lab.wait_finished(journal, probe, cfg.drain_timeout, workers=[worker])
@@ -92,17 +88,18 @@ def columns(config: dict[str, Any]) -> list[Column]:
         Column("offered_per_s", "offered", rate),
         Column("achieved_per_s", "achieved", rate),
         *[Column(f"start_p{p}_ms", f"loaded p{p} ms", ms) for p in PERCENTILES],
-        *[Column(f"start_p{p}_ms", f"idle p{p} ms", ms, IDLE) for p in PERCENTILES],
+        *[Column(f"start_p{p}_ms", f"idle p{p} ms", ms, IDLE_LATENCY) for p in PERCENTILES],
     ]
 
 
 def reading(view: View) -> list[str]:
     """Loaded p99 against idle p99 per row."""
     parts = []
+    idle_from = provider(IDLE_LATENCY)
     for r in view.rows(NAME):
         loaded = view.median(NAME, r, "start_p99_ms")
         achieved = view.median(NAME, r, "achieved_per_s")
-        idle = view.median(IDLE, r, "start_p99_ms")
+        idle = view.median(idle_from, r, "start_p99_ms")
         if loaded is not None and achieved is not None:
             parts.append(
                 f"{view.label(r)} p99 {loaded:.1f} ms at {achieved:,.0f}/s"
@@ -119,7 +116,8 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     rows = view.rows(NAME)
     if not any(plot.samples_ms(view, NAME, r) for r in rows):
         return []
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plot.subplots(figsize=(9, 4.5))
+    idle_from = provider(IDLE_LATENCY)
     for row in rows:
         colour = plot.colour(row.target)
         plot.cdf(
@@ -130,7 +128,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
         )
         plot.cdf(
             ax,
-            plot.samples_ms(view, IDLE, row),
+            plot.samples_ms(view, idle_from, row),
             color=colour,
             linestyle=":",
             label=f"{view.label(row)}, idle",
@@ -188,4 +186,5 @@ SCENARIO = Scenario(
     check=check,
     seconds=(3.0, 9.0),
     sampled={f"start_p{p}_ms": ("start_ms", p) for p in PERCENTILES},
+    compares_with=(IDLE_LATENCY,),
 )

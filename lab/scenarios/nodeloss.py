@@ -46,7 +46,7 @@ def consumption_gap(rows: list[Execution], killed_at: float) -> float | None:
 
 def run(lab: Lab, target: Target) -> Outcome:
     """Publish steadily, kill the queue's leader, read the outcome from the journal."""
-    cfg, opts = lab.config, lab.config.of(NAME)
+    opts = lab.config.of(NAME)
     cluster = lab.broker
     leader_of = getattr(cluster, "leader_of", None)
     if leader_of is None:
@@ -71,9 +71,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             result = producer.result(opts["seconds"] * 4 + 120)
             ids = result["ids"]
             with contextlib.suppress(Exception):
-                lab.wait_finished(
-                    journal, len(ids), cfg.resume_deadline + 30, settle=target.queue()
-                )
+                lab.wait_finished(journal, len(ids), opts["settle_deadline"], settle=target.queue())
             lab.stop_all()  # no late duplicate can then start after the journal is read
             rows = j.executions()
         finally:
@@ -186,6 +184,12 @@ SCENARIO = Scenario(
             12.0,
             8.0,
             "how long it publishes (the leader is killed a third of the way in)",
+        ),
+        Param(
+            "settle_deadline",
+            60.0,
+            45.0,
+            "seconds for the workers to finish the confirmed messages once the producer is done",
         ),
     ),
     settings=settings,

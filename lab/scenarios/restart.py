@@ -139,7 +139,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             return lab.drained(queue, ready_at)  # nothing survived that is still to do
 
         with contextlib.suppress(TimeoutError):
-            wait_until(settled, cfg.resume_deadline, interval=0.1, what="the workers to resume")
+            wait_until(settled, opts["resume_deadline"], interval=0.1, what="the workers to resume")
         empty = j.finished_count() >= len(ids) or lab.drained(queue, ready_at)
         for w in workers:
             resumed.setdefault(
@@ -148,7 +148,7 @@ def run(lab: Lab, target: Target) -> Outcome:
                     "resumed": False,
                     "reason": "nothing was left to do"
                     if empty
-                    else f"no execution within {cfg.resume_deadline:.0f} s of the restart",
+                    else f"no execution within {opts['resume_deadline']:.0f} s of the restart",
                 },
             )
         live = [w for w in workers if resumed[w.name]["resumed"]] or workers
@@ -271,7 +271,7 @@ def settings(config: dict[str, Any]) -> str:
     p = params(config, NAME)
     return (
         f"Restart: {p['messages']:,} tasks of {p['dot_seconds'] * 1000:.0f} ms, "
-        f"resume deadline {config['resume_deadline']:.0f} s"
+        f"resume deadline {p['resume_deadline']:.0f} s"
     )
 
 
@@ -291,6 +291,12 @@ SCENARIO = Scenario(
     params=(
         Param("messages", 1000, 200, "confirmed messages published before the broker is killed"),
         Param("dot_seconds", 0.005, 0.005, "seconds per unit of work"),
+        Param(
+            "resume_deadline",
+            30.0,
+            15.0,
+            "seconds a worker has to resume once the broker is back (its AMQP port answers)",
+        ),
     ),
     settings=settings,
     columns=columns,

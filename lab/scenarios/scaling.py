@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker
 from lab.report.decision import Need
@@ -182,7 +180,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     rows = view.rows(NAME)
     if not any(plot.has_data(view, NAME, f"io_c{c}_per_s") for c in levels):
         return []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plot.subplots(1, 2, figsize=(12, 4.5))
     for ax, kind, title in zip(
         axes, KINDS, ("I/O-bound (sleep)", "CPU-bound (pure Python)"), strict=True
     ):

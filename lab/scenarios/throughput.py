@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from lab.report import plot
 from lab.report.checks import Checker, check_cost
 from lab.report.decision import Need
@@ -71,7 +69,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             n: int, label: str = label, prefetch: int = prefetch
         ) -> tuple[dict[str, Any], float, float]:
             lab.reset([target.impl])
-            observer = Observer(lab, target.queue(), n, f"{target.name}-{label}")
+            observer = Observer(lab, target.queue(), n, f"{target.name}-{label}", p["poll"])
             with observer.killed_on_error():
                 if target.producer_env:
                     published = lab.publisher(target, body=BODY, count=n).result()
@@ -121,7 +119,7 @@ def run_baseline(lab: Lab) -> Outcome:
             n: int, label: str = label, prefetch: int = prefetch
         ) -> tuple[dict[str, Any], float, float]:
             lab.reset([])
-            observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}")
+            observer = Observer(lab, BASELINE_QUEUE, n, f"baseline-{label}", p["poll"])
             with observer.killed_on_error(), cost.thread_cpu() as cpu:
                 took = bare_pika.publish(lab.node_url, n)
             timings = lab.workdir / "logs" / f"baseline-{label}-{time.time_ns()}.json"
@@ -277,7 +275,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
     """Bars of the publish and consume rates per row."""
     if not plot.has_data(view, NAME, "publish_per_s"):
         return []
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plot.subplots(figsize=(9, 4.5))
     labels = [
         (f"consume_p{p}_per_s", f"consume,\nprefetch {p}")
         for p in params(view.config, NAME)["prefetch"]
@@ -298,7 +296,7 @@ def charts(view: View, out_dir: Path) -> list[Path]:
         for p in params(view.config, NAME)["prefetch"]
     ]
     if plot.has_data(view, NAME, cpu[0][1]):
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        fig, ax = plot.subplots(figsize=(9, 4.5))
         plot.bars(ax, view, view.rows(NAME), cpu)
         plot.legend_outside(ax)
         ax.set_ylabel("CPU microseconds per task (user + system)")
@@ -318,7 +316,7 @@ def settings(config: dict[str, Any]) -> str:
     return (
         f"Throughput: {p['n']:,} zero-work tasks per drain, prefetch "
         f"{', '.join(str(x) for x in p['prefetch'])}, no journal; queue polled every "
-        f"{config['drain_poll'] * 1000:.0f} ms; {sizing}"
+        f"{p['poll'] * 1000:.0f} ms; {sizing}"
     )
 
 
@@ -376,6 +374,7 @@ SCENARIO = Scenario(
             "readings under load, and the whole quick run its test's deadline)",
         ),
         Param("prefetch", (1, 100), (1, 100), "the prefetch counts the worker drains at"),
+        Param("poll", 0.005, 0.005, "seconds between two readings of the queue in a drain"),
         Param(
             "cpu_seconds",
             1.0,
