@@ -86,7 +86,8 @@ def watch_connection(name: str) -> tuple[Callable[..., None], Callable[..., None
 
 
 def on_channel_close(name: str) -> Callable[..., None]:
-    """A ``close_callbacks`` entry for the worker's channel: one line when RabbitMQ closes it.
+    """A ``close_callbacks`` entry for the worker's channel: one line when RabbitMQ closes it,
+    none when the worker closes it itself (Ctrl+C under ``faststream run`` printed one).
 
     The usual cause is the delivery acknowledgement timeout (``406 PRECONDITION_FAILED -
     delivery acknowledgement on channel 1 timed out``: a delivery unacked longer than
@@ -96,7 +97,9 @@ def on_channel_close(name: str) -> Callable[..., None]:
     """
 
     def closed(channel: object, error: BaseException | None = None) -> None:
-        if isinstance(error, aiormq.exceptions.ChannelClosed):
+        # ChannelClosed(None, None) is aiormq's answer to the close-ok of our own close
+        # (aiormq/channel.py, _on_close_ok_frame): a stopping worker, not RabbitMQ.
+        if isinstance(error, aiormq.exceptions.ChannelClosed) and error.args != (None, None):
             say(
                 f" [!] {name}: RabbitMQ closed the channel ({type(error).__name__}: {error}); "
                 "the unacked messages go back to the queue; opening a new channel"

@@ -1,12 +1,15 @@
-"""Hello world (tutorial 1): what is sent is printed by the receiver, byte for byte."""
+"""Hello world (tutorial 1): what is sent is printed by the receiver, byte for byte, and Ctrl+C
+stops the receiver cleanly."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from functools import partial
 from pathlib import Path
 
+from shared.exit_codes import ExitCode
 from shared.impl import Implementation
 from testbed.node import Node
 from testbed.process import GroupProcess, wait_until
@@ -55,3 +58,11 @@ def test_hello_roundtrip(broker: Node, impl: Implementation, tmp_path: Path) -> 
 
         for text in TEXTS:
             wait_until(partial(received, text), 30, what=f"the receiver to print {text!r}")
+
+        # Ctrl+C, as a terminal sends it (to the foreground group): a clean stop, no error line
+        # (celery_impl.receive reported Celery's exit 1 after Ctrl+C as an error, exit 70).
+        receiver.signal(signal.SIGINT)
+        code = receiver.wait(timeout=30)
+        output = receiver.output()
+        assert code in (ExitCode.OK, ExitCode.INTERRUPTED), f"exit {code}\n{output}"
+        assert "error:" not in output and "Traceback" not in output, output

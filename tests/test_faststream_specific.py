@@ -226,3 +226,22 @@ def test_the_native_command_runs_the_same_worker(
         assert executions_per_message(rows) == {i: 1 for i in ids}
         assert {r.worker for r in rows} == {"native"}
         assert native.terminate(timeout=30) == 0, native.output()
+
+
+@pytest.mark.timeout(10)
+def test_only_a_channel_rabbitmq_closes_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker's channel close callback says nothing about its own close (aiormq's
+    ``ChannelClosed(None, None)`` on the close-ok, seen at Ctrl+C under ``faststream run``), and
+    its one line about a close RabbitMQ sent (the negative control: the consumer timeout's 406).
+    """
+    import aiormq.exceptions
+
+    from faststream_impl.consumer import on_channel_close
+
+    closed = on_channel_close("w1")
+    closed(object(), aiormq.exceptions.ChannelClosed(None, None))
+    assert capsys.readouterr().out == ""
+    closed(
+        object(), aiormq.exceptions.ChannelPreconditionFailed("delivery acknowledgement timed out")
+    )
+    assert "RabbitMQ closed the channel" in capsys.readouterr().out
