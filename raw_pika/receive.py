@@ -36,6 +36,9 @@ def main() -> int:
         print(f" [*] Connected to {settings.broker_address(settings.load().amqp_url)}", flush=True)
         print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
         channel.start_consuming()
+    except KeyboardInterrupt:  # Ctrl+C: the tutorial's way to stop, a clean exit (0)
+        print(" [*] Interrupted", flush=True)
+        connection.close()
     except pika.exceptions.ChannelClosedByBroker as e:  # 403: no read permission
         raise pika_errors.translate(e, params, queue, "consume") from e
     except pika.exceptions.AMQPConnectionError as e:  # the node stopped or crashed

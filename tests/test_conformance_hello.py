@@ -64,5 +64,5 @@ def test_hello_roundtrip(broker: Node, impl: Implementation, tmp_path: Path) -> 
         receiver.signal(signal.SIGINT)
         code = receiver.wait(timeout=30)
         output = receiver.output()
-        assert code in (ExitCode.OK, ExitCode.INTERRUPTED), f"exit {code}\n{output}"
+        assert code == ExitCode.OK, f"exit {code}\n{output}"  # pika's receive exited 130
         assert "error:" not in output and "Traceback" not in output, output
