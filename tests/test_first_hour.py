@@ -72,8 +72,9 @@ def test_broker_env_shows_the_password_only_on_request(tmpdir_env: Path, broker:
     api = f"{broker.management_url}/api/whoami"
     assert requests.get(api, auth=(login[1], login[2]), timeout=10).status_code == 200
     # ... control: the masked login is refused
-    refused = re.search(r"^export AMQP_URL='amqp://(\w+):([^@]+)@", masked.stdout, re.M)
+    refused = re.search(r"^# export AMQP_URL='amqp://(\w+):([^@]+)@", masked.stdout, re.M)
     assert refused is not None, masked.stdout
+    assert not re.search(r"^export AMQP_URL", masked.stdout, re.M), "pasted, it sets a bad URL"
     assert requests.get(api, auth=(refused[1], refused[2]), timeout=10).status_code == 401
     lines = "\n".join(masked.stdout.splitlines() + shown.stdout.splitlines())
     assert all(len(line) <= 200 for line in lines.splitlines())

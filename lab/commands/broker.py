@@ -251,7 +251,8 @@ def broker_env(show_password: bool) -> int:
     """Print the shell lines that point a program at the ``broker up`` node (``export
     AMQP_URL=...``, and ``MQLAB_MANAGEMENT_URL`` for ``mqlab compare --amqp-url``) and the
     management UI's address and login, as comments. The password is masked unless
-    ``show_password``: then ``eval "$(mqlab broker env --show-password)"`` sets them.
+    ``show_password``: then ``eval "$(mqlab broker env --show-password)"`` sets them; without
+    it the ``AMQP_URL`` line is a comment too, so pasting it cannot set a masked password.
 
     Raises:
         UsageError: no ``broker up`` node runs.
@@ -264,7 +265,8 @@ def broker_env(show_password: bool) -> int:
     url: str = state["amqp_url"]
     shown = url if show_password else mask_password(url)
     user = urlparse(amqp_urls(url)[0])
-    console.print(f"export AMQP_URL='{shown}'", markup=False, highlight=False)
+    comment = "" if show_password else "# "
+    console.print(f"{comment}export AMQP_URL='{shown}'", markup=False, highlight=False)
     console.print(f"export MQLAB_MANAGEMENT_URL={state['management_url']}", highlight=False)
     for n in state.get("nodes") or [{"name": "", "management_url": state["management_url"]}]:
         where = f" ({n['name']})" if n["name"] else ""
