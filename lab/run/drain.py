@@ -255,10 +255,8 @@ class Observer:
         self.poll = poll
         self.out = lab.workdir / "logs" / f"drain-{label}-{time.time_ns()}.json"
         self.pids = self.out.with_suffix(".pids")
-        # It watches the fill and then the drain, each given up to the drain deadline (the lab
-        # times the drain alone; with the fill in one budget, a 40 s publish under load left
-        # the drain 20 s and the observer gave up first: "drain not seen"). The lab kills it
-        # as soon as its window is read or the run fails.
+        # The fill and the drain each get the drain deadline (one for both gave up early under
+        # load: "drain not seen"); the lab kills it once its window is read or the run fails.
         budget = 2 * cfg.drain_timeout + 30
         argv = [
             sys.executable, "-m", "lab.run.drain", "--amqp-url", lab.node_url, "--queue", queue,

@@ -156,21 +156,12 @@ def columns(config: dict[str, Any]) -> list[Column]:
 def cell_text(view: View, row: Row, metric: str) -> str | None:
     """A consume rate or consumer CPU cell with its ratio to the bare loop of the same repeat
     (``(0.85x bare)``)."""
-    if row.target == BASELINE or "default" in metric:
-        return None
-    if metric.startswith("cpu_"):
-        s = view.summary(NAME, row, metric)
-        if s is None:
-            return None
-        bare = view.pair_ratio(NAME, row, Row(BASELINE, row.setup), metric)
-        return cell(s, us) + (f" ({cell(bare, ratio)} bare)" if bare else "")
-    if not metric.startswith("consume_"):
-        return None
+    kind = us if metric.startswith("cpu_") else rate if metric.startswith("consume_") else None
     s = view.summary(NAME, row, metric)
-    if s is None:
+    if row.target == BASELINE or "default" in metric or kind is None or s is None:
         return None
     bare = view.pair_ratio(NAME, row, Row(BASELINE, row.setup), metric)
-    return cell(s, rate) + (f" ({cell(bare, ratio)} bare)" if bare else "")
+    return cell(s, kind) + (f" ({cell(bare, ratio)} bare)" if bare else "")
 
 
 def reading(view: View) -> list[str]:
@@ -241,33 +232,27 @@ def reading(view: View) -> list[str]:
                 "and restart tables show what the defaults lose)."
             )
     for setup in view.setups:
-        parts = []
-        for p in params(view.config, NAME)["prefetch"]:
-            s = view.pair_ratio(
-                NAME, Row("pika", setup), Row(BASELINE, setup), f"consume_p{p}_per_s"
-            )
-            if s is not None:
-                verdict = "meets" if s.median >= PIKA_BAR else "misses"
-                parts.append(f"{s.median:.0%} at prefetch {p} ({verdict})")
         where = f" on {setup}" if len(view.setups) > 1 else ""
-        if parts:
-            out.append(
-                f"The pika worker's own speed against the bare pika loop{where} (target at least "
-                f"{PIKA_BAR:.0%}): {', '.join(parts)}."
-            )
-        costs, bars = [], []
+        pika, bare = Row("pika", setup), Row(BASELINE, setup)
+        speed, cpu_cost, bars = [], [], []
         for p in params(view.config, NAME)["prefetch"]:
-            bar = PIKA_CPU_BARS.get(p)
-            s = view.pair_ratio(NAME, Row("pika", setup), Row(BASELINE, setup), f"cpu_p{p}_us")
-            if bar is not None and s is not None:
-                verdict = "meets" if s.median <= bar else "misses"
-                costs.append(f"{s.median:.2f}x at prefetch {p} ({verdict})")
+            if (s := view.pair_ratio(NAME, pika, bare, f"consume_p{p}_per_s")) is not None:
+                verdict = "meets" if s.median >= PIKA_BAR else "misses"
+                speed.append(f"{s.median:.0%} at prefetch {p} ({verdict})")
+            c, bar = view.pair_ratio(NAME, pika, bare, f"cpu_p{p}_us"), PIKA_CPU_BARS.get(p)
+            if c is not None and bar is not None:
+                verdict = "meets" if c.median <= bar else "misses"
+                cpu_cost.append(f"{c.median:.2f}x at prefetch {p} ({verdict})")
                 bars.append(f"{bar:g}x at prefetch {p}")
-        if costs:
-            out.append(
-                f"The pika worker's CPU per task against the bare pika loop{where} (target at "
-                f"most {', '.join(bars)}): {', '.join(costs)}."
-            )
+        for what, bar_text, found in (
+            ("own speed", f"at least {PIKA_BAR:.0%}", speed),
+            ("CPU per task", f"at most {', '.join(bars)}", cpu_cost),
+        ):
+            if found:
+                text = f"{bar_text}): {', '.join(found)}."
+                out.append(
+                    f"The pika worker's {what} against the bare pika loop{where} (target {text}"
+                )
     return out
 
 
