@@ -14,7 +14,7 @@ import pytest
 from shared.exit_codes import ExitCode
 from shared.impl import Command, Implementation, WorkerSpec
 from testbed.node import Node
-from testbed.process import GroupProcess
+from testbed.process import GroupProcess, wait_until
 from tests.helpers import IMPLEMENTATIONS, assert_one_line_error, each_implementation, run_to_end
 
 UNREACHABLE = {"AMQP_URL": "amqp://u:p@127.0.0.1:1/%2F", "MQLAB_CONNECT_TIMEOUT": "2"}
@@ -82,9 +82,13 @@ def test_compare_out_that_cannot_be_written_is_one_line(tmp_path: Path, where: s
     argv = [sys.executable, "-m", "lab.cli", "compare", "--quick", "--impl", "pika",
             "--amqp-url", UNREACHABLE["AMQP_URL"], "--management-url", "http://127.0.0.1:1",
             "--out", out]  # fmt: skip
-    result = run_to_end(Command(argv), UNREACHABLE, timeout=50)
-    if where == "control-writable-out":  # a writable --out: past the check, to the broker
-        assert "cannot write the report" not in result.stderr, result.stderr
+    if where == "control-writable-out":  # a writable --out: past the check, to its run plan
+        with GroupProcess(Command(argv, UNREACHABLE), log_path=tmp_path / "compare.log") as proc:
+            planned = lambda: "runs over" in proc.output() or not proc.alive()  # noqa: E731
+            wait_until(planned, 50, interval=0.1, what="compare to print its run plan")
+            output = proc.output()
+        assert "runs over" in output and "cannot write the report" not in output, output
         return
+    result = run_to_end(Command(argv), UNREACHABLE, timeout=50)
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert "--out" in assert_one_line_error(result.returncode, result.stderr)
