@@ -16,7 +16,7 @@ one shared Erlang cookie. The cluster forms by classic config peer discovery (Ra
 "Cluster Formation and Peer Discovery: Config File Peer Discovery Backend"): node 1, the seed,
 boots first on its own; nodes 2 and 3, whose ``rabbitmq.conf`` names node 1 as their peer,
 then boot together, find it running and join it as they boot (no ``stop_app``/
-``join_cluster``/``start_app`` round trip), then ``rabbitmqctl await_online_nodes 3``.
+``join_cluster``/``start_app`` round trip), then the management API lists 3 nodes running.
 Every process and directory is registered with :mod:`testbed.reaper`, so a Ctrl+C or SIGKILL
 of the owner leaves nothing.
 
@@ -156,13 +156,13 @@ class Cluster(Node):
 
     def start(self) -> None:
         """Form the cluster (first call), or start every stopped node again and wait until all
-        are members and running (``await_online_nodes``); a member that lost a known race of
+        are members and running (:meth:`await_online`); a member that lost a known race of
         nodes booting together (:data:`RESTART_RACES`) is booted once more.
 
         Raises:
-            RuntimeError: a node exited during boot (the message quotes its log), or the nodes
-                did not all join (``await_online_nodes`` timed out: a node booted alone).
-            TimeoutError: not formed within :data:`BOOT_TIMEOUT` seconds.
+            RuntimeError: a node exited during boot (the message quotes its log).
+            TimeoutError: not formed within :data:`BOOT_TIMEOUT` seconds, or the nodes did not
+                all join (a node booted alone).
         """
         if not self._formed:
             # The seed first: a blank node that finds no peer running boots on its own; the
@@ -205,27 +205,37 @@ class Cluster(Node):
         return errors
 
     def await_online(self, count: int | None = None) -> None:
-        """``rabbitmqctl await_online_nodes N`` on a live node, then every live node's ports.
+        """Wait until a live node's management API lists ``count`` cluster members running
+        (``GET /api/nodes``, field ``running``: the node's own view of the cluster, what
+        ``rabbitmqctl await_online_nodes`` waits for, without booting a CLI VM), then until
+        every live node serves (:meth:`Node.wait_ready`).
 
         Parameters:
             count: nodes to wait for; default every node whose process runs.
 
         Raises:
-            RuntimeError: the command failed.
-            TimeoutError: not within :data:`BOOT_TIMEOUT` seconds.
+            RuntimeError: no node of the cluster is running.
+            TimeoutError: not within :data:`BOOT_TIMEOUT` seconds (the message shows the last
+                view).
         """
         live = [n for n in self.nodes if n.alive()]
         if not live:
             raise RuntimeError("no node of the cluster is running")
         count = len(live) if count is None else count
-        result = live[0].ctl(
-            "await_online_nodes", str(count), "--timeout", str(int(BOOT_TIMEOUT)),
-            timeout=BOOT_TIMEOUT + 10,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"cluster did not reach {count} online nodes: {result.stderr.strip()}"
-            )
+        seen: list[str] = []
+
+        def online() -> bool:
+            try:
+                nodes = live[0].management.api("nodes")
+            except requests.RequestException:
+                return False
+            seen[:] = sorted(str(n.get("name")) for n in nodes if n.get("running"))
+            return len(seen) >= count
+
+        try:
+            wait_until(online, BOOT_TIMEOUT, interval=0.2, what=f"{count} online nodes")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: running {seen}") from None
         for node in live:
             Node.wait_ready(node, BOOT_TIMEOUT)
 
@@ -333,19 +343,52 @@ class Cluster(Node):
         Raises:
             RuntimeError: it failed on a node (the message quotes its stderr).
         """
-        outputs = [n.rabbitmqctl(*args, timeout=timeout) for n in self.nodes if n.alive()]
-        return outputs[0] if outputs else ""
+        live = [n for n in self.nodes if n.alive()]
+        outputs: dict[str, str] = {}
+        errors: list[BaseException] = []
+
+        def run(node: LocalNode) -> None:  # in parallel: each call boots a CLI VM (seconds)
+            try:
+                outputs[node.node] = node.rabbitmqctl(*args, timeout=timeout)
+            except BaseException as e:  # reported to the caller, in its thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in live]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return outputs[live[0].node] if live else ""
 
     def sync_metadata(self) -> None:
-        """Fsync Mnesia's log on every running node (:meth:`LocalNode.sync_metadata`; see
-        :meth:`Node.sync_metadata`).
+        """Fsync Mnesia's log and Ra's directory on every running node (what
+        :meth:`LocalNode.sync_metadata` does on one; see :meth:`Node.sync_metadata`), in one
+        ``rabbitmqctl eval`` on one of them that runs it on each (``rpc:multicall``): one CLI
+        VM instead of one per node.
 
         Raises:
-            RuntimeError: rabbitmqctl failed on a running node.
+            RuntimeError: rabbitmqctl failed, or a running node did not answer the call (the
+                message names it).
         """
-        for node in self.nodes:
-            if node.alive():
-                node.sync_metadata()
+        live = [n for n in self.nodes if n.alive()]
+        if not live:
+            return
+        names = ", ".join(f"'{n.node}'" for n in live)
+        bad = (
+            live[0]
+            .rabbitmqctl(
+                "eval",
+                f"Ns = [{names}], "
+                "{_, Bad1} = rpc:multicall(Ns, mnesia, sync_log, []), "
+                "{_, Bad2} = rpc:multicall(Ns, dets, sync, [ra_directory_reverse]), "
+                "Bad1 ++ Bad2.",
+            )
+            .strip()
+        )
+        if bad != "[]":
+            raise RuntimeError(f"metadata not synced on {bad}")
 
     def kill(self) -> None:
         """SIGKILL every node (a whole-cluster crash)."""
