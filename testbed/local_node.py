@@ -251,8 +251,9 @@ class LocalNode(Node):
         )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        """Wait until the node serves: its AMQP port accepts connections and its management API
-        answers (``/api/overview``), polled from here every 0.2 s while its process runs.
+        """Wait until the node serves: it has written its pid file (this boot's: :meth:`launch`
+        removes the last one), its AMQP port accepts connections and its management API answers
+        (``/api/overview``), polled from here every 0.2 s while its process runs.
 
         No ``rabbitmqctl wait``: every CLI call boots an Erlang VM of its own (about 1.3 s of
         CPU, 5-10 s of wall time on the loaded 2-core machine), paid at each of the suite's node
@@ -275,6 +276,8 @@ class LocalNode(Node):
                     else ""
                 )
                 raise RuntimeError(f"RabbitMQ node {self.node} failed to start:\n{tail}")
+            if not self.pid_file.exists():  # this boot's (launch removed the last one's)
+                return False
             try:
                 with socket.create_connection((host, port), timeout=1):
                     pass
