@@ -59,31 +59,12 @@ BROKER_FIXTURES = frozenset({"broker", "single_node", "_cluster_node"})
 (``cluster``, ``killable_broker``, ``start_worker``...) depends on ``broker``."""
 
 
-def run_order(item: pytest.Item) -> tuple[int, float]:
-    """The sort key that runs the longest tests first: tests that need a node before those
-    that need none, then by the test's own ``timeout`` mark, largest first (the budget its
-    author gave it, the one per-test measure of its length the suite has; unmarked: 0).
-
-    With ``-n 3 --dist load`` pytest-xdist deals the tests out in this order (the first
-    quarter round-robin, then in chunks as the processes ask), so the runs of several minutes
-    (``mqlab compare --quick``, the partitions, whole-cluster restarts) are shared out at the
-    start and the quick broker-free tests fill the end, instead of one long test, dealt out
-    last in file order, running alone on one process while the others idle (longest
-    processing time first)."""
-    mark = item.get_closest_marker("timeout")
-    budget = mark.args[0] if mark is not None and mark.args else 0
-    return (0 if item.get_closest_marker("broker") else 1, -float(budget))
-
-
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``broker`` every test whose fixture closure holds one of :data:`BROKER_FIXTURES`,
-    then order the tests longest first (:func:`run_order`; a stable sort, so file order within
-    one budget)."""
+    """Mark ``broker`` every test whose fixture closure holds one of :data:`BROKER_FIXTURES`."""
     for item in items:
         if BROKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.broker)
-    items.sort(key=run_order)
 
 
 @pytest.hookimpl(wrapper=True)
