@@ -177,6 +177,7 @@ class LocalNode(Node):
             "{global, [{605, 1}]}, {basic, [{605, 1}]}, {detailed, [{10, 1}]}]}]}].\n"
         )
         self._proc: GroupProcess | None = None
+        self._boot_offset = 0  # where this boot's output starts in log_file (it is appended to)
 
     @property
     def pid_file(self) -> Path:
@@ -227,6 +228,7 @@ class LocalNode(Node):
         if self._proc is not None and self._proc.alive():
             return
         self.pid_file.unlink(missing_ok=True)
+        self._boot_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         self._proc = GroupProcess(
             Command([*self.prefix, self.server], self._env()), log_path=self.log_file
         )
@@ -263,19 +265,26 @@ class LocalNode(Node):
         booted node.
 
         Raises:
-            RuntimeError: the node exited during boot (the message quotes its log).
+            RuntimeError: the node exited during boot, or printed ``BOOT FAILED`` (RabbitMQ's
+                ``rabbit`` boot error, then ``exit``); the message quotes this boot's output.
             TimeoutError: not ready within ``timeout`` seconds.
         """
         host, port = self.listen_ip, self.amqp_port
 
+        def boot_output() -> str:  # what the node printed since this boot's launch
+            try:
+                with self.log_file.open("rb") as log:
+                    log.seek(self._boot_offset)
+                    return log.read().decode(errors="replace")
+            except FileNotFoundError:
+                return ""
+
         def served() -> bool:
-            if not (self._proc and self._proc.alive()):
-                tail = (
-                    self.log_file.read_text(errors="replace")[-2000:]
-                    if self.log_file.exists()
-                    else ""
-                )
-                raise RuntimeError(f"RabbitMQ node {self.node} failed to start:\n{tail}")
+            boot = boot_output()
+            # A failed boot prints BOOT FAILED and its reason; its VM may take a while to halt
+            # (seen: a launcher still alive after incompatible_feature_flags).
+            if not (self._proc and self._proc.alive()) or "BOOT FAILED" in boot:
+                raise RuntimeError(f"RabbitMQ node {self.node} failed to start:\n{boot[-2000:]}")
             if not self.pid_file.exists():  # this boot's (launch removed the last one's)
                 return False
             try:
