@@ -174,13 +174,14 @@ def test_help_fits_80_columns_and_is_written_for_users(argv: list[str]) -> None:
 
 
 def _words_kept(tables: list[RichTable], rows: list[list[str]]) -> bool:
-    """Whether every word of every cell shows whole on one line of an 80-column terminal, and
-    no line is wider."""
+    """Whether every word of every cell and header shows whole on one line of an 80-column
+    terminal, and no line is wider."""
     console = Console(width=80, record=True)
     for table in tables:
         console.print(table)
     lines = console.export_text().splitlines()
-    cells = {word for row in rows for cell in row for word in cell.split()}
+    headers = [str(c.header) for t in tables for c in t.columns]
+    cells = {word for row in [*rows, headers] for cell in row for word in cell.split()}
     return all(len(line) <= 80 for line in lines) and all(
         any(re.search(rf"(^|\s){re.escape(w)}(\s|$)", line) for line in lines) for w in cells
     )
@@ -212,6 +213,20 @@ def test_compare_tables_fit_80_columns_without_cutting_a_number() -> None:
     ]
     table = markdown.Table("Throughput", "", headers, rows)  # fmt: skip
     assert _words_kept(render(table), rows)
+    # the lab's throughput table, 16 columns of long header words: as rich sized the columns
+    # it cut "lab/observer", "makespan/ideal" and, in the third part, a column of figures
+    wide = ["implementation", "publish", "publish lab/observer", "producer CPU, us/task"]
+    wide += [f"{h}, prefetch {p}" for h in ("consume", "lab/observer") for p in (1, 100)]
+    wide += [f"consumer CPU, us/task, prefetch {p}" for p in (1, 100)]
+    wide += ["CPU lab/observer, prefetch 1", "broker CPU, us/task, prefetch 1"]
+    wide += ["worker RSS after the drain", "makespan/ideal", "publish->finish p50, ms", "down"]
+    many = [
+        ["faststream-defaults (quorum/cluster)", "1,234 (1,100-1,300)", "1.01x", "123 (110-130)"]
+        + ["1,412 (1,380-1,460) (0.85x bare)", "14,120 (12,000-15,000)", "0.99x", "1.02x"]
+        + ["220 (200-240) (1.63x bare)", "48 (45-50)", "1.00x", "90 (80-100)", "45.2 MiB"]
+        + ["1.23", "12.3 (11-13)", "0.42 s"]
+    ]
+    assert _words_kept(render(markdown.Table("Throughput", "", wide, many)), many)
     # control: rich's default table (overflow "ellipsis") cuts numbers ("1,41…") at 80 columns
     plain = RichTable(*headers)
     for row in rows:

@@ -48,44 +48,53 @@ BOOT_SECONDS = {"cluster": 60.0}
 def render(table: markdown.Table, width: int = 80) -> list[RichTable]:
     """A report table as rich tables for a terminal ``width`` columns wide (80 or more).
 
-    Cells and headers wrap at spaces, and a header word still too long folds onto the next
-    line (rich ``overflow="fold"``), never cut with an ellipsis; each column is at least as wide
-    as the longest word of its cells (``min_width``), so a number is never folded or cut. No
-    vertical rules (``box.SIMPLE_HEAD``). When the columns cannot all fit at those widths, the
-    table is split into several, each repeating the first column (the implementation), titled
-    ``(continued)``.
+    Cells and headers wrap at spaces; each column is at least as wide as the longest word of
+    its cells and of its header, so a number or a header word is never folded or cut, and has
+    a fixed width (rich shrinks a column below its longest word in a tight table, and cuts
+    it). No vertical rules (``box.SIMPLE_HEAD``). When the columns cannot all fit at those
+    widths, the table is split into several, each repeating the first column (the
+    implementation), titled ``(continued)``.
     """
-    widths = [
-        max((len(w) for row in table.rows if i < len(row) for w in row[i].split()), default=1)
-        for i in range(len(table.headers))
-    ]
-    # What a column takes: its widest word, of a cell or of the header (rich's minimum), and 3
-    # for the padding and the space between columns.
-    takes = [
-        max(widths[i], *(len(w) for w in header.split()), 1) + 3
-        for i, header in enumerate(table.headers)
-    ]
+
+    def longest(texts: list[str], split: bool) -> int:
+        return max((len(w) for t in texts for w in (t.split() if split else [t])), default=1)
+
+    columns = range(len(table.headers))
+    cells = [[row[i] for row in table.rows if i < len(row)] for i in columns]
+    # A column never narrower than its longest word (of a cell or of its header), never wider
+    # than its longest cell or header; +3: the padding and the space between columns.
+    least = [max(longest(cells[i], True), longest([table.headers[i]], True)) for i in columns]
+    most = [max(longest(cells[i], False), longest([table.headers[i]], False)) for i in columns]
     parts: list[list[int]] = [[]]
-    used = takes[0] if takes else 0
+    used = least[0] + 3 if least else 0
     for i in range(1, len(table.headers)):
-        if parts[-1] and used + takes[i] > width:
+        if parts[-1] and used + least[i] + 3 > width:
             parts.append([])
-            used = takes[0]
+            used = least[0] + 3
         parts[-1].append(i)
-        used += takes[i]
+        used += least[i] + 3
     out = []
-    for n, columns in enumerate(parts):
+    for n, part in enumerate(parts):
+        shown = [0, *part]
+        # Fixed widths (rich would otherwise shrink a column below its longest word when the
+        # table is tight, and cut it): the room left shared in proportion to what each wants.
+        room = max(0, width - sum(least[i] + 3 for i in shown))
+        want = [most[i] - least[i] for i in shown]
+        sizes = [
+            least[i] + (min(w, room * w // sum(want)) if sum(want) > room else w)
+            for i, w in zip(shown, want, strict=True)
+        ]
         title = table.title if n == 0 else f"{table.title} (continued)"
         rich = RichTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for i in [0, *columns]:
+        for i, size in zip(shown, sizes, strict=True):
             rich.add_column(
                 table.headers[i],
                 justify="left" if i == 0 else "right",
                 overflow="fold",
-                min_width=widths[i],
+                width=size,
             )
         for row in table.rows:
-            rich.add_row(*[row[i] if i < len(row) else "" for i in [0, *columns]])
+            rich.add_row(*[row[i] if i < len(row) else "" for i in shown])
         out.append(rich)
     return out
 
