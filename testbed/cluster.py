@@ -16,7 +16,7 @@ one shared Erlang cookie. The cluster forms by classic config peer discovery (Ra
 "Cluster Formation and Peer Discovery: Config File Peer Discovery Backend"): node 1, the seed,
 boots first on its own; nodes 2 and 3, whose ``rabbitmq.conf`` names node 1 as their peer,
 then boot together, find it running and join it as they boot (no ``stop_app``/
-``join_cluster``/``start_app`` round trip), then ``rabbitmqctl await_online_nodes 3``.
+``join_cluster``/``start_app`` round trip), then the management API lists 3 nodes running.
 Every process and directory is registered with :mod:`testbed.reaper`, so a Ctrl+C or SIGKILL
 of the owner leaves nothing.
 
@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Self
 
@@ -156,13 +156,13 @@ class Cluster(Node):
 
     def start(self) -> None:
         """Form the cluster (first call), or start every stopped node again and wait until all
-        are members and running (``await_online_nodes``); a member that lost a known race of
+        are members and running (:meth:`await_online`); a member that lost a known race of
         nodes booting together (:data:`RESTART_RACES`) is booted once more.
 
         Raises:
-            RuntimeError: a node exited during boot (the message quotes its log), or the nodes
-                did not all join (``await_online_nodes`` timed out: a node booted alone).
-            TimeoutError: not formed within :data:`BOOT_TIMEOUT` seconds.
+            RuntimeError: a node exited during boot (the message quotes its log).
+            TimeoutError: not formed within :data:`BOOT_TIMEOUT` seconds, or the nodes did not
+                all join (a node booted alone).
         """
         if not self._formed:
             # The seed first: a blank node that finds no peer running boots on its own; the
@@ -189,43 +189,40 @@ class Cluster(Node):
 
     def _wait_all(self, nodes: list[LocalNode]) -> list[tuple[LocalNode, BaseException]]:
         """Wait for ``nodes`` to boot, in parallel; the nodes that failed, with their error."""
-        errors: list[tuple[LocalNode, BaseException]] = []
-
-        def wait(node: LocalNode) -> None:
-            try:
-                node.wait_ready(BOOT_TIMEOUT)
-            except BaseException as e:  # reported to the caller, in its thread
-                errors.append((node, e))
-
-        threads = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return errors
+        return _on_each(nodes, lambda node: node.wait_ready(BOOT_TIMEOUT))
 
     def await_online(self, count: int | None = None) -> None:
-        """``rabbitmqctl await_online_nodes N`` on a live node, then every live node's ports.
+        """Wait until a live node's management API lists ``count`` cluster members running
+        (``GET /api/nodes``, field ``running``: the node's own view of the cluster, what
+        ``rabbitmqctl await_online_nodes`` waits for, without booting a CLI VM), then until
+        every live node serves (:meth:`Node.wait_ready`).
 
         Parameters:
             count: nodes to wait for; default every node whose process runs.
 
         Raises:
-            RuntimeError: the command failed.
-            TimeoutError: not within :data:`BOOT_TIMEOUT` seconds.
+            RuntimeError: no node of the cluster is running.
+            TimeoutError: not within :data:`BOOT_TIMEOUT` seconds (the message shows the last
+                view).
         """
         live = [n for n in self.nodes if n.alive()]
         if not live:
             raise RuntimeError("no node of the cluster is running")
         count = len(live) if count is None else count
-        result = live[0].ctl(
-            "await_online_nodes", str(count), "--timeout", str(int(BOOT_TIMEOUT)),
-            timeout=BOOT_TIMEOUT + 10,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"cluster did not reach {count} online nodes: {result.stderr.strip()}"
-            )
+        seen: list[str] = []
+
+        def online() -> bool:
+            try:
+                nodes = live[0].management.api("nodes")
+            except requests.RequestException:
+                return False
+            seen[:] = sorted(str(n.get("name")) for n in nodes if n.get("running"))
+            return len(seen) >= count
+
+        try:
+            wait_until(online, BOOT_TIMEOUT, interval=0.2, what=f"{count} online nodes")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}: running {seen}") from None
         for node in live:
             Node.wait_ready(node, BOOT_TIMEOUT)
 
@@ -333,8 +330,14 @@ class Cluster(Node):
         Raises:
             RuntimeError: it failed on a node (the message quotes its stderr).
         """
-        outputs = [n.rabbitmqctl(*args, timeout=timeout) for n in self.nodes if n.alive()]
-        return outputs[0] if outputs else ""
+        live = [n for n in self.nodes if n.alive()]
+        outputs: dict[str, str] = {}  # in parallel: each call boots a CLI VM (seconds)
+        failed = _on_each(
+            live, lambda n: outputs.__setitem__(n.node, n.rabbitmqctl(*args, timeout=timeout))
+        )
+        if failed:
+            raise failed[0][1]
+        return outputs[live[0].node] if live else ""
 
     def sync_metadata(self) -> None:
         """:meth:`LocalNode.sync_metadata` on every running node with one ``rabbitmqctl
@@ -376,17 +379,6 @@ class Cluster(Node):
         for node in self.nodes:
             node.close()
 
-    def status(self) -> list[tuple[LocalNode, bool, list[str]]]:
-        """Per node: the node, whether its process runs, and the quorum queues it leads."""
-        leads: dict[str, list[str]] = {}
-        try:
-            for q in self.management.queues():
-                if q.get("type") == "quorum" and q.get("leader"):
-                    leads.setdefault(str(q["leader"]), []).append(str(q["name"]))
-        except requests.RequestException:  # no node answers: every node is shown down anyway
-            pass
-        return [(n, n.alive(), sorted(leads.get(n.node, []))) for n in self.nodes]
-
     def describe(self) -> str:
         """One line per node: its name, AMQP URI (password masked) and management UI."""
         lines = [f"RabbitMQ cluster of {len(self.nodes)} nodes ({self.provider}):"]
@@ -395,3 +387,13 @@ class Cluster(Node):
             for n in self.nodes
         ]
         return "\n".join(lines)
+
+
+def _on_each(
+    nodes: list[LocalNode], call: Callable[[LocalNode], object]
+) -> list[tuple[LocalNode, BaseException]]:
+    """``call(node)`` for every node, in parallel threads; the nodes whose call raised, with
+    the exception."""
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        futures = {node: pool.submit(call, node) for node in nodes}
+    return [(node, e) for node, f in futures.items() if (e := f.exception()) is not None]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import IMPLEMENTATIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = shutil.which("docker-compose")
 
@@ -34,7 +36,7 @@ def _repo_config() -> subprocess.CompletedProcess[str]:
 def test_compose_file_is_valid() -> None:
     result = _repo_config()
     assert result.returncode == 0, result.stderr
-    for impl in ("pika", "celery", "dramatiq"):
+    for impl in IMPLEMENTATIONS:
         assert f"{impl}-worker:" in result.stdout and f"{impl}-producer:" in result.stdout
     for service in ("rabbitmq:",):
         assert service in result.stdout
@@ -52,6 +54,8 @@ def test_compose_cluster_profile_is_valid() -> None:
     assert result.stdout.count("RABBITMQ_ERLANG_COOKIE: mqlab-cluster-cookie") == 3
     assert "MQLAB_QUEUE_TYPE: quorum" in result.stdout
     assert "amqp://guest:guest@rabbit3:5672/%2F" in result.stdout
+    for impl in IMPLEMENTATIONS:
+        assert f"{impl}-worker-cluster:" in result.stdout
 
 
 def test_compose_validation_rejects_a_broken_file(tmp_path: Path) -> None:

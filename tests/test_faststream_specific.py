@@ -10,6 +10,10 @@ covers the rest through the common interface.
 * Heartbeats: blocking work inside the handler coroutine stalls the event loop, RabbitMQ drops
   the connection and the message goes back to the queue; the worker's slot threads keep it
   (``tests/test_long_tasks.py`` runs the worker side for every implementation).
+* RPC replies: with ``no_reply=False`` (FastStream's default) a subscriber publishes its
+  handler's result, even ``None``, to any message's ``reply_to`` (a queue, or ``queue|exchange``);
+  the worker's ``no_reply=True`` publishes nothing (``tests/test_message_fields.py`` sends the
+  worker itself those hostile ``reply_to`` values).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+import pika
 import pytest
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
 
 from shared.impl import Command, Implementation, WorkerSpec
@@ -93,6 +99,95 @@ def test_default_channel_has_no_prefetch_limit(broker: Node, channel: Channel, h
         assert received == held
     finally:
         broker.management.delete_queue(queue)
+
+
+REPLY_VICTIM = "mqlabtest.faststream-reply-victim"
+"""The queue a hostile message's ``reply_to`` names in the RPC reply probe."""
+
+
+async def _consume_with_replies(broker_node: Node, queue: str, no_reply: bool, count: int) -> int:
+    """Consume ``queue`` with a FastStream subscriber configured as the worker's (ack after the
+    handler returns, raw body, handler returning ``None``) but for ``no_reply``, until ``count``
+    messages were handled and acked (management API, fresh figures); return how many were
+    handled. FastStream publishes a reply before the ack (``SubscriberUsecase.process_message``
+    runs the response publishers inside the acknowledgement middleware), so once the queue has
+    no unacked message every reply it makes has been published and confirmed."""
+    broker = RabbitBroker(broker_node.amqp_url, logger=None)
+    handled = 0
+
+    async def raw_body(message: object) -> bytes:
+        return message.body  # type: ignore[attr-defined, no-any-return]
+
+    @broker.subscriber(
+        RabbitQueue(queue, durable=True, auto_delete=False),
+        ack_policy=AckPolicy.REJECT_ON_ERROR,
+        decoder=raw_body,
+        no_reply=no_reply,
+    )
+    async def handler(body: bytes) -> None:
+        nonlocal handled
+        handled += 1
+
+    await broker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and handled < count:
+            await asyncio.sleep(0.05)  # polling with a deadline, inside the event loop
+        await asyncio.to_thread(
+            broker_node.management.wait_for_queue,
+            queue, 30, ready=0, unacked=0, fresh_after=time.time(),
+        )  # fmt: skip
+        return handled
+    finally:
+        await broker.stop()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("no_reply", "replies"),
+    [(False, 2), (True, 0)],
+    ids=["faststream-default-replies", "worker-no-reply"],
+)
+def test_a_hostile_reply_to_gets_a_reply_unless_no_reply(
+    broker: Node, no_reply: bool, replies: int
+) -> None:
+    """Two messages whose ``reply_to`` names a queue of somebody else's (plain, and FastStream's
+    ``queue|exchange`` form with the default exchange), handled by a subscriber that returns
+    ``None``. FastStream's default (``no_reply=False``, the negative control) publishes a reply
+    for each into that queue: an empty body carrying the message's ``correlation_id``. With the
+    worker's ``no_reply=True`` (``faststream_impl/subscriber.py``) the queue stays empty."""
+    queue = "mqlabtest.faststream-reply-work"
+    connection = pika.BlockingConnection(pika.URLParameters(broker.amqp_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.queue_declare(queue, durable=True)
+        channel.queue_declare(REPLY_VICTIM, durable=True)
+        for i, reply_to in enumerate([REPLY_VICTIM, f"{REPLY_VICTIM}|"]):
+            channel.basic_publish(
+                "",
+                queue,
+                f"hostile {i}".encode(),
+                pika.BasicProperties(
+                    delivery_mode=2, reply_to=reply_to, correlation_id=f"hostile-{i}"
+                ),
+                mandatory=True,
+            )
+        handled = asyncio.run(_consume_with_replies(broker, queue, no_reply, 2))
+        assert handled == 2
+        victim = channel.queue_declare(REPLY_VICTIM, passive=True).method.message_count
+        assert victim == replies
+        got = [channel.basic_get(REPLY_VICTIM, auto_ack=True) for _ in range(victim)]
+        assert (
+            sorted(props.correlation_id for _, props, _ in got)
+            == ["hostile-0", "hostile-1"][:replies]
+        )
+        assert {body for _, _, body in got} <= {b""}
+    finally:
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            connection.close()
+        broker.management.delete_queue(queue)
+        broker.management.delete_queue(REPLY_VICTIM)
 
 
 def _worker(
