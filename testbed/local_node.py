@@ -147,7 +147,6 @@ class LocalNode(Node):
         # user could use): RabbitMQ creates default_user on first boot and no guest then
         # (RabbitMQ docs, "Access Control": default user). Printed URLs mask it (mask_password).
         self.user, self.password = "mqlab", password or secrets.token_urlsafe(18)
-        self.listen_ip = listen_ip
         self.amqp_url = f"amqp://{self.user}:{self.password}@{listen_ip}:{self.amqp_port}/%2F"
         self.management_url = f"http://{listen_ip}:{self.management_port}"
         (self.dir / "home").mkdir()
@@ -269,7 +268,6 @@ class LocalNode(Node):
                 ``rabbit`` boot error, then ``exit``); the message quotes this boot's output.
             TimeoutError: not ready within ``timeout`` seconds.
         """
-        host, port = self.listen_ip, self.amqp_port
 
         def boot_output() -> str:  # what the node printed since this boot's launch
             try:
@@ -285,14 +283,8 @@ class LocalNode(Node):
             # (seen: a launcher still alive after incompatible_feature_flags).
             if not (self._proc and self._proc.alive()) or "BOOT FAILED" in boot:
                 raise RuntimeError(f"RabbitMQ node {self.node} failed to start:\n{boot[-2000:]}")
-            if not self.pid_file.exists():  # this boot's (launch removed the last one's)
-                return False
-            try:
-                with socket.create_connection((host, port), timeout=1):
-                    pass
-            except OSError:
-                return False
-            return self.management.answers()
+            # this boot's pid file (launch removed the last one's), then the ports
+            return self.pid_file.exists() and self.amqp_accepts() and self.management.answers()
 
         wait_until(served, timeout, interval=0.2, what=f"RabbitMQ node {self.node} to serve")
 

@@ -119,6 +119,15 @@ class Node(ABC):
         """
         raise NotImplementedError(f"rabbitmqctl is not available for a {self.provider} node")
 
+    def amqp_accepts(self) -> bool:
+        """Whether the AMQP port accepts a TCP connection now."""
+        url = urlparse(self.amqp_url)
+        try:
+            with socket.create_connection((url.hostname or "localhost", url.port or 5672), 1):
+                return True
+        except OSError:
+            return False
+
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Wait until AMQP connections are accepted and the management API answers.
 
@@ -126,16 +135,8 @@ class Node(ABC):
             TimeoutError: not ready within ``timeout`` seconds.
         """
         url = urlparse(self.amqp_url)
-        host, port = url.hostname or "localhost", url.port or 5672
-
-        def amqp_up() -> bool:
-            try:
-                with socket.create_connection((host, port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(amqp_up, timeout, interval=0.2, what=f"AMQP port {host}:{port}")
+        what = f"AMQP port {url.hostname or 'localhost'}:{url.port or 5672}"
+        wait_until(self.amqp_accepts, timeout, interval=0.2, what=what)
         wait_until(
             self.management.answers,
             timeout,

@@ -150,10 +150,6 @@ def wait_for_consumer(broker: Node, impl: Implementation, proc: GroupProcess) ->
     def ready() -> bool:
         if not proc.alive():
             raise AssertionError(f"worker exited with {proc.popen.returncode}:\n{proc.output()}")
-        # Nobody consumes yet: skip the process scan (psutil reads every /proc entry for the
-        # worker's children, about 10 ms of CPU and 100 ms of wall time on the loaded machine).
-        if not broker.management.consumers(queue):
-            return False
         return bool(broker.management.consumers_of(queue, proc.pids()))
 
     wait_until(ready, WORKER_READY_TIMEOUT, interval=0.1, what=f"a consumer on {queue}")
