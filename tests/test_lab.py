@@ -98,6 +98,10 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     assert "p50 ms" in report and "] |" in report  # bootstrapped over its run's samples
     for run in (r for r in results["runs"] if r["scenario"] == "throughput"):
         for label in [k for k, v in run["samples"].items() if isinstance(v, dict) and "lab" in v]:
+            if run["samples"][label].get("unlimited"):  # FastStream's default: no basic.qos, so
+                assert f"cpu_{label}_us" not in run["metrics"]  # the ready count times the push
+                assert any("unlimited" in note for note in run["notes"]), run["notes"]
+                continue
             assert run["metrics"][f"cpu_{label}_us"] > 0, (run["impl"], label)
             assert run["metrics"][f"broker_cpu_{label}_us"] > 0, (run["impl"], label)
             assert "cpu0_consumer" in run["samples"][label]["observer"], (run["impl"], label)
@@ -130,7 +134,12 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
     scaling["metrics"]["io_c1_eff_pct"] += 5
     loaded = next(r for r in tampered["runs"] if r["scenario"] == "loaded")
     loaded["metrics"]["start_p99_ms"] /= 2
+    unlimited = [r for r in tampered["runs"] if r["scenario"] == "throughput"
+                 if r["samples"].get("default", {}).get("unlimited")]  # fmt: skip
+    for run in unlimited:  # a consume figure timed from the push at unlimited prefetch
+        run["metrics"]["consume_default_per_s"] = 1.0
     problems = check(out, tampered)
+    assert not unlimited or any("at unlimited prefetch" in p for p in problems), problems
     for what in ("completed_pct", "duplicates", "p1 rate", "c1 io efficiency", "loaded/",
                  "p100 consumer CPU", "p1 consumer CPU: lab", "cpu_p100_us median"):  # fmt: skip
         assert any(what in p for p in problems), (what, problems)
@@ -473,3 +482,26 @@ def test_cpu_per_task_comes_from_a_window_and_two_readings_must_agree() -> None:
     # the agreement allows 10% plus four ticks over the tasks, no more (negative control)
     assert cost.agrees(500.0, 540.0, 1000, 0.10)
     assert not cost.agrees(500.0, 700.0, 1000, 0.10)
+
+
+def test_a_defaults_row_at_unlimited_prefetch_reads_without_a_consume_figure() -> None:
+    """FastStream's defaults row has no consume figure (unlimited prefetch: the ready count
+    times the broker's push); the reading still compares its publish, and says so. Control:
+    a defaults row with a consume figure gets it printed."""
+    from lab.scenarios import throughput
+
+    config = Config.preset(True, [ALL["throughput"]], 1)
+    results = new_results(config, [registry.get("faststream")], ["throughput"], {})
+    for row, metrics in (
+        ("faststream", {"publish_per_s": 900.0, "consume_p1_per_s": 400.0}),
+        ("faststream-defaults", {"publish_per_s": 3000.0}),
+        ("celery", {"publish_per_s": 800.0, "consume_p1_per_s": 300.0}),
+        ("celery-defaults", {"publish_per_s": 2000.0, "consume_default_per_s": 700.0}),
+    ):
+        results.runs.append(RunRecord("throughput", row, 1, metrics=metrics))
+    finish(results)
+    lines = throughput.reading(View(results))
+    fast = next(x for x in lines if x.startswith("faststream-defaults"))
+    assert "publish 3,000/s" in fast and "consume not timed at the default prefetch" in fast
+    slow = next(x for x in lines if x.startswith("celery-defaults"))
+    assert "consume 700/s at the default prefetch vs 300/s at prefetch 1" in slow

@@ -14,6 +14,9 @@ ready) to the first reading of 0 (``t0``) the worker finished ``r1`` tasks::
 
     rate = r1 / (t0 - t1)
 
+With no prefetch limit (no ``basic.qos``) this does not hold: the broker pushes the whole queue
+at once and the ready count times the push, not the work; a drain there only checks the count.
+
 The lab's figure and the observer's are computed this way from their own readings; the report
 prints their ratio per figure (the cross-check). The observer starts before the producer and
 also times the queue filling up, from its first reading above 0 to its first reading of N:

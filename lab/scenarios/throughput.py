@@ -46,15 +46,29 @@ def _labels(target: Target | None, config_prefetch: tuple[int, ...]) -> list[tup
     return [(f"p{p}", p) for p in config_prefetch]
 
 
-def _measure(out: Outcome, label: str, n: int, cpu_seconds: float, once: cost.Drain) -> None:
+UNLIMITED = (
+    "no consume figures at {label} prefetch (unlimited: no basic.qos): the broker pushes the "
+    "whole queue at once, so the ready count (lab.run.drain) times the push, not the work; the "
+    "drain still had to end with the broker counting every ack"
+)
+
+
+def _measure(
+    out: Outcome, label: str, n: int, cpu_seconds: float, once: cost.Drain, prefetch: int
+) -> None:
     """Drain ``n`` tasks (sized for ``cpu_seconds`` of consumer CPU, :func:`lab.run.cost.sized`)
-    and record the rates and costs of the drain."""
-    (result, took, producer), n, probe = cost.sized(n, cpu_seconds, once)
-    ours, theirs = drain_rate(result["lab"]), drain_rate(result["observer"])
-    out.metrics[f"consume_{label}_per_s"] = ours
-    out.metrics[f"check_{label}"] = ours / theirs
-    out.metrics[f"rss_after_{label}_mb"] = result["rss_after_mb"]
-    cost.record(out, label, result, f"--set {NAME}.cpu_seconds=1")
+    and record the rates and costs of the drain (at ``prefetch`` 0 only its publish and count:
+    :data:`UNLIMITED`)."""
+    if prefetch == 0:
+        (result, took, producer), probe = once(n), {"unlimited": 1.0}
+        out.notes.append(UNLIMITED.format(label=label))
+    else:
+        (result, took, producer), n, probe = cost.sized(n, cpu_seconds, once)
+        ours, theirs = drain_rate(result["lab"]), drain_rate(result["observer"])
+        out.metrics[f"consume_{label}_per_s"] = ours
+        out.metrics[f"check_{label}"] = ours / theirs
+        out.metrics[f"rss_after_{label}_mb"] = result["rss_after_mb"]
+        cost.record(out, label, result, f"--set {NAME}.cpu_seconds=1")
     out.samples[label] = {**result, "published": n, "publish_seconds": took,
                           "producer_cpu_s": producer, **probe}  # fmt: skip
 
@@ -87,7 +101,7 @@ def run(lab: Lab, target: Target) -> Outcome:
             result = drain(lab, target.queue(), n, command, f"{target.name}-{label}", observer)
             return result, took, producer
 
-        _measure(out, label, p["n"], p["cpu_seconds"], once)
+        _measure(out, label, p["n"], p["cpu_seconds"], once, prefetch)
     _publish(out)
     return out
 
@@ -129,7 +143,7 @@ def run_baseline(lab: Lab) -> Outcome:
             result.update(own_first_delivery_at=own[0], own_last_ack_at=own[1])
             return result, took, cpu[0]
 
-        _measure(out, label, p["n"], p["cpu_seconds"], once)
+        _measure(out, label, p["n"], p["cpu_seconds"], once, prefetch)
     _publish(out)
     return out
 
@@ -141,14 +155,15 @@ def columns(config: dict[str, Any]) -> list[Column]:
     labels = [(f"p{p}", f"prefetch {p}") for p in prefetches]
     if "defaults" in config.get("variants", []):
         labels.append(("default", "default prefetch"))
-    cols = [Column("publish_per_s", "publish", rate)]
-    cols.append(Column("check_publish", "publish lab/observer", ratio))
-    cols.append(Column("producer_cpu_us", "producer CPU, us/task", us))
-    cols += [Column(f"consume_{k}_per_s", f"consume, {h}", rate) for k, h in labels]
-    cols += [Column(f"check_{k}", f"lab/observer, {h}", ratio) for k, h in labels]
-    cols += [Column(f"cpu_{k}_us", f"consumer CPU, us/task, {h}", us) for k, h in labels]
-    cols += [Column(f"check_cpu_{k}", f"CPU lab/observer, {h}", ratio) for k, h in labels]
-    cols += [Column(f"broker_cpu_{k}_us", f"broker CPU, us/task, {h}", us) for k, h in labels]
+    cols = [Column("publish_per_s", "publish", rate),
+            Column("check_publish", "publish lab/observer", ratio),
+            Column("producer_cpu_us", "producer CPU, us/task", us)]  # fmt: skip
+    for key, head, kind in (("consume_{}_per_s", "consume, {}", rate),
+                            ("check_{}", "lab/observer, {}", ratio),
+                            ("cpu_{}_us", "consumer CPU, us/task, {}", us),
+                            ("check_cpu_{}", "CPU lab/observer, {}", ratio),
+                            ("broker_cpu_{}_us", "broker CPU, us/task, {}", us)):  # fmt: skip
+        cols += [Column(key.format(k), head.format(h), kind) for k, h in labels]
     cols.append(Column(f"rss_after_p{prefetches[-1]}_mb", "worker RSS after the drain", mb))
     return cols
 
@@ -166,18 +181,12 @@ def cell_text(view: View, row: Row, metric: str) -> str | None:
 
 def reading(view: View) -> list[str]:
     """Fastest first per prefetch; the cross-check; the pika worker against the bare loop."""
-    out = []
-    for p in params(view.config, NAME)["prefetch"]:
+    out, prefetches = [], params(view.config, NAME)["prefetch"]
+    for p in prefetches:
         metric = f"consume_p{p}_per_s"
-        ranked = sorted(
-            (
-                (v, r)
-                for r in view.rows(NAME)
-                if r.target != BASELINE
-                if (v := view.median(NAME, r, metric)) is not None
-            ),
-            key=lambda x: -x[0],
-        )
+        ranked = sorted(((v, r) for r in view.rows(NAME) if r.target != BASELINE
+                         if (v := view.median(NAME, r, metric)) is not None),
+                        key=lambda x: -x[0])  # fmt: skip
         if ranked:
             listing = ", ".join(f"{view.label(r)} {v:,.0f}/s" for v, r in ranked)
             out.append(f"Consume rate at prefetch {p} (no journal), fastest first: {listing}.")
@@ -192,44 +201,37 @@ def reading(view: View) -> list[str]:
             continue
         worst = max(checks, key=lambda v: abs(v - 1))
         verdict = "all within" if abs(worst - 1) <= TOLERANCE else "NOT all within"
+        why = (" A producer without publisher confirms returns before the broker holds its "
+               "messages, so its own rate reads high." if kind == "publish" and verdict[0] == "N"
+               else "")  # fmt: skip
         out.append(
             f"Cross-check of every {kind} figure against an independent observer's timing of "
             f"the same {'drain' if kind == 'consume' else 'fill, from the queue'}: {verdict} "
-            f"{TOLERANCE:.0%} (worst {worst:.2f}x over {len(checks)} figures)."
-            + (
-                " A producer without publisher confirms returns before the broker holds its "
-                "messages, so its own rate reads high."
-                if kind == "publish" and verdict.startswith("NOT")
-                else ""
-            )
+            f"{TOLERANCE:.0%} (worst {worst:.2f}x over {len(checks)} figures).{why}"
         )
-    cpu = [
-        f"cpu_{k}_us"
-        for k in ("default", *(f"p{p}" for p in params(view.config, NAME)["prefetch"]))
-    ]
+    cpu = [f"cpu_{k}_us" for k in ("default", *(f"p{p}" for p in prefetches))]
     loose = view.imprecise(NAME, cpu, PRECISION)
     if any(view.summary(NAME, r, m) for r in view.rows(NAME) for m in cpu):
         out.append(
-            f"CPU per task: every row's median is within +-{PRECISION:.0%} at 95%."
-            if not loose
+            f"CPU per task: every row's median is within +-{PRECISION:.0%} at 95%." if not loose
             else f"CPU per task not within +-{PRECISION:.0%} at 95% (more repeats needed): "
-            + ", ".join(loose)
-            + "."
-        )
-    for row in view.rows(NAME):
-        if not row.target.endswith("-defaults"):
-            continue
+            f"{', '.join(loose)}."
+        )  # fmt: skip
+    for row in (r for r in view.rows(NAME) if r.target.endswith("-defaults")):
         hard = Row(row.impl(), row.setup)
         d_pub, h_pub = (view.median(NAME, r, "publish_per_s") for r in (row, hard))
         d_con = view.median(NAME, row, "consume_default_per_s")
         h_con = view.median(NAME, hard, "consume_p1_per_s")
         how = "without" if targets.VARIANTS[row.target].get("producer_env") else "with default"
-        if None not in (d_pub, h_pub, d_con, h_con):
+        con = "consume not timed at the default prefetch"
+        if d_con is not None and h_con is not None:
+            con = f"consume {d_con:,.0f}/s at the default prefetch vs {h_con:,.0f}/s at prefetch 1"
+        if d_pub is not None and h_pub is not None:
             out.append(
                 f"{view.label(row)} against {view.label(hard)}: publish {d_pub:,.0f}/s {how} "
-                f"confirms vs {h_pub:,.0f}/s confirmed; consume {d_con:,.0f}/s at the default "
-                f"prefetch vs {h_con:,.0f}/s at prefetch 1 (what the guarantees cost; the crash "
-                "and restart tables show what the defaults lose)."
+                f"confirms vs {h_pub:,.0f}/s confirmed; {con} "
+                "(what the guarantees cost; the crash and restart tables show what the "
+                "defaults lose)."
             )
     for setup in view.setups:
         where = f" on {setup}" if len(view.setups) > 1 else ""
@@ -293,15 +295,11 @@ def charts(view: View, out_dir: Path) -> list[Path]:
 def settings(config: dict[str, Any]) -> str:
     """N, the prefetch counts and how often the queue is read."""
     p = params(config, NAME)
-    sizing = (
-        f"drains sized to hold at least {p['cpu_seconds']:g} s of consumer CPU"
-        if p.get("cpu_seconds")
-        else "N not sized for the CPU window"
-    )
+    sized = f"sized to hold {p['cpu_seconds']:g} s of consumer CPU" if p.get("cpu_seconds") else ""
     return (
         f"Throughput: {p['n']:,} zero-work tasks per drain, prefetch "
         f"{', '.join(str(x) for x in p['prefetch'])}, no journal; queue polled every "
-        f"{p['poll'] * 1000:.0f} ms; {sizing}"
+        f"{p['poll'] * 1000:.0f} ms; drains {sized or 'not sized for the CPU window'}"
     )
 
 
@@ -320,16 +318,18 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     if theirs is not None:
         c.close(m["check_publish"], mine / theirs, f"{where} publish cross-check")
     one = c.results["config"]["repeat"] == 1  # else the table shows medians, not each run
+    for label, s in ((k, v) for k, v in run["samples"].items() if v in drains):
+        if s["acks"] != s["published"]:
+            c.problems.append(f"{where} {label}: {s['acks']} acks for {s['published']}")
+        if s.get("unlimited") and f"consume_{label}_per_s" in m:
+            c.problems.append(f"{where} {label}: a consume figure at unlimited prefetch")
     for key, value in m.items():
-        if not key.startswith("consume_"):
-            continue
         label = key.removeprefix("consume_").removesuffix("_per_s")
-        s = run["samples"][label]
+        if not key.startswith("consume_") or (s := run["samples"][label]).get("unlimited"):
+            continue
         ours, theirs = drain_rate(s["lab"]), drain_rate(s["observer"])
         c.close(value, ours, f"{where} {label} rate")
         c.close(m[f"check_{label}"], ours / theirs, f"{where} {label} cross-check")
-        if s["acks"] != s["published"]:
-            c.problems.append(f"{where} {label}: {s['acks']} acks for {s['published']}")
         if one:
             c.shown(f"{value:,.0f}/s", where)
         check_cost(c, f"{where} {label}", s, m, label, TOLERANCE)
