@@ -9,13 +9,11 @@ ready count on a connection of its own (``queue.declare`` with ``passive=True`` 
 with its own connection and its own clock.
 
 While a worker drains at prefetch P, P messages are out and every ack lets one more go, so
-the ready count falls by one per task done. From the first reading below N (``t1``, ``r1``
+the ready count falls by one per task done (not so with no prefetch limit, no ``basic.qos``:
+the broker pushes the whole queue at once). From the first reading below N (``t1``, ``r1``
 ready) to the first reading of 0 (``t0``) the worker finished ``r1`` tasks::
 
     rate = r1 / (t0 - t1)
-
-With no prefetch limit (no ``basic.qos``) this does not hold: the broker pushes the whole queue
-at once and the ready count times the push, not the work; a drain there only checks the count.
 
 The lab's figure and the observer's are computed this way from their own readings; the report
 prints their ratio per figure (the cross-check). The observer starts before the producer and
