@@ -34,10 +34,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 3 --dist load $(ARGS)
 
-# The tests that need no RabbitMQ node (no "broker" marker, tests/conftest.py), in one process:
-# argument checks, error translation, the journal, the layout rule; they start no node.
+# The tests that need no RabbitMQ node (no "broker" marker, tests/conftest.py), in two
+# pytest-xdist processes: argument checks, error translation, the journal, the layout rule.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not broker" $(ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not broker" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
