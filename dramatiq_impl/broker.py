@@ -288,8 +288,7 @@ def make_broker(amqp_url: str | None = None) -> RabbitmqBroker:
         middleware=middleware(),
     )
     # pika defaults: socket_timeout 10 s, stack_timeout 15 s; fail within MQLAB_CONNECT_TIMEOUT.
-    nodes = broker.parameters if isinstance(broker.parameters, list) else [broker.parameters]
-    for params in nodes:
+    for params in nodes(broker):
         params.connection_attempts = 1
         params.socket_timeout = s.connect_timeout
         params.stack_timeout = s.connect_timeout
@@ -311,6 +310,27 @@ def translate(
     if not isinstance(cause, BaseException):
         cause = error
     return pika_errors.translate(cause, broker.parameters, queue, doing)
+
+
+def nodes(broker: RabbitmqBroker) -> list[pika.ConnectionParameters]:
+    """``broker``'s connection parameters, one per node, in ``AMQP_URL`` order (Dramatiq keeps
+    one ``ConnectionParameters``, or a list of them for a cluster, in ``broker.parameters``)."""
+    found = broker.parameters
+    return list(found) if isinstance(found, list) else [found]
+
+
+def first_node(broker: RabbitmqBroker) -> str:
+    """``host:port`` of the node of ``broker`` that answers first, asked on a connection of
+    our own (pika keeps the node a connection reached private, and tries the node list in
+    order, as Dramatiq's connection does).
+
+    Raises:
+        MqlabError: no node answers (:func:`shared.pika_connection.connect`).
+    """
+    found = pika_connection.connect(nodes(broker))
+    found.connection.close()
+    node = found.node or found.params[0]
+    return settings.node_address(node.host, node.port)
 
 
 def connect(broker: RabbitmqBroker) -> pika.BlockingConnection:

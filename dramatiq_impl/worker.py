@@ -31,7 +31,7 @@ import os
 import sys
 
 from dramatiq_impl import actors
-from dramatiq_impl.broker import UNLIMITED_PREFETCH, declare, task_queue
+from dramatiq_impl.broker import UNLIMITED_PREFETCH, declare, first_node, task_queue
 from shared import cli, settings
 
 
@@ -53,11 +53,8 @@ def main() -> int:
     queue = task_queue()
     # Connect and declare, failing fast: unreachable broker, wrong password, 406.
     declare(actors.broker, queue)
-    node = actors.broker.connection._impl.params  # the node pika connected to
-    print(
-        f" [*] {args.name} connected to {settings.node_address(node.host, node.port)}", flush=True
-    )
     actors.broker.close()
+    print(f" [*] {args.name} connected to {first_node(actors.broker)}", flush=True)
 
     env = {
         **os.environ,
