@@ -282,7 +282,9 @@ class LocalNode(Node):
             # A failed boot prints BOOT FAILED and its reason; its VM may take a while to halt
             # (seen: a launcher still alive after incompatible_feature_flags).
             if not (self._proc and self._proc.alive()) or "BOOT FAILED" in boot:
-                raise RuntimeError(f"RabbitMQ node {self.node} failed to start:\n{boot[-2000:]}")
+                at = boot.find("BOOT FAILED")  # the reason follows it; else the output's tail
+                quoted = boot[at : at + 2000] if at >= 0 else boot[-2000:]
+                raise RuntimeError(f"RabbitMQ node {self.node} failed to start:\n{quoted}")
             # this boot's pid file (launch removed the last one's), then the ports
             return self.pid_file.exists() and self.amqp_accepts() and self.management.answers()
 

@@ -3,6 +3,8 @@ an external broker refuses to do."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from shared.errors import BrokerUnavailable
@@ -76,3 +78,23 @@ def test_a_node_whose_management_agent_died_is_restarted(killable_broker: Node) 
     wait_until(node.management.agent_failed, 30, what="the management agent to be down")
     assert restart_nodes_without_statistics(node) == [node.node]
     assert not node.management.agent_failed()
+
+
+@pytest.mark.broker  # boots a node of its own
+@pytest.mark.timeout(240)  # below the 600 s given to wait_ready: a missed BOOT FAILED hangs here
+def test_a_node_that_cannot_boot_fails_with_its_reason_not_a_timeout() -> None:
+    """A node whose AMQP port is taken fails its boot (``BOOT FAILED``, ``eaddrinuse``):
+    ``wait_ready`` raises with this boot's output instead of waiting out its timeout. Control:
+    the same node, launched again once the port is free, boots and serves."""
+    node = LocalNode()
+    with node, socket.socket() as taken:
+        taken.bind(("127.0.0.1", node.amqp_port))
+        taken.listen()
+        node.launch()
+        with pytest.raises(RuntimeError, match="failed to start") as failed:
+            node.wait_ready(timeout=600)
+        assert "BOOT FAILED" in str(failed.value) and "eaddrinuse" in str(failed.value)
+        node.kill()
+        taken.close()
+        node.start()
+        assert node.amqp_accepts() and node.management.answers()

@@ -492,12 +492,13 @@ def test_a_defaults_row_at_unlimited_prefetch_reads_without_a_consume_figure() -
 
     config = Config.preset(True, [ALL["throughput"]], 1)
     results = new_results(config, [registry.get("faststream")], ["throughput"], {})
-    for row, metrics in (
+    rows: list[tuple[str, dict[str, float | None]]] = [
         ("faststream", {"publish_per_s": 900.0, "consume_p1_per_s": 400.0}),
         ("faststream-defaults", {"publish_per_s": 3000.0}),
         ("celery", {"publish_per_s": 800.0, "consume_p1_per_s": 300.0}),
         ("celery-defaults", {"publish_per_s": 2000.0, "consume_default_per_s": 700.0}),
-    ):
+    ]
+    for row, metrics in rows:
         results.runs.append(RunRecord("throughput", row, 1, metrics=metrics))
     finish(results)
     lines = throughput.reading(View(results))
