@@ -258,10 +258,10 @@ class LocalNode(Node):
 
         No ``rabbitmqctl wait``: every CLI call boots an Erlang VM of its own (about 1.3 s of
         CPU, 5-10 s of wall time on the loaded 2-core machine), paid at each of the suite's node
-        boots. The poll is as strict: RabbitMQ starts its plugins, the management API among
-        them, only after its core boot steps (Mnesia, recovery, the AMQP listeners) have run
-        (RabbitMQ 3.10 ``rabbit:start_it``, boot steps then plugins), so an answering API is a
-        booted node.
+        boots. The poll is as strict: RabbitMQ runs its core boot steps (Mnesia, recovery), then
+        starts its plugins, the management API among them, and only then the client listeners
+        ("Ready to start client connection listeners", RabbitMQ 3.10 ``rabbit.erl``, postlaunch
+        phase), so an accepting AMQP port of this boot is a booted node.
 
         Raises:
             RuntimeError: the node exited during boot, or printed ``BOOT FAILED`` (RabbitMQ's

@@ -83,12 +83,15 @@ def test_a_node_whose_management_agent_died_is_restarted(killable_broker: Node) 
 @pytest.mark.broker  # boots a node of its own
 @pytest.mark.timeout(240)  # below the 600 s given to wait_ready: a missed BOOT FAILED hangs here
 def test_a_node_that_cannot_boot_fails_with_its_reason_not_a_timeout() -> None:
-    """A node whose AMQP port is taken fails its boot (``BOOT FAILED``, ``eaddrinuse``):
-    ``wait_ready`` raises with this boot's output instead of waiting out its timeout. Control:
-    the same node, launched again once the port is free, boots and serves."""
+    """A node whose management port is taken fails its boot (``BOOT FAILED``, ``eaddrinuse``):
+    ``wait_ready`` raises with this boot's output instead of waiting out its timeout. The port
+    taken is the management API's: the socket holding it never answers HTTP, where one on the
+    AMQP port would accept the readiness check's TCP connect itself (RabbitMQ starts the AMQP
+    listeners last, after the plugins). Control: the same node, launched again once the port
+    is free, boots and serves."""
     node = LocalNode()
     with node, socket.socket() as taken:
-        taken.bind(("127.0.0.1", node.amqp_port))
+        taken.bind(("127.0.0.1", node.management_port))
         taken.listen()
         node.launch()
         with pytest.raises(RuntimeError, match="failed to start") as failed:
