@@ -506,3 +506,40 @@ def test_a_defaults_row_at_unlimited_prefetch_reads_without_a_consume_figure() -
     assert "publish 3,000/s" in fast and "consume not timed at the default prefetch" in fast
     slow = next(x for x in lines if x.startswith("celery-defaults"))
     assert "consume 700/s at the default prefetch vs 300/s at prefetch 1" in slow
+
+
+def test_a_broker_that_does_not_come_back_skips_the_rest_of_its_setup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run fails on a bug and the broker cannot be started again (seen: a netns cluster that
+    answered on no node): the failed run and the reason are recorded, the setup's remaining
+    runs are skipped with it, and nothing raises, so the other setups' results are written.
+    Control: a broker that starts again lets the next run run."""
+    from types import SimpleNamespace
+
+    from lab.run import runner
+
+    def boom(*_args: object) -> None:
+        raise RuntimeError("a bug in the scenario")
+
+    monkeypatch.setattr(runner, "run_one", boom)
+    todo = plan(["footprint"], [registry.get("pika"), registry.get("celery")], Config(), "single")
+    for comes_back in (False, True):
+
+        def start(comes_back: bool = comes_back) -> None:
+            if not comes_back:
+                raise TimeoutError("waiting for 3 online nodes: running []")
+
+        broker = SimpleNamespace(can_kill=True, start=start)
+        lab: Any = SimpleNamespace(broker=broker, setup="classic/single")
+        results = new_results(Config(), [registry.get("pika")], ["footprint"], {})
+        runner.run_setup(lab, [], todo, results)
+        assert len(results.runs) == len(todo) == 2
+        first, second = results.runs
+        assert first.error is not None and "a bug in the scenario" in first.error
+        if comes_back:  # control: the next run ran (and failed on the same bug)
+            assert second.skipped is None and second.error is not None
+            assert "did not come back" not in first.error
+        else:
+            assert "did not come back" in first.error and "running []" in first.error
+            assert second.skipped is not None and "running []" in second.skipped

@@ -228,10 +228,12 @@ def run_setup(
     results: Results,
     on_run: Callable[[RunRecord], None] | None = None,
 ) -> None:
-    """Run ``todo`` on ``lab`` (one setup) into ``results`` (never raises for a failed run)."""
-    for scenario, target, repeat in todo:
+    """Run ``todo`` on ``lab`` (one setup) into ``results`` (never raises for a failed run; a
+    broker that does not come back after one skips the setup's remaining runs, with the reason).
+    """
+    for i, (scenario, target, repeat) in enumerate(todo):
         record = RunRecord(scenario, target.name if target else BASELINE, repeat, lab.setup)
-        t0, load = time.perf_counter(), provenance.LoadMeter()
+        t0, load, broken, why = time.perf_counter(), provenance.LoadMeter(), [], ""
         try:
             outcome = run_one(lab, impls, scenario, target)
             record.metrics, record.samples, record.notes = (
@@ -247,12 +249,20 @@ def run_setup(
             record.error = f"{e.__class__.__name__}: {e}"
             record.samples["traceback"] = traceback.format_exc()
             if lab.broker.can_kill:  # a scenario may have left the node down
-                lab.broker.start()
+                try:
+                    lab.broker.start()
+                except Exception as again:
+                    why = f"the broker did not come back after a failed run: {again}"
+                    record.error += f"; {why}"
+                    broken = todo[i + 1 :]
         record.seconds = time.perf_counter() - t0
         record.load = load.read()
         results.runs.append(record)
         if on_run:
             on_run(record)
+        if broken:
+            skip_all(results, broken, lab.setup, why, on_run)
+            return
 
 
 def finish(results: Results) -> None:
