@@ -329,8 +329,8 @@ def first_node(broker: RabbitmqBroker) -> str:
     """
     found = pika_connection.connect(nodes(broker))
     found.connection.close()
-    node = found.node or found.params[0]
-    return settings.node_address(node.host, node.port)
+    assert found.node is not None  # connect() names the node that answered
+    return settings.node_address(found.node.host, found.node.port)
 
 
 def connect(broker: RabbitmqBroker) -> pika.BlockingConnection:

@@ -233,7 +233,7 @@ def run_setup(
     """
     for i, (scenario, target, repeat) in enumerate(todo):
         record = RunRecord(scenario, target.name if target else BASELINE, repeat, lab.setup)
-        t0, load, broken, why = time.perf_counter(), provenance.LoadMeter(), [], ""
+        t0, load, gone = time.perf_counter(), provenance.LoadMeter(), ""
         try:
             outcome = run_one(lab, impls, scenario, target)
             record.metrics, record.samples, record.notes = (
@@ -252,16 +252,15 @@ def run_setup(
                 try:
                     lab.broker.start()
                 except Exception as again:
-                    why = f"the broker did not come back after a failed run: {again}"
-                    record.error += f"; {why}"
-                    broken = todo[i + 1 :]
+                    gone = f"the broker did not come back after a failed run: {again}"
+                    record.error += f"; {gone}"
         record.seconds = time.perf_counter() - t0
         record.load = load.read()
         results.runs.append(record)
         if on_run:
             on_run(record)
-        if broken:
-            skip_all(results, broken, lab.setup, why, on_run)
+        if gone:
+            skip_all(results, todo[i + 1 :], lab.setup, gone, on_run)
             return
 
 

@@ -106,14 +106,14 @@ def run(lab: Lab, target: Target) -> Outcome:
     return out
 
 
-def _drains(samples: dict[str, Any]) -> list[dict[str, Any]]:
-    return [v for v in samples.values() if isinstance(v, dict) and "lab" in v]
+def _drains(samples: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in samples.items() if isinstance(v, dict) and "lab" in v}
 
 
 def _publish(out: Outcome) -> None:
     """The publish rate and the producer's CPU per task, and the rate's check against the
     observer's timing of the same fills."""
-    drains = _drains(out.samples)
+    drains = list(_drains(out.samples).values())
     counts = [d["published"] for d in drains]
     mine = publish_rate(counts, [d["publish_seconds"] for d in drains])
     out.metrics["publish_per_s"] = mine
@@ -200,9 +200,9 @@ def reading(view: View) -> list[str]:
         if not checks:
             continue
         worst = max(checks, key=lambda v: abs(v - 1))
-        verdict = "all within" if abs(worst - 1) <= TOLERANCE else "NOT all within"
+        verdict = "all within" if (ok := abs(worst - 1) <= TOLERANCE) else "NOT all within"
         why = (" A producer without publisher confirms returns before the broker holds its "
-               "messages, so its own rate reads high." if kind == "publish" and verdict[0] == "N"
+               "messages, so its own rate reads high." if kind == "publish" and not ok
                else "")  # fmt: skip
         out.append(
             f"Cross-check of every {kind} figure against an independent observer's timing of "
@@ -308,7 +308,7 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     windows; each CPU figure against the observer's own reading of ``/proc``
     (:func:`lab.run.cost.agrees`: within 10% plus the clock's resolution)."""
     where = f"{NAME}/{run['impl']}"
-    m, drains = run["metrics"], _drains(run["samples"])
+    m, drains = run["metrics"], list(_drains(run["samples"]).values())
     counts = [d["published"] for d in drains]
     mine = publish_rate(counts, [d["publish_seconds"] for d in drains])
     c.close(m["publish_per_s"], mine, f"{where} publish rate")
@@ -318,7 +318,7 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     if theirs is not None:
         c.close(m["check_publish"], mine / theirs, f"{where} publish cross-check")
     one = c.results["config"]["repeat"] == 1  # else the table shows medians, not each run
-    for label, s in ((k, v) for k, v in run["samples"].items() if v in drains):
+    for label, s in _drains(run["samples"]).items():
         if s["acks"] != s["published"]:
             c.problems.append(f"{where} {label}: {s['acks']} acks for {s['published']}")
         if s.get("unlimited") and f"consume_{label}_per_s" in m:
