@@ -21,6 +21,7 @@ import psutil
 
 from testbed.local_node import LocalNode
 from testbed.netns_cluster import NetnsCluster
+from testbed.process import wait_until
 
 SCHEMES = ("leader", "follower", "worker", "producer")
 """Which node to cut off (module docstring)."""
@@ -56,7 +57,8 @@ def target(
 
     Raises:
         ValueError: unknown scheme.
-        LookupError: no consumer or connection of those processes.
+        LookupError: no consumer of those processes, or no connection of theirs listed within
+            10 s.
         TimeoutError: the queue has no leader (``leader``, ``follower``).
     """
     if scheme == "leader":
@@ -70,11 +72,20 @@ def target(
             raise LookupError(f"no consumer of {queue} from processes {list(worker_pids)}")
         return cluster.node(consumers[0].node)
     if scheme == "producer":
-        ports = _local_ports(producer_pids)
-        for connection in cluster.management.connections():
-            if connection.get("peer_port") in ports:
-                return cluster.node(str(connection["node"]))
-        raise LookupError(f"no AMQP connection from processes {list(producer_pids)}")
+        found: list[LocalNode] = []
+
+        def listed() -> bool:  # the API lists a connection once its stats are first emitted
+            ports = _local_ports(producer_pids)
+            for connection in cluster.management.connections():
+                if connection.get("peer_port") in ports:
+                    found.append(cluster.node(str(connection["node"])))
+            return bool(found)
+
+        try:
+            wait_until(listed, 10, interval=0.25, what="the producer's connection")
+        except TimeoutError:
+            raise LookupError(f"no AMQP connection from processes {list(producer_pids)}") from None
+        return found[0]
     raise ValueError(f"unknown partition scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
 

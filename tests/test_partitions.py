@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,6 +82,12 @@ def cluster(
     monkeypatch.setenv("MQLAB_CONFIRM_TIMEOUT", "5")
     failed_before = request.session.testsfailed
     yield netns_cluster
+    # A test that failed before its final count leaves its producer thread publishing; once
+    # the environment above is undone it would declare the next test's queue as classic.
+    for thread in threading.enumerate():
+        if isinstance(thread, CountingProducer):
+            thread.stop.set()
+            thread.join(timeout=60)
     for node in netns_cluster.nodes:
         netns_cluster.heal(node)
     if request.session.testsfailed > failed_before:
