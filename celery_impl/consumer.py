@@ -34,6 +34,7 @@ the message "discarded". Two gaps are closed:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,13 +46,23 @@ from kombu.message import Message
 from celery_impl import admission
 from celery_impl.broker import app, refused_by_broker, task_queue
 from shared import poison, queues
-from shared.errors import MqlabError
+from shared.errors import MqlabError, home_node_down
 
 FATAL: list[MqlabError] = []
 """The broker's refusal that stopped this process's consumer, for the worker to report."""
 
 REFUSALS = (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed, amqp.exceptions.NotFound)
-"""403, 530 and 404: the broker refuses the worker; retrying cannot help."""
+"""403, 530 and 404: the broker refuses the worker; retrying cannot help (but see
+:func:`refusal`)."""
+
+
+def refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of :data:`REFUSALS`, other than a 404 that says a classic queue's
+    home node is down (:func:`shared.errors.home_node_down`): that queue comes back with its
+    node, so it is retried like a lost connection."""
+    if not isinstance(exc, REFUSALS):
+        return False
+    return not home_node_down(int(exc.reply_code or 0), str(exc.reply_text or ""))
 
 
 def dead_letter_queue(queue: str | None) -> str | None:
@@ -150,14 +161,19 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         refused after a password change, no read permission) as a channel error, so Celery
         would retry it forever; re-raised here, :meth:`start` stops the worker.
         """
-        if isinstance(exc, REFUSALS):
+        if refusal(exc):
             raise exc
         super().on_connection_error_before_connected(exc)
 
     def on_connection_error_after_connected(self, exc: BaseException) -> None:
-        """As :meth:`on_connection_error_before_connected`, once connected."""
-        if isinstance(exc, REFUSALS):
+        """As :meth:`on_connection_error_before_connected`, once connected. A 404 for a
+        classic queue whose home node is down is retried once a second for as long as the node
+        is away (Celery bounds connection retries, ``broker_connection_max_retries``, not
+        channel errors)."""
+        if refusal(exc):
             raise exc
+        if isinstance(exc, REFUSALS):  # a classic queue's home node is down: wait for it
+            time.sleep(1.0)
         super().on_connection_error_after_connected(exc)
 
     def start(self) -> Any:

@@ -19,6 +19,12 @@
   and is closed again before its consumer is registered (RabbitMQ's 541 for a new quorum queue
   without a majority, after about 15 s) does not restart the count. A message in hand at that
   moment cannot be acked any more; RabbitMQ redelivers it.
+* **A classic queue's home node down.** In a cluster a durable classic queue lives on one node;
+  while that node is down or cut off (paused by ``pause_minority``), declaring or consuming the
+  queue through another node fails with ``404 NOT_FOUND - home node ... is down or
+  inaccessible`` (:func:`shared.errors.home_node_down`). That is not a deleted queue: it comes
+  back with its node, so the worker opens a new channel every second, for up to
+  ``MQLAB_RECONNECT_SECONDS`` as above.
 * **Consumer cancel.** RabbitMQ cancels the consumer when the queue is deleted (RabbitMQ docs,
   "Consumer Cancel Notification"): the worker declares the queue again and goes on.
 * **Delivery acknowledgement timeout.** RabbitMQ closes the channel with ``406
@@ -35,6 +41,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -50,7 +57,7 @@ from pika.spec import Basic, BasicProperties
 
 from raw_pika.settlements import HANDOFF_WAIT_SECONDS, Delivery, Settlements
 from shared import pika_errors
-from shared.errors import BrokerUnreachable, WorkerCannotGoOn
+from shared.errors import BrokerUnreachable, HomeNodeDown, WorkerCannotGoOn, home_node_down
 from shared.pika_connection import Connected
 from shared.pika_errors import root_cause
 
@@ -160,6 +167,7 @@ class Consumer:
         signal.signal(signal.SIGTERM, stop)
         connection, params = connected.connection, connected.params
         lost_at = 0.0  # when the connection was lost with no consumer registered since
+        waiting = False  # for a classic queue's home node, since the last consumer
         try:
             while True:
                 try:
@@ -171,6 +179,7 @@ class Consumer:
                         break
                     if self.consuming or not lost_at:
                         lost_at = time.monotonic()
+                        waiting = False
                     self.consuming = False
                     deadline = lost_at + self.reconnect_seconds
                     if time.monotonic() > deadline:
@@ -187,7 +196,20 @@ class Consumer:
                         if not self.stopping.is_set():
                             raise
                         break  # a clean stop: nothing in hand, exit 0 like any stop
-                except pika.exceptions.ChannelClosedByBroker as e:
+                except (HomeNodeDown, pika.exceptions.ChannelClosedByBroker) as e:
+                    if isinstance(e, HomeNodeDown) or home_node_down(e.reply_code, e.reply_text):
+                        if self.consuming or not lost_at:  # the queue is back with its node
+                            lost_at = time.monotonic()
+                        if self.consuming or not waiting:
+                            say(f" [!] {self.name}: {e}; waiting for it")
+                        self.consuming, waiting = False, True
+                        if time.monotonic() > lost_at + self.reconnect_seconds:
+                            raise HomeNodeDown(
+                                f"{e} (gave up after {self.reconnect_seconds:g} s)"
+                            ) from e
+                        with contextlib.suppress(pika.exceptions.AMQPConnectionError):
+                            connection.sleep(1.0)  # a dropped connection: the next channel()
+                        continue
                     if is_ack_timeout(e):
                         say(
                             f" [!] {self.name}: RabbitMQ closed the channel ({e.reply_code} "

@@ -146,6 +146,23 @@ class QueueNotFound(MqlabError):
     exit_code = ExitCode.NOT_FOUND
 
 
+def home_node_down(code: int, text: str) -> bool:
+    """Whether a 404 NOT_FOUND says that a durable classic queue's home node is down or out of
+    reach (RabbitMQ: "home node '...' of durable queue '...' in vhost '/' is down or
+    inaccessible"), not that the queue is gone: the queue comes back with its node (a restart,
+    a healed partition), so a worker waits for it instead of stopping.
+
+    Parameters:
+        code: the reply code RabbitMQ closed the channel with.
+        text: its reply text.
+    """
+    return code == 404 and "home node" in text and "is down or inaccessible" in text
+
+
+class HomeNodeDown(QueueNotFound):
+    """The 404 of :func:`home_node_down`: the queue is there, its node is not (yet)."""
+
+
 class UsageError(MqlabError):
     """Bad command-line input (unknown implementation or scenario, bad count)."""
 
@@ -216,7 +233,8 @@ def refused(code: int, text: str, user: str, vhost: str, doing: str) -> MqlabErr
     if code in (530, 402) or doing == "connect":
         return AccessRefused(vhost_refused(user, vhost, f"{code} {text}"))
     if code == 404:
-        return QueueNotFound(f"RabbitMQ: {text} (404 while trying to {doing})")
+        not_found = HomeNodeDown if home_node_down(code, text) else QueueNotFound
+        return not_found(f"RabbitMQ: {text} (404 while trying to {doing})")
     return MqlabError(f"RabbitMQ closed the channel while trying to {doing} ({code} {text})")
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import pika
 import pika.exceptions
 import pytest
+from pika.exceptions import ChannelClosedByBroker
 
 from shared.impl import Implementation, WorkerSpec
 from shared.journal import Execution
@@ -110,24 +111,26 @@ def declare_on(impl: Implementation, node: LocalNode) -> Attempt:
     return Attempt(began, time.time(), message_id)
 
 
-StartWorker = Callable[[Implementation, LocalNode], GroupProcess]
+StartWorker = Callable[..., GroupProcess]
+"""``start_worker(impl, node, queue_type="quorum")``."""
 
 
 @pytest.fixture
 def start_worker(cluster: NetnsCluster, journal_path: str, tmp_path: Path) -> Iterator[StartWorker]:
-    """``start_worker(impl, node)``: a worker (concurrency 2) connected to ``node`` first,
+    """``start_worker(impl, node, queue_type="quorum")``: a worker (concurrency 2) connected to
+    ``node`` first,
     every node in its list, once its consumer is registered; SIGKILLed (whole group) at
     teardown, so it cannot consume the next test's messages from a queue of the same name."""
     started: list[GroupProcess] = []
 
-    def start(impl: Implementation, node: LocalNode) -> GroupProcess:
+    def start(impl: Implementation, node: LocalNode, queue_type: str = "quorum") -> GroupProcess:
         spec = WorkerSpec(
             name="w1",
             concurrency=2,
             journal=journal_path,
             amqp_url=urls_from(cluster, node),
             dot_seconds=DOT_SECONDS,
-            env={"MQLAB_QUEUE_TYPE": "quorum"},
+            env={"MQLAB_QUEUE_TYPE": queue_type},
         )
         worker = GroupProcess(impl.worker_command(spec), log_path=tmp_path / "w1.log")
         started.append(worker)
@@ -307,6 +310,38 @@ def test_worker_node_isolated(
     check(counts, journal_rows(journal_path), producer.republished)
     assert worker.alive()
     cluster.management.delete_queue(control_queue)
+
+
+@pytest.mark.broker
+@pytest.mark.destructive
+@pytest.mark.timeout(300)
+@each_implementation()
+def test_worker_waits_for_its_classic_queues_home_node(
+    cluster: NetnsCluster,
+    impl: Implementation,
+    start_worker: StartWorker,
+    journal_path: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A durable classic work queue lives on one node, here the worker's own. Cut off, that
+    node pauses and closes the worker's connection; through the other nodes the queue answers
+    404 (its home node is down) until the partition heals. The same worker process then
+    consumes again: messages published after healing all run. Negative controls: during the
+    partition the queue really is out of reach from the majority (``basic.get`` there: 404),
+    and the node really paused (so the worker's connection was closed)."""
+    monkeypatch.setenv("MQLAB_QUEUE_TYPE", "classic")
+    home, other = cluster.nodes[0], cluster.nodes[1]
+    worker = start_worker(impl, home, queue_type="classic")
+    queue = impl.task_queue()
+    with partitioned(cluster, home):
+        cluster.await_paused(home)
+        connection = pika.BlockingConnection(pika.URLParameters(other.amqp_url))
+        with contextlib.closing(connection), pytest.raises(ChannelClosedByBroker) as refused:
+            connection.channel().basic_get(queue, auto_ack=False)
+        assert refused.value.reply_code == 404 and "home node" in refused.value.reply_text
+    ids = impl.publish_work([f"after healing {i}." for i in range(5)], amqp_url=other.amqp_url)
+    wait_for_finished(journal_path, ids, timeout=120)
+    assert worker.alive(), worker.output()
 
 
 def _row(message_id: str, published_at: float, redelivered: bool = False) -> Execution:
