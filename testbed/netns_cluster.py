@@ -150,7 +150,7 @@ class NetnsCluster(Cluster):
         """Join ``node``'s link to the others again (see :meth:`await_healed`)."""
         self.network.heal(self.host_of(node))
 
-    def _nodes_seen_by(self, observer: LocalNode) -> dict[str, dict[str, Any]]:
+    def nodes_seen_by(self, observer: LocalNode) -> dict[str, dict[str, Any]]:
         """``GET /api/nodes`` of ``observer``'s management API, by node name ({} if it does
         not answer: a paused node stops its listeners)."""
         try:
@@ -176,7 +176,7 @@ class NetnsCluster(Cluster):
 
         def seen() -> bool:
             for observer in others:
-                view = self._nodes_seen_by(observer).get(node.node)
+                view = self.nodes_seen_by(observer).get(node.node)
                 if view is None or view.get("running"):
                     return False
             return True
@@ -216,7 +216,7 @@ class NetnsCluster(Cluster):
 
         def whole() -> bool:
             for observer in self.nodes:
-                view = self._nodes_seen_by(observer)
+                view = self.nodes_seen_by(observer)
                 if set(view) != names:
                     return False
                 if not all(v.get("running") and not v.get("partitions") for v in view.values()):

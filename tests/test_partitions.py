@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pika
 import pika.exceptions
@@ -40,7 +41,7 @@ from testbed.counts import Attempt, CountingProducer, Counts, count
 from testbed.local_node import LocalNode, local_binary_available
 from testbed.netns import why_unavailable
 from testbed.netns_cluster import NetnsCluster
-from testbed.partitions import partitioned, target
+from testbed.partitions import partitioned, rejoin, target
 from testbed.process import GroupProcess, wait_until
 from tests.helpers import (
     DOT_SECONDS,
@@ -418,3 +419,48 @@ def test_owner_death_leaves_no_namespace_or_bridge() -> None:
     wait_until(lambda: not listed(), 30, what="the namespaces to be deleted")
     wait_until(lambda: not set(made["links"]) & _links(), 30,
                what="the bridges and veth pairs to be deleted")  # fmt: skip
+
+
+class _StuckCluster:
+    """A stand-in for :class:`NetnsCluster` in :func:`rejoin`'s test: ``await_healed`` times
+    out ``stuck`` times; a node in ``running`` answers that it runs, the others do not answer."""
+
+    def __init__(self, running: set[str], stuck: int) -> None:
+        self.nodes = [LocalNode.__new__(LocalNode) for _ in range(3)]
+        for i, node in enumerate(self.nodes):
+            node.node = f"n{i}"
+        self.running, self.stuck = running, stuck
+        self.calls: list[str] = []
+
+    def await_healed(self, timeout: float = 120.0) -> None:
+        self.calls.append("await_healed")
+        if self.stuck:
+            self.stuck -= 1
+            raise TimeoutError("timed out waiting for the cluster to heal")
+
+    def nodes_seen_by(self, observer: LocalNode) -> dict[str, dict[str, bool]]:
+        if observer.node not in self.running:
+            return {}
+        return {n.node: {"running": n.node in self.running} for n in self.nodes}
+
+    def kill_node(self, node: LocalNode) -> None:
+        self.calls.append(f"kill {node.node}")
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+
+def test_nodes_that_do_not_rejoin_are_restarted_and_only_then() -> None:
+    """:func:`rejoin` restarts the nodes that do not answer as running once the cluster is not
+    whole in time; controls: a whole cluster is left alone, and a cluster that is not whole
+    while every node answers (another cause) still fails, nothing killed."""
+    stuck = _StuckCluster({"n1", "n2"}, stuck=1)
+    assert rejoin(cast(NetnsCluster, stuck), stuck.nodes[0])
+    assert stuck.calls == ["await_healed", "kill n0", "start", "await_healed"]
+    whole = _StuckCluster({"n0", "n1", "n2"}, stuck=0)
+    assert not rejoin(cast(NetnsCluster, whole), whole.nodes[0])
+    assert whole.calls == ["await_healed"]
+    other_cause = _StuckCluster({"n0", "n1", "n2"}, stuck=1)
+    with pytest.raises(TimeoutError):
+        rejoin(cast(NetnsCluster, other_cause), other_cause.nodes[0])
+    assert other_cause.calls == ["await_healed"]
