@@ -7,11 +7,13 @@ for a run that includes this scenario), else it is skipped with the reason. One 
 (concurrency 2) consumes through node 1, which also leads the work queue (the worker declared
 it there); the target's producer publishes one confirmed message every ``pause`` seconds
 through another node. Once ``before`` messages are confirmed the leader (and so the worker's
-node) is cut off; the partition is held until ``during`` more are confirmed, then healed; after
-``before`` more the producer stops and the queue is drained. Figures: attempted, confirmed,
-unconfirmed, lost (must be 0), duplicated, unexpected, recovered, the queue empty after the
-drain, and the seconds until the other nodes saw the partition and until the cluster was whole
-again after healing.
+node) is cut off; once the others see it gone the partition is held until ``during`` more are
+confirmed or for ``hold`` seconds, whichever comes first (a classic queue lives on the cut node,
+so none is confirmed there: it holds the full ``hold``), then healed; after ``before`` more the
+producer stops and the queue is drained. Figures: attempted, confirmed, unconfirmed, lost (must
+be 0), duplicated, unexpected, recovered, the queue empty after the drain, the publishes
+confirmed while cut off and for how long it was, and the seconds until the other nodes saw the
+partition and until the cluster was whole again after healing.
 """
 
 from __future__ import annotations
@@ -59,7 +61,11 @@ def run(lab: Lab, target: Target) -> Outcome:
         try:
             producer.wait_confirmed_after(0, before, deadline, f"{before} confirmed")
             with partitioned(cluster, leader) as times:
-                producer.wait_confirmed_after(time.time(), during, deadline, "the partition")
+                seen = time.time()  # the other nodes saw the node gone
+                with contextlib.suppress(AssertionError):  # a classic queue: none confirmed
+                    producer.wait_confirmed_after(seen, during, opts["hold"], "the partition")
+                assert not producer.crashed, producer.crashed
+                heal = time.time()
             producer.wait_confirmed_after(time.time(), before, deadline, "after healing")
         except AssertionError as e:
             raise ScenarioFailed(str(e)) from None
@@ -80,15 +86,25 @@ def run(lab: Lab, target: Target) -> Outcome:
     out.metrics = {k: float(v) for k, v in counts.as_dict().items() if k != "queue_empty"}
     out.metrics["queue_empty"] = 1.0 if empty else 0.0
     out.metrics["detected_s"], out.metrics["healed_s"] = times.detected, times.healed
+    out.metrics["held_s"] = heal - seen
+    out.metrics["confirmed_during"] = float(_confirmed_between(producer.attempts, seen, heal))
     out.samples.update(
         attempts=[[a.began, a.ended, a.message_id] for a in producer.attempts],
         executions=len(rows),
         leader=leader.node,
+        partition=[seen, heal],
         errors=producer.errors[:5],
     )
+    if times.restarted:
+        out.notes.append("nodes that did not rejoin after healing were restarted (STUCK_AFTER)")
     if counts.lost:
         out.notes.append(f"{len(counts.lost)} confirmed messages never executed")
     return out
+
+
+def _confirmed_between(attempts: list[Attempt], since: float, until: float) -> int:
+    """Publishes confirmed that ended between ``since`` and ``until`` (epoch seconds)."""
+    return sum(1 for a in attempts if a.message_id and since < a.ended <= until)
 
 
 def columns(config: dict[str, Any]) -> list[Column]:
@@ -96,22 +112,26 @@ def columns(config: dict[str, Any]) -> list[Column]:
     return [
         *(Column(k, k, count) for k in COUNTS),
         Column("queue_empty", "queue empty after drain (1 = yes)", count),
+        Column("confirmed_during", "confirmed while cut off", count),
+        Column("held_s", "cut off for", secs),
         Column("detected_s", "partition seen after", secs),
         Column("healed_s", "whole again after healing", secs),
     ]
 
 
 def reading(view: View) -> list[str]:
-    """Per row: lost, duplicated and unconfirmed."""
+    """Per row: lost, duplicated, unconfirmed, and confirmed while the leader was cut off (0 on
+    a classic queue: it lives on the cut node)."""
     parts = []
     for r in view.rows(NAME):
         lost = view.median(NAME, r, "lost")
         dup = view.median(NAME, r, "duplicated")
         unconfirmed = view.median(NAME, r, "unconfirmed")
+        during = view.median(NAME, r, "confirmed_during")
         if lost is not None:
             parts.append(
                 f"{view.label(r)} {lost:.0f} lost, {dup or 0:.0f} duplicated, "
-                f"{unconfirmed or 0:.0f} unconfirmed"
+                f"{unconfirmed or 0:.0f} unconfirmed, {during or 0:.0f} confirmed while cut off"
             )
     if parts:
         return [f"Work queue leader cut off from a 3-node cluster: {'; '.join(parts)}."]
@@ -126,6 +146,9 @@ def check(c: Checker, run: dict[str, Any]) -> None:
     counts = jepsen_count(attempts, c.rows(s), bool(m["queue_empty"])).as_dict()
     for key in COUNTS:
         c.close(m[key], float(counts[key]), f"{NAME}/{run['impl']} {key}")
+    seen, heal = s["partition"]
+    during = float(_confirmed_between(attempts, seen, heal))
+    c.close(m["confirmed_during"], during, f"{NAME}/{run['impl']} confirmed_during")
 
 
 def settings(config: dict[str, Any]) -> str:
@@ -149,7 +172,8 @@ SCENARIO = Scenario(
     params=(
         Param("pause", 0.05, 0.05, "seconds between publishes"),
         Param("before", 40, 20, "messages confirmed before the cut, and after healing"),
-        Param("during", 40, 20, "messages confirmed during the partition"),
+        Param("during", 40, 20, "messages confirmed during the partition, at most"),
+        Param("hold", 30.0, 20.0, "seconds the partition is held at most, once seen"),
     ),
     settings=settings,
     columns=columns,
