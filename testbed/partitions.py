@@ -94,9 +94,9 @@ STUCK_AFTER = 60.0
 SIGKILLed and started again with its data, as an operator would (:func:`rejoin`). Seen on this
 machine (RabbitMQ 3.10.8, ``pause_minority``, ``net_ticktime`` 4 s) twice in about 60 cuts on
 2026-12-08, in a suite run and in the partition scenario: the cut node, paused, began its
-restart after the heal and answered no more (neither AMQP nor the management API, for 4 minutes); rabbitmq-server issue
-#2175 describes ``pause_minority`` recoveries that do not complete. The restart is printed and
-recorded (:attr:`Times.restarted`)."""
+restart after the heal and answered no more (neither AMQP nor the management API, for 4
+minutes); rabbitmq-server issue #2175 describes ``pause_minority`` recoveries that do not
+complete. The restart is printed and recorded (:attr:`Times.restarted`)."""
 
 
 @dataclass
