@@ -198,6 +198,8 @@ class Consumer:
                         break  # a clean stop: nothing in hand, exit 0 like any stop
                 except (HomeNodeDown, pika.exceptions.ChannelClosedByBroker) as e:
                     if isinstance(e, HomeNodeDown) or home_node_down(e.reply_code, e.reply_text):
+                        if self.stopping.is_set():
+                            break  # a clean stop: nothing in hand, exit 0 like any stop
                         if self.consuming or not lost_at:  # the queue is back with its node
                             lost_at = time.monotonic()
                         if self.consuming or not waiting:
@@ -209,6 +211,8 @@ class Consumer:
                             ) from e
                         with contextlib.suppress(pika.exceptions.AMQPConnectionError):
                             connection.sleep(1.0)  # a dropped connection: the next channel()
+                        if self.stopping.is_set():
+                            break
                         continue
                     if is_ack_timeout(e):
                         say(
