@@ -89,7 +89,7 @@ def target(
     raise ValueError(f"unknown partition scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
 
-STUCK_AFTER = 60.0
+STUCK_AFTER = 30.0
 """Seconds after healing that a node may stay out of the cluster before it is restarted:
 SIGKILLed and started again with its data, as an operator would (:func:`rejoin`). Seen on this
 machine (RabbitMQ 3.10.8, ``pause_minority``, ``net_ticktime`` 4 s) twice in about 60 cuts on
@@ -97,6 +97,10 @@ machine (RabbitMQ 3.10.8, ``pause_minority``, ``net_ticktime`` 4 s) twice in abo
 restart after the heal and answered no more (neither AMQP nor the management API, for 4
 minutes); rabbitmq-server issue #2175 describes ``pause_minority`` recoveries that do not
 complete. The restart is printed and recorded (:attr:`Times.restarted`)."""
+
+
+SECOND_OPINION_AFTER = 5.0
+"""Seconds between the two looks at a node before it is restarted (:func:`rejoin`)."""
 
 
 @dataclass
@@ -133,8 +137,9 @@ def partitioned(cluster: NetnsCluster, node: LocalNode) -> Iterator[Times]:
 def rejoin(cluster: NetnsCluster, node: LocalNode) -> bool:
     """Wait until the cluster is whole after ``node``'s link was healed; if after
     :data:`STUCK_AFTER` seconds it is not, and some nodes do not answer as running (their own
-    management API: paused, or stuck restarting), SIGKILL those, start them again with their
-    data and wait again. Whether any was restarted.
+    management API, asked twice :data:`SECOND_OPINION_AFTER` seconds apart: paused, or stuck
+    restarting), SIGKILL those, start them again with their data and wait again. Whether any
+    was restarted.
 
     Raises:
         TimeoutError: not whole, with every node answering (a queue without a leader, say), or
@@ -144,11 +149,14 @@ def rejoin(cluster: NetnsCluster, node: LocalNode) -> bool:
         cluster.await_healed(STUCK_AFTER)
         return False
     except TimeoutError:
-        stuck = [
-            n for n in cluster.nodes if not cluster.nodes_seen_by(n).get(n.node, {}).get("running")
-        ]
+        stuck = _not_running(cluster)
         if not stuck:
             raise
+    time.sleep(SECOND_OPINION_AFTER)  # a slow node answers the second time
+    stuck = [n for n in _not_running(cluster) if n in stuck]
+    if not stuck:
+        cluster.await_healed()
+        return False
     names = ", ".join(n.node for n in stuck)
     print(f"\n{names} not back within {STUCK_AFTER:g} s of healing {node.node}; restarting")
     for stuck_node in stuck:
@@ -156,3 +164,8 @@ def rejoin(cluster: NetnsCluster, node: LocalNode) -> bool:
     cluster.start()
     cluster.await_healed()
     return True
+
+
+def _not_running(cluster: NetnsCluster) -> list[LocalNode]:
+    """The nodes whose own management API does not answer that they run."""
+    return [n for n in cluster.nodes if not cluster.nodes_seen_by(n).get(n.node, {}).get("running")]
