@@ -70,6 +70,12 @@ def main() -> int:
         sys.executable, "-m", "dramatiq", "dramatiq_impl.actors",
         "--processes", str(args.processes), "--threads", str(args.concurrency),
         "--queues", queue,
+        # Dramatiq's main process waits up to this long (default 30 s) for each worker process
+        # to say it booted, even if that process has exited meanwhile: a consumer thread that
+        # meets a refusal (403 on basic.consume, dramatiq_impl.broker) ends its process before
+        # the signal, so the worker took 30 s to exit (seen once under load). No fork
+        # processes here wait on it.
+        "--worker-fork-timeout", "1000",
     ]  # fmt: skip
     print(f" [*] {args.name} waiting for messages on '{queue}'. To exit press CTRL+C", flush=True)
     os.execve(sys.executable, argv, env)
