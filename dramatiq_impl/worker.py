@@ -7,7 +7,7 @@
 This checks the broker (connection, credentials, the durable queue and its ``.DQ``/``.XQ``
 siblings) and then *becomes* the native worker, in the same process::
 
-    dramatiq dramatiq_impl.actors -p 1 -t 1 -Q dramatiq.task_queue
+    dramatiq dramatiq_impl.actors -p 1 -t 1 -Q dramatiq.task_queue --worker-fork-timeout 1000
 
 (``--concurrency N`` is ``-t N``, with prefetch ``N x --prefetch`` per process)
 
