@@ -155,13 +155,15 @@ class Lab:
         slowdown: float = 1.0,
         dot_seconds: float = 0.0,
         concurrency: int = 1,
+        env: dict[str, str] | None = None,
     ) -> WorkerSpec:
         """How to start one worker of ``target``.
 
         The target's own settings win over the scenario's: a defaults row keeps its
         framework-default prefetch and early ack. ``journal=None`` records nothing (rate runs).
 
-        ``concurrency`` is the worker's task slots; ``prefetch`` is per slot.
+        ``concurrency`` is the worker's task slots; ``prefetch`` is per slot; ``env`` the
+        scenario's further variables (the target's win).
         """
         return WorkerSpec(
             name=name,
@@ -171,7 +173,7 @@ class Lab:
             amqp_url=self.amqp_url,
             dot_seconds=dot_seconds,
             early_ack=target.early_ack,
-            env={**self.env, **target.worker_env},
+            env={**self.env, **(env or {}), **target.worker_env},
             concurrency=concurrency,
         )
 
@@ -185,6 +187,7 @@ class Lab:
         slowdown: float = 1.0,
         dot_seconds: float = 0.0,
         concurrency: int = 1,
+        env: dict[str, str] | None = None,
     ) -> Worker:
         """Start one worker of ``target`` (:meth:`worker_spec`) as its own process group; does
         not wait for it."""
@@ -196,6 +199,7 @@ class Lab:
             slowdown=slowdown,
             dot_seconds=dot_seconds,
             concurrency=concurrency,
+            env=env,
         )
         log = self.workdir / "logs" / f"{self._next()}-{target.name}-{name}.log"
         spawned_at = time.time()

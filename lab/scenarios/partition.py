@@ -51,7 +51,10 @@ def run(lab: Lab, target: Target) -> Outcome:
     queue = target.queue()
     before, during = int(opts["before"]), int(opts["during"])
     with lab.workers_scope(), contextlib.closing(Journal(journal)) as j:
-        worker = lab.start_worker(target, "w1", journal, dot_seconds=0.005, concurrency=2)
+        # reconnecting for longer than a cut, a heal and a restart of a node that does not
+        # rejoin (testbed.partitions.rejoin): pika's worker would give up after 60 s
+        worker = lab.start_worker(target, "w1", journal, dot_seconds=0.005, concurrency=2,
+                                  env={"MQLAB_RECONNECT_SECONDS": "300"})  # fmt: skip
         lab.wait_consuming(target.impl, [worker])
         leader = scheme_target(cluster, "leader", queue)
         urls = [n.amqp_url for n in cluster.nodes if n is not leader] + [leader.amqp_url]
