@@ -118,6 +118,14 @@ def count(
     )
 
 
+def confirmed_between(
+    attempts: Iterable[Attempt], since: float, until: float = float("inf")
+) -> int:
+    """Attempts confirmed that ended after ``since`` and no later than ``until`` (epoch
+    seconds)."""
+    return sum(1 for a in attempts if a.message_id and since < a.ended <= until)
+
+
 class CountingProducer(threading.Thread):
     """Publishes one work message (``partition N.``) at a time through the implementation's
     producer (kept open; reopened after an error), pausing ``pause`` seconds between publishes,
@@ -176,7 +184,7 @@ class CountingProducer(threading.Thread):
 
     def confirmed_after(self, moment: float) -> int:
         """Publishes confirmed that ended after ``moment`` (epoch seconds)."""
-        return sum(1 for a in self.attempts if a.message_id and a.ended > moment)
+        return confirmed_between(self.attempts, moment)
 
     def wait_confirmed_after(self, moment: float, count: int, timeout: float, what: str) -> None:
         """Wait until ``count`` publishes that ended after ``moment`` were confirmed.

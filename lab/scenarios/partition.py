@@ -27,7 +27,7 @@ from lab.report.view import Column, View, count, secs
 from lab.run.harness import Lab, Outcome, ScenarioSkipped, Target
 from lab.scenario import Param, Scenario, ScenarioFailed, params
 from shared.journal import Journal
-from testbed.counts import Attempt, CountingProducer
+from testbed.counts import Attempt, CountingProducer, confirmed_between
 from testbed.counts import count as jepsen_count
 from testbed.netns import why_unavailable
 from testbed.netns_cluster import NetnsCluster
@@ -90,7 +90,7 @@ def run(lab: Lab, target: Target) -> Outcome:
     out.metrics["queue_empty"] = 1.0 if empty else 0.0
     out.metrics["detected_s"], out.metrics["healed_s"] = times.detected, times.healed
     out.metrics["held_s"] = heal - seen
-    out.metrics["confirmed_during"] = float(_confirmed_between(producer.attempts, seen, heal))
+    out.metrics["confirmed_during"] = float(confirmed_between(producer.attempts, seen, heal))
     out.samples.update(
         attempts=[[a.began, a.ended, a.message_id] for a in producer.attempts],
         executions=len(rows),
@@ -103,11 +103,6 @@ def run(lab: Lab, target: Target) -> Outcome:
     if counts.lost:
         out.notes.append(f"{len(counts.lost)} confirmed messages never executed")
     return out
-
-
-def _confirmed_between(attempts: list[Attempt], since: float, until: float) -> int:
-    """Publishes confirmed that ended between ``since`` and ``until`` (epoch seconds)."""
-    return sum(1 for a in attempts if a.message_id and since < a.ended <= until)
 
 
 def columns(config: dict[str, Any]) -> list[Column]:
@@ -152,7 +147,7 @@ def check(c: Checker, run: dict[str, Any]) -> None:
         c.close(m[key], float(counts[key]), f"{NAME}/{run['impl']} {key}")
     if "partition" in s:  # reports before 2026-12-08 have no partition times
         seen, heal = s["partition"]
-        during = float(_confirmed_between(attempts, seen, heal))
+        during = float(confirmed_between(attempts, seen, heal))
         c.close(m["confirmed_during"], during, f"{NAME}/{run['impl']} confirmed_during")
 
 
